@@ -1,0 +1,123 @@
+"""memlab command line: validate | plan | run | report.
+
+This module and everything it imports at the top stays free of torch, ray, transformers and
+mlflow, so `validate` and `plan` answer in well under a second. `run` imports the heavy
+machinery inside the function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from memlab.config.expand import Study, load_study
+from memlab.config.load import ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _load(args: argparse.Namespace) -> Study:
+    return load_study(args.file, args.set)
+
+
+def format_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
+    """Plain-text table, columns padded; `align` is a string of 'l'/'r' per column."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    align = align or "l" * len(headers)
+
+    def line(r):
+        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w)
+                         for c, w, a in zip(r, widths, align)).rstrip()
+
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
+
+
+def model_label(cfg) -> str:
+    m = cfg.model
+    if m.scale:
+        return m.scale
+    if m.source == "smollm2":
+        return "SmolLM2-135M"
+    if m.source == "tiny":
+        return f"tiny-{m.tiny.family}-{m.tiny.hidden}x{m.tiny.layers}"
+    return str(m.name)
+
+
+def dup_label(cfg) -> str:
+    d = cfg.data
+    mix = "/".join(str(k * d.dup_factor) for k in d.dup_mix)
+    return mix
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    study = _load(args)
+    print(f"{args.file}: ok ({len(study.trials)} trials)")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    study = _load(args)
+    rows = []
+    for t in study.trials:
+        c = t.config
+        res = getattr(c.resources, c.train.strategy)
+        rows.append([t.key, c.train.strategy, model_label(c), dup_label(c), c.seed,
+                     f"{res.cpu:g}", f"{res.gpu:g}"])
+    print(f"sweep '{study.name}': {len(study.trials)} trials -> {study.root}/<trial_key>/")
+    print(format_table(["trial_key", "strategy", "model", "dup_counts", "seed", "cpu", "gpu"],
+                       rows, "lllllrr"))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from memlab.sweep.run import run_sweep
+
+    study = _load(args)
+    return run_sweep(study, tracking_uri=args.tracking_uri, resume=args.resume)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from memlab.stages.report import write_report
+
+    study = _load(args)
+    print(write_report(study))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="memlab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def study_cmd(name: str, fn, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("file", help="study YAML (merged over _defaults.yaml)")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="dotted override, e.g. --set train.epochs=2 (repeatable)")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    study_cmd("validate", cmd_validate, "check a study file; exit 2 on any problem")
+    study_cmd("plan", cmd_plan, "print the trials of a study with their resources")
+    run = study_cmd("run", cmd_run, "run every trial: train -> generate -> score -> report")
+    run.add_argument("--tracking-uri", default=None,
+                     help="MLflow tracking URI (default: SQLite file under the runs root)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue an interrupted sweep, skipping finished work")
+    study_cmd("report", cmd_report, "print and write the results table of finished trials")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        for line in e.problems:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""Dataset stage: documents from a source -> member / non-member Parquet shards with exact
+`dup_count`s.
+
+Sources: the built-in offline demo corpus, a local JSONL / Parquet file or a folder of them or
+of `.txt` files, or a Hugging Face dataset name (needs network and the `datasets` package).
+Members are split into disjoint, equal-as-possible subsets, one per entry of `dup_mix`; a member
+of subset k occurs `dup_factor * k` times in the training stream. Non-members occur 0 times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from memlab.config.schema import DataSection
+from memlab.io.shards import (
+    DATASET_SCHEMA,
+    read_manifest,
+    read_shards,
+    shard_name,
+    write_manifest,
+    write_shard,
+)
+
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    pass
+
+
+def _read_local(path: Path, text_field: str, id_field: str | None) -> list[dict]:
+    """A JSONL / Parquet file, or a folder of such files and/or `.txt` documents."""
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*")
+                       if p.suffix in (".jsonl", ".json", ".parquet", ".txt") and p.is_file())
+        if not files:
+            raise DataError(f"data.path: no .jsonl, .parquet or .txt files under {path}")
+    else:
+        files = [path]
+    docs: list[dict] = []
+    for f in files:
+        rel = f.relative_to(path) if path.is_dir() else Path(f.name)
+        if f.suffix == ".txt":
+            docs.append({"doc_id": str(rel), "text": f.read_text(errors="replace")})
+            continue
+        if f.suffix == ".parquet":
+            rows = pq.read_table(f).to_pylist()
+        else:
+            with open(f) as fh:
+                rows = []
+                for n, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as e:
+                            raise DataError(f"{f}:{n}: invalid JSON: {e.msg}") from None
+        for i, row in enumerate(rows):
+            if text_field not in row:
+                raise DataError(f"{f}: row {i} has no field '{text_field}' (data.text_field)")
+            doc_id = str(row[id_field]) if id_field else f"{rel}#{i}"
+            docs.append({"doc_id": doc_id, "text": str(row[text_field])})
+    return docs
+
+
+def _read_hf(cfg: DataSection) -> list[dict]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError("data.source=hf needs the `datasets` package: "
+                        "pip install 'memlab[hf]'") from None
+    ds = datasets.load_dataset(cfg.hf_name, split=cfg.hf_split)
+    ids = ds[cfg.id_field] if cfg.id_field else range(len(ds))
+    return [{"doc_id": str(i), "text": t} for i, t in zip(ids, ds[cfg.text_field])]
+
+
+def load_documents(cfg: DataSection) -> list[dict]:
+    """All candidate documents of the source, in a stable order, deduplicated by text."""
+    if cfg.source == "demo":
+        from memlab.components.corpus import generate_demo_corpus
+
+        docs = generate_demo_corpus(num_docs=cfg.num_docs, seed=cfg.seed)
+    elif cfg.source == "local":
+        docs = _read_local(Path(os.path.expanduser(cfg.path)), cfg.text_field, cfg.id_field)
+    else:
+        docs = _read_hf(cfg)
+    seen_text: set[str] = set()
+    seen_id: set[str] = set()
+    out = []
+    for d in docs:
+        text = d["text"].strip()
+        if len(text.split()) < cfg.min_words or text in seen_text:
+            continue
+        if d["doc_id"] in seen_id:
+            raise DataError(f"duplicate doc_id {d['doc_id']!r} in the source")
+        seen_text.add(text)
+        seen_id.add(d["doc_id"])
+        out.append({"doc_id": d["doc_id"], "text": text})
+    return out
+
+
+def select(docs: list[dict], cfg: DataSection) -> list[dict]:
+    """Deterministic member / non-member split and duplication counts."""
+    need = cfg.num_members + cfg.num_nonmembers
+    if len(docs) < need:
+        raise DataError(f"data: the source has {len(docs)} usable documents, "
+                        f"num_members + num_nonmembers needs {need}")
+    order = list(range(len(docs)))
+    random.Random(cfg.seed).shuffle(order)
+    rows = []
+    for rank, idx in enumerate(order[:need]):
+        d = docs[idx]
+        if rank < cfg.num_members:
+            k = cfg.dup_mix[rank % len(cfg.dup_mix)]
+            rows.append({**d, "split": "member", "dup_count": cfg.dup_factor * k})
+        else:
+            rows.append({**d, "split": "nonmember", "dup_count": 0})
+    return rows
+
+
+def build_dataset(cfg: DataSection, out_dir: str | os.PathLike) -> dict:
+    """Write the dataset shards (once) and return the manifest."""
+    out_dir = Path(out_dir)
+    done = read_manifest(out_dir)
+    if done is not None:
+        return done
+    rows = select(load_documents(cfg), cfg)
+    table = pa.Table.from_pylist(rows, schema=DATASET_SCHEMA)
+    n_shards = 0
+    for start in range(0, len(rows), cfg.shard_rows):
+        path = out_dir / shard_name(n_shards)
+        write_shard(table.slice(start, cfg.shard_rows), path, DATASET_SCHEMA)
+        n_shards += 1
+    digest = hashlib.sha256()
+    for r in rows:
+        digest.update(f"{r['doc_id']}\0{r['text']}\0{r['dup_count']}\n".encode())
+    counts: dict[str, int] = {}
+    for r in rows:
+        if r["split"] == "member":
+            counts[str(r["dup_count"])] = counts.get(str(r["dup_count"]), 0) + 1
+    manifest = {
+        "source": cfg.source,
+        "source_ref": cfg.path or cfg.hf_name or f"demo(num_docs={cfg.num_docs},seed={cfg.seed})",
+        "rows": len(rows),
+        "members": cfg.num_members,
+        "nonmembers": cfg.num_nonmembers,
+        "members_by_dup_count": counts,
+        "train_stream_len": sum(r["dup_count"] for r in rows),
+        "shards": n_shards,
+        "sha256": digest.hexdigest(),
+    }
+    write_manifest(out_dir, **manifest)
+    log.info("dataset %s: %d members, %d non-members, %d shards",
+             out_dir.name, cfg.num_members, cfg.num_nonmembers, n_shards)
+    return manifest
+
+
+def read_dataset(out_dir: str | os.PathLike) -> list[dict]:
+    return read_shards(out_dir, DATASET_SCHEMA).to_pylist()
+
+
+def training_stream(rows: list[dict], seed: int) -> list[dict]:
+    """Every member repeated `dup_count` times, shuffled with the trial seed."""
+    stream = [r for r in rows if r["split"] == "member" for _ in range(r["dup_count"])]
+    random.Random(seed).shuffle(stream)
+    return stream

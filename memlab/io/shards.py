@@ -1,0 +1,114 @@
+"""Atomic, idempotent Parquet shards and stage manifests, with the declared schema of every
+stage boundary. A shard is written to `<name>.tmp` and renamed; a shard whose final file exists
+is finished and never redone; a stage writes its manifest last."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# ------------------------------------------------------------------ schemas of stage boundaries
+DATASET_SCHEMA = pa.schema([
+    ("doc_id", pa.string()),
+    ("text", pa.string()),
+    ("split", pa.string()),  # "member" | "nonmember"
+    ("dup_count", pa.int32()),  # times the document occurs in the training stream (0: never)
+])
+
+GENERATION_SCHEMA = pa.schema([
+    ("doc_id", pa.string()),
+    ("split", pa.string()),
+    ("dup_count", pa.int32()),
+    ("sample_idx", pa.int32()),
+    ("seed", pa.int64()),
+    ("prompt_ids", pa.list_(pa.int32())),
+    ("suffix_ids", pa.list_(pa.int32())),
+    ("gen_ids", pa.list_(pa.int32())),
+    ("suffix_text", pa.string()),
+    ("gen_text", pa.string()),
+    ("doc_nll", pa.float64()),  # mean next-token NLL of the document's first seq_len tokens
+    ("doc_tokens", pa.int32()),  # tokens that NLL is averaged over
+])
+
+SCORE_SCHEMA = pa.schema([
+    ("trial_key", pa.string()),
+    ("doc_id", pa.string()),
+    ("split", pa.string()),
+    ("dup_count", pa.int32()),
+    ("sample_idx", pa.int32()),
+    ("exact_extracted", pa.bool_()),
+    ("token_match_frac", pa.float64()),
+    ("lcs_tokens", pa.int32()),
+    ("sim_to_source", pa.float64()),
+    ("sim_to_corpus", pa.float64()),
+    ("sim_corpus_doc_id", pa.string()),
+    ("doc_nll", pa.float64()),
+    ("doc_tokens", pa.int32()),
+    # Plagiarism typing (verbatim / paraphrase / idea) adds its columns here.
+])
+
+MANIFEST = "_MANIFEST.json"
+
+
+class SchemaError(ValueError):
+    pass
+
+
+def validate_table(table: pa.Table, schema: pa.Schema, where: str = "") -> None:
+    """Check a table against a declared boundary schema (names, order and types)."""
+    if table.schema.remove_metadata() != schema:
+        raise SchemaError(f"{where}: schema mismatch\n got: {table.schema}\n want: {schema}")
+
+
+def shard_name(i: int) -> str:
+    return f"part-{i:05d}.parquet"
+
+
+def is_done(path: str | os.PathLike) -> bool:
+    return Path(path).is_file()
+
+
+def write_shard(table: pa.Table, path: str | os.PathLike, schema: pa.Schema | None = None) -> None:
+    """Validate, write to `<path>.tmp`, fsync, rename. Readers never see a partial shard."""
+    path = Path(path)
+    if schema is not None:
+        validate_table(table, schema, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_shards(folder: str | os.PathLike, schema: pa.Schema | None = None) -> pa.Table:
+    files = sorted(Path(folder).glob("part-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no shards in {folder}")
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    if schema is not None:
+        validate_table(table, schema, str(folder))
+    return table
+
+
+def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def write_manifest(folder: str | os.PathLike, **info: Any) -> None:
+    """Written last: its presence means the stage in `folder` finished."""
+    write_json_atomic(info, Path(folder) / MANIFEST)
+
+
+def read_manifest(folder: str | os.PathLike) -> dict | None:
+    p = Path(folder) / MANIFEST
+    return json.loads(p.read_text()) if p.is_file() else None

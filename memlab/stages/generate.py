@@ -1,0 +1,194 @@
+"""Generate stage: the extraction attack, over Parquet shards with Ray Data.
+
+For every document of the dataset (members and non-members) the prompt is its first
+`prefix_tokens` tokens and the reference suffix the next `suffix_tokens`; the fine-tuned model
+samples `samples_per_prompt` continuations of `max_new_tokens` tokens. The same pass records
+the document's mean next-token NLL (for held-out perplexity and membership signals).
+
+Ray Data runs one task per dataset shard on an actor pool (one model load per actor); each
+actor writes its generation shard atomically, so a finished shard is never redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from memlab.config.schema import StudyConfig
+from memlab.io.shards import (
+    GENERATION_SCHEMA,
+    is_done,
+    read_manifest,
+    write_manifest,
+    write_shard,
+)
+
+log = logging.getLogger(__name__)
+
+
+def sample_seed(seed: int, shard: str, batch: int, sample_idx: int) -> int:
+    """Deterministic seed of one generation batch (recorded with each of its samples)."""
+    blob = f"{seed}/{shard}/{batch}/{sample_idx}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:7], "little")
+
+
+def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[float]:
+    """Mean next-token negative log-likelihood of each token list (no grad)."""
+    import torch
+    import torch.nn.functional as F
+
+    out: list[float] = []
+    dev = next(model.parameters()).device
+    for i in range(0, len(token_lists), batch_size):
+        chunk = token_lists[i:i + batch_size]
+        width = max(len(x) for x in chunk)
+        ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, x in enumerate(chunk):
+            ids[j, :len(x)] = torch.tensor(x)
+            mask[j, :len(x)] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        m = mask[:, 1:].float()
+        out.extend(((nll * m).sum(1) / m.sum(1).clamp(min=1)).tolist())
+    return out
+
+
+def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str) -> list[dict]:
+    """The attack on a list of dataset rows (plain HF `generate`, batched, left-padded)."""
+    import torch
+
+    from memlab.components.models import doc_tokens
+
+    a = cfg.attack
+    dev = next(model.parameters()).device
+    docs = []
+    for r in rows:
+        ids = doc_tokens(tok, r["text"], max(a.prefix_tokens + a.suffix_tokens, cfg.train.seq_len))
+        if len(ids) <= a.prefix_tokens:
+            log.warning("doc %s has only %d tokens: not attacked", r["doc_id"], len(ids))
+            continue
+        docs.append((r, ids))
+    nlls = doc_nll(model, tok, [ids[:cfg.train.seq_len] for _, ids in docs], a.batch_size)
+    out: list[dict] = []
+    eos = tok.eos_token_id
+    for b in range(0, len(docs), a.batch_size):
+        chunk = docs[b:b + a.batch_size]
+        prompts = [ids[:a.prefix_tokens] for _, ids in chunk]
+        width = max(len(p) for p in prompts)
+        inp = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(inp)
+        for j, p in enumerate(prompts):  # left padding
+            inp[j, width - len(p):] = torch.tensor(p)
+            mask[j, width - len(p):] = 1
+        inp, mask = inp.to(dev), mask.to(dev)
+        for s in range(a.samples_per_prompt):
+            seed = sample_seed(cfg.seed, shard, b, s)
+            torch.manual_seed(seed)
+            kw = {"do_sample": False}
+            if a.decoding == "sample":
+                kw = {"do_sample": True, "temperature": a.temperature,
+                      "top_k": a.top_k or None, "top_p": a.top_p}
+            with torch.no_grad():
+                gen = model.generate(input_ids=inp, attention_mask=mask,
+                                     max_new_tokens=a.max_new_tokens, pad_token_id=tok.pad_token_id,
+                                     eos_token_id=eos, **kw)
+            for j, (r, ids) in enumerate(chunk):
+                new = gen[j, width:].tolist()
+                if eos in new:
+                    new = new[:new.index(eos)]
+                suffix = ids[a.prefix_tokens:a.prefix_tokens + a.suffix_tokens]
+                out.append({
+                    "doc_id": r["doc_id"], "split": r["split"], "dup_count": r["dup_count"],
+                    "sample_idx": s, "seed": seed, "prompt_ids": prompts[j],
+                    "suffix_ids": suffix, "gen_ids": new,
+                    "suffix_text": tok.decode(suffix), "gen_text": tok.decode(new),
+                    "doc_nll": nlls[b + j], "doc_tokens": min(len(ids), cfg.train.seq_len),
+                })
+    return out
+
+
+class GenerateShards:
+    """Ray Data actor: loads the trained model once, then turns dataset shards into
+    generation shards (skipping any that already exist)."""
+
+    def __init__(self, cfg_tree: dict, train_dir: str, threads: int):
+        import torch
+
+        from memlab.components.models import load_trained, torch_dtype
+        from memlab.config.load import Located, from_dict
+        from memlab.config.schema import StudyConfig
+
+        self.cfg = from_dict(StudyConfig, cfg_tree, "", Located(), [])
+        torch.set_num_threads(max(1, threads))
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch_dtype(self.cfg.train.precision, device)
+        self.model, self.tok = load_trained(train_dir, dtype)
+        self.model.to(device)
+
+    def __call__(self, batch: dict) -> dict:
+        rows_out = []
+        for src, dst in zip(batch["src"], batch["dst"]):
+            if not is_done(dst):
+                rows = pq.read_table(src).to_pylist()
+                out = generate_rows(self.model, self.tok, rows, self.cfg, Path(src).name)
+                write_shard(pa.Table.from_pylist(out, schema=GENERATION_SCHEMA), dst,
+                            GENERATION_SCHEMA)
+            rows_out.append(pq.read_metadata(dst).num_rows)
+        return {"dst": list(batch["dst"]), "rows": rows_out}
+
+
+def run_shard_pool(actor_cls, ctor_kwargs: dict, jobs: list[tuple[Path, Path]],
+                   cfg: StudyConfig, desc: str) -> int:
+    """Run `actor_cls` over (src, dst) shard pairs with a Ray Data actor pool; return rows."""
+    import ray
+
+    from memlab.io.progress import Progress
+
+    todo = [(s, d) for s, d in jobs if not is_done(d)]
+    rows = sum(pq.read_metadata(d).num_rows for _, d in jobs if is_done(d))
+    if not todo:
+        return rows
+    a = cfg.attack
+    ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts shards
+    ds = ray.data.from_items([{"src": str(s), "dst": str(d)} for s, d in todo])
+    pool = ray.data.ActorPoolStrategy(size=max(1, min(a.actors, len(todo))))
+    remote_args = None
+    pg = ray.util.get_current_placement_group()
+    if pg is not None:
+        # Inside a Tune trial: the actors go into the bundles the trial reserved for them
+        # (Ray Data would otherwise schedule them outside the trial's placement group).
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        strategy = PlacementGroupSchedulingStrategy(pg)
+        remote_args = lambda: {"scheduling_strategy": strategy}  # noqa: E731
+    ds = ds.map_batches(actor_cls, fn_constructor_kwargs=ctor_kwargs, batch_size=1,
+                        compute=pool, num_cpus=a.actor_cpus, num_gpus=a.actor_gpus or None,
+                        ray_remote_args_fn=remote_args)
+    bar = Progress(len(todo), desc, unit="shard")
+    for row in ds.iter_rows():
+        rows += int(row["rows"])
+        bar.update(1)
+    return rows
+
+
+def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Path,
+                 threads: int = 1) -> dict:
+    done = read_manifest(out_dir)
+    if done is not None:
+        return done
+    from memlab.config.load import to_dict
+
+    jobs = [(s, out_dir / s.name) for s in sorted(Path(data_dir).glob("part-*.parquet"))]
+    rows = run_shard_pool(GenerateShards, {"cfg_tree": to_dict(cfg), "train_dir": str(train_dir),
+                                           "threads": threads}, jobs, cfg, "generate")
+    manifest = {"shards": len(jobs), "rows": rows, "decoding": cfg.attack.decoding,
+                "samples_per_prompt": cfg.attack.samples_per_prompt}
+    write_manifest(out_dir, **manifest)
+    return manifest

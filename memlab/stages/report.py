@@ -1,0 +1,122 @@
+"""Report stage: one results table for the sweep (a row per trial and duplication count),
+printed, written as CSV and Markdown next to the runs, and drawn as a plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from memlab.cli import format_table
+from memlab.config.expand import Study
+from memlab.config.schema import STRATEGIES
+
+COLUMNS = ["strategy", "model", "dup", "seed", "exact_%", "match_%", "sim>=T_%",
+           "floor_exact_%", "floor_match_%", "floor_sim>=T_%", "heldout_ppl",
+           "trainable_params", "train_s", "trial_key"]
+NUMERIC = {"exact_%", "match_%", "sim>=T_%", "floor_exact_%", "floor_match_%",
+           "floor_sim>=T_%", "heldout_ppl", "trainable_params", "train_s", "dup", "seed"}
+
+
+def _human(n: float) -> str:
+    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f}{unit}"
+    return str(int(n))
+
+
+def collect(study: Study) -> tuple[list[dict], float]:
+    """Rows of the results table from the trials' result.json files."""
+    thr = study.base.score.headline_threshold
+    rows = []
+    root = Path(study.base.sweep.runs_root).expanduser() / study.name
+    for t in study.trials:
+        path = root / t.key / "result.json"
+        if not path.is_file():
+            continue
+        res = json.loads(path.read_text())
+        m = res["metrics"]
+        dups = sorted(int(k.rsplit("dup", 1)[1]) for k in m
+                      if k.startswith("exact_pct/member/dup"))
+        for d in dups:
+            rows.append({
+                "strategy": res["strategy"], "model": res["model"], "dup": d,
+                "seed": res["seed"],
+                "exact_%": m[f"exact_pct/member/dup{d}"],
+                "match_%": 100 * m[f"token_match_frac/member/dup{d}"],
+                "sim>=T_%": m[f"sim_src_ge_{thr:g}_pct/member/dup{d}"],
+                "floor_exact_%": m["exact_pct/nonmember"],
+                "floor_match_%": 100 * m["token_match_frac/nonmember"],
+                "floor_sim>=T_%": m[f"sim_src_ge_{thr:g}_pct/nonmember"],
+                "heldout_ppl": m["heldout_ppl"],
+                "trainable_params": m["trainable_params"],
+                "train_s": m["train_time_s"],
+                "trial_key": res["key"],
+            })
+    order = {s: i for i, s in enumerate(STRATEGIES)}
+    rows.sort(key=lambda r: (r["model"], order.get(r["strategy"], 9), r["dup"], r["seed"]))
+    return rows, thr
+
+
+def _cell(col: str, v) -> str:
+    if col == "trainable_params":
+        return _human(v)
+    if col == "heldout_ppl":
+        return f"{v:.2f}"
+    if col == "train_s":
+        return f"{v:.0f}"
+    return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def plot(rows: list[dict], out: Path, thr: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, col, floor, title in ((axes[0], "exact_%", "floor_exact_%", "exact extraction"),
+                                  (axes[1], "sim>=T_%", "floor_sim>=T_%",
+                                   f"similarity to source >= {thr:g}")):
+        for strat in dict.fromkeys(r["strategy"] for r in rows):
+            sel = [r for r in rows if r["strategy"] == strat]
+            ax.plot([r["dup"] for r in sel], [r[col] for r in sel], marker="o", label=strat)
+            ax.axhline(sel[0][floor], linestyle=":", linewidth=1,
+                       color=ax.lines[-1].get_color())
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("times a document was seen in training (dup_count)")
+        ax.set_ylabel("% of member samples")
+        ax.set_title(f"{title} (dotted: non-member floor)", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def write_report(study: Study) -> str:
+    rows, thr = collect(study)
+    root = Path(study.base.sweep.runs_root).expanduser() / study.name
+    if not rows:
+        return f"no finished trials under {root}"
+    name = lambda c: c.replace("T_", f"{thr:g}_")  # noqa: E731
+    # the printed table leaves out columns that are the same on every row (said in the title)
+    same = [c for c in ("model", "seed") if len({r[c] for r in rows}) == 1]
+    shown = [c for c in COLUMNS if c not in same]
+    text = format_table([name(c) for c in shown], [[_cell(c, r[c]) for c in shown] for r in rows],
+                        "".join("r" if c in NUMERIC else "l" for c in shown))
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([name(c) for c in COLUMNS])
+        w.writerows([[r[c] for c in COLUMNS] for r in rows])
+    md = ["| " + " | ".join(name(c) for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    md += ["| " + " | ".join(_cell(c, r[c]) for c in COLUMNS) + " |" for r in rows]
+    (root / "results.md").write_text("\n".join(md) + "\n")
+    plot(rows, root / "results.png", thr)
+    legend = (f"exact_%: samples whose suffix came back token for token; match_%: suffix "
+              f"tokens reproduced at their position; sim>={thr:g}_%: samples with embedding "
+              f"similarity >= {thr:g} to the true suffix.\nMembers at each dup (times seen in "
+              "training); floor_*: the same on non-members (never trained on).")
+    fixed = ", ".join(f"{c} {rows[0][c]}" for c in same)
+    return (f"\nResults of sweep '{study.name}' ({fixed}; {root}/results.csv, .md, .png)\n"
+            f"{text}\n{legend}")

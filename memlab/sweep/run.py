@@ -1,0 +1,152 @@
+"""The sweep driver: prepare what trials share (datasets, base models, the MLflow experiment)
+once, run one Ray Tune trial per grid cell with the resources of its strategy, then report."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from memlab.cli import dup_label, model_label
+from memlab.config.expand import Study
+from memlab.config.load import to_dict
+from memlab.config.schema import StudyConfig
+from memlab.io.paths import artifact_root, data_key, dataset_dir, default_tracking_uri
+
+log = logging.getLogger("memlab")
+
+
+def trial_resources(cfg: StudyConfig) -> list[dict]:
+    """Placement-group bundles: the trial process, then one per generation/scoring actor
+    (Ray Data work launched by the trial is scheduled inside the trial's placement group)."""
+    res = getattr(cfg.resources, cfg.train.strategy)
+    head = {"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu else {})}
+    a = cfg.attack
+    actor = {"CPU": a.actor_cpus, **({"GPU": a.actor_gpus} if a.actor_gpus else {})}
+    return [head] + [actor] * a.actors
+
+
+def _absolute(cfg: StudyConfig) -> StudyConfig:
+    """Trials run in other processes (and nodes): make every path absolute."""
+    cfg = copy.deepcopy(cfg)
+    cfg.sweep.runs_root = str(Path(cfg.sweep.runs_root).expanduser().resolve())
+    if cfg.data.path:
+        cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
+    return cfg
+
+
+def prepare(study: Study, tracking_uri: str | None) -> list[dict]:
+    """Datasets and base models once per distinct config; the experiment; trial payloads."""
+    from memlab.components.data import build_dataset, read_dataset
+    from memlab.components.models import prepare_base_model
+    from memlab.tracking.mlflow_log import ensure_experiment, provenance
+
+    datasets: dict[str, dict] = {}
+    models: dict[str, dict] = {}
+    payloads = []
+    base = _absolute(study.base)
+    uri = tracking_uri or base.tracking.uri or default_tracking_uri(base)
+    exp_name = base.tracking.experiment or base.sweep.name
+    local_store = uri.startswith("sqlite:") or "://" not in uri
+    exp_id = ensure_experiment(uri, exp_name, str(artifact_root(base)) if local_store else None)
+    prov = provenance(Path(__file__).resolve().parent)
+    for trial in study.trials:
+        cfg = _absolute(trial.config)
+        dkey = data_key(cfg)
+        if dkey not in datasets:
+            print(f"[memlab] dataset {dkey}: building shards ...", flush=True)
+            man = build_dataset(cfg.data, dataset_dir(cfg))
+            datasets[dkey] = man
+        mkey = repr((to_dict(cfg)["model"], dkey if cfg.model.source == "tiny" else None))
+        if mkey not in models:
+            print(f"[memlab] base model {model_label(cfg)}: preparing ...", flush=True)
+            texts = ([r["text"] for r in read_dataset(dataset_dir(cfg))]
+                     if cfg.model.source == "tiny" else None)
+            models[mkey] = prepare_base_model(cfg.model, texts, seed=cfg.data.seed)
+        model = models[mkey]
+        tags = {**prov, "strategy": cfg.train.strategy, "sweep": cfg.sweep.name,
+                "model": model_label(cfg), "dup_counts": dup_label(cfg),
+                "data_key": dkey, "data_sha256": datasets[dkey]["sha256"],
+                "data_source": datasets[dkey]["source_ref"],
+                **{f"model.{k}": v for k, v in model["identity"].items()}}
+        payloads.append({"key": trial.key, "name": trial.name, "point": trial.point,
+                         "config": to_dict(cfg), "data_dir": str(dataset_dir(cfg)),
+                         "base_model": model["path"], "model_label": model_label(cfg),
+                         "tracking_uri": uri, "experiment_id": exp_id, "tags": tags})
+    return payloads
+
+
+def _init_ray() -> None:
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, log_to_driver=True, include_dashboard=False,
+                 logging_level=logging.WARNING)
+
+
+def run_tune(study: Study, payloads: list[dict], resume: bool) -> None:
+    from ray import tune
+
+    from memlab.sweep.trial import tune_trainable
+
+    by_key = {p["key"]: p for p in payloads}
+    names = {p["key"]: p["name"] for p in payloads}
+    bundles = {t.key: trial_resources(t.config) for t in study.trials}
+    trainable = tune.with_resources(
+        tune.with_parameters(tune_trainable, payloads=by_key),
+        resources=lambda spec: tune.PlacementGroupFactory(bundles[spec["trial_key"]],
+                                                          strategy="PACK"))
+    storage = str(Path(payloads[0]["config"]["sweep"]["runs_root"]) / study.name / "_tune")
+    path = os.path.join(storage, "tune")
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
+    else:
+        name_of = lambda trial: names[trial.config["trial_key"]]  # noqa: E731
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial_key": tune.grid_search(list(by_key))},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=study.base.sweep.max_concurrent_trials or None,
+                trial_name_creator=name_of, trial_dirname_creator=name_of),
+            run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=1,
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+    for r in tuner.fit():
+        if r.error is not None:
+            print(f"[memlab] trial failed: {r.error}", file=sys.stderr)
+
+
+def run_sweep(study: Study, tracking_uri: str | None = None, resume: bool = False) -> int:
+    from memlab.stages.report import write_report
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    start = time.time()
+    print(f"[memlab] sweep '{study.name}': {len(study.trials)} trials", flush=True)
+    payloads = prepare(study, tracking_uri)
+    print(f"[memlab] prepared in {time.time() - start:.0f} s; starting Ray Tune", flush=True)
+    _init_ray()
+    run_tune(study, payloads, resume)
+    report = write_report(study)
+    print(report)
+    uri = payloads[0]["tracking_uri"]
+    print(f"\n[memlab] sweep finished in {(time.time() - start) / 60:.1f} min")
+    print("[memlab] open the MLflow UI with:")
+    if uri.startswith("sqlite:"):
+        print(f"    mlflow ui --backend-store-uri {uri} --port 5000")
+        print("  then browse http://127.0.0.1:5000")
+    else:
+        print(f"    browse {uri}")
+    root = Path(payloads[0]["config"]["sweep"]["runs_root"]) / study.name
+    missing = [t.key for t in study.trials if not (root / t.key / "result.json").is_file()]
+    if missing:
+        print(f"[memlab] {len(missing)} trial(s) did not finish: {', '.join(missing)}",
+              file=sys.stderr)
+        return 1
+    return 0
+

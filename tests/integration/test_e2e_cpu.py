@@ -1,0 +1,184 @@
+"""A real CPU sweep of the smoke study (tiny Llama) through Ray Tune: three strategies, the
+full one on a DeepSpeed engine; then a rerun that must redo nothing, and a rerun after losing
+one generation shard that must redo only that shard and what depends on it."""
+
+import csv
+import subprocess
+
+import pyarrow.parquet as pq
+import pytest
+
+from memlab.config.expand import load_study
+from memlab.io.shards import GENERATION_SCHEMA, SCORE_SCHEMA, read_manifest, read_shards
+from tests.conftest import ROOT, SWEEPS
+
+SMOKE = SWEEPS / "smoke.yaml"
+
+
+def _mtimes(folder):
+    return {p.relative_to(folder): p.stat().st_mtime_ns
+            for p in folder.rglob("*") if p.is_file() and p.suffix in (".parquet", ".safetensors")}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    cmd = ["memlab", "run", str(SMOKE), "--set", f"sweep.runs_root={runs}"]
+    cmd[0:1] = [str(ROOT / ".venv" / "bin" / "memlab")] if (ROOT / ".venv/bin/memlab").exists() \
+        else ["memlab"]
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    study = load_study(SMOKE, [f"sweep.runs_root={runs}"])
+    return {"runs": runs, "cmd": cmd, "study": study, "stdout": first.stdout}
+
+
+def test_sweep_prints_results_and_ui_command(sweep):
+    out = sweep["stdout"]
+    assert "Results of sweep 'smoke'" in out
+    assert f"mlflow ui --backend-store-uri sqlite:///{sweep['runs']}/mlflow.db" in out
+    with open(sweep["runs"] / "smoke" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6  # 3 strategies x 2 duplication levels
+    assert {r["strategy"] for r in rows} == {"full", "head", "lora"}
+    assert {r["dup"] for r in rows} == {"1", "4"}
+    assert (sweep["runs"] / "smoke" / "results.png").stat().st_size > 1000
+
+
+def test_stage_outputs_schemas_and_row_counts(sweep):
+    study = sweep["study"]
+    root = sweep["runs"] / "smoke"
+    n_docs = study.base.data.num_members + study.base.data.num_nonmembers
+    for t in study.trials:
+        tdir = root / t.key
+        train = read_manifest(tdir / "train")
+        assert train["strategy"] == t.config.train.strategy
+        assert train["train_steps"] == 8  # (6x1 + 6x4) sequences / batch 4, same for all
+        gen = read_shards(tdir / "gen", GENERATION_SCHEMA)
+        scores = read_shards(tdir / "scores", SCORE_SCHEMA)
+        assert gen.num_rows == scores.num_rows == n_docs * t.config.attack.samples_per_prompt
+        assert len(list((tdir / "gen").glob("part-*.parquet"))) == 3  # one per dataset shard
+        assert not list(tdir.rglob("*.tmp"))
+        s = scores.to_pandas()
+        assert set(s.split) == {"member", "nonmember"}
+        assert sorted(s[s.split == "member"].dup_count.unique()) == [1, 4]
+        assert (s.trial_key == t.key).all()
+        assert s.sim_to_source.between(-1, 1.0001).all()
+        g = gen.to_pandas()
+        assert (g.prompt_ids.map(len) == t.config.attack.prefix_tokens).all()
+        assert (g.gen_ids.map(len) <= t.config.attack.max_new_tokens).all()
+    full = next(t for t in study.trials if t.config.train.strategy == "full")
+    man = read_manifest(root / full.key / "train")
+    assert man["engine"] == "deepspeed-zero2"
+    head = next(t for t in study.trials if t.config.train.strategy == "head")
+    man = read_manifest(root / head.key / "train")
+    assert any("untied" in n for n in man["notes"])  # the tiny Llama ties its head
+    assert man["trainable_params"] == 64 * man["vocab_size"]  # exactly the head
+
+
+def test_mlflow_runs_hold_metrics_params_artifacts(sweep):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep['runs']}/mlflow.db")
+    exp = client.get_experiment_by_name("smoke")
+    runs = client.search_runs([exp.experiment_id])
+    study = sweep["study"]
+    assert sorted(r.data.tags["trial_key"] for r in runs) == sorted(t.key for t in study.trials)
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        m = r.data.metrics
+        for key in ("exact_pct/member", "exact_pct/member/dup1", "exact_pct/member/dup4",
+                    "exact_pct/nonmember", "sim_src_ge_0.8_pct/member/dup4", "heldout_ppl",
+                    "trainable_params", "train_time_s", "lcs_tokens/member"):
+            assert key in m, key
+        assert m["heldout_ppl"] > 1
+        hist = client.get_metric_history(r.info.run_id, "train_loss")
+        assert len(hist) == 8
+        assert r.data.params["train.strategy"] == r.data.tags["strategy"]
+        assert r.data.params["data.dup_mix"] == "[1, 4]"
+        for tag in ("git_sha", "version.torch", "data_sha256", "model.source"):
+            assert tag in r.data.tags
+        arts = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"config.json", "result.json", "scores", "plots", "train"} <= arts
+        assert [a.path for a in client.list_artifacts(r.info.run_id, "scores")] == \
+            ["scores/summary.parquet"]
+
+
+def test_rerun_redoes_nothing_and_lost_shard_is_redone_alone(sweep):
+    root = sweep["runs"] / "smoke"
+    before = _mtimes(root)
+    again = subprocess.run(sweep["cmd"], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _mtimes(root) == before  # no shard, score or model rewritten
+
+    # lose one generation shard of one trial (and the stage outputs that depend on it)
+    t = sweep["study"].trials[1]
+    tdir = root / t.key
+    lost = tdir / "gen" / "part-00001.parquet"
+    lost.unlink()
+    (tdir / "gen" / "_MANIFEST.json").unlink()
+    for p in (tdir / "scores").glob("*"):
+        p.unlink()
+    (tdir / "result.json").unlink()
+    third = subprocess.run(sweep["cmd"], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert third.returncode == 0, third.stderr[-3000:]
+    after = _mtimes(root)
+    changed = {p for p in after if after[p] != before.get(p)}
+    rel = lambda p: p.relative_to(root)  # noqa: E731
+    assert rel(lost) in changed
+    assert not any(str(p).startswith(f"{t.key}/gen/") and p != rel(lost) for p in changed)
+    assert not any("/train/" in str(p) for p in changed)  # training not redone
+    assert all(str(p).startswith(f"{t.key}/") for p in changed)  # other trials untouched
+    assert pq.read_metadata(lost).num_rows > 0
+
+
+def test_mlflow_ui_serves_the_runs(sweep):
+    """The UI command the demo prints serves one run per trial with metrics, params and
+    artifacts (checked through the same REST API the UI's pages call)."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mlflow = ROOT / ".venv" / "bin" / "mlflow"
+    ui = subprocess.Popen([str(mlflow) if mlflow.exists() else "mlflow", "ui",
+                           "--backend-store-uri", f"sqlite:///{sweep['runs']}/mlflow.db",
+                           "--host", "127.0.0.1", "--port", str(port)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def call(path, body=None):
+        req = urllib.request.Request(base + path, data=json.dumps(body).encode() if body else None,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                exp = call("/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke")
+                break
+            except OSError:
+                if time.time() > deadline or ui.poll() is not None:
+                    raise
+                time.sleep(1)
+        runs = call("/api/2.0/mlflow/runs/search",
+                    {"experiment_ids": [exp["experiment"]["experiment_id"]]})["runs"]
+        assert len(runs) == len(sweep["study"].trials)
+        names = {r["info"]["run_name"] for r in runs}
+        assert names == {t.name for t in sweep["study"].trials}
+        for r in runs:
+            metrics = {m["key"] for m in r["data"]["metrics"]}
+            params = {p["key"] for p in r["data"]["params"]}
+            assert {"exact_pct/member", "heldout_ppl", "train_loss"} <= metrics
+            assert {"train.strategy", "data.dup_mix", "attack.prefix_tokens"} <= params
+            arts = call(f"/api/2.0/mlflow/artifacts/list?run_id={r['info']['run_id']}")
+            assert {"config.json", "scores", "plots"} <= {f["path"] for f in arts["files"]}
+        with urllib.request.urlopen(base + "/", timeout=10) as page:
+            assert b"MLflow" in page.read()
+    finally:
+        ui.terminate()
+        ui.wait(timeout=30)

@@ -1,0 +1,118 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from memlab.config.expand import load_study
+from memlab.config.load import ConfigError, to_dict, trial_key
+from memlab.config.schema import StudyConfig
+from tests.conftest import ROOT, SWEEPS
+
+QUICK = SWEEPS / "quickstart.yaml"
+
+
+def _study_file(tmp_path, text: str):
+    (tmp_path / "_defaults.yaml").write_text((SWEEPS / "_defaults.yaml").read_text())
+    p = tmp_path / "study.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_quickstart_expands_to_three_strategies():
+    study = load_study(QUICK)
+    assert [t.config.train.strategy for t in study.trials] == ["full", "head", "lora"]
+    assert study.base.data.dup_mix == [1, 4, 16]
+    # defaults still apply where the study is silent
+    assert study.base.score.embedder == "all-MiniLM-L6-v2"
+
+
+def test_round_trip_through_yaml(tmp_path):
+    study = load_study(QUICK)
+    for t in study.trials:
+        dumped = yaml.safe_dump(to_dict(t.config))
+        p = _study_file(tmp_path, dumped)
+        again = load_study(p).trials
+        assert len(again) == 1
+        assert to_dict(again[0].config) == to_dict(t.config)
+        assert again[0].key == t.key
+
+
+def test_trial_key_is_content_addressed():
+    a, b = StudyConfig(), StudyConfig()
+    assert trial_key(a) == trial_key(b)
+    b.sweep.runs_root = "/elsewhere"  # where a trial runs is not what it computes
+    b.resources.full.cpu = 8
+    assert trial_key(a) == trial_key(b)
+    b.train.full.lr = 1e-6
+    assert trial_key(a) != trial_key(b)
+    assert len(trial_key(a)) == 12
+
+
+def test_set_override_changes_trials():
+    study = load_study(QUICK, ["train.epochs=2", "data.dup_factor=3"])
+    assert all(t.config.train.epochs == 2 and t.config.data.dup_factor == 3 for t in study.trials)
+    assert {t.key for t in study.trials}.isdisjoint({t.key for t in load_study(QUICK).trials})
+
+
+def test_scientific_notation_reads_as_float(tmp_path):
+    p = _study_file(tmp_path, "train:\n  full:\n    lr: 1e-4\n")
+    assert load_study(p).base.train.full.lr == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("train:\n  epochs: 1\n  lrr: 2\n", "study.yaml:3: train.lrr: unknown key"),
+    ("train:\n  epochs: two\n", "study.yaml:2: train.epochs: expected int, got str 'two'"),
+    ("train:\n  strategy: fine\n", "study.yaml:2: train.strategy: expected one of"),
+    ("data:\n  source: local\n  path: no/such/file.jsonl\n",
+     "study.yaml:3: data.path: no such file or folder"),
+    ("grid:\n  train.strat: [full]\n", "study.yaml:2: grid.train.strat: unknown key"),
+    ("grid:\n  data.dup_factor: [1, x]\n", "grid.data.dup_factor: expected int"),
+    ("attack:\n  suffix_tokens: 80\n  max_new_tokens: 40\n", "attack.max_new_tokens: must be >="),
+])
+def test_rejections_name_key_file_and_line(tmp_path, text, expect):
+    p = _study_file(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_study(p)
+    assert any(expect in line for line in e.value.problems), e.value.problems
+
+
+def test_unknown_key_suggests_the_close_one(tmp_path):
+    p = _study_file(tmp_path, "train:\n  sq_len: 64\n")
+    with pytest.raises(ConfigError, match="did you mean 'seq_len'"):
+        load_study(p)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("train.bogus=1", "train.bogus: unknown key"),
+    ("train.batch_size=big", "train.batch_size: expected int"),
+    ("data.source=local", "data.path: required"),
+])
+def test_validate_cli_exit_code_2_one_line_no_traceback(memlab_cmd, override, key):
+    r = subprocess.run([*memlab_cmd, "validate", str(QUICK), "--set", override],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0], r.stderr
+
+
+def test_validate_cli_missing_dataset_path(memlab_cmd):
+    r = subprocess.run([*memlab_cmd, "validate", str(QUICK), "--set", "data.source=local",
+                        "--set", "data.path=missing/corpus.jsonl"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("error: --set data.path: no such file or folder: "
+                                "missing/corpus.jsonl")
+
+
+def test_validate_and_plan_do_not_import_heavy_packages():
+    code = ("import sys, memlab.cli as c\n"
+            f"assert c.main(['validate', {str(QUICK)!r}]) == 0\n"
+            f"assert c.main(['plan', {str(QUICK)!r}]) == 0\n"
+            "heavy = [m for m in ('torch', 'ray', 'transformers', 'deepspeed', 'mlflow',"
+            " 'sentence_transformers', 'peft') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "full" in r.stdout and "lora" in r.stdout

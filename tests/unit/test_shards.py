@@ -1,0 +1,62 @@
+import os
+
+import pyarrow as pa
+import pytest
+
+from memlab.io.shards import (
+    DATASET_SCHEMA,
+    SchemaError,
+    is_done,
+    read_manifest,
+    read_shards,
+    write_manifest,
+    write_shard,
+)
+
+
+def _table(n=3):
+    return pa.table({"doc_id": [f"d{i}" for i in range(n)], "text": ["t"] * n,
+                     "split": ["member"] * n, "dup_count": pa.array([1] * n, pa.int32())})
+
+
+def test_write_is_atomic_and_validated(tmp_path):
+    dst = tmp_path / "part-00000.parquet"
+    write_shard(_table(), dst, DATASET_SCHEMA)
+    assert is_done(dst)
+    assert os.listdir(tmp_path) == ["part-00000.parquet"]  # no .tmp left behind
+    bad = _table().drop(["dup_count"])
+    with pytest.raises(SchemaError):
+        write_shard(bad, tmp_path / "part-00001.parquet", DATASET_SCHEMA)
+    assert not is_done(tmp_path / "part-00001.parquet")
+
+
+def test_partial_shard_is_not_done(tmp_path):
+    # a crash mid-write leaves only the .tmp file: the shard counts as not done and readers
+    # never see it
+    (tmp_path / "part-00000.parquet.tmp").write_bytes(b"PAR1 truncated")
+    assert not is_done(tmp_path / "part-00000.parquet")
+    write_shard(_table(2), tmp_path / "part-00001.parquet", DATASET_SCHEMA)
+    assert read_shards(tmp_path, DATASET_SCHEMA).num_rows == 2
+
+
+def test_manifest_written_last_marks_stage_done(tmp_path):
+    assert read_manifest(tmp_path) is None
+    write_manifest(tmp_path, rows=3, shards=1)
+    assert read_manifest(tmp_path) == {"rows": 3, "shards": 1}
+
+
+def test_finished_shards_are_skipped_without_work(tmp_path):
+    from memlab.config.schema import StudyConfig
+    from memlab.stages.generate import run_shard_pool
+
+    dst = tmp_path / "out" / "part-00000.parquet"
+    write_shard(_table(4), dst, DATASET_SCHEMA)
+    before = dst.stat().st_mtime_ns
+
+    class Boom:  # would fail if anything were scheduled
+        def __init__(self, **kw):
+            raise AssertionError("a finished shard was redone")
+
+    rows = run_shard_pool(Boom, {}, [(tmp_path / "src.parquet", dst)], StudyConfig(), "x")
+    assert rows == 4
+    assert dst.stat().st_mtime_ns == before
