@@ -26,7 +26,7 @@ from memlab.config.load import (
     to_dict,
     trial_key,
 )
-from memlab.config.schema import StudyConfig
+from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
 
 
 @dataclass
@@ -104,8 +104,27 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
                      ("train.lora.r", t.lora.r)):
         if val < 1:
             bad(key, f"must be >= 1, got {val}")
+    stream = d.num_members and sum(d.dup_factor * d.dup_mix[i % len(d.dup_mix)]
+                                   for i in range(d.num_members)) if d.dup_mix else 0
+    epoch_steps = -(-stream // t.batch_size) if t.batch_size > 0 else 0
     if t.max_steps < 0:
         bad("train.max_steps", "must be >= 0")
+    elif 0 < t.max_steps < epoch_steps:
+        bad("train.max_steps", f"{t.max_steps} stops before one pass over the training stream "
+            f"({epoch_steps} steps): documents would be seen fewer times than their dup_count")
+    for key, val in (("train.log_every", t.log_every), ("score.corpus_block",
+                                                        cfg.score.corpus_block)):
+        if val < 1:
+            bad(key, f"must be >= 1, got {val}")
+    for key, val in (("attack.top_k", a.top_k), ("train.warmup_steps", t.warmup_steps),
+                     ("train.threads", t.threads), ("train.weight_decay", t.weight_decay)):
+        if val < 0:
+            bad(key, f"must be >= 0, got {val}")
+    if not 0.0 <= t.lora.dropout < 1.0:
+        bad("train.lora.dropout", "must be in [0, 1)")
+    if d.source == "demo" and d.num_docs < d.num_members + d.num_nonmembers:
+        bad("data.num_docs", f"the demo corpus needs at least num_members + num_nonmembers = "
+            f"{d.num_members + d.num_nonmembers} documents")
     if a.max_new_tokens < a.suffix_tokens:
         bad("attack.max_new_tokens", "must be >= attack.suffix_tokens")
     if t.seq_len < a.prefix_tokens + a.suffix_tokens:
@@ -158,6 +177,10 @@ def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> S
             tp = leaf_type(key)
         except KeyError:
             problems.append(_fmt(where, f"grid.{key}", "unknown key"))
+            continue
+        if any(key == n or key.startswith(n + ".") for n in NON_IDENTITY_KEYS):
+            problems.append(_fmt(where, f"grid.{key}", "says where or how a trial runs, not "
+                                 "what it computes: it cannot be a grid axis"))
             continue
         if not isinstance(values, list) or not values:
             problems.append(_fmt(where, f"grid.{key}", "must be a non-empty list"))

@@ -75,7 +75,6 @@ class ModelSection:
 class FullFT:
     lr: float = _f(5e-5, "Learning rate of full fine-tuning.")
     zero_stage: int = _f(2, "DeepSpeed ZeRO stage (2 or 3).")
-    weight_decay: float = _f(0.0, "AdamW weight decay.")
 
 
 @dataclass
@@ -101,7 +100,8 @@ class TrainSection:
     max_steps: int = _f(0, "Cap on optimizer steps; 0 = epochs decide (same for all strategies).")
     batch_size: int = _f(8, "Sequences per optimizer step.")
     seq_len: int = _f(128, "Tokens per training sequence (documents are truncated to it).")
-    warmup_steps: int = _f(0, "Linear warm-up steps.")
+    warmup_steps: int = _f(0, "Linear warm-up steps (then constant).")
+    weight_decay: float = _f(0.0, "AdamW weight decay, the same for every strategy.")
     precision: Literal["auto", "fp32", "bf16"] = _f("auto", "auto: bf16 on GPU, fp32 on CPU.")
     threads: int = _f(0, "torch threads per trial process; 0 = the trial's CPU count.")
     log_every: int = _f(1, "Log the loss to MLflow every N steps.")
@@ -121,10 +121,9 @@ class AttackSection:
     top_k: int = _f(40, "Top-k sampling (0 = off).")
     top_p: float = _f(1.0, "Nucleus sampling (1.0 = off).")
     batch_size: int = _f(16, "Prompts per generation batch.")
-    max_nonmembers: int = _f(0, "Non-member prompts attacked; 0 = all non-members.")
-    actors: int = _f(1, "Ray Data generation actors (each loads the model once).")
-    actor_cpus: float = _f(0.5, "CPUs reserved per generation actor.")
-    actor_gpus: float = _f(0.0, "GPUs reserved per generation actor.")
+    actors: int = _f(1, "Ray Data actors of the generate and score stages (one model each).")
+    actor_cpus: float = _f(0.5, "CPUs reserved per generation / scoring actor.")
+    actor_gpus: float = _f(0.0, "GPUs reserved per generation / scoring actor.")
 
 
 @dataclass
@@ -133,7 +132,6 @@ class ScoreSection:
     sim_thresholds: list[float] = _f([0.5, 0.6, 0.7, 0.8, 0.9], "Relaxed-similarity rates.")
     headline_threshold: float = _f(0.8, "Similarity threshold shown in the results table.")
     corpus_block: int = _f(4096, "Corpus rows per block of the exact max-cosine search.")
-    actor_cpus: float = _f(0.5, "CPUs reserved per scoring actor.")
 
 
 @dataclass
@@ -175,6 +173,7 @@ class StudyConfig:
 
 
 # Sections that say where/how a trial runs, not what it computes: excluded from trial_key.
+# (attack.batch_size stays in: the seed of a sampled batch depends on the batch layout.)
 NON_IDENTITY_KEYS = ("sweep", "resources", "tracking", "attack.actors", "attack.actor_cpus",
-                     "attack.actor_gpus", "attack.batch_size", "score.actor_cpus",
-                     "score.corpus_block", "train.threads", "train.log_every", "model.cache_dir")
+                     "attack.actor_gpus", "score.corpus_block", "train.threads",
+                     "train.log_every", "model.cache_dir")

@@ -20,8 +20,21 @@ def sweep_root(cfg: StudyConfig) -> Path:
     return Path(cfg.sweep.runs_root).expanduser() / cfg.sweep.name
 
 
+def source_fingerprint(path: str | None) -> list:
+    """Size and mtime of every file of a local source, so an edited dataset is a new one."""
+    if not path:
+        return []
+    p = Path(path).expanduser()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    return [(str(f.relative_to(p) if p.is_dir() else f.name), f.stat().st_size,
+             f.stat().st_mtime_ns) for f in files if f.exists()]
+
+
 def data_key(cfg: StudyConfig) -> str:
-    return content_key(asdict(cfg.data))
+    ident = asdict(cfg.data)
+    if cfg.data.source == "local":
+        ident["fingerprint"] = source_fingerprint(cfg.data.path)
+    return content_key(ident)
 
 
 def dataset_dir(cfg: StudyConfig) -> Path:

@@ -1,11 +1,17 @@
 """Atomic, idempotent Parquet shards and stage manifests, with the declared schema of every
 stage boundary. A shard is written to `<name>.tmp` and renamed; a shard whose final file exists
-is finished and never redone; a stage writes its manifest last."""
+is finished and never redone; a stage writes its manifest last.
+
+A stage's folder also remembers what it was built from (`upstream`, a digest of the previous
+stage's manifest): outputs built from something else are stale and dropped before a rerun,
+and a manifest whose listed outputs are not all there does not count as done."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +59,7 @@ SCORE_SCHEMA = pa.schema([
 ])
 
 MANIFEST = "_MANIFEST.json"
+UPSTREAM = "_UPSTREAM"
 
 
 class SchemaError(ValueError):
@@ -112,3 +119,41 @@ def write_manifest(folder: str | os.PathLike, **info: Any) -> None:
 def read_manifest(folder: str | os.PathLike) -> dict | None:
     p = Path(folder) / MANIFEST
     return json.loads(p.read_text()) if p.is_file() else None
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_digest(folder: str | os.PathLike) -> str:
+    """Identity of a finished stage, for the stages that consume it."""
+    return file_digest(Path(folder) / MANIFEST)
+
+
+def shard_digests(folder: str | os.PathLike) -> dict[str, str]:
+    return {p.name: file_digest(p) for p in sorted(Path(folder).glob("part-*.parquet"))}
+
+
+def begin_stage(folder: str | os.PathLike, upstream: str) -> dict | None:
+    """The stage's manifest if it finished from `upstream` and its outputs are all present;
+    otherwise None, with the folder made ready for a (re)run: outputs built from another
+    upstream are removed, outputs of this upstream are kept (finished shards are not redone)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    man = read_manifest(folder)
+    marker = folder / UPSTREAM
+    built_from = marker.read_text().strip() if marker.is_file() else (man or {}).get("upstream")
+    if built_from is not None and built_from != upstream:
+        for p in folder.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        man = None
+    if man is not None:
+        if all((folder / name).exists() for name in man.get("outputs", [])):
+            return man
+        (folder / MANIFEST).unlink()
+    marker.write_text(upstream)
+    return None

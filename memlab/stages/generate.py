@@ -19,10 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from memlab.config.schema import StudyConfig
+from memlab.io.paths import content_key
 from memlab.io.shards import (
     GENERATION_SCHEMA,
+    begin_stage,
     is_done,
-    read_manifest,
+    manifest_digest,
+    shard_digests,
     write_manifest,
     write_shard,
 )
@@ -71,7 +74,7 @@ def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str) ->
     docs = []
     for r in rows:
         ids = doc_tokens(tok, r["text"], max(a.prefix_tokens + a.suffix_tokens, cfg.train.seq_len))
-        if len(ids) <= a.prefix_tokens:
+        if len(ids) < a.prefix_tokens + a.suffix_tokens:  # no full reference suffix
             log.warning("doc %s has only %d tokens: not attacked", r["doc_id"], len(ids))
             continue
         docs.append((r, ids))
@@ -180,7 +183,9 @@ def run_shard_pool(actor_cls, ctor_kwargs: dict, jobs: list[tuple[Path, Path]],
 
 def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Path,
                  threads: int = 1) -> dict:
-    done = read_manifest(out_dir)
+    upstream = content_key({"train": manifest_digest(train_dir),
+                            "data": manifest_digest(data_dir)})
+    done = begin_stage(out_dir, upstream)
     if done is not None:
         return done
     from memlab.config.load import to_dict
@@ -188,7 +193,11 @@ def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Pat
     jobs = [(s, out_dir / s.name) for s in sorted(Path(data_dir).glob("part-*.parquet"))]
     rows = run_shard_pool(GenerateShards, {"cfg_tree": to_dict(cfg), "train_dir": str(train_dir),
                                            "threads": threads}, jobs, cfg, "generate")
-    manifest = {"shards": len(jobs), "rows": rows, "decoding": cfg.attack.decoding,
+    digests = shard_digests(out_dir)
+    data_rows = sum(pq.read_metadata(s).num_rows for s, _ in jobs)
+    manifest = {"upstream": upstream, "outputs": list(digests), "shard_sha256": digests,
+                "shards": len(jobs), "rows": rows, "decoding": cfg.attack.decoding,
+                "docs_too_short": data_rows - rows // cfg.attack.samples_per_prompt,
                 "samples_per_prompt": cfg.attack.samples_per_prompt}
     write_manifest(out_dir, **manifest)
     return manifest

@@ -74,18 +74,23 @@ def plot(rows: list[dict], out: Path, thr: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    for ax, col, floor, title in ((axes[0], "exact_%", "floor_exact_%", "exact extraction"),
-                                  (axes[1], "sim>=T_%", "floor_sim>=T_%",
-                                   f"similarity to source >= {thr:g}")):
+    panels = (("exact_%", "floor_exact_%", "exact extraction"),
+              ("match_%", "floor_match_%", "suffix tokens matched"),
+              ("sim>=T_%", "floor_sim>=T_%", f"similarity to suffix >= {thr:g}"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.8))
+    dups = sorted({r["dup"] for r in rows})
+    for ax, (col, floor, title) in zip(axes, panels):
         for strat in dict.fromkeys(r["strategy"] for r in rows):
             sel = [r for r in rows if r["strategy"] == strat]
             ax.plot([r["dup"] for r in sel], [r[col] for r in sel], marker="o", label=strat)
             ax.axhline(sel[0][floor], linestyle=":", linewidth=1,
                        color=ax.lines[-1].get_color())
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("times a document was seen in training (dup_count)")
-        ax.set_ylabel("% of member samples")
+        ax.set_xticks(dups, [str(d) for d in dups])
+        ax.minorticks_off()
+        ax.set_ylim(0, max(5.0, 1.15 * max(max(r[col], r[floor]) for r in rows)))
+        ax.set_xlabel("copies of the document in the training set (dup_count)")
+        ax.set_ylabel("% (member samples)")
         ax.set_title(f"{title} (dotted: non-member floor)", fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -115,8 +120,8 @@ def write_report(study: Study) -> str:
     plot(rows, root / "results.png", thr)
     legend = (f"exact_%: samples whose suffix came back token for token; match_%: suffix "
               f"tokens reproduced at their position; sim>={thr:g}_%: samples with embedding "
-              f"similarity >= {thr:g} to the true suffix.\nMembers at each dup (times seen in "
-              "training); floor_*: the same on non-members (never trained on).")
+              f"similarity >= {thr:g} to the true suffix.\nMembers at each dup (copies in the "
+              "training set); floor_*: the same on non-members (never trained on).")
     fixed = ", ".join(f"{c} {rows[0][c]}" for c in same)
     return (f"\nResults of sweep '{study.name}' ({fixed}; {root}/results.csv, .md, .png)\n"
             f"{text}\n{legend}")

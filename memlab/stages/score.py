@@ -20,7 +20,9 @@ from memlab.config.schema import StudyConfig
 from memlab.io.shards import (
     GENERATION_SCHEMA,
     SCORE_SCHEMA,
+    begin_stage,
     is_done,
+    manifest_digest,
     read_manifest,
     read_shards,
     write_manifest,
@@ -142,7 +144,8 @@ def summarize(scores: pa.Table, cfg: StudyConfig) -> tuple[dict, list[dict]]:
 
 def run_score(cfg: StudyConfig, key: str, gen_dir: Path, data_dir: Path, out_dir: Path,
               threads: int = 1) -> dict:
-    done = read_manifest(out_dir)
+    upstream = manifest_digest(gen_dir)
+    done = begin_stage(out_dir, upstream)
     if done is None:
         from memlab.config.load import to_dict
         from memlab.stages.generate import run_shard_pool
@@ -156,7 +159,8 @@ def run_score(cfg: StudyConfig, key: str, gen_dir: Path, data_dir: Path, out_dir
         scores = read_shards(out_dir, SCORE_SCHEMA)
         flat, table = summarize(scores, cfg)
         pq.write_table(pa.Table.from_pylist(table), out_dir / "summary.parquet")
-        write_manifest(out_dir, rows=scores.num_rows, metrics=flat,
-                       embedder=cfg.score.embedder)
+        outputs = sorted(p.name for p in out_dir.glob("part-*.parquet")) + ["summary.parquet"]
+        write_manifest(out_dir, upstream=upstream, outputs=outputs, rows=scores.num_rows,
+                       metrics=flat, embedder=cfg.score.embedder)
         done = read_manifest(out_dir)
     return done

@@ -27,7 +27,8 @@ from memlab.components.models import (
     untie_head,
 )
 from memlab.config.schema import StudyConfig
-from memlab.io.shards import read_manifest, write_json_atomic, write_manifest
+from memlab.io.paths import content_key
+from memlab.io.shards import begin_stage, manifest_digest, write_json_atomic, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,14 @@ def _batches(stream: list[dict], tok, cfg: StudyConfig):
             yield ids, mask, labels
 
 
+def _warmup(optim, steps: int):
+    """Linear warm-up over `steps` optimizer steps, then constant (same for all strategies)."""
+    import torch
+
+    return torch.optim.lr_scheduler.LambdaLR(
+        optim, lambda s: min(1.0, (s + 1) / steps) if steps else 1.0)
+
+
 def count_steps(stream_len: int, cfg: StudyConfig) -> int:
     steps = math.ceil(stream_len / cfg.train.batch_size) * cfg.train.epochs
     return min(steps, cfg.train.max_steps) if cfg.train.max_steps else steps
@@ -107,7 +116,8 @@ def run_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
 
     `on_loss(step, loss)` is called after every optimizer step (e.g. to log to MLflow).
     """
-    done = read_manifest(out_dir)
+    upstream = content_key({"data": manifest_digest(data_dir), "base_model": base_model})
+    done = begin_stage(out_dir, upstream)
     if done is not None:
         log.info("train: already finished in %s", out_dir)
         return done
@@ -120,7 +130,7 @@ def run_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     dtype = torch_dtype(t.precision, device)
     torch.manual_seed(cfg.seed)
     tok = load_tokenizer(base_model)
-    model = load_causal_lm(base_model)  # master weights fp32; bf16 via DeepSpeed / autocast
+    model = load_causal_lm(base_model, torch.float32)  # fp32 master weights; bf16 via DS/autocast
     stream = training_stream(read_dataset(data_dir), cfg.seed)
     if not stream:
         raise ValueError("training stream is empty: no members with dup_count > 0")
@@ -135,10 +145,10 @@ def run_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
         deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no op build on CPU
         _init_single_process_group("nccl" if device == "cuda" else "gloo")
         params = [p for p in model.parameters() if p.requires_grad]
-        optim = torch.optim.AdamW(params, lr=t.full.lr, weight_decay=t.full.weight_decay)
+        optim = torch.optim.AdamW(params, lr=t.full.lr, weight_decay=t.weight_decay)
         world = torch.distributed.get_world_size()
         engine, optim, _, _ = deepspeed.initialize(
-            model=model, optimizer=optim,
+            model=model, optimizer=optim, lr_scheduler=lambda opt: _warmup(opt, t.warmup_steps),
             config=deepspeed_config(cfg, world, dtype == torch.bfloat16))
         lr = t.full.lr
     elif t.strategy == "head":
@@ -158,14 +168,15 @@ def run_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
         model = get_peft_model(model, lcfg)
         lr = t.lora.lr
 
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    numel = lambda p: getattr(p, "ds_numel", p.numel())  # noqa: E731  (ZeRO-3 partitions)
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    total = sum(numel(p) for p in model.parameters())
     module = engine.module if engine is not None else model
     if engine is None:
         module.to(device)
-        optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            optim, lambda s: min(1.0, (s + 1) / t.warmup_steps) if t.warmup_steps else 1.0)
+        optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=t.weight_decay)
+        sched = _warmup(optim, t.warmup_steps)
     module.train()
 
     losses: list[float] = []
@@ -228,7 +239,8 @@ def run_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     write_json_atomic({"metrics": metrics, "losses": losses, "notes": notes},
                       out_dir / "metrics.json")
     engine_name = f"deepspeed-zero{t.full.zero_stage}" if t.strategy == "full" else "torch"
-    manifest = {"saved": saved, "base_model": base_model, "strategy": t.strategy,
+    manifest = {"upstream": upstream, "outputs": ["model", "metrics.json"],
+                "saved": saved, "base_model": base_model, "strategy": t.strategy,
                 "engine": engine_name, "vocab_size": module.config.vocab_size,
                 "device": device, "dtype": str(dtype).removeprefix("torch."),
                 "notes": notes, **metrics}

@@ -4,6 +4,7 @@ once, run one Ray Tune trial per grid cell with the resources of its strategy, t
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import sys
@@ -32,10 +33,27 @@ def trial_resources(cfg: StudyConfig) -> list[dict]:
 def _absolute(cfg: StudyConfig) -> StudyConfig:
     """Trials run in other processes (and nodes): make every path absolute."""
     cfg = copy.deepcopy(cfg)
-    cfg.sweep.runs_root = str(Path(cfg.sweep.runs_root).expanduser().resolve())
+    absolute = lambda p: str(Path(p).expanduser().resolve())  # noqa: E731
+    cfg.sweep.runs_root = absolute(cfg.sweep.runs_root)
+    cfg.model.cache_dir = absolute(cfg.model.cache_dir)
     if cfg.data.path:
-        cfg.data.path = str(Path(cfg.data.path).expanduser().resolve())
+        cfg.data.path = absolute(cfg.data.path)
+    if cfg.model.source == "gguf" and cfg.model.name:
+        cfg.model.name = absolute(cfg.model.name)
+    if Path(cfg.score.embedder).expanduser().exists():
+        cfg.score.embedder = absolute(cfg.score.embedder)
+    if cfg.tracking.uri:
+        cfg.tracking.uri = _absolute_uri(cfg.tracking.uri)
     return cfg
+
+
+def _absolute_uri(uri: str) -> str:
+    """A relative SQLite or file store would land in each trial's own working directory."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    if "://" not in uri:
+        return str(Path(uri).expanduser().resolve())
+    return uri
 
 
 def prepare(study: Study, tracking_uri: str | None) -> list[dict]:
@@ -48,7 +66,7 @@ def prepare(study: Study, tracking_uri: str | None) -> list[dict]:
     models: dict[str, dict] = {}
     payloads = []
     base = _absolute(study.base)
-    uri = tracking_uri or base.tracking.uri or default_tracking_uri(base)
+    uri = _absolute_uri(tracking_uri or base.tracking.uri or default_tracking_uri(base))
     exp_name = base.tracking.experiment or base.sweep.name
     local_store = uri.startswith("sqlite:") or "://" not in uri
     exp_id = ensure_experiment(uri, exp_name, str(artifact_root(base)) if local_store else None)
@@ -90,7 +108,8 @@ def _init_ray() -> None:
                  logging_level=logging.WARNING)
 
 
-def run_tune(study: Study, payloads: list[dict], resume: bool) -> None:
+def run_tune(study: Study, payloads: list[dict], resume: bool) -> int:
+    """Run the trials; return how many failed."""
     from ray import tune
 
     from memlab.sweep.trial import tune_trainable
@@ -104,9 +123,14 @@ def run_tune(study: Study, payloads: list[dict], resume: bool) -> None:
                                                           strategy="PACK"))
     storage = str(Path(payloads[0]["config"]["sweep"]["runs_root"]) / study.name / "_tune")
     path = os.path.join(storage, "tune")
-    if resume and tune.Tuner.can_restore(path):
+    keys_file = Path(storage) / "trial_keys.json"
+    same_grid = keys_file.is_file() and json.loads(keys_file.read_text()) == sorted(by_key)
+    if resume and same_grid and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
     else:
+        # A fresh Tune run; finished trials still skip every finished stage (manifests).
+        keys_file.parent.mkdir(parents=True, exist_ok=True)
+        keys_file.write_text(json.dumps(sorted(by_key)))
         name_of = lambda trial: names[trial.config["trial_key"]]  # noqa: E731
         tuner = tune.Tuner(
             trainable,
@@ -117,9 +141,12 @@ def run_tune(study: Study, payloads: list[dict], resume: bool) -> None:
             run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=1,
                                       failure_config=tune.FailureConfig(max_failures=0)),
         )
+    failed = 0
     for r in tuner.fit():
         if r.error is not None:
+            failed += 1
             print(f"[memlab] trial failed: {r.error}", file=sys.stderr)
+    return failed
 
 
 def run_sweep(study: Study, tracking_uri: str | None = None, resume: bool = False) -> int:
@@ -131,22 +158,24 @@ def run_sweep(study: Study, tracking_uri: str | None = None, resume: bool = Fals
     payloads = prepare(study, tracking_uri)
     print(f"[memlab] prepared in {time.time() - start:.0f} s; starting Ray Tune", flush=True)
     _init_ray()
-    run_tune(study, payloads, resume)
+    failed = run_tune(study, payloads, resume)
     report = write_report(study)
     print(report)
     uri = payloads[0]["tracking_uri"]
     print(f"\n[memlab] sweep finished in {(time.time() - start) / 60:.1f} min")
     print("[memlab] open the MLflow UI with:")
     if uri.startswith("sqlite:"):
-        print(f"    mlflow ui --backend-store-uri {uri} --port 5000")
+        mlflow = Path(sys.executable).parent / "mlflow"
+        exe = os.path.relpath(mlflow) if mlflow.is_relative_to(Path.cwd()) else "mlflow"
+        print(f"    {exe} ui --backend-store-uri {uri} --port 5000")
         print("  then browse http://127.0.0.1:5000")
     else:
         print(f"    browse {uri}")
     root = Path(payloads[0]["config"]["sweep"]["runs_root"]) / study.name
     missing = [t.key for t in study.trials if not (root / t.key / "result.json").is_file()]
-    if missing:
-        print(f"[memlab] {len(missing)} trial(s) did not finish: {', '.join(missing)}",
-              file=sys.stderr)
+    if missing or failed:
+        print(f"[memlab] {max(len(missing), failed)} trial(s) did not finish: "
+              f"{', '.join(missing)}", file=sys.stderr)
         return 1
     return 0
 

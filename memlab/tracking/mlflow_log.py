@@ -79,7 +79,8 @@ class TrialRun:
             items = [Param(k, str(v)[:6000]) for k, v in params.items()]
             for i in range(0, len(items), 100):
                 self.client.log_batch(self.run_id, params=items[i:i + 100])
-        self.client.set_tag(self.run_id, "mlflow.runName", run_name)
+        # provenance of this attempt (a resumed run gets the code and versions that resumed it)
+        self.set_tags({"mlflow.runName": run_name, **tags})
 
     def set_tags(self, tags: dict) -> None:
         for k, v in tags.items():

@@ -116,3 +116,16 @@ def test_validate_and_plan_do_not_import_heavy_packages():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert "full" in r.stdout and "lora" in r.stdout
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("grid:\n  resources.full.cpu: [1, 2]\n", "cannot be a grid axis"),
+    ("train:\n  max_steps: 3\n", "stops before one pass"),
+    ("train:\n  log_every: 0\n", "train.log_every: must be >= 1"),
+    ("data:\n  num_docs: 10\n", "data.num_docs: the demo corpus needs"),
+])
+def test_configs_that_would_fail_later_are_rejected_now(tmp_path, text, expect):
+    p = _study_file(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_study(p)
+    assert any(expect in line for line in e.value.problems), e.value.problems

@@ -60,3 +60,21 @@ def test_finished_shards_are_skipped_without_work(tmp_path):
     rows = run_shard_pool(Boom, {}, [(tmp_path / "src.parquet", dst)], StudyConfig(), "x")
     assert rows == 4
     assert dst.stat().st_mtime_ns == before
+
+
+def test_stage_built_from_another_upstream_is_dropped(tmp_path):
+    from memlab.io.shards import begin_stage
+
+    assert begin_stage(tmp_path, "up-1") is None  # new stage
+    write_shard(_table(2), tmp_path / "part-00000.parquet", DATASET_SCHEMA)
+    assert begin_stage(tmp_path, "up-1") is None  # unfinished: its shard is kept
+    assert is_done(tmp_path / "part-00000.parquet")
+    write_manifest(tmp_path, upstream="up-1", outputs=["part-00000.parquet"])
+    assert begin_stage(tmp_path, "up-1")["upstream"] == "up-1"  # finished
+    (tmp_path / "part-00000.parquet").unlink()  # an output went missing: not done any more
+    assert begin_stage(tmp_path, "up-1") is None
+    write_shard(_table(2), tmp_path / "part-00000.parquet", DATASET_SCHEMA)
+    write_manifest(tmp_path, upstream="up-1", outputs=["part-00000.parquet"])
+    assert begin_stage(tmp_path, "up-2") is None  # upstream changed: everything is stale
+    assert not is_done(tmp_path / "part-00000.parquet")
+    assert read_manifest(tmp_path) is None
