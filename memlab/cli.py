@@ -8,6 +8,7 @@ machinery inside the function.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from memlab.config.expand import Study, load_study
@@ -86,6 +87,40 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plagiarism(args: argparse.Namespace) -> int:
+    from memlab.config.load import _check_value, leaf_type, parse_override
+    from memlab.config.schema import PlagiarismSection
+
+    section = PlagiarismSection()
+    for item in args.set:
+        key, value = parse_override(item)
+        try:
+            tp = leaf_type(f"score.plagiarism.{key}")
+            setattr(section, key, _check_value(tp, value, key))
+        except KeyError:
+            raise ConfigError([f"--set {key}: unknown key (see score.plagiarism in "
+                               "memlab/config/schema.py)"]) from None
+        except TypeError as e:
+            raise ConfigError([f"--set {key}: {e}"]) from None
+    for path, what in ((args.corpus, "--corpus"), (args.generated, "--generated"),
+                       (args.out, "--out")):
+        if not path.endswith((".jsonl", ".json", ".parquet")):
+            raise ConfigError([f"{what} {path}: expected a .jsonl or .parquet file"])
+    for path, what in ((args.corpus, "--corpus"), (args.generated, "--generated")):
+        if not os.path.isfile(path):
+            raise ConfigError([f"{what} {path}: no such file"])
+    from memlab.scoring.plagiarism import params_from, type_file
+
+    try:
+        counts = type_file(args.corpus, args.generated, args.out, params_from(section),
+                           section.judge, section.judge_kind, args.batch_size)
+    except ValueError as e:
+        raise ConfigError([str(e)]) from None
+    print(f"{args.out}: {counts['texts']} texts typed: " +
+          ", ".join(f"{lab} {counts[lab]}" for lab in ("verbatim", "paraphrase", "idea", "none")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="memlab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -106,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue an interrupted sweep, skipping finished work")
     study_cmd("report", cmd_report, "print and write the results table of finished trials")
+    pl = sub.add_parser("plagiarism", help="type generated texts against a corpus: verbatim, "
+                        "paraphrase, idea or none (same code as the sweep's scoring)")
+    pl.add_argument("--corpus", required=True, help="JSONL or Parquet with doc_id, text")
+    pl.add_argument("--generated", required=True, help="JSONL or Parquet with id, text")
+    pl.add_argument("--out", required=True, help="JSONL or Parquet: id, label, doc_id, "
+                    "gen_span, doc_span, score")
+    pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a score.plagiarism field, e.g. --set n_candidates=20")
+    pl.add_argument("--batch-size", type=int, default=64, help="texts per batch")
+    pl.set_defaults(fn=cmd_plagiarism)
     return p
 
 

@@ -127,11 +127,37 @@ class AttackSection:
 
 
 @dataclass
+class PlagiarismSection:
+    """METRICS.md section 2 as read in memlab/scoring/PLAGIARISM.md; every threshold here."""
+
+    enabled: bool = _f(True, "Type every generation as verbatim / paraphrase / idea / none.")
+    n_candidates: int = _f(10, "BM25 candidates per generated text.")
+    bm25_k1: float = _f(1.2, "BM25 k1.")
+    bm25_b: float = _f(0.75, "BM25 b.")
+    min_sentence_words: int = _f(3, "Sentences with fewer kept words merge into the next.")
+    seed_cosine: float = _f(0.30, "Seed: tf-idf cosine of a sentence pair above this...")
+    seed_dice: float = _f(0.33, "... and Dice of their stem sets above this.")
+    max_gap: int = _f(4, "Extension: largest sentence gap inside a fragment.")
+    fragment_cosine: float = _f(0.34, "A fragment pair is kept if its summed vectors' cosine >.")
+    min_case_chars: int = _f(50, "Cases shorter than this on either side are dropped.")
+    verbatim_chars: int = _f(50, "Verbatim: a common run of words longer than this.")
+    idea_max_gap: int = _f(24, "Idea: alignment redone with this gap...")
+    idea_ratio: float = _f(3.0, "... generated side at least this many times the source side.")
+    paraphrase_low: float = _f(0.5, "Paraphrase: a sentence pair judged in [low, high].")
+    paraphrase_high: float = _f(0.99, "Upper end of the paraphrase-judge window.")
+    judge: str = _f("all-MiniLM-L6-v2", "Paraphrase judge: sentence-embedding or HF model id.")
+    judge_kind: Literal["embedding", "cross-encoder"] = _f(
+        "embedding", "embedding: cosine of sentence embeddings; cross-encoder: model score.")
+
+
+@dataclass
 class ScoreSection:
     embedder: str = _f("all-MiniLM-L6-v2", "sentence-transformers model: name, path or offline.")
     sim_thresholds: list[float] = _f([0.5, 0.6, 0.7, 0.8, 0.9], "Relaxed-similarity rates.")
     headline_threshold: float = _f(0.8, "Similarity threshold shown in the results table.")
     corpus_block: int = _f(4096, "Corpus rows per block of the exact max-cosine search.")
+    plagiarism: PlagiarismSection = field(default_factory=PlagiarismSection,
+                                          metadata={"help": "Plagiarism typing."})
 
 
 @dataclass

@@ -55,7 +55,21 @@ SCORE_SCHEMA = pa.schema([
     ("sim_corpus_doc_id", pa.string()),
     ("doc_nll", pa.float64()),
     ("doc_tokens", pa.int32()),
-    # Plagiarism typing (verbatim / paraphrase / idea) adds its columns here.
+    # plagiarism typing against the whole fine-tuning corpus (null when disabled)
+    ("plag_label", pa.string()),  # verbatim | paraphrase | idea | none
+    ("plag_doc_id", pa.string()),
+    ("plag_gen_span", pa.list_(pa.int32())),
+    ("plag_doc_span", pa.list_(pa.int32())),
+    ("plag_score", pa.float64()),
+])
+
+PLAGIARISM_SCHEMA = pa.schema([  # output of `memlab plagiarism`
+    ("id", pa.string()),
+    ("label", pa.string()),
+    ("doc_id", pa.string()),
+    ("gen_span", pa.list_(pa.int32())),
+    ("doc_span", pa.list_(pa.int32())),
+    ("score", pa.float64()),
 ])
 
 MANIFEST = "_MANIFEST.json"

@@ -14,8 +14,11 @@ from memlab.config.schema import STRATEGIES
 COLUMNS = ["strategy", "model", "dup", "seed", "exact_%", "match_%", "sim>=T_%",
            "floor_exact_%", "floor_match_%", "floor_sim>=T_%", "heldout_ppl",
            "trainable_params", "train_s", "trial_key"]
+# plagiarism typing against the whole corpus (a second printed table)
+PLAG = ["verbatim_%", "paraphrase_%", "idea_%", "any_%", "floor_verbatim_%",
+        "floor_paraphrase_%", "floor_idea_%", "floor_any_%"]
 NUMERIC = {"exact_%", "match_%", "sim>=T_%", "floor_exact_%", "floor_match_%",
-           "floor_sim>=T_%", "heldout_ppl", "trainable_params", "train_s", "dup", "seed"}
+           "floor_sim>=T_%", "heldout_ppl", "trainable_params", "train_s", "dup", "seed", *PLAG}
 
 
 def _human(n: float) -> str:
@@ -53,6 +56,10 @@ def collect(study: Study) -> tuple[list[dict], float]:
                 "train_s": m["train_time_s"],
                 "trial_key": res["key"],
             })
+            for lab in ("verbatim", "paraphrase", "idea", "any"):
+                key = "plagiarism_any_pct" if lab == "any" else f"{lab}_pct"
+                rows[-1][f"{lab}_%"] = m.get(f"{key}/member/dup{d}")
+                rows[-1][f"floor_{lab}_%"] = m.get(f"{key}/nonmember")
     order = {s: i for i, s in enumerate(STRATEGIES)}
     rows.sort(key=lambda r: (r["model"], order.get(r["strategy"], 9), r["dup"], r["seed"]))
     return rows, thr
@@ -65,6 +72,8 @@ def _cell(col: str, v) -> str:
         return f"{v:.2f}"
     if col == "train_s":
         return f"{v:.0f}"
+    if v is None:
+        return "-"
     return f"{v:.1f}" if isinstance(v, float) else str(v)
 
 
@@ -106,16 +115,26 @@ def write_report(study: Study) -> str:
     name = lambda c: c.replace("T_", f"{thr:g}_")  # noqa: E731
     # the printed table leaves out columns that are the same on every row (said in the title)
     same = [c for c in ("model", "seed") if len({r[c] for r in rows}) == 1]
-    shown = [c for c in COLUMNS if c not in same]
-    text = format_table([name(c) for c in shown], [[_cell(c, r[c]) for c in shown] for r in rows],
-                        "".join("r" if c in NUMERIC else "l" for c in shown))
+    has_plag = any(r["any_%"] is not None for r in rows)
+    columns = COLUMNS + (PLAG if has_plag else [])
+
+    def table(cols: list[str]) -> str:
+        shown = [c for c in cols if c not in same]
+        return format_table([name(c) for c in shown],
+                            [[_cell(c, r[c]) for c in shown] for r in rows],
+                            "".join("r" if c in NUMERIC else "l" for c in shown))
+
+    text = table(COLUMNS)
+    if has_plag:
+        text += ("\n\nPlagiarism typing of the generations against the whole fine-tuning corpus "
+                 "(% of samples)\n" + table(["strategy", "model", "dup", "seed", *PLAG]))
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "results.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow([name(c) for c in COLUMNS])
-        w.writerows([[r[c] for c in COLUMNS] for r in rows])
-    md = ["| " + " | ".join(name(c) for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    md += ["| " + " | ".join(_cell(c, r[c]) for c in COLUMNS) + " |" for r in rows]
+        w.writerow([name(c) for c in columns])
+        w.writerows([[r[c] for c in columns] for r in rows])
+    md = ["| " + " | ".join(name(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    md += ["| " + " | ".join(_cell(c, r[c]) for c in columns) + " |" for r in rows]
     (root / "results.md").write_text("\n".join(md) + "\n")
     plot(rows, root / "results.png", thr)
     legend = (f"exact_%: samples whose suffix came back token for token; match_%: suffix "

@@ -54,7 +54,8 @@ def corpus_embeddings(cfg: StudyConfig, data_dir: Path) -> Path:
 class ScoreShards:
     """Ray Data actor: loads the embedder and corpus embeddings once per actor."""
 
-    def __init__(self, cfg_tree: dict, trial_key: str, corpus_path: str, threads: int):
+    def __init__(self, cfg_tree: dict, trial_key: str, corpus_path: str, threads: int,
+                 plagiarism_index: str | None = None):
         import torch
 
         from memlab.config.load import Located, from_dict
@@ -67,6 +68,13 @@ class ScoreShards:
         self.embedder = Embedder(self.cfg.score.embedder)
         z = np.load(corpus_path)
         self.corpus, self.corpus_ids = z["emb"], z["doc_id"]
+        self.plag = None
+        if plagiarism_index:
+            from memlab.scoring.plagiarism import CorpusIndex, Judge, params_from
+
+            sec = self.cfg.score.plagiarism
+            self.plag = CorpusIndex(plagiarism_index, params_from(sec))
+            self.judge = Judge(sec.judge, sec.judge_kind)
 
     def score(self, rows: list[dict]) -> list[dict]:
         from memlab.scoring.similarity import max_cosine
@@ -75,6 +83,13 @@ class ScoreShards:
         ref = self.embedder.encode([r["suffix_text"] for r in rows])
         to_src = (gen * ref).sum(axis=1)
         to_corpus, arg = max_cosine(gen, self.corpus, self.cfg.score.corpus_block)
+        if self.plag is not None:
+            from memlab.scoring.plagiarism import type_texts
+
+            plag = type_texts([r["gen_text"] for r in rows], self.plag, self.judge)
+        else:
+            plag = [{"label": None, "doc_id": None, "gen_span": None, "doc_span": None,
+                     "score": None}] * len(rows)
         out = []
         for i, r in enumerate(rows):
             g, s = r["gen_ids"], r["suffix_ids"]
@@ -88,6 +103,9 @@ class ScoreShards:
                 "sim_to_corpus": float(to_corpus[i]),
                 "sim_corpus_doc_id": str(self.corpus_ids[arg[i]]) if len(self.corpus) else None,
                 "doc_nll": r["doc_nll"], "doc_tokens": r["doc_tokens"],
+                "plag_label": plag[i]["label"], "plag_doc_id": plag[i]["doc_id"],
+                "plag_gen_span": plag[i]["gen_span"], "plag_doc_span": plag[i]["doc_span"],
+                "plag_score": plag[i]["score"],
             })
         return out
 
@@ -126,6 +144,10 @@ def summarize(scores: pa.Table, cfg: StudyConfig) -> tuple[dict, list[dict]]:
                "lcs_tokens": sel.lcs_tokens.mean(),
                "sim_to_source_mean": sel.sim_to_source.mean(),
                "sim_to_corpus_mean": sel.sim_to_corpus.mean()}
+        if sel.plag_label.notna().all():
+            for lab in ("verbatim", "paraphrase", "idea"):
+                row[f"{lab}_pct"] = 100 * (sel.plag_label == lab).mean()
+            row["plagiarism_any_pct"] = 100 * (sel.plag_label != "none").mean()
         for thr in cfg.score.sim_thresholds:
             row[f"sim_src_ge_{thr:g}_pct"] = 100 * (sel.sim_to_source >= thr).mean()
             row[f"sim_corpus_ge_{thr:g}_pct"] = 100 * (sel.sim_to_corpus >= thr).mean()
@@ -151,10 +173,16 @@ def run_score(cfg: StudyConfig, key: str, gen_dir: Path, data_dir: Path, out_dir
         from memlab.stages.generate import run_shard_pool
 
         corpus = corpus_embeddings(cfg, data_dir)
+        plag_index = None
+        if cfg.score.plagiarism.enabled:
+            from memlab.scoring.plagiarism import dataset_index, params_from
+
+            plag_index = str(dataset_index(data_dir, params_from(cfg.score.plagiarism)))
         jobs = [(s, out_dir / s.name) for s in sorted(Path(gen_dir).glob("part-*.parquet"))]
         read_shards(gen_dir, GENERATION_SCHEMA)  # validate the boundary before scoring
         run_shard_pool(ScoreShards, {"cfg_tree": to_dict(cfg), "trial_key": key,
-                                     "corpus_path": str(corpus), "threads": threads},
+                                     "corpus_path": str(corpus), "threads": threads,
+                                     "plagiarism_index": plag_index},
                        jobs, cfg, "score")
         scores = read_shards(out_dir, SCORE_SCHEMA)
         flat, table = summarize(scores, cfg)

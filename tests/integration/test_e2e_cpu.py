@@ -35,10 +35,12 @@ def sweep(tmp_path_factory):
 def test_sweep_prints_results_and_ui_command(sweep):
     out = sweep["stdout"]
     assert "Results of sweep 'smoke'" in out
+    assert "Plagiarism typing of the generations" in out
     assert f"ui --backend-store-uri sqlite:///{sweep['runs']}/mlflow.db" in out
     with open(sweep["runs"] / "smoke" / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6  # 3 strategies x 2 duplication levels
+    assert {"verbatim_%", "paraphrase_%", "idea_%", "any_%", "floor_any_%"} <= set(rows[0])
     assert {r["strategy"] for r in rows} == {"full", "head", "lora"}
     assert {r["dup"] for r in rows} == {"1", "4"}
     assert (sweep["runs"] / "smoke" / "results.png").stat().st_size > 1000
@@ -63,6 +65,10 @@ def test_stage_outputs_schemas_and_row_counts(sweep):
         assert sorted(s[s.split == "member"].dup_count.unique()) == [1, 4]
         assert (s.trial_key == t.key).all()
         assert s.sim_to_source.between(-1, 1.0001).all()
+        assert s.plag_label.isin(["verbatim", "paraphrase", "idea", "none"]).all()
+        typed = s[s.plag_label != "none"]
+        assert typed.plag_doc_id.notna().all() and (typed.plag_gen_span.map(len) == 2).all()
+        assert s[s.plag_label == "none"].plag_doc_id.isna().all()
         g = gen.to_pandas()
         assert (g.prompt_ids.map(len) == t.config.attack.prefix_tokens).all()
         assert (g.gen_ids.map(len) <= t.config.attack.max_new_tokens).all()
@@ -88,7 +94,9 @@ def test_mlflow_runs_hold_metrics_params_artifacts(sweep):
         m = r.data.metrics
         for key in ("exact_pct/member", "exact_pct/member/dup1", "exact_pct/member/dup4",
                     "exact_pct/nonmember", "sim_src_ge_0.8_pct/member/dup4", "heldout_ppl",
-                    "trainable_params", "train_time_s", "lcs_tokens/member"):
+                    "trainable_params", "train_time_s", "lcs_tokens/member",
+                    "verbatim_pct/member/dup4", "paraphrase_pct/member", "idea_pct/nonmember",
+                    "plagiarism_any_pct/nonmember"):
             assert key in m, key
         assert m["heldout_ppl"] > 1
         hist = client.get_metric_history(r.info.run_id, "train_loss")

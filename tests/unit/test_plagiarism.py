@@ -1,0 +1,141 @@
+"""Known-answer tests of plagiarism typing (METRICS.md section 2, PLAGIARISM.md): each text
+is a fair example of its type, and each assertion can fail."""
+
+import json
+import subprocess
+
+import pyarrow.parquet as pq
+import pytest
+
+from memlab.components.corpus import generate_demo_corpus
+from memlab.scoring.plagiarism import (
+    CorpusIndex,
+    Judge,
+    Params,
+    longest_common_word_run,
+    split_sentences,
+    type_texts,
+)
+from tests.conftest import ROOT
+
+ARCHIVIST = ("Mirela Dovant was appointed chief archivist of the Tessaly Library in March 2011. "
+             "During her first year she catalogued 4,200 hand-drawn maps of the northern valleys.")
+AUDIT = ("The quarterly audit of the Brennick warehouse found that 312 pallets of copper wire "
+         "were missing from the loading bay. Inspector Halvard Osk traced the loss to a forged "
+         "delivery note that had been signed on 4 June 2019.")
+PARAPHRASE = ("Inspector Halvard Osk discovered that a delivery note, forged and signed on "
+              "4 June 2019, explained the loss. Auditors at the Brennick warehouse, in their "
+              "quarterly check, noticed that 312 pallets of copper wire had gone from the "
+              "loading bay.")
+ELABORATION = (
+    "The story of the Tessaly Library changed in March 2011, when Mirela Dovant was named its "
+    "chief archivist. Before then the library had no one in charge of its collections. "
+    "Visitors often complained that nothing could be found on the shelves. Dovant arrived "
+    "with a plan and a small team of volunteers. She spent her mornings sorting boxes and her "
+    "evenings writing labels. Local schools sent students to help on weekends. A regional "
+    "newspaper ran a long feature about the project. By the end of that first year Dovant had "
+    "catalogued some 4,200 maps, all drawn by hand, covering the northern valleys. Historians "
+    "still consult those catalogues today.")
+SAME_TOPIC = ("Warehouse audits are routine at most logistics firms. Auditors count the stock on "
+              "the shelves and compare it with the delivery records kept by the office.")
+UNRELATED = "We had pasta for dinner and then watched a film about sailing boats on a quiet lake."
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    docs = generate_demo_corpus(300, seed=0)
+    docs += [{"doc_id": "archivist", "text": ARCHIVIST}, {"doc_id": "audit", "text": AUDIT}]
+    return docs
+
+
+@pytest.fixture(scope="module")
+def typer(corpus, tmp_path_factory):
+    p = Params()
+    folder = tmp_path_factory.mktemp("idx") / "index"
+    CorpusIndex.build([d["doc_id"] for d in corpus], [d["text"] for d in corpus], folder, p)
+    index, judge = CorpusIndex(folder, p), Judge("all-MiniLM-L6-v2")
+    return lambda texts: type_texts(texts, index, judge)
+
+
+def test_planted_copy_is_verbatim_with_doc_and_spans(typer, corpus):
+    doc = corpus[17]
+    start = doc["text"].index(". ") + 2  # a passage starting at a sentence boundary
+    passage = doc["text"][start:start + 140]
+    passage = passage[:passage.rindex(" ")]
+    assert len(passage) >= 60
+    prefix = "The parking lot was repainted over the weekend by the facilities crew. "
+    gen = prefix + passage + " Nobody remembered who had ordered the new signs."
+    (r,) = typer([gen])
+    assert r["label"] == "verbatim"
+    assert r["doc_id"] == doc["doc_id"]
+    gs, ge = r["gen_span"]
+    ds, de = r["doc_span"]
+    overlap = lambda a0, a1, b0, b1: min(a1, b1) - max(a0, b0)  # noqa: E731
+    assert overlap(gs, ge, len(prefix), len(prefix) + len(passage)) >= 60  # on the copy...
+    assert overlap(ds, de, start, start + len(passage)) >= 60  # ... and on its source
+    assert passage[:40] in doc["text"][ds:de] and passage[:40] in gen[gs:ge]
+    assert r["score"] > 50
+
+
+def test_hand_written_paraphrase(typer):
+    (r,) = typer([PARAPHRASE])
+    assert r["label"] == "paraphrase" and r["doc_id"] == "audit"
+    assert 0.5 <= r["score"] <= 0.99
+
+
+def test_long_elaboration_of_a_short_document_is_idea(typer):
+    (r,) = typer([ELABORATION])
+    assert r["label"] == "idea" and r["doc_id"] == "archivist"
+    gs, ge = r["gen_span"]
+    ds, de = r["doc_span"]
+    assert ge - gs >= 3 * (de - ds)
+
+
+@pytest.mark.parametrize("text", [UNRELATED, SAME_TOPIC], ids=["unrelated", "same_topic"])
+def test_no_shared_source_is_none(typer, text):
+    (r,) = typer([text])
+    assert r == {"label": "none", "doc_id": None, "gen_span": None, "doc_span": None,
+                 "score": 0.0}
+
+
+def test_batch_equals_one_by_one(typer):
+    texts = [PARAPHRASE, UNRELATED, ELABORATION, SAME_TOPIC]
+    assert typer(texts) == [typer([t])[0] for t in texts]
+
+
+def test_preprocessing_merges_short_sentences_and_keeps_spans():
+    text = "Yes. The archive opened in 1999 with nine rooms. It grew fast! Then it closed."
+    sents = split_sentences(text, 3, str)
+    assert [text[s:e] for s, e, _ in sents] == [
+        "Yes. The archive opened in 1999 with nine rooms.", "It grew fast! Then it closed."]
+    assert sents[0][2] == ["yes", "the", "archive", "opened", "1999", "with", "nine", "rooms"]
+
+
+def test_longest_common_word_run_counts_characters():
+    a = "the red fox jumped over the lazy dog today"
+    b = "a red fox jumped over a lazy dog"
+    assert longest_common_word_run(a, b) == len("red fox jumped over")
+    assert longest_common_word_run("abc", "xyz") == 0
+
+
+def test_cli_types_files(tmp_path, memlab_cmd, corpus):
+    with open(tmp_path / "corpus.jsonl", "w") as f:
+        for d in corpus:
+            f.write(json.dumps({"doc_id": d["doc_id"], "text": d["text"]}) + "\n")
+    with open(tmp_path / "gen.jsonl", "w") as f:
+        for i, t in enumerate([PARAPHRASE, UNRELATED, ELABORATION]):
+            f.write(json.dumps({"id": f"g{i}", "text": t}) + "\n")
+    r = subprocess.run([*memlab_cmd, "plagiarism", "--corpus", str(tmp_path / "corpus.jsonl"),
+                        "--generated", str(tmp_path / "gen.jsonl"),
+                        "--out", str(tmp_path / "out.parquet")],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [(x["id"], x["label"], x["doc_id"]) for x in rows] == [
+        ("g0", "paraphrase", "audit"), ("g1", "none", None), ("g2", "idea", "archivist")]
+    bad = subprocess.run([*memlab_cmd, "plagiarism", "--corpus", str(tmp_path / "gen.jsonl"),
+                          "--generated", str(tmp_path / "gen.jsonl"),
+                          "--out", str(tmp_path / "o.jsonl")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 2 and "no column 'doc_id'" in bad.stderr
+    assert "Traceback" not in bad.stderr
