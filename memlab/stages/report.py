@@ -124,10 +124,15 @@ def write_report(study: Study) -> str:
                             [[_cell(c, r[c]) for c in shown] for r in rows],
                             "".join("r" if c in NUMERIC else "l" for c in shown))
 
-    text = table(COLUMNS)
+    legend = (f"exact_%: samples whose suffix came back token for token; match_%: suffix "
+              f"tokens reproduced at their position; sim>={thr:g}_%: samples with embedding "
+              f"similarity >= {thr:g} to the true suffix.\nMembers at each dup (copies in the "
+              "training set); floor_*: the same on non-members (never trained on).")
+    text = table(COLUMNS) + "\n" + legend
     if has_plag:
         text += ("\n\nPlagiarism typing of the generations against the whole fine-tuning corpus "
-                 "(% of samples)\n" + table(["strategy", "model", "dup", "seed", *PLAG]))
+                 "(% of samples; METRICS.md section 2)\n"
+                 + table(["strategy", "model", "dup", "seed", *PLAG]))
     root.mkdir(parents=True, exist_ok=True)
     with open(root / "results.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -137,10 +142,6 @@ def write_report(study: Study) -> str:
     md += ["| " + " | ".join(_cell(c, r[c]) for c in columns) + " |" for r in rows]
     (root / "results.md").write_text("\n".join(md) + "\n")
     plot(rows, root / "results.png", thr)
-    legend = (f"exact_%: samples whose suffix came back token for token; match_%: suffix "
-              f"tokens reproduced at their position; sim>={thr:g}_%: samples with embedding "
-              f"similarity >= {thr:g} to the true suffix.\nMembers at each dup (copies in the "
-              "training set); floor_*: the same on non-members (never trained on).")
     fixed = ", ".join(f"{c} {rows[0][c]}" for c in same)
     return (f"\nResults of sweep '{study.name}' ({fixed}; {root}/results.csv, .md, .png)\n"
-            f"{text}\n{legend}")
+            f"{text}")
