@@ -10,14 +10,12 @@ of subset k occurs `dup_factor * k` times in the training stream. Non-members oc
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import random
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from memlab.config.schema import DataSection
 from memlab.io.shards import (
@@ -28,6 +26,7 @@ from memlab.io.shards import (
     write_manifest,
     write_shard,
 )
+from memlab.io.tables import read_rows
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +50,10 @@ def _read_local(path: Path, text_field: str, id_field: str | None) -> list[dict]
         if f.suffix == ".txt":
             docs.append({"doc_id": str(rel), "text": f.read_text(errors="replace")})
             continue
-        if f.suffix == ".parquet":
-            rows = pq.read_table(f).to_pylist()
-        else:
-            with open(f) as fh:
-                rows = []
-                for n, line in enumerate(fh, 1):
-                    if line.strip():
-                        try:
-                            rows.append(json.loads(line))
-                        except json.JSONDecodeError as e:
-                            raise DataError(f"{f}:{n}: invalid JSON: {e.msg}") from None
+        try:
+            rows = read_rows(f)
+        except ValueError as e:
+            raise DataError(str(e)) from None
         for i, row in enumerate(rows):
             if text_field not in row:
                 raise DataError(f"{f}: row {i} has no field '{text_field}' (data.text_field)")

@@ -471,24 +471,9 @@ def dataset_index(data_dir: str | os.PathLike, p: Params) -> Path:
 # ------------------------------------------------------------------------ files in, file out
 def read_table_file(path: str | os.PathLike, columns: tuple[str, ...]) -> list[dict]:
     """Rows of a JSONL or Parquet file (chosen by extension) holding `columns`."""
-    import pyarrow.parquet as pq
+    from memlab.io.tables import read_rows
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if path.suffix == ".parquet":
-        rows = pq.read_table(path).to_pylist()
-    elif path.suffix in (".jsonl", ".json"):
-        rows = []
-        with open(path) as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise ValueError(f"{path}:{n}: invalid JSON: {e.msg}") from None
-    else:
-        raise ValueError(f"{path}: expected a .jsonl or .parquet file")
+    rows = read_rows(path)
     for i, r in enumerate(rows):
         missing = [c for c in columns if c not in r]
         if missing:
