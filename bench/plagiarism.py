@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
@@ -26,24 +23,7 @@ for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def machine() -> str:
-    cpu = "unknown cpu"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, " \
-           f"Python {platform.python_version()}"
-
-
-def git_sha() -> str:
-    r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return r.stdout.strip() or "unknown"
+from bench._common import write_result  # noqa: E402
 
 
 def run_size(size: int, n_texts: int, n_ref: int, judge, tmp: Path) -> dict:
@@ -137,18 +117,8 @@ def main() -> None:
         headline[f"retrieval_ms_per_query_{tag(size)}"] = round(r["retrieval_ms_per_query"], 3)
     first = runs[min(runs)]
     headline["label_agreement"] = round(first["label_agreement"], 4)
-    result = {
-        "command": "python bench/plagiarism.py " + " ".join(sys.argv[1:]),
-        "machine": machine(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "git_sha": git_sha(),
-        "headline": headline,
-        "runs": {str(k): v for k, v in runs.items()},
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(headline, indent=2))
-
+    write_result(args.out, "plagiarism.py", headline,
+                 runs={str(k): v for k, v in runs.items()})
 
 if __name__ == "__main__":
     main()

@@ -218,6 +218,7 @@ def load_trained(train_dir: str | os.PathLike, dtype=None):
     return model.eval(), tok
 
 
-def doc_tokens(tok, text: str, n: int) -> list[int]:
-    """The first `n` tokens of a document, as training and the attack both see it."""
+def doc_tokens(tok, text: str | list[str], n: int) -> list[int] | list[list[int]]:
+    """The first `n` tokens of a document (or of each of a list of documents, in one batched
+    call), as training and the attack both see it."""
     return tok(text, add_special_tokens=False, truncation=True, max_length=n)["input_ids"]

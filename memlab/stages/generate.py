@@ -33,10 +33,15 @@ from memlab.io.shards import (
 log = logging.getLogger(__name__)
 
 
-def sample_seed(seed: int, shard: str, batch: int, sample_idx: int) -> int:
-    """Deterministic seed of one generation batch (recorded with each of its samples)."""
-    blob = f"{seed}/{shard}/{batch}/{sample_idx}".encode()
+def sample_seed(seed: int, *parts) -> int:
+    """Deterministic seed of one generation draw (recorded with each of its samples)."""
+    blob = "/".join(str(x) for x in (seed, *parts)).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:7], "little")
+
+
+def use_engine(cfg: StudyConfig, device: str) -> bool:
+    """memlab's engine on GPU, HF `generate` on CPU, unless attack.engine says otherwise."""
+    return cfg.attack.engine == "memlab" or (cfg.attack.engine == "auto" and device == "cuda")
 
 
 def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[float]:
@@ -63,23 +68,13 @@ def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[f
     return out
 
 
-def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str) -> list[dict]:
-    """The attack on a list of dataset rows (plain HF `generate`, batched, left-padded)."""
+def _attack_hf(model, tok, docs, cfg: StudyConfig, shard: str):
+    """HF `generate`, batched and left-padded; one seed per (shard, batch, sample)."""
     import torch
-
-    from memlab.components.models import doc_tokens
 
     a = cfg.attack
     dev = next(model.parameters()).device
-    docs = []
-    for r in rows:
-        ids = doc_tokens(tok, r["text"], max(a.prefix_tokens + a.suffix_tokens, cfg.train.seq_len))
-        if len(ids) < a.prefix_tokens + a.suffix_tokens:  # no full reference suffix
-            log.warning("doc %s has only %d tokens: not attacked", r["doc_id"], len(ids))
-            continue
-        docs.append((r, ids))
     nlls = doc_nll(model, tok, [ids[:cfg.train.seq_len] for _, ids in docs], a.batch_size)
-    out: list[dict] = []
     eos = tok.eos_token_id
     for b in range(0, len(docs), a.batch_size):
         chunk = docs[b:b + a.batch_size]
@@ -102,18 +97,62 @@ def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str) ->
                 gen = model.generate(input_ids=inp, attention_mask=mask,
                                      max_new_tokens=a.max_new_tokens, pad_token_id=tok.pad_token_id,
                                      eos_token_id=eos, **kw)
-            for j, (r, ids) in enumerate(chunk):
+            for j in range(len(chunk)):
                 new = gen[j, width:].tolist()
                 if eos in new:
                     new = new[:new.index(eos)]
-                suffix = ids[a.prefix_tokens:a.prefix_tokens + a.suffix_tokens]
-                out.append({
-                    "doc_id": r["doc_id"], "split": r["split"], "dup_count": r["dup_count"],
-                    "sample_idx": s, "seed": seed, "prompt_ids": prompts[j],
-                    "suffix_ids": suffix, "gen_ids": new,
-                    "suffix_text": tok.decode(suffix), "gen_text": tok.decode(new),
-                    "doc_nll": nlls[b + j], "doc_tokens": min(len(ids), cfg.train.seq_len),
-                })
+                yield b + j, s, seed, new, nlls[b + j]
+
+
+def _attack_engine(engine, docs, cfg: StudyConfig, shard: str):
+    """memlab's engine: every (document, sample) is one request with its own seed; the prefill
+    over the document's first seq_len tokens also gives its NLL."""
+    from memlab.engine import Decoding
+
+    a = cfg.attack
+    dec = Decoding(greedy=a.decoding == "greedy", temperature=a.temperature, top_k=a.top_k,
+                   top_p=a.top_p)
+    reqs = [(i, s) for s in range(a.samples_per_prompt) for i in range(len(docs))]
+    seeds = [sample_seed(cfg.seed, shard, docs[i][0]["doc_id"], s) for i, s in reqs]
+    out = engine.generate([docs[i][1][:a.prefix_tokens] for i, _ in reqs],
+                          tails=[docs[i][1][a.prefix_tokens:cfg.train.seq_len] for i, _ in reqs],
+                          seeds=seeds, max_new_tokens=a.max_new_tokens, decoding=dec)
+    for (i, s), seed, new, nll in zip(reqs, seeds, out.tokens, out.nll):
+        yield i, s, seed, new, nll
+
+
+def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
+                  engine=None) -> list[dict]:
+    """The attack on a list of dataset rows: with `engine` (memlab.engine.Engine) if given,
+    else HF `generate`. One output row per (document, sample)."""
+    from memlab.components.models import doc_tokens
+
+    a = cfg.attack
+    docs = []
+    need = max(a.prefix_tokens + a.suffix_tokens, cfg.train.seq_len)
+    for r, ids in zip(rows, doc_tokens(tok, [r["text"] for r in rows], need) if rows else []):
+        if len(ids) < a.prefix_tokens + a.suffix_tokens:  # no full reference suffix
+            log.warning("doc %s has only %d tokens: not attacked", r["doc_id"], len(ids))
+            continue
+        docs.append((r, ids))
+    if engine is not None:
+        drawn = list(_attack_engine(engine, docs, cfg, shard))
+    else:
+        drawn = list(_attack_hf(model, tok, docs, cfg, shard))
+    drawn.sort(key=lambda x: (x[0], x[1]))  # document order, then sample
+    suffixes = [docs[i][1][a.prefix_tokens:a.prefix_tokens + a.suffix_tokens] for i, *_ in drawn]
+    gen_texts = tok.batch_decode([x[3] for x in drawn])
+    suffix_texts = tok.batch_decode(suffixes)
+    out: list[dict] = []
+    for (i, s, seed, new, nll), suffix, gtext, stext in zip(drawn, suffixes, gen_texts,
+                                                             suffix_texts):
+        r, ids = docs[i]
+        out.append({
+            "doc_id": r["doc_id"], "split": r["split"], "dup_count": r["dup_count"],
+            "sample_idx": s, "seed": seed, "prompt_ids": ids[:a.prefix_tokens],
+            "suffix_ids": suffix, "gen_ids": new, "suffix_text": stext, "gen_text": gtext,
+            "doc_nll": nll, "doc_tokens": min(len(ids), cfg.train.seq_len),
+        })
     return out
 
 
@@ -134,13 +173,21 @@ class GenerateShards:
         dtype = torch_dtype(self.cfg.train.precision, device)
         self.model, self.tok = load_trained(train_dir, dtype)
         self.model.to(device)
+        self.engine = None
+        if use_engine(self.cfg, device):
+            from memlab.engine import Engine
+
+            self.engine = Engine(self.model, max_batch=self.cfg.attack.batch_size,
+                                 eos_token_id=self.tok.eos_token_id,
+                                 pad_token_id=self.tok.pad_token_id)
 
     def __call__(self, batch: dict) -> dict:
         rows_out = []
         for src, dst in zip(batch["src"], batch["dst"]):
             if not is_done(dst):
                 rows = pq.read_table(src).to_pylist()
-                out = generate_rows(self.model, self.tok, rows, self.cfg, Path(src).name)
+                out = generate_rows(self.model, self.tok, rows, self.cfg, Path(src).name,
+                                    self.engine)
                 write_shard(pa.Table.from_pylist(out, schema=GENERATION_SCHEMA), dst,
                             GENERATION_SCHEMA)
             rows_out.append(pq.read_metadata(dst).num_rows)

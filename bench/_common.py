@@ -1,0 +1,56 @@
+"""What every benchmark records with its figures: command, machine, date, git sha."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    desc = f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, " \
+           f"Python {platform.python_version()}"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+            desc = f"{len(gpus)} x {gpus[0]}, torch {torch.__version__}; " + desc
+    except ImportError:
+        pass
+    return desc
+
+
+def git_sha() -> str:
+    """HEAD here; on a machine without the repository's history, $MEMLAB_GIT_SHA."""
+    r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return r.stdout.strip() or os.environ.get("MEMLAB_GIT_SHA", "unknown")
+
+
+def write_result(out: str | os.PathLike, script: str, headline: dict, **details) -> dict:
+    result = {
+        "command": f"python bench/{script} " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "git_sha": git_sha(),
+        "headline": headline,
+        **details,
+    }
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(headline, indent=2))
+    return result

@@ -1,0 +1,145 @@
+"""Benchmark: the generation stage through Ray Data vs the bare engine, same workload (GPU).
+
+Workload: `--docs` demo-corpus documents in Parquet shards of `--shard-rows`; the attack of
+bench/generate.py (50-token prompts, 100 new tokens, top-k 40 sampling, batch 512) plus each
+document's NLL over its first seq_len tokens, as the stage computes it.
+
+- stage: `memlab.stages.generate.run_generate` end to end (Ray Data actor pool of
+  `--actors` actors sharing the GPU: model load, shard reads, tokenization, generation,
+  detokenization, atomic shard writes, manifest), timed from the call to its return;
+- bare: one `Engine.generate` over the same pre-tokenized requests (same seeds, same tails),
+  warmed up, timed alone.
+
+raydata_frac_of_engine = stage generated tokens/s / bare engine generated tokens/s.
+Writes bench/results/generate_raydata.json.
+
+    python bench/generate_raydata.py --model <HF checkpoint folder>
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench._common import write_result  # noqa: E402
+
+
+def study(args):
+    import torch
+
+    from memlab.config.schema import StudyConfig
+
+    cfg = StudyConfig()
+    a = cfg.attack
+    a.prefix_tokens, a.suffix_tokens, a.max_new_tokens = 50, 50, 100
+    a.decoding, a.top_k, a.temperature, a.top_p = "sample", 40, 1.0, 1.0
+    a.batch_size, a.engine = args.batch, "memlab"
+    a.actors, a.actor_cpus, a.actor_gpus = args.actors, args.actor_cpus, \
+        (1.0 / args.actors if torch.cuda.is_available() else 0.0)
+    cfg.train.seq_len = 150
+    return cfg
+
+
+def prepare(args, work: Path):
+    """Dataset shards and a 'trained' checkpoint folder as the train stage leaves them."""
+    import pyarrow as pa
+
+    from memlab.components.corpus import generate_demo_corpus
+    from memlab.components.models import load_causal_lm, load_tokenizer
+    from memlab.io.shards import DATASET_SCHEMA, write_manifest, write_shard
+
+    data = work / "data"
+    docs = generate_demo_corpus(args.docs, seed=3)
+    rows = [{"doc_id": d["doc_id"], "text": d["text"], "split": "member", "dup_count": 1}
+            for d in docs]
+    for i in range(0, len(rows), args.shard_rows):
+        write_shard(pa.Table.from_pylist(rows[i:i + args.shard_rows], schema=DATASET_SCHEMA),
+                    data / f"part-{i // args.shard_rows:05d}.parquet", DATASET_SCHEMA)
+    write_manifest(data, rows=len(rows))
+    train = work / "train"
+    load_causal_lm(args.model).save_pretrained(train / "model")
+    load_tokenizer(args.model).save_pretrained(train / "model")
+    write_manifest(train, saved="full", base_model=args.model)
+    return rows, data, train
+
+
+def bare_engine(cfg, rows, train: Path) -> tuple[int, float]:
+    import torch
+
+    from memlab.components.models import doc_tokens, load_trained
+    from memlab.engine import Engine
+    from memlab.stages.generate import _attack_engine
+
+    cuda = torch.cuda.is_available()
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    model, tok = load_trained(train, torch.bfloat16 if cuda else torch.float32)
+    model.to("cuda" if cuda else "cpu")
+    eng = Engine(model, max_batch=cfg.attack.batch_size, eos_token_id=tok.eos_token_id,
+                 pad_token_id=tok.pad_token_id)
+    a = cfg.attack
+    ids = doc_tokens(tok, [r["text"] for r in rows], cfg.train.seq_len)
+    docs = [(r, x) for r, x in zip(rows, ids) if len(x) >= a.prefix_tokens + a.suffix_tokens]
+    list(_attack_engine(eng, docs[:2 * a.batch_size], cfg, "warmup"))
+    sync()
+    t = time.perf_counter()
+    out = list(_attack_engine(eng, docs, cfg, "bare"))
+    sync()
+    secs = time.perf_counter() - t
+    return sum(len(x[3]) for x in out), secs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", required=True, help="HF checkpoint folder (e.g. SmolLM2)")
+    ap.add_argument("--docs", type=int, default=262144)
+    ap.add_argument("--shard-rows", type=int, default=8192)
+    ap.add_argument("--batch", type=int, default=512)
+    ap.add_argument("--actors", type=int, default=2)
+    ap.add_argument("--actor-cpus", type=float, default=4)
+    ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "generate_raydata.json"))
+    args = ap.parse_args()
+    import pyarrow.parquet as pq
+    import ray
+
+    from memlab.stages.generate import run_generate
+
+    work = Path(args.work or tempfile.mkdtemp(prefix="memlab-bench-"))
+    cfg = study(args)
+    t = time.perf_counter()
+    rows, data, train = prepare(args, work)
+    print(f"prepared {len(rows)} docs in {time.perf_counter() - t:.0f} s", flush=True)
+
+    ray.init(include_dashboard=False, log_to_driver=True)
+    out = work / "generate"
+    shutil.rmtree(out, ignore_errors=True)
+    t = time.perf_counter()
+    man = run_generate(cfg, train, data, out)
+    stage_s = time.perf_counter() - t
+    stage_tokens = sum(sum(len(x) for x in pq.read_table(p, columns=["gen_ids"])["gen_ids"]
+                           .to_pylist()) for p in sorted(out.glob("part-*.parquet")))
+    ray.shutdown()
+    print(f"stage: {man['rows']} rows, {stage_tokens} tokens in {stage_s:.1f} s", flush=True)
+
+    bare_tokens, bare_s = bare_engine(cfg, rows, train)
+    print(f"bare engine: {bare_tokens} tokens in {bare_s:.1f} s", flush=True)
+    stage_tps, bare_tps = stage_tokens / stage_s, bare_tokens / bare_s
+    headline = {"raydata_frac_of_engine": round(stage_tps / bare_tps, 3),
+                "raydata_tok_s": round(stage_tps), "engine_tok_s": round(bare_tps)}
+    write_result(args.out, "generate_raydata.py", headline,
+                 details={"docs": len(rows), "shards": man["shards"], "stage_s": stage_s,
+                          "bare_s": bare_s, "stage_tokens": stage_tokens,
+                          "bare_tokens": bare_tokens, "actors": args.actors,
+                          "batch": args.batch})
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

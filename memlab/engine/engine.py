@@ -1,0 +1,280 @@
+"""Batched generation with a static KV cache and one decode step replayed as a CUDA graph.
+
+For each batch of prompts (bucketed by length, left-padded to a multiple of `bucket`):
+1. prefill: one forward over the prompts (and, optionally, each document's remaining tokens,
+   teacher-forced, so the same pass gives the document's NLL at no extra cost) writes K/V into
+   a cache preallocated for (batch, width + max(new tokens, tail));
+2. decode: one step (embed the last token, attend the whole cache under a mask built from the
+   step counter, sample, append) runs with every shape fixed. On CUDA it is captured once per
+   (batch, cache length, decoding) and replayed: the host does one `replay()` per token, the
+   step counters live on the device, and all-finished is checked every `check_every` steps.
+
+Sampling is greedy, or temperature / top-k / top-p with the Gumbel-max trick over a
+counter-based hash of (row seed, step, token id): every row has its own recorded seed, the draw
+does not depend on batch composition or device, and it needs no generator state in the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from memlab.engine.decoder import Decoder
+
+M32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class Decoding:
+    greedy: bool = True
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+
+    def __post_init__(self):
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.top_k < 0:
+            raise ValueError(f"bad decoding settings: {self}")
+
+
+def mix32(x: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer hash on int64 tensors holding values in [0, 2**32) (no overflow)."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & M32
+    x = x ^ (x >> 15)
+    x = (x * 0x5BD1E995) & M32
+    return x ^ (x >> 16)
+
+
+def row_keys(seeds: list[int], device) -> torch.Tensor:
+    s = torch.tensor([int(x) % (1 << 63) for x in seeds], dtype=torch.long, device=device)
+    return mix32(mix32(s & M32) ^ ((s >> 32) & M32))
+
+
+def uniforms(keys: torch.Tensor, step: torch.Tensor, tok_hash: torch.Tensor) -> torch.Tensor:
+    """U(0,1) for each (row, candidate): keys (B,), step (1,), tok_hash (B,K) -> (B,K) float32."""
+    r = mix32(keys ^ ((step * 0x9E3779B9) & M32))
+    h = mix32(r[:, None] ^ tok_hash)
+    return ((h >> 8).float() + 0.5) * (1.0 / (1 << 24))
+
+
+def choose(logits: torch.Tensor, dec: Decoding, keys, step, vocab_hash) -> torch.Tensor:
+    """Next token per row from float32 logits (B, V)."""
+    if dec.greedy:
+        return logits.argmax(-1)
+    logits = logits / dec.temperature
+    if dec.top_k or dec.top_p < 1:
+        k = min(dec.top_k or logits.shape[-1], logits.shape[-1])
+        vals, idx = logits.topk(k, dim=-1)  # sorted, largest first
+        if dec.top_p < 1:
+            probs = torch.softmax(vals, dim=-1)
+            before = torch.cumsum(probs, dim=-1) - probs  # mass of strictly better tokens
+            vals = vals.masked_fill(before >= dec.top_p, float("-inf"))
+    else:
+        vals = logits
+        idx = torch.arange(logits.shape[-1], device=logits.device).expand_as(logits)
+    g = -torch.log(-torch.log(uniforms(keys, step, vocab_hash[idx])))
+    pick = (vals + g).argmax(-1, keepdim=True)
+    return idx.gather(-1, pick).squeeze(-1)
+
+
+@dataclass
+class Output:
+    tokens: list[list[int]]  # generated ids per request, cut before the first EOS
+    nll: list[float] | None  # mean next-token NLL over prompt+tail, when tails were given
+
+
+class _Batch:
+    """Static buffers (and, on CUDA, the captured step) for one (batch, cache length, decoding)."""
+
+    def __init__(self, eng: Engine, b: int, length: int, new: int, dec: Decoding):
+        d = eng.dec
+        dev = d.device
+        self.eng, self.b, self.length, self.new, self.decoding = eng, b, length, new, dec
+        self.cache = d.new_cache(b, length)
+        z = lambda *s: torch.zeros(*s, dtype=torch.long, device=dev)  # noqa: E731
+        self.tok, self.pad, self.keys, self.out = z(b), z(b), z(b), z(b, new)
+        self.slot, self.step = z(1), z(1)
+        self.done = torch.zeros(b, dtype=torch.bool, device=dev)
+        self.ar = torch.arange(length, device=dev)
+        self.graph = None
+        if d.shape.family == "llama":
+            d.rope_table(length)
+        if eng.use_graphs and new > 1:
+            self._capture()
+
+    def step_once(self):
+        e = self.eng
+        slot = self.slot
+        pos = (slot - self.pad).clamp(min=0)[:, None]
+        mask = ((self.ar <= slot) & (self.ar >= self.pad[:, None]))[:, None, None, None, :]
+        h = e.dec.hidden(self.tok[:, None], pos, slot, self.cache, mask, self.length)
+        nxt = choose(e.dec.logits(h[:, -1]), self.decoding, self.keys, self.step, e.vocab_hash)
+        nxt = torch.where(self.done, e.fill, nxt)
+        self.out.index_copy_(1, self.step, nxt[:, None])
+        if e.eos >= 0:
+            self.done |= nxt == e.eos
+        self.tok.copy_(nxt)
+        self.slot += 1
+        self.step += 1
+
+    def _capture(self):
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):  # warm-up (kernels, workspaces) outside the graph
+                self.slot.zero_()
+                self.step.zero_()
+                self.step_once()
+        torch.cuda.current_stream().wait_stream(side)
+        self.slot.zero_()
+        self.step.zero_()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=self.eng.pool):
+            self.step_once()
+
+    def run(self, steps: int):
+        check = self.eng.check_every
+        for i in range(steps):
+            if self.graph is not None:
+                self.graph.replay()
+            else:
+                self.step_once()
+            if (i + 1) % check == 0 and self.eng.eos >= 0 and bool(self.done.all()):
+                break
+
+
+class Engine:
+    """Generation engine over a HF causal LM (Llama family or GPT-2; LoRA merged beforehand)."""
+
+    def __init__(self, model, *, max_batch: int = 256, bucket: int = 16,
+                 use_graphs: bool | None = None, eos_token_id: int | None = None,
+                 pad_token_id: int | None = None, check_every: int = 16, keep: int = 2):
+        with torch.no_grad():
+            self.dec = Decoder(model.eval())
+        dev = self.dec.device
+        self.max_batch, self.bucket, self.check_every, self.keep = max_batch, bucket, \
+            check_every, keep
+        self.use_graphs = dev.type == "cuda" if use_graphs is None else use_graphs
+        cfg = model.config
+        eos = cfg.eos_token_id if eos_token_id is None else eos_token_id
+        if isinstance(eos, (list, tuple)):
+            eos = eos[0]
+        self.eos = -1 if eos is None else int(eos)
+        pad = pad_token_id if pad_token_id is not None else getattr(cfg, "pad_token_id", None)
+        self.pad_id = int(pad if pad is not None else max(self.eos, 0))
+        self.fill = torch.tensor(max(self.eos, self.pad_id), device=dev)
+        self.vocab_hash = mix32(torch.arange(self.dec.shape.vocab, device=dev) + 0x2545F491)
+        self.pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
+        self._batches: dict[tuple, _Batch] = {}
+
+    def _batch(self, b: int, length: int, new: int, dec: Decoding) -> _Batch:
+        key = (b, length, new, dec)
+        if key not in self._batches:
+            while len(self._batches) >= self.keep:
+                self._batches.pop(next(iter(self._batches)))
+            self._batches[key] = _Batch(self, b, length, new, dec)
+        else:
+            self._batches[key] = self._batches.pop(key)  # most recently used last
+        return self._batches[key]
+
+    @torch.inference_mode()
+    def generate(self, prompts: list[list[int]], *, max_new_tokens: int,
+                 decoding: Decoding = Decoding(), seeds: list[int] | None = None,
+                 tails: list[list[int]] | None = None,
+                 progress: Callable[[int], None] | None = None) -> Output:
+        """Continue each prompt by up to `max_new_tokens` tokens (stopping at EOS).
+
+        seeds: one per prompt (sampling draws depend only on it). tails: per prompt, tokens
+        that follow it in the source document, scored (teacher-forced) for `Output.nll`.
+        """
+        n = len(prompts)
+        if n == 0:
+            return Output([], [] if tails is not None else None)
+        if max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be >= 1")
+        if any(len(p) == 0 for p in prompts):
+            raise ValueError("every prompt needs at least one token")
+        seeds = list(seeds) if seeds is not None else [0] * n
+        if len(seeds) != n or (tails is not None and len(tails) != n):
+            raise ValueError("seeds and tails need one entry per prompt")
+        limit = self.dec.shape.max_positions
+        for i, p in enumerate(prompts):
+            need = len(p) + max(max_new_tokens, len(tails[i]) if tails else 0)
+            if need > limit:
+                raise ValueError(f"prompt {i}: {len(p)} tokens + {max_new_tokens} new exceed "
+                                 f"the model's {limit} positions")
+        order = sorted(range(n), key=lambda i: (len(prompts[i]), len(tails[i]) if tails else 0))
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        nll: list[float] | None = [0.0] * n if tails is not None else None
+        for start in range(0, n, self.max_batch):
+            idx = order[start:start + self.max_batch]
+            self._run_batch(idx, prompts, tails, seeds, max_new_tokens, decoding, tokens, nll)
+            if progress is not None:
+                progress(len(idx))
+        return Output(tokens, nll)
+
+    def _run_batch(self, idx, prompts, tails, seeds, new, dec, tokens, nll):
+        d = self.dec
+        dev = d.device
+        n = len(idx)
+        b = self.max_batch if n > self.max_batch // 2 else -(-n // 8) * 8
+        rows = idx + [idx[0]] * (b - n)  # padding rows repeat the first request
+        w = -(-max(len(prompts[i]) for i in idx) // self.bucket) * self.bucket
+        tail = max((len(tails[i]) for i in idx), default=0) if tails is not None else 0
+        st = self._batch(b, w + max(new, tail), new, dec)
+        width = w + tail
+        ids = torch.full((b, width), self.pad_id, dtype=torch.long)
+        pad = torch.empty(b, dtype=torch.long)
+        ends = torch.empty(b, dtype=torch.long)
+        for j, i in enumerate(rows):
+            p = prompts[i]
+            t = tails[i] if tails is not None else []
+            ids[j, w - len(p):w] = torch.tensor(p)
+            if t:
+                ids[j, w:w + len(t)] = torch.tensor(t)
+            pad[j], ends[j] = w - len(p), w + len(t)
+        ids, pad, ends = ids.to(dev), pad.to(dev), ends.to(dev)
+        # prefill: causal, keys from the row's first real token on; pad queries see themselves
+        ar = torch.arange(width, device=dev)
+        mask = (ar[None, :] <= ar[:, None])[None] & (ar[None, None, :] >= pad[:, None, None])
+        mask = (mask | torch.eye(width, dtype=torch.bool, device=dev))[:, None, None]
+        pos = (ar[None] - pad[:, None]).clamp(min=0)
+        h = d.hidden(ids, pos, ar, st.cache, mask, width)
+        if nll is not None:
+            for j, v in enumerate(self._nll(h, ids, pad, ends)[:n].tolist()):
+                nll[idx[j]] = v
+        st.keys.copy_(row_keys([seeds[i] for i in rows], dev))
+        st.pad.copy_(pad)
+        st.step.zero_()
+        st.done.zero_()
+        st.out.fill_(int(self.fill))
+        first = choose(d.logits(h[:, w - 1]), dec, st.keys, st.step, self.vocab_hash)
+        st.out[:, 0] = first
+        if self.eos >= 0:
+            st.done.copy_(first == self.eos)
+        st.tok.copy_(first)
+        st.slot.fill_(w)
+        st.step.fill_(1)
+        st.run(new - 1)
+        out = st.out[:n].tolist()
+        for j, i in enumerate(idx):
+            row = out[j]
+            if self.eos in row:
+                row = row[:row.index(self.eos)]
+            tokens[i] = row
+
+    def _nll(self, h, ids, pad, ends, chunk_elems: int = 1 << 27) -> torch.Tensor:
+        """Mean NLL of tokens (pad, end) given their predecessors, per row."""
+        b, t, _ = h.shape
+        out = torch.empty(b, device=h.device)
+        rows = max(1, chunk_elems // (t * self.dec.shape.vocab))
+        ar = torch.arange(t - 1, device=h.device)
+        for s in range(0, b, rows):
+            lg = self.dec.logits(h[s:s + rows, :-1])
+            ce = torch.nn.functional.cross_entropy(lg.transpose(1, 2), ids[s:s + rows, 1:],
+                                                   reduction="none")
+            ok = (ar[None] >= pad[s:s + rows, None]) & (ar[None] < ends[s:s + rows, None] - 1)
+            out[s:s + rows] = (ce * ok).sum(1) / ok.sum(1).clamp(min=1)
+        return out

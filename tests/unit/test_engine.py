@@ -1,0 +1,213 @@
+"""memlab's generation engine against HF `generate` (CPU, float32) and against its own promises."""
+
+import pytest
+import torch
+from scipy.stats import chisquare
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from memlab.engine import Decoding, Engine, UnsupportedModel
+
+V, EOS, PAD = 320, 7, 0
+
+
+def llama(tied=False, seed=0):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=V, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                      eos_token_id=EOS, pad_token_id=PAD, tie_word_embeddings=tied)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def gpt2(seed=0):
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=V, n_embd=64, n_layer=2, n_head=4, n_positions=128,
+                     eos_token_id=EOS, bos_token_id=EOS)
+    return GPT2LMHeadModel(cfg).eval()
+
+
+def lora_merged():
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(llama(seed=3), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                     init_lora_weights=False))
+    return model.merge_and_unload().eval()
+
+
+def head_only():
+    from memlab.components.models import untie_head
+
+    model = llama(tied=True, seed=4)
+    untie_head(model)
+    with torch.no_grad():
+        model.lm_head.weight.add_(0.05 * torch.randn_like(model.lm_head.weight))
+    return model
+
+
+def prompts(n=11, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(EOS + 1, V, (int(torch.randint(2, 19, (1,), generator=g)),),
+                          generator=g).tolist() for _ in range(n)]
+
+
+def hf_greedy(model, ps, new):
+    """HF generate, greedy, batched with left padding; cut at EOS like the engine."""
+    w = max(len(p) for p in ps)
+    ids = torch.full((len(ps), w), PAD)
+    mask = torch.zeros_like(ids)
+    for j, p in enumerate(ps):
+        ids[j, w - len(p):] = torch.tensor(p)
+        mask[j, w - len(p):] = 1
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=mask, max_new_tokens=new, do_sample=False,
+                             pad_token_id=PAD, eos_token_id=EOS)[:, w:].tolist()
+    return [r[:r.index(EOS)] if EOS in r else r for r in out]
+
+
+@pytest.mark.parametrize("make", [llama, gpt2, lora_merged, head_only],
+                         ids=["llama-gqa", "gpt2", "llama-lora-merged", "llama-head-only"])
+def test_greedy_matches_hf_token_for_token(make):
+    model = make()
+    ps = prompts()
+    # batches of 4 and 8 with length buckets of 8: several batch shapes, padding rows, reuse
+    for max_batch in (4, 8):
+        eng = Engine(model, max_batch=max_batch, bucket=8, eos_token_id=EOS, pad_token_id=PAD,
+                     check_every=3)
+        assert eng.generate(ps, max_new_tokens=25).tokens == hf_greedy(model, ps, 25)
+
+
+def test_eos_stops_a_row_and_is_cut():
+    model = llama()
+    ps = prompts(6)
+    free = Engine(model, max_batch=8, eos_token_id=-1).generate(ps, max_new_tokens=12).tokens
+    eos = free[0][3]  # a token row 0 emits at step 3: make it the EOS
+    out = Engine(model, max_batch=8, eos_token_id=eos, pad_token_id=PAD).generate(
+        ps, max_new_tokens=12).tokens
+    for f, o in zip(free, out):
+        assert o == (f[:f.index(eos)] if eos in f else f)
+    assert len(out[0]) <= 3
+
+
+def test_tail_nll_equals_hf_forward():
+    model = gpt2()
+    ps = prompts(5)
+    tails = [list(range(20, 20 + k)) for k in (0, 1, 4, 9, 2)]
+    out = Engine(model, max_batch=4, eos_token_id=EOS).generate(ps, max_new_tokens=3, tails=tails)
+    for p, t, got in zip(ps, tails, out.nll):
+        ids = torch.tensor([p + t])
+        with torch.no_grad():
+            logits = model(ids).logits[0, :-1]
+        want = torch.nn.functional.cross_entropy(logits, ids[0, 1:]).item()
+        assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_sampling_depends_only_on_the_seed():
+    model = llama()
+    ps = prompts(9)
+    dec = Decoding(greedy=False, temperature=0.9, top_k=20, top_p=0.95)
+    seeds = [1000 + i for i in range(9)]
+    a = Engine(model, max_batch=4).generate(ps, max_new_tokens=10, decoding=dec, seeds=seeds)
+    b = Engine(model, max_batch=16).generate(ps[::-1], max_new_tokens=10, decoding=dec,
+                                             seeds=seeds[::-1])
+    assert a.tokens == b.tokens[::-1]
+    c = Engine(model, max_batch=4).generate(ps, max_new_tokens=10, decoding=dec,
+                                            seeds=[s + 1 for s in seeds])
+    assert a.tokens != c.tokens
+
+
+def _first_token_probs(model, prompt, dec: Decoding) -> torch.Tensor:
+    """The distribution the engine should sample the first token from (HF's warpers' rules)."""
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt])).logits[0, -1].double() / dec.temperature
+    keep = torch.ones_like(logits, dtype=torch.bool)
+    if dec.top_k:
+        keep &= logits >= logits.topk(dec.top_k).values[-1]
+    probs = torch.softmax(logits.masked_fill(~keep, float("-inf")), -1)
+    if dec.top_p < 1:
+        p, order = probs.sort(descending=True)
+        nucleus = torch.zeros_like(keep)
+        nucleus[order[(p.cumsum(0) - p) < dec.top_p]] = True
+        probs = torch.softmax(logits.masked_fill(~(keep & nucleus), float("-inf")), -1)
+    return probs
+
+
+@pytest.mark.parametrize("dec", [Decoding(False, 1.0, 12, 1.0), Decoding(False, 1.5, 0, 0.6),
+                                 Decoding(False, 0.7, 30, 0.8)],
+                         ids=["top-k", "top-p", "top-k+top-p"])
+def test_sampled_tokens_follow_the_requested_distribution(dec):
+    """Draw 6000 first tokens (one seed each) and test them against the truncated, renormalised
+    distribution: every draw inside its support, frequencies by a chi-square test (p > 1e-3);
+    the same draws must be rejected against the untruncated distribution (the test can fail)."""
+    model = llama(seed=5)
+    with torch.no_grad():  # sharpen the toy model a little so the tail is thin but non-empty
+        model.lm_head.weight.mul_(6.0)
+    prompt = prompts(1, seed=9)[0]
+    n = 6000
+    out = Engine(model, max_batch=1024).generate([prompt] * n, max_new_tokens=1, decoding=dec,
+                                                 seeds=list(range(n)))
+    drawn = torch.tensor([t[0] if t else EOS for t in out.tokens])
+    want = _first_token_probs(model, prompt, dec)
+    support = want > 0
+    assert support[drawn].all(), "a token outside the top-k / top-p support was drawn"
+    assert 2 <= int(support.sum()) < V
+
+    def pvalue(probs):
+        counts = torch.bincount(drawn, minlength=V).double()
+        keep = probs > 0
+        exp = probs[keep] * n
+        big = exp >= 5  # pool cells too small for the chi-square approximation
+        obs = torch.cat([counts[keep][big], counts[keep][~big].sum()[None]])
+        exp = torch.cat([exp[big], exp[~big].sum()[None]])
+        if exp[-1] == 0:
+            obs, exp = obs[:-1], exp[:-1]
+        return chisquare(obs.numpy(), exp.numpy() * obs.sum().item() / exp.sum().item()).pvalue
+
+    assert pvalue(want) > 1e-3
+    untruncated = torch.softmax(
+        model(torch.tensor([prompt])).logits[0, -1].double().detach() / dec.temperature, -1)
+    assert pvalue(untruncated) < 1e-6
+
+
+def test_bad_input_is_refused():
+    model = llama()
+    eng = Engine(model, max_batch=4)
+    with pytest.raises(ValueError, match="exceed"):
+        eng.generate([[9] * 100], max_new_tokens=40)
+    with pytest.raises(ValueError, match="at least one token"):
+        eng.generate([[]], max_new_tokens=4)
+    with pytest.raises(ValueError, match="bad decoding"):
+        Decoding(greedy=False, top_p=0.0)
+    from transformers import BertConfig, BertLMHeadModel
+
+    with pytest.raises(UnsupportedModel, match="bert"):
+        Engine(BertLMHeadModel(BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, intermediate_size=64,
+                                          is_decoder=True)))
+
+
+def test_generation_stage_rows_same_with_engine_and_hf(tmp_path):
+    """The stage's rows (tokens, texts, NLL) do not depend on which path produced them
+    (greedy, float32), so a study's numbers carry over from CPU to GPU runs."""
+    from memlab.components.corpus import generate_demo_corpus
+    from memlab.components.models import load_causal_lm, load_tokenizer, prepare_base_model
+    from memlab.config.schema import ModelSection, StudyConfig
+    from memlab.stages.generate import generate_rows
+
+    docs = generate_demo_corpus(40, seed=2)
+    m = ModelSection(source="tiny", cache_dir=str(tmp_path))
+    path = prepare_base_model(m, [d["text"] for d in docs], seed=0)["path"]
+    model, tok = load_causal_lm(path).eval(), load_tokenizer(path)
+    cfg = StudyConfig()
+    a = cfg.attack
+    a.prefix_tokens, a.suffix_tokens, a.max_new_tokens, a.batch_size = 12, 12, 16, 8
+    cfg.train.seq_len = 40
+    rows = [{"doc_id": d["doc_id"], "text": d["text"], "split": "member", "dup_count": 1}
+            for d in docs[:13]]
+    rows.append({"doc_id": "short", "text": "too short", "split": "member", "dup_count": 1})
+    hf = generate_rows(model, tok, rows, cfg, "part-00000.parquet")
+    eng = Engine(model, max_batch=8, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    mine = generate_rows(model, tok, rows, cfg, "part-00000.parquet", eng)
+    assert len(hf) == len(mine) == 13  # the short document is skipped by both
+    for h, e in zip(hf, mine):
+        assert {k: v for k, v in h.items() if k not in ("doc_nll", "seed")} == \
+            {k: v for k, v in e.items() if k not in ("doc_nll", "seed")}
+        assert e["doc_nll"] == pytest.approx(h["doc_nll"], rel=1e-4)
