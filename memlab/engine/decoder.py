@@ -149,8 +149,8 @@ class Decoder:
     def _attend(self, q, k, v, cache_kv, slots, mask, key_len):
         """q (B,H,T,D), k/v (B,KV,T,D) -> (B,T,H*D); k/v written into the cache at `slots`."""
         kc, vc = cache_kv
-        kc.index_copy_(2, slots, k)
-        vc.index_copy_(2, slots, v)
+        kc[:, :, slots] = k
+        vc[:, :, slots] = v
         b, h, t, d = q.shape
         kvh = kc.shape[1]
         g = h // kvh

@@ -101,23 +101,29 @@ class _Batch:
         self.graph = None
         if d.shape.family == "llama":
             d.rope_table(length)
+        self._step = torch.compile(self._step_fn, fullgraph=True, dynamic=False) \
+            if eng.compile else self._step_fn
         if eng.use_graphs and new > 1:
             self._capture()
 
-    def step_once(self):
+    def _step_fn(self, tok, slot, step, pad, keys, done, out, cache):
+        """One decode step on the static buffers (all updates in place)."""
         e = self.eng
-        slot = self.slot
-        pos = (slot - self.pad).clamp(min=0)[:, None]
-        mask = ((self.ar <= slot) & (self.ar >= self.pad[:, None]))[:, None, None, None, :]
-        h = e.dec.hidden(self.tok[:, None], pos, slot, self.cache, mask, self.length)
-        nxt = choose(e.dec.logits(h[:, -1]), self.decoding, self.keys, self.step, e.vocab_hash)
-        nxt = torch.where(self.done, e.fill, nxt)
-        self.out.index_copy_(1, self.step, nxt[:, None])
+        pos = (slot - pad).clamp(min=0)[:, None]
+        mask = ((self.ar <= slot) & (self.ar >= pad[:, None]))[:, None, None, None, :]
+        h = e.dec.hidden(tok[:, None], pos, slot, cache, mask, self.length)
+        nxt = choose(e.dec.logits(h[:, -1]), self.decoding, keys, step, e.vocab_hash)
+        nxt = torch.where(done, e.fill, nxt)
+        out.index_copy_(1, step, nxt[:, None])
         if e.eos >= 0:
-            self.done |= nxt == e.eos
-        self.tok.copy_(nxt)
-        self.slot += 1
-        self.step += 1
+            done |= nxt == e.eos
+        tok.copy_(nxt)
+        slot += 1
+        step += 1
+
+    def step_once(self):
+        self._step(self.tok, self.slot, self.step, self.pad, self.keys, self.done, self.out,
+                   self.cache)
 
     def _capture(self):
         side = torch.cuda.Stream()
@@ -150,13 +156,23 @@ class Engine:
 
     def __init__(self, model, *, max_batch: int = 256, bucket: int = 16,
                  use_graphs: bool | None = None, eos_token_id: int | None = None,
-                 pad_token_id: int | None = None, check_every: int = 16, keep: int = 2):
+                 pad_token_id: int | None = None, check_every: int = 16, keep: int = 2,
+                 compile: bool | None = None):
         with torch.no_grad():
             self.dec = Decoder(model.eval())
         dev = self.dec.device
         self.max_batch, self.bucket, self.check_every, self.keep = max_batch, bucket, \
             check_every, keep
         self.use_graphs = dev.type == "cuda" if use_graphs is None else use_graphs
+        # torch.compile fuses each layer's small ops (norms, RoPE, masking, sampling) into a
+        # few kernels; without it a decode step is ~45 kernels per layer, each a few us.
+        self.compile = dev.type == "cuda" if compile is None else compile
+        if self.compile:  # one compiled step per (batch, cache length, decoding) in use
+            import torch._dynamo.config as dc
+
+            for knob in ("cache_size_limit", "recompile_limit"):
+                if hasattr(dc, knob):
+                    setattr(dc, knob, max(getattr(dc, knob), 64))
         cfg = model.config
         eos = cfg.eos_token_id if eos_token_id is None else eos_token_id
         if isinstance(eos, (list, tuple)):
@@ -219,7 +235,8 @@ class Engine:
         d = self.dec
         dev = d.device
         n = len(idx)
-        b = self.max_batch if n > self.max_batch // 2 else -(-n // 8) * 8
+        # a compiled step is specialised to its shapes: keep one batch shape per engine
+        b = self.max_batch if self.compile or n > self.max_batch // 2 else -(-n // 8) * 8
         rows = idx + [idx[0]] * (b - n)  # padding rows repeat the first request
         w = -(-max(len(prompts[i]) for i in idx) // self.bucket) * self.bucket
         tail = max((len(tails[i]) for i in idx), default=0) if tails is not None else 0

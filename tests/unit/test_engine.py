@@ -211,3 +211,14 @@ def test_generation_stage_rows_same_with_engine_and_hf(tmp_path):
         assert {k: v for k, v in h.items() if k not in ("doc_nll", "seed")} == \
             {k: v for k, v in e.items() if k not in ("doc_nll", "seed")}
         assert e["doc_nll"] == pytest.approx(h["doc_nll"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager_step():
+    """torch.compile'd decode step (the GPU default) gives the eager step's tokens (CPU, fp32)."""
+    model = llama()
+    ps = prompts(9)
+    for dec in (Decoding(), Decoding(False, 1.0, 20, 0.9)):
+        kw = dict(max_new_tokens=12, decoding=dec, seeds=list(range(9)))
+        eager = Engine(model, max_batch=8, compile=False).generate(ps, **kw).tokens
+        assert Engine(model, max_batch=8, compile=True).generate(ps, **kw).tokens == eager
