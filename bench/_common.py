@@ -36,9 +36,11 @@ def machine() -> str:
 
 
 def git_sha() -> str:
-    """HEAD here; on a machine without the repository's history, $MEMLAB_GIT_SHA."""
+    """$MEMLAB_GIT_SHA when set (a copy of the tree run elsewhere), else HEAD here."""
+    if os.environ.get("MEMLAB_GIT_SHA"):
+        return os.environ["MEMLAB_GIT_SHA"]
     r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return r.stdout.strip() or os.environ.get("MEMLAB_GIT_SHA", "unknown")
+    return r.stdout.strip() or "unknown"
 
 
 def write_result(out: str | os.PathLike, script: str, headline: dict, **details) -> dict:

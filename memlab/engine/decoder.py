@@ -154,13 +154,16 @@ class Decoder:
         b, h, t, d = q.shape
         kvh = kc.shape[1]
         g = h // kvh
-        keys, vals = kc[:, :, :key_len], vc[:, :, :key_len]
+        # grouped-query attention without copying K/V: the g query heads that share a K/V
+        # head become g*t query rows of that head. SDPA keeps scores and softmax in float32
+        # (fused kernels on GPU), as HF's default attention does.
         qg = q.reshape(b, kvh, g * t, d)
-        scores = torch.matmul(qg, keys.transpose(-1, -2)).view(b, kvh, g, t, key_len)
-        scores = (scores * self.scale).float().masked_fill(~mask, float("-inf"))
-        probs = torch.softmax(scores, dim=-1).to(q.dtype).view(b, kvh, g * t, key_len)
-        out = torch.matmul(probs, vals).view(b, h, t, d)
-        return out.transpose(1, 2).reshape(b, t, h * d)
+        m = mask[:, 0]  # (B, 1, T, S)
+        if g > 1:
+            m = m.expand(b, g, t, key_len).reshape(b, 1, g * t, key_len)
+        out = F.scaled_dot_product_attention(qg, kc[:, :, :key_len], vc[:, :, :key_len],
+                                             attn_mask=m, scale=self.scale)
+        return out.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
 
     def hidden(self, ids, pos, slots, cache, mask, key_len):
         """Final hidden states (after the last norm) for tokens `ids` (B,T) at positions `pos`."""

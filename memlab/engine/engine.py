@@ -16,6 +16,7 @@ does not depend on batch composition or device, and it needs no generator state 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -184,6 +185,7 @@ class Engine:
         self.vocab_hash = mix32(torch.arange(self.dec.shape.vocab, device=dev) + 0x2545F491)
         self.pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
         self._batches: dict[tuple, _Batch] = {}
+        self.busy_s = 0.0  # wall time spent in generate()
 
     def _batch(self, b: int, length: int, new: int, dec: Decoding) -> _Batch:
         key = (b, length, new, dec)
@@ -221,6 +223,7 @@ class Engine:
             if need > limit:
                 raise ValueError(f"prompt {i}: {len(p)} tokens + {max_new_tokens} new exceed "
                                  f"the model's {limit} positions")
+        t0 = time.perf_counter()
         order = sorted(range(n), key=lambda i: (len(prompts[i]), len(tails[i]) if tails else 0))
         tokens: list[list[int]] = [[] for _ in range(n)]
         nll: list[float] | None = [0.0] * n if tails is not None else None
@@ -229,6 +232,7 @@ class Engine:
             self._run_batch(idx, prompts, tails, seeds, max_new_tokens, decoding, tokens, nll)
             if progress is not None:
                 progress(len(idx))
+        self.busy_s += time.perf_counter() - t0  # results are on the host: work is done
         return Output(tokens, nll)
 
     def _run_batch(self, idx, prompts, tails, seeds, new, dec, tokens, nll):
@@ -240,7 +244,8 @@ class Engine:
         rows = idx + [idx[0]] * (b - n)  # padding rows repeat the first request
         w = -(-max(len(prompts[i]) for i in idx) // self.bucket) * self.bucket
         tail = max((len(tails[i]) for i in idx), default=0) if tails is not None else 0
-        st = self._batch(b, w + max(new, tail), new, dec)
+        length = -(-(w + max(new, tail)) // 16) * 16  # aligned rows for attention kernels
+        st = self._batch(b, length, new, dec)
         width = w + tail
         ids = torch.full((b, width), self.pad_id, dtype=torch.long)
         pad = torch.empty(b, dtype=torch.long)
@@ -282,16 +287,23 @@ class Engine:
                 row = row[:row.index(self.eos)]
             tokens[i] = row
 
-    def _nll(self, h, ids, pad, ends, chunk_elems: int = 1 << 27) -> torch.Tensor:
+    def _nll(self, h, ids, pad, ends, chunk_elems: int = 1 << 28) -> torch.Tensor:
         """Mean NLL of tokens (pad, end) given their predecessors, per row."""
         b, t, _ = h.shape
         out = torch.empty(b, device=h.device)
         rows = max(1, chunk_elems // (t * self.dec.shape.vocab))
         ar = torch.arange(t - 1, device=h.device)
         for s in range(0, b, rows):
-            lg = self.dec.logits(h[s:s + rows, :-1])
-            ce = torch.nn.functional.cross_entropy(lg.transpose(1, 2), ids[s:s + rows, 1:],
-                                                   reduction="none")
+            nll = next_token_nll(self.dec.logits(h[s:s + rows, :-1]), ids[s:s + rows, 1:])
             ok = (ar[None] >= pad[s:s + rows, None]) & (ar[None] < ends[s:s + rows, None] - 1)
-            out[s:s + rows] = (ce * ok).sum(1) / ok.sum(1).clamp(min=1)
+            out[s:s + rows] = (nll * ok).sum(1) / ok.sum(1).clamp(min=1)
         return out
+
+
+def next_token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-log p(target) per position: logits (B, T, V) float32, targets (B, T) -> (B, T).
+    (Rows of the vocabulary kept contiguous: a log-softmax across a strided vocabulary axis,
+    as `cross_entropy(logits.transpose(1, 2), ...)` does, is many times slower on GPU.)"""
+    b, t, v = logits.shape
+    return torch.nn.functional.cross_entropy(logits.reshape(b * t, v), targets.reshape(b * t),
+                                             reduction="none").view(b, t)

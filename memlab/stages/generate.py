@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -47,7 +49,8 @@ def use_engine(cfg: StudyConfig, device: str) -> bool:
 def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[float]:
     """Mean next-token negative log-likelihood of each token list (no grad)."""
     import torch
-    import torch.nn.functional as F
+
+    from memlab.engine.engine import next_token_nll
 
     out: list[float] = []
     dev = next(model.parameters()).device
@@ -62,7 +65,7 @@ def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[f
         ids, mask = ids.to(dev), mask.to(dev)
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")
+        nll = next_token_nll(logits, ids[:, 1:])
         m = mask[:, 1:].float()
         out.extend(((nll * m).sum(1) / m.sum(1).clamp(min=1)).tolist())
     return out
@@ -185,11 +188,19 @@ class GenerateShards:
         rows_out = []
         for src, dst in zip(batch["src"], batch["dst"]):
             if not is_done(dst):
+                t0 = time.perf_counter()
                 rows = pq.read_table(src).to_pylist()
+                t1 = time.perf_counter()
+                busy = self.engine.busy_s if self.engine else 0.0
                 out = generate_rows(self.model, self.tok, rows, self.cfg, Path(src).name,
                                     self.engine)
+                t2 = time.perf_counter()
                 write_shard(pa.Table.from_pylist(out, schema=GENERATION_SCHEMA), dst,
                             GENERATION_SCHEMA)
+                eng = f"engine {self.engine.busy_s - busy:.1f} s, " if self.engine else ""
+                print(f"[memlab] generate {Path(src).name}: {len(out)} rows; read {t1 - t0:.1f} s,"
+                      f" attack {t2 - t1:.1f} s ({eng}{'memlab' if self.engine else 'hf'}), "
+                      f"write {time.perf_counter() - t2:.1f} s", file=sys.stderr, flush=True)
             rows_out.append(pq.read_metadata(dst).num_rows)
         return {"dst": list(batch["dst"]), "rows": rows_out}
 
