@@ -59,23 +59,42 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from memlab.sweep.plan import misfits
+
     study = _load(args)
+    ests, problems = misfits(study, args.tflops)
     rows = []
-    for t in study.trials:
+    total = 0.0
+    for t, est in zip(study.trials, ests):
         c = t.config
         res = getattr(c.resources, c.train.strategy)
+        gpu_h = est["gpu_hours"] if est and (res.gpu or c.attack.actor_gpus) else None
+        total += gpu_h or 0.0
+        fmt = lambda v, f: f.format(v) if v is not None else "?"  # noqa: E731
         rows.append([t.key, c.train.strategy, model_label(c), dup_label(c), c.seed,
-                     f"{res.cpu:g}", f"{res.gpu:g}"])
+                     f"{res.cpu:g}", f"{res.gpu:g}",
+                     fmt(est and est["params_m"], "{:.0f}M"),
+                     fmt(est and est["train_mem_gib"], "{:.1f}"),
+                     fmt(est and est["gen_mem_gib"], "{:.1f}"),
+                     fmt(gpu_h, "{:.2f}") if gpu_h is not None else "-"])
     print(f"sweep '{study.name}': {len(study.trials)} trials -> {study.root}/<trial_key>/")
-    print(format_table(["trial_key", "strategy", "model", "dup_counts", "seed", "cpu", "gpu"],
-                       rows, "lllllrr"))
+    print(format_table(["trial_key", "strategy", "model", "dup_counts", "seed", "cpu", "gpu",
+                        "params", "train GiB/GPU", "gen GiB", "GPU-h"], rows, "lllllrrrrrr"))
+    print(f"estimated GPU-hours: {total:.1f} (at {args.tflops:g} effective TFLOP/s per GPU; "
+          "'?' = model shape unknown offline, '-' = no GPU reserved)")
+    if problems:
+        raise ConfigError(problems)
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from memlab.sweep.plan import misfits
     from memlab.sweep.run import run_sweep
 
     study = _load(args)
+    problems = misfits(study)[1]
+    if problems:
+        raise ConfigError(problems)
     return run_sweep(study, tracking_uri=args.tracking_uri, resume=args.resume)
 
 
@@ -134,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     study_cmd("validate", cmd_validate, "check a study file; exit 2 on any problem")
-    study_cmd("plan", cmd_plan, "print the trials of a study with their resources")
+    plan = study_cmd("plan", cmd_plan, "print the trials of a study with their resources, "
+                     "memory per GPU and GPU-hours; refuse a grid that cannot fit")
+    plan.add_argument("--tflops", type=float, default=300.0,
+                      help="effective TFLOP/s per GPU for the GPU-hours estimate")
     run = study_cmd("run", cmd_run, "run every trial: train -> generate -> score -> report")
     run.add_argument("--tracking-uri", default=None,
                      help="MLflow tracking URI (default: SQLite file under the runs root)")

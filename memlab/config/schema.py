@@ -174,6 +174,8 @@ class ResourcesSection:
     full: Resources = field(default_factory=Resources, metadata={"help": "Per full trial."})
     head: Resources = field(default_factory=Resources, metadata={"help": "Per head trial."})
     lora: Resources = field(default_factory=Resources, metadata={"help": "Per LoRA trial."})
+    gpu_mem_gb: float = _f(80.0, "Memory of one GPU of the cluster's nodes (plan/run refuse "
+                                 "trials whose estimate does not fit).")
 
 
 @dataclass

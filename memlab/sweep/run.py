@@ -60,7 +60,7 @@ def prepare(study: Study, tracking_uri: str | None) -> list[dict]:
     """Datasets and base models once per distinct config; the experiment; trial payloads."""
     from memlab.components.data import build_dataset, read_dataset
     from memlab.components.models import prepare_base_model
-    from memlab.tracking.mlflow_log import ensure_experiment, provenance
+    from memlab.tracking.mlflow_log import ensure_experiment, provenance, sweep_run
 
     datasets: dict[str, dict] = {}
     models: dict[str, dict] = {}
@@ -71,6 +71,8 @@ def prepare(study: Study, tracking_uri: str | None) -> list[dict]:
     local_store = uri.startswith("sqlite:") or "://" not in uri
     exp_id = ensure_experiment(uri, exp_name, str(artifact_root(base)) if local_store else None)
     prov = provenance(Path(__file__).resolve().parent)
+    parent = sweep_run(uri, exp_id, base.sweep.name, params=sweep_params(study),
+                       tags={**prov, "trials": str(len(study.trials))})
     for trial in study.trials:
         cfg = _absolute(trial.config)
         dkey = data_key(cfg)
@@ -93,8 +95,33 @@ def prepare(study: Study, tracking_uri: str | None) -> list[dict]:
         payloads.append({"key": trial.key, "name": trial.name, "point": trial.point,
                          "config": to_dict(cfg), "data_dir": str(dataset_dir(cfg)),
                          "base_model": model["path"], "model_label": model_label(cfg),
-                         "tracking_uri": uri, "experiment_id": exp_id, "tags": tags})
+                         "tracking_uri": uri, "experiment_id": exp_id, "tags": tags,
+                         "parent_run_id": parent.run_id})
     return payloads
+
+
+def sweep_params(study: Study) -> dict:
+    """What the parent run records once: the grid and the config the trials share."""
+    from memlab.config.load import flatten
+
+    grid = study.grid or {}
+    shared = {k: v for k, v in flatten(to_dict(study.base)).items() if k not in grid}
+    return {**{f"grid.{k}": json.dumps(v) for k, v in grid.items()}, **shared}
+
+
+def log_sweep_summary(payloads: list[dict], root: Path, failed: int, secs: float) -> None:
+    """Sweep-level results on the parent run: the summary table (CSV/MD) and plot, counts."""
+    from memlab.tracking.mlflow_log import TrackedRun
+
+    p = payloads[0]
+    run = TrackedRun.attach(p["tracking_uri"], p["parent_run_id"])
+    for name in ("results.csv", "results.md", "results.png"):
+        if (root / name).is_file():
+            run.log_artifact(root / name, "summary")
+    done = sum((root / q["key"] / "result.json").is_file() for q in payloads)
+    run.log_metrics({"trials_finished": done, "trials_failed": failed, "sweep_minutes":
+                     secs / 60})
+    run.finish(ok=done == len(payloads) and not failed)
 
 
 def _init_ray() -> None:
@@ -161,6 +188,8 @@ def run_sweep(study: Study, tracking_uri: str | None = None, resume: bool = Fals
     failed = run_tune(study, payloads, resume)
     report = write_report(study)
     print(report)
+    root = Path(payloads[0]["config"]["sweep"]["runs_root"]) / study.name
+    log_sweep_summary(payloads, root, failed, time.time() - start)
     uri = payloads[0]["tracking_uri"]
     print(f"\n[memlab] sweep finished in {(time.time() - start) / 60:.1f} min")
     print("[memlab] open the MLflow UI with:")
@@ -171,7 +200,6 @@ def run_sweep(study: Study, tracking_uri: str | None = None, resume: bool = Fals
         print("  then browse http://127.0.0.1:5000")
     else:
         print(f"    browse {uri}")
-    root = Path(payloads[0]["config"]["sweep"]["runs_root"]) / study.name
     missing = [t.key for t in study.trials if not (root / t.key / "result.json").is_file()]
     if missing or failed:
         print(f"[memlab] {max(len(missing), failed)} trial(s) did not finish: "

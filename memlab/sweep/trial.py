@@ -31,7 +31,7 @@ def run_trial(payload: dict) -> dict:
     from memlab.stages.generate import run_generate
     from memlab.stages.score import run_score
     from memlab.stages.train import run_train
-    from memlab.tracking.mlflow_log import TrialRun
+    from memlab.tracking.mlflow_log import trial_run
 
     problems: list[str] = []
     cfg = from_dict(StudyConfig, payload["config"], "", Located(), problems)
@@ -44,8 +44,9 @@ def run_trial(payload: dict) -> dict:
     tdir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(payload["data_dir"])
 
-    run = TrialRun(payload["tracking_uri"], payload["experiment_id"], key, payload["name"],
-                   params=flatten(payload["config"]), tags=payload["tags"])
+    run = trial_run(payload["tracking_uri"], payload["experiment_id"], key, payload["name"],
+                    params=flatten(payload["config"]), tags=payload["tags"],
+                    parent_run_id=payload.get("parent_run_id"))
     try:
         train = run_train(cfg, payload["base_model"], data_dir, stage_dir(cfg, key, "train"),
                           on_loss=lambda step, loss: run.log_metric("train_loss", loss, step)

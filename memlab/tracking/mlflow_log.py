@@ -1,8 +1,12 @@
 """The one module that talks to MLflow.
 
-One experiment per sweep, one run per trial, found again by its `trial_key` tag so a resumed
-trial continues its run instead of opening a second one. Params once per run, metrics from rank
-0 only, per-document tables as Parquet artifacts (never as metrics), provenance as tags.
+One experiment per sweep; in it a parent run for the sweep (the grid as params, the sweep's
+summary table and plots as artifacts) and one child run per trial (`mlflow.parentRunId`),
+each found again by its tags (`memlab.role`, `sweep`, `trial_key`) so a resumed sweep continues
+its runs instead of opening new ones. Params once per run, metrics from rank 0 only,
+per-document tables as Parquet artifacts (never as metrics), provenance as tags. Everything
+goes through MlflowClient to the tracking URI (an HTTP server for cluster runs: artifacts are
+proxied by the server, nothing is written to a local ./mlruns on workers).
 """
 
 from __future__ import annotations
@@ -55,24 +59,24 @@ def ensure_experiment(uri: str, name: str, artifact_root: str | None = None) -> 
     return client.create_experiment(name, artifact_location=location)
 
 
-class TrialRun:
-    """An MLflow run for one trial. Create it on rank 0 only."""
+class TrackedRun:
+    """An MLflow run found by `match` tags (resumed: status back to RUNNING) or created with
+    `params` logged once. Create trial runs on rank 0 only."""
 
-    def __init__(self, uri: str, experiment_id: str, trial_key: str, run_name: str,
+    def __init__(self, uri: str, experiment_id: str, match: dict, run_name: str,
                  params: dict, tags: dict):
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=uri)
-        found = self.client.search_runs([experiment_id],
-                                        filter_string=f"tags.trial_key = '{trial_key}'",
-                                        max_results=1)
+        query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in match.items())
+        found = self.client.search_runs([experiment_id], filter_string=query, max_results=1)
         if found:
             self.run_id = found[0].info.run_id
             self.client.update_run(self.run_id, status="RUNNING")
-            log.info("mlflow: resuming run %s of trial %s", self.run_id, trial_key)
+            log.info("mlflow: resuming run %s (%s)", self.run_id, query)
         else:
             run = self.client.create_run(experiment_id, run_name=run_name,
-                                         tags={"trial_key": trial_key, **tags})
+                                         tags={k: str(v) for k, v in {**match, **tags}.items()})
             self.run_id = run.info.run_id
             from mlflow.entities import Param
 
@@ -81,6 +85,15 @@ class TrialRun:
                 self.client.log_batch(self.run_id, params=items[i:i + 100])
         # provenance of this attempt (a resumed run gets the code and versions that resumed it)
         self.set_tags({"mlflow.runName": run_name, **tags})
+
+    @classmethod
+    def attach(cls, uri: str, run_id: str) -> TrackedRun:
+        """A handle on an existing run (e.g. the sweep's, from the driver after the trials)."""
+        from mlflow.tracking import MlflowClient
+
+        run = cls.__new__(cls)
+        run.client, run.run_id = MlflowClient(tracking_uri=uri), run_id
+        return run
 
     def set_tags(self, tags: dict) -> None:
         for k, v in tags.items():
@@ -104,3 +117,17 @@ class TrialRun:
 
     def finish(self, ok: bool = True) -> None:
         self.client.set_terminated(self.run_id, status="FINISHED" if ok else "FAILED")
+
+
+def sweep_run(uri: str, experiment_id: str, sweep: str, params: dict, tags: dict) -> TrackedRun:
+    """The sweep's parent run (one per sweep name in its experiment)."""
+    return TrackedRun(uri, experiment_id, {"memlab.role": "sweep", "sweep": sweep}, sweep,
+                      params, tags)
+
+
+def trial_run(uri: str, experiment_id: str, trial_key: str, run_name: str, params: dict,
+              tags: dict, parent_run_id: str | None = None) -> TrackedRun:
+    """A trial's run, a child of the sweep's run when `parent_run_id` is given."""
+    parent = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
+    return TrackedRun(uri, experiment_id, {"memlab.role": "trial", "trial_key": trial_key},
+                      run_name, params, {**tags, **parent})

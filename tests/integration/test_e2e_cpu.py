@@ -86,10 +86,17 @@ def test_mlflow_runs_hold_metrics_params_artifacts(sweep):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{sweep['runs']}/mlflow.db")
     exp = client.get_experiment_by_name("smoke")
-    runs = client.search_runs([exp.experiment_id])
+    runs = client.search_runs([exp.experiment_id], "tags.`memlab.role` = 'trial'")
     study = sweep["study"]
     assert sorted(r.data.tags["trial_key"] for r in runs) == sorted(t.key for t in study.trials)
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`memlab.role` = 'sweep'")
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "smoke"
+    assert parent.data.params["grid.train.strategy"] == '["full", "head", "lora"]'
+    assert parent.data.metrics["trials_finished"] == len(study.trials)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "summary")} == \
+        {"summary/results.csv", "summary/results.md", "summary/results.png"}
     for r in runs:
+        assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert r.info.status == "FINISHED"
         m = r.data.metrics
         for key in ("exact_pct/member", "exact_pct/member/dup1", "exact_pct/member/dup4",
@@ -166,7 +173,8 @@ def test_mlflow_ui_serves_the_runs(sweep):
                     raise
                 time.sleep(1)
         runs = call("/api/2.0/mlflow/runs/search",
-                    {"experiment_ids": [exp["experiment"]["experiment_id"]]})["runs"]
+                    {"experiment_ids": [exp["experiment"]["experiment_id"]],
+                     "filter": "tags.`memlab.role` = 'trial'"})["runs"]
         assert len(runs) == len(sweep["study"].trials)
         names = {r["info"]["run_name"] for r in runs}
         assert names == {t.name for t in sweep["study"].trials}

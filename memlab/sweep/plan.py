@@ -1,0 +1,178 @@
+"""What a sweep will cost before it runs: memory per GPU and GPU-hours per trial.
+
+Pure arithmetic on the study config and the model's shape (read from its config.json, or
+known for the built-in sources): no torch, so `memlab plan` answers in well under a second.
+
+Memory per GPU of a training trial (bf16 weights, mixed-precision AdamW):
+- full (DeepSpeed ZeRO over `workers` GPUs): 2P weights + 2P grads + 12P fp32 master/Adam,
+  the optimizer states sharded by stage >= 1, gradients by stage >= 2, weights by stage 3;
+- head: 2P weights + 16 bytes per head parameter; lora: 2P + 16 bytes per adapter parameter;
+- activations (full and lora back-propagate through the body): 34 * seq * batch * hidden *
+  layers bytes (Korthikanti et al. 2022, no recomputation);
+- plus 1 GiB of CUDA context and workspace.
+A generation actor holds 2P weights and a KV cache of batch x (prefix + new tokens).
+
+GPU-hours: 6 (full), 4 (lora), 2 (head) FLOPs per parameter per training token and 2 per
+generated token, at `tflops` effective TFLOP/s per GPU (default 300: ~40% of an H100/H200).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from memlab.config.schema import StudyConfig
+
+GIB = 1024 ** 3
+def _llama(h, layers, inter, heads, kv, vocab, tied=True) -> dict:
+    return {"hidden_size": h, "num_hidden_layers": layers, "intermediate_size": inter,
+            "num_attention_heads": heads, "num_key_value_heads": kv, "vocab_size": vocab,
+            "tie_word_embeddings": tied}
+
+
+def _gpt2(h, layers, heads) -> dict:
+    return {"n_embd": h, "n_layer": layers, "n_head": heads, "vocab_size": 50257}
+
+
+SMOLLM2 = _llama(576, 30, 1536, 9, 3, 49152)
+# Shapes of common hub models, so that plans of grids over them need no download.
+KNOWN = {
+    "HuggingFaceTB/SmolLM2-135M": SMOLLM2, "HuggingFaceTB/SmolLM2-135M-Instruct": SMOLLM2,
+    "HuggingFaceTB/SmolLM2-360M": _llama(960, 32, 2560, 15, 5, 49152),
+    "HuggingFaceTB/SmolLM2-1.7B": _llama(2048, 24, 8192, 32, 32, 49152),
+    "gpt2": _gpt2(768, 12, 12), "gpt2-medium": _gpt2(1024, 24, 16),
+    "gpt2-large": _gpt2(1280, 36, 20), "gpt2-xl": _gpt2(1600, 48, 25),
+    "meta-llama/Llama-3.2-1B": _llama(2048, 16, 8192, 32, 8, 128256),
+    "meta-llama/Llama-3.2-3B": _llama(3072, 28, 8192, 24, 8, 128256),
+    "meta-llama/Llama-3.1-8B": _llama(4096, 32, 14336, 32, 8, 128256, tied=False),
+}
+
+
+@dataclass
+class Shape:
+    params: float
+    hidden: int
+    layers: int
+    kv_dim: int
+    vocab: int
+
+
+def _from_hf_config(c: dict) -> Shape:
+    h = c.get("hidden_size") or c.get("n_embd")
+    layers = c.get("num_hidden_layers") or c.get("n_layer")
+    heads = c.get("num_attention_heads") or c.get("n_head")
+    kv = c.get("num_key_value_heads") or heads
+    hd = c.get("head_dim") or h // heads
+    inter = c.get("intermediate_size") or c.get("n_inner") or 4 * h
+    vocab = c["vocab_size"]
+    gated = "intermediate_size" in c  # llama-style gate/up/down
+    per_layer = h * (heads * hd) * 2 + h * (kv * hd) * 2 + (3 if gated else 2) * h * inter
+    emb = vocab * h * (1 if c.get("tie_word_embeddings", True) else 2)
+    return Shape(layers * per_layer + emb, h, layers, kv * hd, vocab)
+
+
+def model_shape(cfg: StudyConfig) -> Shape | None:
+    """The base model's shape, or None where it cannot be known offline and fast."""
+    m = cfg.model
+    if m.source == "smollm2":
+        return _from_hf_config(SMOLLM2)
+    if m.source == "tiny":
+        t = m.tiny
+        return _from_hf_config({"hidden_size": t.hidden, "num_hidden_layers": t.layers,
+                                "num_attention_heads": t.heads, "vocab_size": t.vocab,
+                                "tie_word_embeddings": t.tie_embeddings,
+                                **({"intermediate_size": 4 * t.hidden}
+                                   if t.family == "llama" else {})})
+    if m.source == "hf" and m.name:
+        conf = Path(m.name).expanduser() / "config.json"
+        if conf.is_file():
+            return _from_hf_config(json.loads(conf.read_text()))
+        if m.name in KNOWN:
+            return _from_hf_config(KNOWN[m.name])
+    return None
+
+
+def train_tokens(cfg: StudyConfig) -> int:
+    d, t = cfg.data, cfg.train
+    groups = len(d.dup_mix)
+    stream = sum(d.dup_factor * k * (d.num_members // groups + (i < d.num_members % groups))
+                 for i, k in enumerate(d.dup_mix))
+    steps = math.ceil(stream / t.batch_size) * t.epochs
+    if t.max_steps:
+        steps = min(steps, t.max_steps)
+    return steps * t.batch_size * t.seq_len
+
+
+def gen_tokens(cfg: StudyConfig) -> int:
+    d, a = cfg.data, cfg.attack
+    return (d.num_members + d.num_nonmembers) * a.samples_per_prompt * a.max_new_tokens
+
+
+def estimate(cfg: StudyConfig, shape: Shape, tflops: float = 300.0, workers: int = 1) -> dict:
+    """Memory per GPU (GiB) of the trial and of one generation actor; GPU-hours."""
+    p, t, a = shape.params, cfg.train, cfg.attack
+    act = 34 * t.seq_len * t.batch_size * shape.hidden * shape.layers
+    if t.strategy == "full":
+        z = t.full.zero_stage
+        w = max(1, workers)
+        mem = 2 * p / (w if z >= 3 else 1) + 2 * p / (w if z >= 2 else 1) + 12 * p / w + act
+        flops_tok = 6 * p
+    elif t.strategy == "head":
+        mem = 2 * p + 16 * shape.vocab * shape.hidden
+        flops_tok = 2 * p
+    else:
+        r = t.lora.r
+        adapters = shape.layers * 4 * r * 2 * shape.hidden  # q, k, v, o at most
+        mem = 2 * p + 16 * adapters + act
+        flops_tok = 4 * p
+    kv = a.batch_size * (a.prefix_tokens + a.max_new_tokens) * shape.layers * 2 * shape.kv_dim * 2
+    gen_mem = 2 * p + kv + 4 * a.batch_size * shape.vocab * 4  # + logits / sampling buffers
+    train_h = flops_tok * train_tokens(cfg) / (tflops * 1e12) / 3600
+    gen_h = 2 * p * gen_tokens(cfg) / (tflops * 1e12) / 3600
+    return {"params_m": p / 1e6, "train_mem_gib": mem / GIB + 1,
+            "gen_mem_gib": gen_mem / GIB + 1, "gpu_hours": train_h + gen_h}
+
+
+def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
+    """Per-trial estimates, and a message for every trial that cannot fit on the GPUs the
+    config describes (resources.gpu_mem_gb per GPU; a fractional GPU gets that fraction)."""
+    rows: list[dict | None] = []
+    problems: dict[str, list[str]] = {}  # message -> names of the trials it applies to
+    shapes: dict[str, Shape | None] = {}
+    for trial in study.trials:
+        c = trial.config
+        key = repr((c.model.source, c.model.name, vars(c.model.tiny)))
+        if key not in shapes:
+            shapes[key] = model_shape(c)
+        shape = shapes[key]
+        est = estimate(c, shape, tflops) if shape else None
+        rows.append(est)
+        if est is None:
+            continue
+        cap = c.resources.gpu_mem_gb
+        s = c.train.strategy
+        gpu = getattr(c.resources, s).gpu
+        if gpu and est["train_mem_gib"] > cap * min(gpu, 1):
+            fix = "train.full.zero_stage=3 with more workers" if s == "full" else \
+                f"a larger resources.{s}.gpu"
+            problems.setdefault(
+                f"{s} fine-tuning of {model_label_of(c)} ({est['params_m']:.0f}M) needs "
+                f"~{est['train_mem_gib']:.1f} GiB per GPU, more than its {min(gpu, 1):g} x "
+                f"{cap:g} GiB (resources.{s}.gpu, resources.gpu_mem_gb): lower "
+                f"train.batch_size / train.seq_len, or {fix}", []).append(trial.name)
+        if c.attack.actor_gpus and est["gen_mem_gib"] > cap * min(c.attack.actor_gpus, 1):
+            problems.setdefault(
+                f"a generation actor for {model_label_of(c)} needs ~{est['gen_mem_gib']:.1f} "
+                f"GiB, more than attack.actor_gpus={c.attack.actor_gpus:g} x {cap:g} GiB: "
+                "lower attack.batch_size or raise attack.actor_gpus", []).append(trial.name)
+    msgs = []
+    for msg, names in problems.items():
+        more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+        msgs.append(f"trial {names[0]}{more}: {msg}")
+    return rows, msgs
+
+
+def model_label_of(cfg: StudyConfig) -> str:
+    return cfg.model.scale or cfg.model.name or cfg.model.source

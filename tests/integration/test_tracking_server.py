@@ -1,0 +1,88 @@
+"""A sweep logging to a real MLflow tracking server (PostgreSQL backend store, artifacts
+proxied by the server) over HTTP, started with infra/mlflow/start-local.sh on 127.0.0.1."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "sweeps" / "smoke.yaml"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    state = Path(tempfile.mkdtemp(prefix="memlab-mlflow-"))
+    state.chmod(0o755)  # PostgreSQL runs as its own user when the tests run as root
+    env = {**os.environ, "MLFLOW": str(Path(sys.executable).parent / "mlflow")}
+    pg_port = _free_port()
+    start = subprocess.run([str(ROOT / "infra/mlflow/start-local.sh"), str(state),
+                            str(_free_port()), str(pg_port)],
+                           capture_output=True, text=True, env=env, timeout=300)
+    assert start.returncode == 0, f"start-local.sh failed:\n{start.stderr[-3000:]}"
+    try:
+        yield {"uri": start.stdout.strip().splitlines()[-1], "state": state, "pg_port": pg_port}
+    finally:
+        subprocess.run([str(ROOT / "infra/mlflow/stop-local.sh"), str(state)], timeout=120)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_sweep_logs_parent_and_child_runs_to_the_server(server, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from memlab.config.expand import load_study
+
+    runs_root = tmp_path / "runs"
+    sets = [f"sweep.runs_root={runs_root}", f"tracking.uri={server['uri']}",
+            "sweep.name=smoke-server"]
+    cmd = [sys.executable, "-m", "memlab.cli", "run", str(SMOKE)]
+    for s in sets:
+        cmd += ["--set", s]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"browse {server['uri']}" in proc.stdout
+    study = load_study(SMOKE, sets)
+
+    client = MlflowClient(tracking_uri=server["uri"])
+    exp = client.get_experiment_by_name("smoke-server")
+    assert exp.artifact_location.startswith("mlflow-artifacts:")  # proxied by the server
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`memlab.role` = 'sweep'")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["trials_finished"] == len(study.trials)
+    children = client.search_runs(
+        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert sorted(r.data.tags["trial_key"] for r in children) == \
+        sorted(t.key for t in study.trials)
+    for r in children:
+        assert r.info.status == "FINISHED"
+        assert {"exact_pct/member/dup4", "verbatim_pct/member", "heldout_ppl"} <= \
+            set(r.data.metrics)
+        assert len(client.get_metric_history(r.info.run_id, "train_loss")) == 8
+    # artifacts went through the server into its artifact store, none into a local ./mlruns
+    one = children[0]
+    got = Path(client.download_artifacts(one.info.run_id, "result.json", str(tmp_path)))
+    assert json.loads(got.read_text())["mlflow_run_id"] == one.info.run_id
+    stored = list((server["state"] / "artifacts").rglob("summary.parquet"))
+    assert len(stored) == len(study.trials)
+    assert list((server["state"] / "artifacts").rglob("results.png"))  # the parent's plot
+    assert not list(tmp_path.rglob("mlruns")) and not (ROOT / "mlruns").exists()
+    # the backend store is the PostgreSQL database: the runs are rows of its `runs` table
+    import psycopg2
+
+    with psycopg2.connect(host="127.0.0.1", port=server["pg_port"], user="mlflow",
+                          dbname="mlflow") as db, db.cursor() as cur:
+        cur.execute("SELECT count(*) FROM runs WHERE experiment_id = %s",
+                    (int(exp.experiment_id),))
+        assert cur.fetchone()[0] == len(study.trials) + 1

@@ -1,0 +1,69 @@
+"""`memlab plan`: per-trial resources, memory per GPU and GPU-hours; impossible grids refused."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from memlab.config.expand import load_study
+from memlab.sweep.plan import estimate, model_shape
+
+ROOT = Path(__file__).resolve().parents[2]
+PAPER = ROOT / "sweeps" / "paper.yaml"
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "memlab.cli", *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+
+
+def test_plan_of_the_paper_grid_lists_every_trial_with_estimates():
+    out = cli("plan", str(PAPER))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    study = load_study(PAPER, [])
+    assert len(study.trials) == 81
+    for t in study.trials:
+        assert any(line.startswith(t.key) for line in lines)
+    assert "train GiB/GPU" in out.stdout and "GPU-h" in out.stdout
+    total = float(out.stdout.split("estimated GPU-hours: ")[1].split()[0])
+    assert total > 0
+
+
+@pytest.mark.parametrize("cmd", ["plan", "run"])
+def test_an_impossible_grid_is_refused_before_launch(cmd):
+    out = cli(cmd, str(PAPER), "--set", "resources.gpu_mem_gb=24")
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    full = [e for e in errors if "full fine-tuning of HuggingFaceTB/SmolLM2-1.7B" in e]
+    assert len(full) == 1 and "and 8 more" in full[0]  # one line for the 9 such trials
+    assert "resources.gpu_mem_gb" in full[0]
+
+
+def test_memory_estimates_order_and_sharding():
+    study = load_study(PAPER, [])
+    by = {}
+    for t in study.trials:
+        c = t.config
+        if c.model.name.endswith("360M") and c.seed == 0 and c.data.dup_factor == 1:
+            by[c.train.strategy] = c
+    shape = model_shape(by["full"])
+    assert shape.params == pytest.approx(362e6, rel=0.01)  # SmolLM2-360M
+    mem = {s: estimate(c, shape)["train_mem_gib"] for s, c in by.items()}
+    assert mem["full"] > mem["lora"] > mem["head"]
+    c = by["full"]
+    c.train.full.zero_stage = 3
+    sharded = estimate(c, shape, workers=4)["train_mem_gib"]
+    # ZeRO-3 over 4 GPUs keeps a quarter of the 16 bytes/param of weights, grads, Adam states
+    assert mem["full"] - sharded == pytest.approx(16 * shape.params * 3 / 4 / 2**30, rel=1e-6)
+
+
+def test_shapes_of_builtin_sources():
+    from memlab.config.schema import StudyConfig
+
+    cfg = StudyConfig()  # model.source = smollm2
+    assert model_shape(cfg).params == pytest.approx(134.5e6, rel=0.005)
+    cfg.model.source, cfg.model.name = "hf", "some-org/unknown-model"
+    assert model_shape(cfg) is None
