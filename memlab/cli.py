@@ -1,4 +1,4 @@
-"""memlab command line: validate | plan | run | report.
+"""memlab command line: validate | plan | run | report | submit | plagiarism.
 
 This module and everything it imports at the top stays free of torch, ray, transformers and
 mlflow, so `validate` and `plan` answer in well under a second. `run` imports the heavy
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from memlab.config.expand import Study, load_study
 from memlab.config.load import ConfigError
@@ -140,6 +141,49 @@ def cmd_plagiarism(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Submit `memlab <command> FILE ...` to a Ray cluster as a Ray Job."""
+    import shlex
+
+    import yaml
+
+    study = _load(args)  # refuse a bad study here, not minutes later on the cluster
+    if args.command == "run":
+        from memlab.sweep.plan import misfits
+
+        problems = misfits(study)[1]
+        if problems:
+            raise ConfigError(problems)
+    env_file = args.runtime_env
+    if env_file is None and Path("cluster/runtime_env.yaml").is_file():
+        env_file = "cluster/runtime_env.yaml"
+    runtime_env = yaml.safe_load(Path(env_file).read_text()) if env_file else {}
+    entry = ["memlab", args.command, args.file] + [a for s in args.set for a in ("--set", s)]
+    if args.command == "run":
+        entry += (["--resume"] if args.resume else []) + \
+            (["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(args.address)
+    job = client.submit_job(entrypoint=shlex.join(entry), runtime_env=runtime_env,
+                            submission_id=args.job_id,
+                            metadata={"memlab.sweep": study.name, "memlab.file": args.file})
+    print(f"[memlab] submitted {job}: {shlex.join(entry)}")
+    if not args.wait:
+        print(f"[memlab] follow it with: ray job logs -f {job} --address {args.address}")
+        return 0
+    import asyncio
+
+    async def follow() -> None:
+        async for chunk in client.tail_job_logs(job):
+            print(chunk, end="", flush=True)
+
+    asyncio.run(follow())
+    status = client.get_job_status(job)
+    print(f"[memlab] job {job}: {status}")
+    return 0 if status == JobStatus.SUCCEEDED else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="memlab", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -163,6 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true",
                      help="continue an interrupted sweep, skipping finished work")
     study_cmd("report", cmd_report, "print and write the results table of finished trials")
+    sb = study_cmd("submit", cmd_submit, "submit a sweep to a Ray cluster as a Ray Job")
+    sb.add_argument("--address", required=True,
+                    help="the cluster's job server, e.g. http://head:8265")
+    sb.add_argument("--command", choices=["run", "plan", "validate"], default="run",
+                    help="what the job runs (plan: check the grid against the cluster)")
+    sb.add_argument("--tracking-uri", default=None, help="as for `memlab run`")
+    sb.add_argument("--resume", action="store_true", help="as for `memlab run`")
+    sb.add_argument("--runtime-env", default=None,
+                    help="Ray runtime_env YAML (default: cluster/runtime_env.yaml if present)")
+    sb.add_argument("--job-id", default=None, help="submission id (default: Ray's)")
+    sb.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
     pl = sub.add_parser("plagiarism", help="type generated texts against a corpus: verbatim, "
                         "paraphrase, idea or none (same code as the sweep's scoring)")
     pl.add_argument("--corpus", required=True, help="JSONL or Parquet with doc_id, text")
