@@ -23,19 +23,24 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def ray_head():
     tmp = tempfile.mkdtemp(prefix="memlab-ray-")
-    dash = _free_port()
+    dash, port = _free_port(), _free_port()
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
     start = subprocess.run(
         [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",
-         f"--port={_free_port()}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+         f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
          "--include-dashboard=true", "--num-cpus=2", f"--temp-dir={tmp}",
          "--disable-usage-stats"], capture_output=True, text=True, env=env, timeout=180)
     assert start.returncode == 0, start.stderr[-3000:]
     try:
         yield {"address": f"http://127.0.0.1:{dash}", "env": env}
     finally:
-        subprocess.run([str(BIN / "ray"), "stop", "--force"], capture_output=True, env=env,
-                       timeout=120)
+        # only this cluster's processes (`ray stop` would stop every Ray on the machine):
+        # those naming its temp dir or port, and their children
+        pids = subprocess.run(["pgrep", "-f", f"{tmp}|:{port}( |$)"], capture_output=True,
+                              text=True).stdout.split()
+        for pid in pids:
+            subprocess.run(["pkill", "-KILL", "-P", pid])
+            subprocess.run(["kill", "-KILL", pid], capture_output=True)
 
 
 def test_submit_runs_memlab_on_the_cluster(ray_head):
