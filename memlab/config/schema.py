@@ -26,6 +26,8 @@ class SweepSection:
     name: str = _f("sweep", "Sweep name: MLflow experiment and folder under runs_root.")
     runs_root: str = _f("runs", "Root folder of every artefact (relative to the working dir).")
     max_concurrent_trials: int = _f(0, "Trials run at once; 0 lets Ray decide by resources.")
+    max_failures: int = _f(1, "Retries of a failed trial (a lost node, an OOM); a retry skips "
+                              "the trial's finished stages and shards.")
 
 
 @dataclass

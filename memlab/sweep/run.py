@@ -166,7 +166,8 @@ def run_tune(study: Study, payloads: list[dict], resume: bool) -> int:
                 max_concurrent_trials=study.base.sweep.max_concurrent_trials or None,
                 trial_name_creator=name_of, trial_dirname_creator=name_of),
             run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=1,
-                                      failure_config=tune.FailureConfig(max_failures=0)),
+                                      failure_config=tune.FailureConfig(
+                                          max_failures=study.base.sweep.max_failures)),
         )
     failed = 0
     for r in tuner.fit():

@@ -8,11 +8,8 @@ import subprocess
 import pyarrow.parquet as pq
 import pytest
 
-from memlab.config.expand import load_study
 from memlab.io.shards import GENERATION_SCHEMA, SCORE_SCHEMA, read_manifest, read_shards
-from tests.conftest import ROOT, SWEEPS
-
-SMOKE = SWEEPS / "smoke.yaml"
+from tests.conftest import ROOT
 
 
 def _mtimes(folder):
@@ -21,15 +18,8 @@ def _mtimes(folder):
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    cmd = ["memlab", "run", str(SMOKE), "--set", f"sweep.runs_root={runs}"]
-    cmd[0:1] = [str(ROOT / ".venv" / "bin" / "memlab")] if (ROOT / ".venv/bin/memlab").exists() \
-        else ["memlab"]
-    first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    study = load_study(SMOKE, [f"sweep.runs_root={runs}"])
-    return {"runs": runs, "cmd": cmd, "study": study, "stdout": first.stdout}
+def sweep(smoke_sweep):
+    return smoke_sweep
 
 
 def test_sweep_prints_results_and_ui_command(sweep):
