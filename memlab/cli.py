@@ -162,12 +162,23 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.command == "run":
         entry += (["--resume"] if args.resume else []) + \
             (["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])
+    import time
+
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(args.address)
-    job = client.submit_job(entrypoint=shlex.join(entry), runtime_env=runtime_env,
-                            submission_id=args.job_id,
-                            metadata={"memlab.sweep": study.name, "memlab.file": args.file})
+    deadline = time.time() + 120
+    while True:  # a cluster that has just started may have no job agent up yet
+        try:
+            job = client.submit_job(entrypoint=shlex.join(entry), runtime_env=runtime_env,
+                                    submission_id=args.job_id,
+                                    metadata={"memlab.sweep": study.name,
+                                              "memlab.file": args.file})
+            break
+        except RuntimeError as e:
+            if "No available agent" not in str(e) or time.time() > deadline:
+                raise
+            time.sleep(2)
     print(f"[memlab] submitted {job}: {shlex.join(entry)}")
     if not args.wait:
         print(f"[memlab] follow it with: ray job logs -f {job} --address {args.address}")
