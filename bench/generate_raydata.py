@@ -80,7 +80,7 @@ def bare_engine(cfg, rows, train: Path) -> tuple[int, float]:
 
     from memlab.components.models import doc_tokens, load_trained
     from memlab.engine import Engine
-    from memlab.stages.generate import _attack_engine
+    from memlab.stages.generate import attack_with_engine
 
     cuda = torch.cuda.is_available()
     sync = torch.cuda.synchronize if cuda else (lambda: None)
@@ -91,10 +91,10 @@ def bare_engine(cfg, rows, train: Path) -> tuple[int, float]:
     a = cfg.attack
     ids = doc_tokens(tok, [r["text"] for r in rows], cfg.train.seq_len)
     docs = [(r, x) for r, x in zip(rows, ids) if len(x) >= a.prefix_tokens + a.suffix_tokens]
-    list(_attack_engine(eng, docs[:2 * a.batch_size], cfg, "warmup"))
+    list(attack_with_engine(eng, docs[:2 * a.batch_size], cfg, "warmup"))
     sync()
     t = time.perf_counter()
-    out = list(_attack_engine(eng, docs, cfg, "bare"))
+    out = list(attack_with_engine(eng, docs, cfg, "bare"))
     sync()
     secs = time.perf_counter() - t
     return sum(len(x[3]) for x in out), secs

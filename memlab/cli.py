@@ -69,15 +69,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for t, est in zip(study.trials, ests):
         c = t.config
         res = getattr(c.resources, c.train.strategy)
-        gpu_h = est["gpu_hours"] if est and (res.gpu or c.attack.actor_gpus) else None
-        total += gpu_h or 0.0
-        fmt = lambda v, f: f.format(v) if v is not None else "?"  # noqa: E731
+        shown = ["?"] * 3 if est is None else [f"{est['params_m']:.0f}M",
+                                               f"{est['train_mem_gib']:.1f}",
+                                               f"{est['gen_mem_gib']:.1f}"]
+        gpu_h = "-"
+        if est is not None and (res.gpu or c.attack.actor_gpus):
+            total += est["gpu_hours"]
+            gpu_h = f"{est['gpu_hours']:.2f}"
         rows.append([t.key, c.train.strategy, model_label(c), dup_label(c), c.seed,
-                     f"{res.cpu:g}", f"{res.gpu:g}",
-                     fmt(est and est["params_m"], "{:.0f}M"),
-                     fmt(est and est["train_mem_gib"], "{:.1f}"),
-                     fmt(est and est["gen_mem_gib"], "{:.1f}"),
-                     fmt(gpu_h, "{:.2f}") if gpu_h is not None else "-"])
+                     f"{res.cpu:g}", f"{res.gpu:g}", *shown, gpu_h])
     print(f"sweep '{study.name}': {len(study.trials)} trials -> {study.root}/<trial_key>/")
     print(format_table(["trial_key", "strategy", "model", "dup_counts", "seed", "cpu", "gpu",
                         "params", "train GiB/GPU", "gen GiB", "GPU-h"], rows, "lllllrrrrrr"))
@@ -88,14 +88,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _refuse_misfits(study: Study) -> None:
+    """Exit 2 before launching trials whose memory estimate does not fit their GPUs."""
     from memlab.sweep.plan import misfits
-    from memlab.sweep.run import run_sweep
 
-    study = _load(args)
     problems = misfits(study)[1]
     if problems:
         raise ConfigError(problems)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from memlab.sweep.run import run_sweep
+
+    study = _load(args)
+    _refuse_misfits(study)
     return run_sweep(study, tracking_uri=args.tracking_uri, resume=args.resume)
 
 
@@ -144,16 +150,13 @@ def cmd_plagiarism(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     """Submit `memlab <command> FILE ...` to a Ray cluster as a Ray Job."""
     import shlex
+    import time
 
     import yaml
 
     study = _load(args)  # refuse a bad study here, not minutes later on the cluster
     if args.command == "run":
-        from memlab.sweep.plan import misfits
-
-        problems = misfits(study)[1]
-        if problems:
-            raise ConfigError(problems)
+        _refuse_misfits(study)
     env_file = args.runtime_env
     if env_file is None and Path("cluster/runtime_env.yaml").is_file():
         env_file = "cluster/runtime_env.yaml"
@@ -162,8 +165,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.command == "run":
         entry += (["--resume"] if args.resume else []) + \
             (["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])
-    import time
-
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(args.address)
@@ -212,19 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
                      "memory per GPU and GPU-hours; refuse a grid that cannot fit")
     plan.add_argument("--tflops", type=float, default=300.0,
                       help="effective TFLOP/s per GPU for the GPU-hours estimate")
-    run = study_cmd("run", cmd_run, "run every trial: train -> generate -> score -> report")
-    run.add_argument("--tracking-uri", default=None,
-                     help="MLflow tracking URI (default: SQLite file under the runs root)")
-    run.add_argument("--resume", action="store_true",
-                     help="continue an interrupted sweep, skipping finished work")
+    def run_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: SQLite file under the runs root)")
+        sp.add_argument("--resume", action="store_true",
+                        help="continue an interrupted sweep, skipping finished work")
+
+    run_options(study_cmd("run", cmd_run, "run every trial: train -> generate -> score -> "
+                          "report"))
     study_cmd("report", cmd_report, "print and write the results table of finished trials")
     sb = study_cmd("submit", cmd_submit, "submit a sweep to a Ray cluster as a Ray Job")
     sb.add_argument("--address", required=True,
                     help="the cluster's job server, e.g. http://head:8265")
     sb.add_argument("--command", choices=["run", "plan", "validate"], default="run",
                     help="what the job runs (plan: check the grid against the cluster)")
-    sb.add_argument("--tracking-uri", default=None, help="as for `memlab run`")
-    sb.add_argument("--resume", action="store_true", help="as for `memlab run`")
+    run_options(sb)
     sb.add_argument("--runtime-env", default=None,
                     help="Ray runtime_env YAML (default: cluster/runtime_env.yaml if present)")
     sb.add_argument("--job-id", default=None, help="submission id (default: Ray's)")

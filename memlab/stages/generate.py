@@ -71,7 +71,7 @@ def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[f
     return out
 
 
-def _attack_hf(model, tok, docs, cfg: StudyConfig, shard: str):
+def attack_with_hf(model, tok, docs, cfg: StudyConfig, shard: str):
     """HF `generate`, batched and left-padded; one seed per (shard, batch, sample)."""
     import torch
 
@@ -107,7 +107,7 @@ def _attack_hf(model, tok, docs, cfg: StudyConfig, shard: str):
                 yield b + j, s, seed, new, nlls[b + j]
 
 
-def _attack_engine(engine, docs, cfg: StudyConfig, shard: str):
+def attack_with_engine(engine, docs, cfg: StudyConfig, shard: str):
     """memlab's engine: every (document, sample) is one request with its own seed; the prefill
     over the document's first seq_len tokens also gives its NLL."""
     from memlab.engine import Decoding
@@ -139,9 +139,9 @@ def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
             continue
         docs.append((r, ids))
     if engine is not None:
-        drawn = list(_attack_engine(engine, docs, cfg, shard))
+        drawn = list(attack_with_engine(engine, docs, cfg, shard))
     else:
-        drawn = list(_attack_hf(model, tok, docs, cfg, shard))
+        drawn = list(attack_with_hf(model, tok, docs, cfg, shard))
     drawn.sort(key=lambda x: (x[0], x[1]))  # document order, then sample
     suffixes = [docs[i][1][a.prefix_tokens:a.prefix_tokens + a.suffix_tokens] for i, *_ in drawn]
     gen_texts = tok.batch_decode([x[3] for x in drawn])

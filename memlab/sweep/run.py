@@ -114,7 +114,7 @@ def log_sweep_summary(payloads: list[dict], root: Path, failed: int, secs: float
     from memlab.tracking.mlflow_log import TrackedRun
 
     p = payloads[0]
-    run = TrackedRun.attach(p["tracking_uri"], p["parent_run_id"])
+    run = TrackedRun(p["tracking_uri"], p["parent_run_id"])
     for name in ("results.csv", "results.md", "results.png"):
         if (root / name).is_file():
             run.log_artifact(root / name, "summary")

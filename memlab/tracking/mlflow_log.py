@@ -60,39 +60,36 @@ def ensure_experiment(uri: str, name: str, artifact_root: str | None = None) -> 
 
 
 class TrackedRun:
-    """An MLflow run found by `match` tags (resumed: status back to RUNNING) or created with
-    `params` logged once. Create trial runs on rank 0 only."""
+    """A handle on one MLflow run. Create trial runs on rank 0 only."""
 
-    def __init__(self, uri: str, experiment_id: str, match: dict, run_name: str,
-                 params: dict, tags: dict):
+    def __init__(self, uri: str, run_id: str):
         from mlflow.tracking import MlflowClient
 
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client, self.run_id = MlflowClient(tracking_uri=uri), run_id
+
+    @classmethod
+    def find_or_create(cls, uri: str, experiment_id: str, match: dict, run_name: str,
+                       params: dict, tags: dict) -> TrackedRun:
+        """The run with the `match` tags (resumed: status back to RUNNING), or a new one with
+        `params` logged once."""
+        run = cls(uri, "")
         query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in match.items())
-        found = self.client.search_runs([experiment_id], filter_string=query, max_results=1)
+        found = run.client.search_runs([experiment_id], filter_string=query, max_results=1)
         if found:
-            self.run_id = found[0].info.run_id
-            self.client.update_run(self.run_id, status="RUNNING")
-            log.info("mlflow: resuming run %s (%s)", self.run_id, query)
+            run.run_id = found[0].info.run_id
+            run.client.update_run(run.run_id, status="RUNNING")
+            log.info("mlflow: resuming run %s (%s)", run.run_id, query)
         else:
-            run = self.client.create_run(experiment_id, run_name=run_name,
-                                         tags={k: str(v) for k, v in {**match, **tags}.items()})
-            self.run_id = run.info.run_id
+            run.run_id = run.client.create_run(
+                experiment_id, run_name=run_name,
+                tags={k: str(v) for k, v in {**match, **tags}.items()}).info.run_id
             from mlflow.entities import Param
 
             items = [Param(k, str(v)[:6000]) for k, v in params.items()]
             for i in range(0, len(items), 100):
-                self.client.log_batch(self.run_id, params=items[i:i + 100])
+                run.client.log_batch(run.run_id, params=items[i:i + 100])
         # provenance of this attempt (a resumed run gets the code and versions that resumed it)
-        self.set_tags({"mlflow.runName": run_name, **tags})
-
-    @classmethod
-    def attach(cls, uri: str, run_id: str) -> TrackedRun:
-        """A handle on an existing run (e.g. the sweep's, from the driver after the trials)."""
-        from mlflow.tracking import MlflowClient
-
-        run = cls.__new__(cls)
-        run.client, run.run_id = MlflowClient(tracking_uri=uri), run_id
+        run.set_tags({"mlflow.runName": run_name, **tags})
         return run
 
     def set_tags(self, tags: dict) -> None:
@@ -121,13 +118,14 @@ class TrackedRun:
 
 def sweep_run(uri: str, experiment_id: str, sweep: str, params: dict, tags: dict) -> TrackedRun:
     """The sweep's parent run (one per sweep name in its experiment)."""
-    return TrackedRun(uri, experiment_id, {"memlab.role": "sweep", "sweep": sweep}, sweep,
-                      params, tags)
+    return TrackedRun.find_or_create(uri, experiment_id, {"memlab.role": "sweep", "sweep": sweep},
+                                     sweep, params, tags)
 
 
 def trial_run(uri: str, experiment_id: str, trial_key: str, run_name: str, params: dict,
               tags: dict, parent_run_id: str | None = None) -> TrackedRun:
     """A trial's run, a child of the sweep's run when `parent_run_id` is given."""
     parent = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
-    return TrackedRun(uri, experiment_id, {"memlab.role": "trial", "trial_key": trial_key},
-                      run_name, params, {**tags, **parent})
+    return TrackedRun.find_or_create(uri, experiment_id,
+                                     {"memlab.role": "trial", "trial_key": trial_key},
+                                     run_name, params, {**tags, **parent})

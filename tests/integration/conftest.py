@@ -1,3 +1,4 @@
+import socket
 import subprocess
 
 import pytest
@@ -6,6 +7,13 @@ from memlab.config.expand import load_study
 from tests.conftest import ROOT, SWEEPS
 
 SMOKE = SWEEPS / "smoke.yaml"
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for servers the tests start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def memlab_exe() -> list[str]:

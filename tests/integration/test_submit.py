@@ -2,7 +2,6 @@
 127.0.0.1, dashboard = job server) runs there as a Ray Job."""
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -10,20 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def ray_head():
     tmp = tempfile.mkdtemp(prefix="memlab-ray-")
-    dash, port = _free_port(), _free_port()
+    dash, port = free_port(), free_port()
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "RAY_AUTH_MODE": "disabled"}
     start = subprocess.run(
         [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1",

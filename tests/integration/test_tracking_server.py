@@ -4,7 +4,6 @@ proxied by the server) over HTTP, started with infra/mlflow/start-local.sh on 12
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,14 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "sweeps" / "smoke.yaml"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +22,9 @@ def server():
     state = Path(tempfile.mkdtemp(prefix="memlab-mlflow-"))
     state.chmod(0o755)  # PostgreSQL runs as its own user when the tests run as root
     env = {**os.environ, "MLFLOW": str(Path(sys.executable).parent / "mlflow")}
-    pg_port = _free_port()
+    pg_port = free_port()
     start = subprocess.run([str(ROOT / "infra/mlflow/start-local.sh"), str(state),
-                            str(_free_port()), str(pg_port)],
+                            str(free_port()), str(pg_port)],
                            capture_output=True, text=True, env=env, timeout=300)
     assert start.returncode == 0, f"start-local.sh failed:\n{start.stderr[-3000:]}"
     try:
