@@ -7,12 +7,18 @@ that, so `Decoder` re-states the two families the sweeps use over the model's we
 except fused projections):
 
 - Llama family (Llama, SmolLM2; grouped-query attention, RoPE with any HF scaling, RMSNorm,
-  gated MLP): q/k/v fused into one matmul, gate/up into one.
+  gated MLP): q/k/v fused into one matmul, gate/up into one (unless `fuse=False`).
 - GPT-2 (learned positions, LayerNorm, fused c_attn already).
 
 Numerics follow HF's modules (RMSNorm in float32, RoPE tables from the model's own rotary
 module, activations from `ACT2FN`, softmax in float32), so greedy decoding matches HF
 token for token in float32.
+
+A layer is a plain function of tensors (`llama_layer`, `gpt2_layer`: weights, cache, positions
+and attention bias all passed in), so one `torch.compile` of it serves every layer of a model:
+compiling the decode step costs one layer's compile, not the whole stack's. A layer returns its
+input stream and its MLP output separately (`x`, `r`); the next layer adds them, so that add
+fuses with the next norm.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ class UnsupportedModel(ValueError):
     pass
 
 
-@dataclass
+@dataclass(frozen=True)
 class Shape:
     family: str
     layers: int
@@ -50,20 +56,112 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
+
+@dataclass(frozen=True)
+class Spec:
+    """What a layer function needs besides tensors (the same for every layer of a model)."""
+    eps: float
+    heads: int
+    kv_heads: int
+    head_dim: int
+    scale: float
+
+
+def attn_bias(mask: torch.Tensor | None, groups: int, dtype) -> torch.Tensor | None:
+    """Additive attention bias (B, 1, groups*T, S) for the grouped query rows of `_attend`,
+    from a bool mask (B, 1, 1, T, S) (True: may attend). Built once per forward, not per layer.
+    None stays None: plain causal attention over the first T cache columns."""
+    if mask is None:
+        return None
+    m = mask[:, 0]
+    b, _, t, s = m.shape
+    if groups > 1:
+        m = m.expand(b, groups, t, s).reshape(b, 1, groups * t, s)
+    return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(~m, float("-inf"))
+
+
+def _attend(q, k, v, kc, vc, slots, bias, scale):
+    """q (B,H,T,D), k/v (B,KV,T,D) -> (B,T,H*D); k/v written into the cache at `slots`;
+    attention reads cache columns [0, bias.shape[-1]), or with bias None the first T columns
+    causally (a prefill without padding: the kernels HF's attention uses, flash on GPU)."""
+    kc[:, :, slots] = k
+    vc[:, :, slots] = v
+    b, h, t, d = q.shape
+    kvh = kc.shape[1]
+    if bias is None:
+        out = F.scaled_dot_product_attention(q, kc[:, :, :t], vc[:, :, :t], is_causal=True,
+                                             scale=scale, enable_gqa=h != kvh)
+        return out.transpose(1, 2).reshape(b, t, h * d)
+    key_len = bias.shape[-1]
+    # grouped-query attention without copying K/V: the h/kvh query heads that share a K/V head
+    # become (h/kvh)*t query rows of that head. SDPA keeps scores and softmax in float32 (fused
+    # kernels on GPU), as HF's default attention does.
+    qg = q.reshape(b, kvh, (h // kvh) * t, d)
+    out = F.scaled_dot_product_attention(qg, kc[:, :, :key_len], vc[:, :, :key_len],
+                                         attn_mask=bias, scale=scale)
+    return out.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
+
+
+def _lin(h, w, b=None):
+    """Linear over fused weights (a tensor) or over separate ones (a tuple, concatenated)."""
+    if isinstance(w, tuple):
+        return torch.cat([F.linear(h, wi, None if b is None else bi)
+                          for wi, bi in zip(w, b if b is not None else (None,) * len(w))], -1)
+    return F.linear(h, w, b)
+
+
+def llama_layer(x, r, w, kc, vc, slots, bias, rope, spec: Spec, act):
+    """One Llama-family block. x: stream (B,T,E) before adding r, the previous block's MLP out."""
+    ln1, qkv, qkv_b, o, o_b, ln2, gu, down = w
+    x = x + r
+    b, t, _ = x.shape
+    cos, sin = rope
+    nq, nk = spec.heads * spec.head_dim, spec.kv_heads * spec.head_dim
+    h = _rms(x, ln1, spec.eps)
+    y = _lin(h, qkv, qkv_b)
+    q = y[..., :nq].view(b, t, spec.heads, spec.head_dim).transpose(1, 2)
+    k = y[..., nq:nq + nk].view(b, t, spec.kv_heads, spec.head_dim).transpose(1, 2)
+    v = y[..., nq + nk:].view(b, t, spec.kv_heads, spec.head_dim).transpose(1, 2)
+    q = q * cos + _rotate_half(q) * sin
+    k = k * cos + _rotate_half(k) * sin
+    x = x + F.linear(_attend(q, k, v, kc, vc, slots, bias, spec.scale), o, o_b)
+    h = _rms(x, ln2, spec.eps)
+    gate, up = _lin(h, gu).chunk(2, dim=-1)
+    return x, F.linear(act(gate) * up, down)
+
+
+def gpt2_layer(x, r, w, kc, vc, slots, bias, rope, spec: Spec, act):
+    """One GPT-2 block (Conv1D weights: x @ W + b); same contract as `llama_layer`."""
+    ln1_w, ln1_b, qkv, qkv_b, o, o_b, ln2_w, ln2_b, fc, fc_b, proj, proj_b = w
+    x = x + r
+    b, t, e = x.shape
+    h = F.layer_norm(x, (e,), ln1_w, ln1_b, spec.eps)
+    y = torch.addmm(qkv_b, h.view(-1, e), qkv).view(b, t, 3, spec.heads, spec.head_dim)
+    q, k, v = (y[:, :, i].transpose(1, 2) for i in range(3))
+    a = _attend(q, k, v, kc, vc, slots, bias, spec.scale)
+    x = x + torch.addmm(o_b, a.view(-1, e), o).view(b, t, e)
+    h = F.layer_norm(x, (e,), ln2_w, ln2_b, spec.eps)
+    m = act(torch.addmm(fc_b, h.view(-1, e), fc))
+    return x, torch.addmm(proj_b, m, proj).view(b, t, e)
+
+
 class Decoder:
     """Forward over (tokens, positions) that writes K/V into `cache` at `slots`.
 
     cache: list per layer of (K, V), each (batch, kv_heads, cache_len, head_dim).
     mask:  bool (batch, 1, 1, q_len, key_len): True where a query may attend a key; attention
-           reads cache columns [0, key_len).
+           reads cache columns [0, key_len). None: causal over columns [0, q_len) (slots must
+           then be 0..q_len-1).
+    fuse:  Llama family: one matmul for q/k/v and one for gate/up (False: separate ones, as HF).
     """
 
-    def __init__(self, model):
+    def __init__(self, model, fuse: bool = True):
         from transformers.activations import ACT2FN
 
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
             else model.config
         self.model = model
+        self.fuse = fuse
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
         kind = getattr(cfg, "model_type", "")
@@ -77,6 +175,8 @@ class Decoder:
         else:
             raise UnsupportedModel(f"the generation engine does not know model_type={kind!r} "
                                    "(supported: llama-family, gpt2)")
+        s = self.shape
+        self.groups = s.heads // s.kv_heads
 
     # -- weights -------------------------------------------------------------------------------
     def _init_llama(self, m, cfg, act_fns):
@@ -88,9 +188,9 @@ class Decoder:
         hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
         self.shape = Shape("llama", cfg.num_hidden_layers, heads, kv, hd, cfg.vocab_size,
                            cfg.max_position_embeddings)
-        self.eps = cfg.rms_norm_eps
+        self.spec = Spec(cfg.rms_norm_eps, heads, kv, hd, hd ** -0.5)
+        self.layer_fn = llama_layer
         self.act = act_fns[cfg.hidden_act]
-        self.scale = hd ** -0.5
         self.embed = m.embed_tokens.weight
         self.norm_f = m.norm.weight
         self.rotary = m.rotary_emb
@@ -99,14 +199,15 @@ class Decoder:
             a, p = layer.self_attn, layer.mlp
             qkv_b = None
             if a.q_proj.bias is not None:
-                qkv_b = torch.cat([a.q_proj.bias, a.k_proj.bias, a.v_proj.bias])
-            self.layers.append({
-                "ln1": layer.input_layernorm.weight, "ln2": layer.post_attention_layernorm.weight,
-                "qkv": torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(),
-                "qkv_b": qkv_b, "o": a.o_proj.weight, "o_b": a.o_proj.bias,
-                "gu": torch.cat([p.gate_proj.weight, p.up_proj.weight]).detach(),
-                "down": p.down_proj.weight,
-            })
+                qkv_b = (a.q_proj.bias, a.k_proj.bias, a.v_proj.bias)
+            qkv = (a.q_proj.weight, a.k_proj.weight, a.v_proj.weight)
+            gu = (p.gate_proj.weight, p.up_proj.weight)
+            if self.fuse:
+                qkv, gu = torch.cat(qkv).detach(), torch.cat(gu).detach()
+                qkv_b = None if qkv_b is None else torch.cat(qkv_b).detach()
+            self.layers.append((layer.input_layernorm.weight, qkv, qkv_b, a.o_proj.weight,
+                                a.o_proj.bias, layer.post_attention_layernorm.weight, gu,
+                                p.down_proj.weight))
         self._rope = None
 
     def _init_gpt2(self, t, cfg, act_fns):
@@ -116,18 +217,16 @@ class Decoder:
         heads = cfg.n_head
         hd = cfg.n_embd // heads
         self.shape = Shape("gpt2", cfg.n_layer, heads, heads, hd, cfg.vocab_size, cfg.n_positions)
-        self.eps = cfg.layer_norm_epsilon
+        self.spec = Spec(cfg.layer_norm_epsilon, heads, heads, hd,
+                         hd ** -0.5 if cfg.scale_attn_weights else 1.0)
+        self.layer_fn = gpt2_layer
         self.act = act_fns[cfg.activation_function]
-        self.scale = hd ** -0.5 if cfg.scale_attn_weights else 1.0
         self.embed, self.wpe = t.wte.weight, t.wpe.weight
         self.ln_f = (t.ln_f.weight, t.ln_f.bias)
-        self.layers = [{
-            "ln1": (b.ln_1.weight, b.ln_1.bias), "ln2": (b.ln_2.weight, b.ln_2.bias),
-            "qkv": b.attn.c_attn.weight, "qkv_b": b.attn.c_attn.bias,  # Conv1D: x @ W + b
-            "o": b.attn.c_proj.weight, "o_b": b.attn.c_proj.bias,
-            "fc": b.mlp.c_fc.weight, "fc_b": b.mlp.c_fc.bias,
-            "proj": b.mlp.c_proj.weight, "proj_b": b.mlp.c_proj.bias,
-        } for b in t.h]
+        self.layers = [(b.ln_1.weight, b.ln_1.bias, b.attn.c_attn.weight, b.attn.c_attn.bias,
+                        b.attn.c_proj.weight, b.attn.c_proj.bias, b.ln_2.weight, b.ln_2.bias,
+                        b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight,
+                        b.mlp.c_proj.bias) for b in t.h]
 
     def rope_table(self, length: int):
         """cos/sin for positions [0, length), from the model's own rotary module."""
@@ -146,60 +245,30 @@ class Decoder:
                 for _ in range(s.layers)]
 
     # -- forward -------------------------------------------------------------------------------
-    def _attend(self, q, k, v, cache_kv, slots, mask, key_len):
-        """q (B,H,T,D), k/v (B,KV,T,D) -> (B,T,H*D); k/v written into the cache at `slots`."""
-        kc, vc = cache_kv
-        kc[:, :, slots] = k
-        vc[:, :, slots] = v
-        b, h, t, d = q.shape
-        kvh = kc.shape[1]
-        g = h // kvh
-        # grouped-query attention without copying K/V: the g query heads that share a K/V
-        # head become g*t query rows of that head. SDPA keeps scores and softmax in float32
-        # (fused kernels on GPU), as HF's default attention does.
-        qg = q.reshape(b, kvh, g * t, d)
-        m = mask[:, 0]  # (B, 1, T, S)
-        if g > 1:
-            m = m.expand(b, g, t, key_len).reshape(b, 1, g * t, key_len)
-        out = F.scaled_dot_product_attention(qg, kc[:, :, :key_len], vc[:, :, :key_len],
-                                             attn_mask=m, scale=self.scale)
-        return out.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
-
-    def hidden(self, ids, pos, slots, cache, mask, key_len):
-        """Final hidden states (after the last norm) for tokens `ids` (B,T) at positions `pos`."""
-        s = self.shape
-        b, t = ids.shape
-        if s.family == "llama":
-            cos_t, sin_t = self.rope_table(key_len)
-            cos, sin = cos_t[pos].unsqueeze(1), sin_t[pos].unsqueeze(1)
+    def embed_in(self, ids, pos, mask, rope_len: int):
+        """Input stream, zero residual, attention bias and RoPE (cos, sin) (None for GPT-2)."""
+        bias = attn_bias(mask, self.groups, self.dtype)
+        if self.shape.family == "llama":
+            cos_t, sin_t = self.rope_table(rope_len)
             x = F.embedding(ids, self.embed)
-            nq, nk = s.heads * s.head_dim, s.kv_heads * s.head_dim
-            for L, kv in zip(self.layers, cache):
-                h = _rms(x, L["ln1"], self.eps)
-                qkv = F.linear(h, L["qkv"], L["qkv_b"])
-                q = qkv[..., :nq].view(b, t, s.heads, s.head_dim).transpose(1, 2)
-                k = qkv[..., nq:nq + nk].view(b, t, s.kv_heads, s.head_dim).transpose(1, 2)
-                v = qkv[..., nq + nk:].view(b, t, s.kv_heads, s.head_dim).transpose(1, 2)
-                q = q * cos + _rotate_half(q) * sin
-                k = k * cos + _rotate_half(k) * sin
-                x = x + F.linear(self._attend(q, k, v, kv, slots, mask, key_len), L["o"], L["o_b"])
-                h = _rms(x, L["ln2"], self.eps)
-                gate, up = F.linear(h, L["gu"]).chunk(2, dim=-1)
-                x = x + F.linear(self.act(gate) * up, L["down"])
-            return _rms(x, self.norm_f, self.eps)
+            return x, torch.zeros_like(x), bias, (cos_t[pos].unsqueeze(1), sin_t[pos].unsqueeze(1))
         x = F.embedding(ids, self.embed) + F.embedding(pos, self.wpe)
-        e = x.shape[-1]
-        for L, kv in zip(self.layers, cache):
-            h = F.layer_norm(x, (e,), *L["ln1"], self.eps)
-            qkv = torch.addmm(L["qkv_b"], h.view(-1, e), L["qkv"]).view(b, t, 3, s.heads,
-                                                                         s.head_dim)
-            q, k, v = (qkv[:, :, i].transpose(1, 2) for i in range(3))
-            a = self._attend(q, k, v, kv, slots, mask, key_len)
-            x = x + torch.addmm(L["o_b"], a.view(-1, e), L["o"]).view(b, t, e)
-            h = F.layer_norm(x, (e,), *L["ln2"], self.eps)
-            m = self.act(torch.addmm(L["fc_b"], h.view(-1, e), L["fc"]))
-            x = x + torch.addmm(L["proj_b"], m, L["proj"]).view(b, t, e)
-        return F.layer_norm(x, (e,), *self.ln_f, self.eps)
+        return x, torch.zeros_like(x), bias, None
+
+    def final(self, x, r):
+        x = x + r
+        if self.shape.family == "llama":
+            return _rms(x, self.norm_f, self.spec.eps)
+        return F.layer_norm(x, (x.shape[-1],), *self.ln_f, self.spec.eps)
+
+    def hidden(self, ids, pos, slots, cache, mask, key_len, layer=None):
+        """Final hidden states (after the last norm) for tokens `ids` (B,T) at positions `pos`.
+        layer: the layer function to use (default: the eager one)."""
+        layer = layer or self.layer_fn
+        x, r, bias, rope = self.embed_in(ids, pos, mask, key_len)
+        for w, (kc, vc) in zip(self.layers, cache):
+            x, r = layer(x, r, w, kc, vc, slots, bias, rope, self.spec, self.act)
+        return self.final(x, r)
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
         return F.linear(h, self.head_w, self.head_b).float()

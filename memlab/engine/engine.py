@@ -1,6 +1,7 @@
 """Batched generation with a static KV cache and one decode step replayed as a CUDA graph.
 
-For each batch of prompts (bucketed by length, left-padded to a multiple of `bucket`):
+For each batch of prompts (sorted by length, left-padded to the longest, rounded up to a
+multiple of `bucket`):
 1. prefill: one forward over the prompts (and, optionally, each document's remaining tokens,
    teacher-forced, so the same pass gives the document's NLL at no extra cost) writes K/V into
    a cache preallocated for (batch, width + max(new tokens, tail));
@@ -86,6 +87,25 @@ class Output:
     nll: list[float] | None  # mean next-token NLL over prompt+tail, when tails were given
 
 
+def _decode_pre(dec, tok, slot, pad, ar):
+    """Embedding, attention bias and RoPE for one decode step (last token at cache `slot`)."""
+    pos = (slot - pad).clamp(min=0)[:, None]
+    mask = ((ar <= slot) & (ar >= pad[:, None]))[:, None, None, None, :]
+    return dec.embed_in(tok[:, None], pos, mask, ar.shape[0])
+
+
+def _decode_post(dec, x, r, dec_cfg, keys, step, vocab_hash, fill, eos, tok, slot, done, out):
+    """Last norm, logits, next token; the step's buffers updated in place."""
+    nxt = choose(dec.logits(dec.final(x, r)[:, -1]), dec_cfg, keys, step, vocab_hash)
+    nxt = torch.where(done, fill, nxt)
+    out.index_copy_(1, step, nxt[:, None])
+    if eos >= 0:
+        done |= nxt == eos
+    tok.copy_(nxt)
+    slot += 1
+    step += 1
+
+
 class _Batch:
     """Static buffers (and, on CUDA, the captured step) for one (batch, cache length, decoding)."""
 
@@ -102,29 +122,21 @@ class _Batch:
         self.graph = None
         if d.shape.family == "llama":
             d.rope_table(length)
-        self._step = torch.compile(self._step_fn, fullgraph=True, dynamic=False) \
-            if eng.compile else self._step_fn
         if eng.use_graphs and new > 1:
             self._capture()
 
-    def _step_fn(self, tok, slot, step, pad, keys, done, out, cache):
+    def _step(self):
         """One decode step on the static buffers (all updates in place)."""
         e = self.eng
-        pos = (slot - pad).clamp(min=0)[:, None]
-        mask = ((self.ar <= slot) & (self.ar >= pad[:, None]))[:, None, None, None, :]
-        h = e.dec.hidden(tok[:, None], pos, slot, cache, mask, self.length)
-        nxt = choose(e.dec.logits(h[:, -1]), self.decoding, keys, step, e.vocab_hash)
-        nxt = torch.where(done, e.fill, nxt)
-        out.index_copy_(1, step, nxt[:, None])
-        if e.eos >= 0:
-            done |= nxt == e.eos
-        tok.copy_(nxt)
-        slot += 1
-        step += 1
+        d = e.dec
+        x, r, bias, rope = e.f_pre(d, self.tok, self.slot, self.pad, self.ar)
+        for w, (kc, vc) in zip(d.layers, self.cache):
+            x, r = e.f_layer(x, r, w, kc, vc, self.slot, bias, rope, d.spec, d.act)
+        e.f_post(d, x, r, self.decoding, self.keys, self.step, e.vocab_hash, e.fill, e.eos,
+                 self.tok, self.slot, self.done, self.out)
 
     def step_once(self):
-        self._step(self.tok, self.slot, self.step, self.pad, self.keys, self.done, self.out,
-                   self.cache)
+        self._step()
 
     def _capture(self):
         side = torch.cuda.Stream()
@@ -155,25 +167,36 @@ class _Batch:
 class Engine:
     """Generation engine over a HF causal LM (Llama family or GPT-2; LoRA merged beforehand)."""
 
-    def __init__(self, model, *, max_batch: int = 256, bucket: int = 16,
+    def __init__(self, model, *, max_batch: int = 256, bucket: int = 1,
                  use_graphs: bool | None = None, eos_token_id: int | None = None,
                  pad_token_id: int | None = None, check_every: int = 16, keep: int = 2,
-                 compile: bool | None = None):
+                 compile: bool | None = None, fuse: bool = True, exact_casts: bool = True):
         with torch.no_grad():
-            self.dec = Decoder(model.eval())
+            self.dec = Decoder(model.eval(), fuse=fuse)
         dev = self.dec.device
         self.max_batch, self.bucket, self.check_every, self.keep = max_batch, bucket, \
             check_every, keep
         self.use_graphs = dev.type == "cuda" if use_graphs is None else use_graphs
         # torch.compile fuses each layer's small ops (norms, RoPE, masking, sampling) into a
-        # few kernels; without it a decode step is ~45 kernels per layer, each a few us.
+        # few kernels; without it a decode step is ~45 kernels per layer, each a few us. The
+        # layer is compiled once and serves every layer (its weights are arguments); the step's
+        # head (embedding, mask) and tail (norm, logits, sampling) are compiled apart.
         self.compile = dev.type == "cuda" if compile is None else compile
-        if self.compile:  # one compiled step per (batch, cache length, decoding) in use
+        self.f_pre, self.f_layer, self.f_post = _decode_pre, self.dec.layer_fn, _decode_post
+        if self.compile:  # one compiled layer per (batch, cache length) in use
             import torch._dynamo.config as dc
+            import torch._inductor.config as ic
 
             for knob in ("cache_size_limit", "recompile_limit"):
                 if hasattr(dc, knob):
                     setattr(dc, knob, max(getattr(dc, knob), 64))
+            # exact_casts: round to bf16 where eager PyTorch (and so HF) rounds, also inside
+            # fused kernels (inductor otherwise keeps fused intermediates in float32)
+            opts = {"emulate_precision_casts": True} \
+                if exact_casts and hasattr(ic, "emulate_precision_casts") else None
+            self.f_pre, self.f_layer, self.f_post = (
+                torch.compile(f, fullgraph=True, dynamic=False, options=opts)
+                for f in (_decode_pre, self.dec.layer_fn, _decode_post))
         cfg = model.config
         eos = cfg.eos_token_id if eos_token_id is None else eos_token_id
         if isinstance(eos, (list, tuple)):
@@ -257,11 +280,16 @@ class Engine:
             if t:
                 ids[j, w:w + len(t)] = torch.tensor(t)
             pad[j], ends[j] = w - len(p), w + len(t)
+        padded = bool((pad > 0).any())
         ids, pad, ends = ids.to(dev), pad.to(dev), ends.to(dev)
-        # prefill: causal, keys from the row's first real token on; pad queries see themselves
+        # prefill: causal, keys from the row's first real token on; pad queries see themselves.
+        # (The cache length is a multiple of 16 whatever the prompt width, so prompts need no
+        # bucketing for the decode step's sake; without left padding the mask is plain causal.)
         ar = torch.arange(width, device=dev)
-        mask = (ar[None, :] <= ar[:, None])[None] & (ar[None, None, :] >= pad[:, None, None])
-        mask = (mask | torch.eye(width, dtype=torch.bool, device=dev))[:, None, None]
+        mask = None
+        if padded:
+            mask = (ar[None, :] <= ar[:, None])[None] & (ar[None, None, :] >= pad[:, None, None])
+            mask = (mask | torch.eye(width, dtype=torch.bool, device=dev))[:, None, None]
         pos = (ar[None] - pad[:, None]).clamp(min=0)
         h = d.hidden(ids, pos, ar, st.cache, mask, width)
         if nll is not None:

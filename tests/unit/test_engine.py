@@ -75,6 +75,24 @@ def test_greedy_matches_hf_token_for_token(make):
         assert eng.generate(ps, max_new_tokens=25).tokens == hf_greedy(model, ps, 25)
 
 
+@pytest.mark.parametrize("make", [llama, gpt2], ids=["llama-gqa", "gpt2"])
+def test_equal_length_prompts_causal_prefill(make):
+    """Prompts of one length: no left padding, the prefill takes the plain causal path
+    (greedy still equals HF; tails of several lengths, right-padded, still give HF's NLL)."""
+    model = make()
+    ps = [p[:5] for p in prompts(9) if len(p) >= 5]
+    eng = Engine(model, max_batch=8, eos_token_id=EOS, pad_token_id=PAD)
+    assert eng.generate(ps, max_new_tokens=20).tokens == hf_greedy(model, ps, 20)
+    tails = [list(range(20, 20 + k)) for k in range(len(ps))]
+    out = eng.generate(ps, max_new_tokens=3, tails=tails)
+    for p, t, got in zip(ps, tails, out.nll):
+        ids = torch.tensor([p + t])
+        with torch.no_grad():
+            logits = model(ids).logits[0, :-1]
+        want = torch.nn.functional.cross_entropy(logits, ids[0, 1:]).item()
+        assert got == pytest.approx(want, rel=1e-5)
+
+
 def test_eos_stops_a_row_and_is_cut():
     model = llama()
     ps = prompts(6)
