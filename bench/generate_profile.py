@@ -144,7 +144,7 @@ def main() -> None:
         print(f"{r['us_per_step']:9.1f} us/step {r['frac']:6.3f} {r['calls_per_step']:6.1f}x "
               f"{r['us_per_call']:8.2f} us  {r['kernel']}")
     write_result(args.out, "generate_profile.py",
-                 {"ms_per_step_b%d" % args.batch: round(graph_ms or eager_step_ms, 3),
+                 {f"ms_per_step_b{args.batch}": round(graph_ms or eager_step_ms, 3),
                   "kernel_us_per_step": round(total, 1)}, profile=res,
                  settings={k: v for k, v in vars(args).items() if k != "out"})
 
