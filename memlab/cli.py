@@ -76,8 +76,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if est is not None and (res.gpu or c.attack.actor_gpus):
             total += est["gpu_hours"]
             gpu_h = f"{est['gpu_hours']:.2f}"
+        per = f"{res.workers}x" if res.workers > 1 else ""  # full: per Ray Train worker
         rows.append([t.key, c.train.strategy, model_label(c), dup_label(c), c.seed,
-                     f"{res.cpu:g}", f"{res.gpu:g}", *shown, gpu_h])
+                     f"{per}{res.cpu:g}", f"{per}{res.gpu:g}", *shown, gpu_h])
     print(f"sweep '{study.name}': {len(study.trials)} trials -> {study.root}/<trial_key>/")
     print(format_table(["trial_key", "strategy", "model", "dup_counts", "seed", "cpu", "gpu",
                         "params", "train GiB/GPU", "gen GiB", "GPU-h"], rows, "lllllrrrrrr"))

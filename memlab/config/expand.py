@@ -138,6 +138,16 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
     res = getattr(cfg.resources, t.strategy)
     if res.cpu <= 0 and res.gpu <= 0:
         bad(f"resources.{t.strategy}", "a trial must reserve some CPU or GPU")
+    if res.workers < 1:
+        bad(f"resources.{t.strategy}.workers", f"must be >= 1, got {res.workers}")
+    elif res.workers > 1 and t.strategy != "full":
+        bad(f"resources.{t.strategy}.workers", "only full fine-tuning runs several workers "
+            "(head-only and LoRA trials train in the trial process)")
+    elif t.strategy == "full" and t.batch_size % res.workers:
+        bad("train.batch_size", f"{t.batch_size} sequences per step do not split evenly over "
+            f"resources.full.workers={res.workers}")
+    if t.checkpoint_every < 0:
+        bad("train.checkpoint_every", f"must be >= 0, got {t.checkpoint_every}")
     return out
 
 

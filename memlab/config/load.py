@@ -129,6 +129,9 @@ def _type_name(tp: Any) -> str:
         return " | ".join(_type_name(a) for a in get_args(tp))
     if get_origin(tp) is list:
         return f"list of {_type_name(get_args(tp)[0])}"
+    if get_origin(tp) is dict:
+        k, v = get_args(tp)
+        return f"mapping of {_type_name(k)} to {_type_name(v)}"
     return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
 
 
@@ -151,6 +154,11 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
             raise TypeError(f"expected {_type_name(tp)}, got {value!r}")
         (item,) = get_args(tp)
         return [_check_value(item, v, key) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError(f"expected {_type_name(tp)}, got {value!r}")
+        kt, vt = get_args(tp)
+        return {_check_value(kt, k, key): _check_value(vt, v, key) for k, v in value.items()}
     if tp is type(None):
         if value is None:
             return None

@@ -107,6 +107,8 @@ class TrainSection:
     precision: Literal["auto", "fp32", "bf16"] = _f("auto", "auto: bf16 on GPU, fp32 on CPU.")
     threads: int = _f(0, "torch threads per trial process; 0 = the trial's CPU count.")
     log_every: int = _f(1, "Log the loss to MLflow every N steps.")
+    checkpoint_every: int = _f(0, "Save a resumable checkpoint every N optimizer steps (0 = "
+                                  "never); a retried trial continues from the last one.")
     full: FullFT = field(default_factory=FullFT, metadata={"help": "Full fine-tuning."})
     head: HeadFT = field(default_factory=HeadFT, metadata={"help": "Head-only fine-tuning."})
     lora: LoraFT = field(default_factory=LoraFT, metadata={"help": "LoRA (peft)."})
@@ -167,8 +169,13 @@ class ScoreSection:
 
 @dataclass
 class Resources:
-    cpu: float = _f(1.0, "CPUs reserved by one trial of this strategy.")
-    gpu: float = _f(0.0, "GPUs reserved by one trial (fractions pack several on one GPU).")
+    cpu: float = _f(1.0, "CPUs reserved by one trial of this strategy (full: per worker).")
+    gpu: float = _f(0.0, "GPUs reserved by one trial (full: per worker; fractions pack "
+                         "several trials on one GPU).")
+    workers: int = _f(1, "full only: Ray Train workers of the trial's TorchTrainer, DeepSpeed "
+                         "ZeRO across them (gloo on CPU, NCCL on GPU).")
+    labels: dict[str, str] = _f({}, "Ray node labels the trial (and its train workers) must "
+                                    "run on, e.g. {node-type: gpu-full} (`ray start --labels`).")
 
 
 @dataclass
@@ -209,4 +216,4 @@ class StudyConfig:
 # (attack.batch_size stays in: the seed of a sampled batch depends on the batch layout.)
 NON_IDENTITY_KEYS = ("sweep", "resources", "tracking", "attack.actors", "attack.actor_cpus",
                      "attack.actor_gpus", "score.corpus_block", "train.threads",
-                     "train.log_every", "model.cache_dir")
+                     "train.log_every", "train.checkpoint_every", "model.cache_dir")

@@ -222,13 +222,15 @@ def run_shard_pool(actor_cls, ctor_kwargs: dict, jobs: list[tuple[Path, Path]],
     pool = ray.data.ActorPoolStrategy(size=max(1, min(a.actors, len(todo))))
     remote_args = None
     pg = ray.util.get_current_placement_group()
-    if pg is not None:
-        # Inside a Tune trial: the actors go into the bundles the trial reserved for them
-        # (Ray Data would otherwise schedule them outside the trial's placement group).
+    if pg is not None and len(pg.bundle_specs) > 1:
+        # Inside a Tune trial that reserved bundles for its actors (head / LoRA trials): the
+        # actors go there (Ray Data would otherwise schedule them outside the trial's group).
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
         strategy = PlacementGroupSchedulingStrategy(pg)
         remote_args = lambda: {"scheduling_strategy": strategy}  # noqa: E731
+    elif labels := getattr(cfg.resources, cfg.train.strategy).labels:
+        remote_args = lambda: {"label_selector": dict(labels)}  # noqa: E731
     ds = ds.map_batches(actor_cls, fn_constructor_kwargs=ctor_kwargs, batch_size=1,
                         compute=pool, num_cpus=a.actor_cpus, num_gpus=a.actor_gpus or None,
                         ray_remote_args_fn=remote_args)

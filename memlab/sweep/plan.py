@@ -147,16 +147,17 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
         if key not in shapes:
             shapes[key] = model_shape(c)
         shape = shapes[key]
-        est = estimate(c, shape, tflops) if shape else None
+        s = c.train.strategy
+        res = getattr(c.resources, s)
+        est = estimate(c, shape, tflops, workers=res.workers) if shape else None
         rows.append(est)
         if est is None:
             continue
         cap = c.resources.gpu_mem_gb
-        s = c.train.strategy
-        gpu = getattr(c.resources, s).gpu
+        gpu = res.gpu
         if gpu and est["train_mem_gib"] > cap * min(gpu, 1):
-            fix = "train.full.zero_stage=3 with more workers" if s == "full" else \
-                f"a larger resources.{s}.gpu"
+            fix = ("train.full.zero_stage=3 with more resources.full.workers" if s == "full"
+                   else f"a larger resources.{s}.gpu")
             problems.setdefault(
                 f"{s} fine-tuning of {model_label_of(c)} ({est['params_m']:.0f}M) needs "
                 f"~{est['train_mem_gib']:.1f} GiB per GPU, more than its {min(gpu, 1):g} x "

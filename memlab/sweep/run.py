@@ -20,14 +20,29 @@ from memlab.io.paths import artifact_root, data_key, dataset_dir, default_tracki
 log = logging.getLogger("memlab")
 
 
-def trial_resources(cfg: StudyConfig) -> list[dict]:
-    """Placement-group bundles: the trial process, then one per generation/scoring actor
-    (Ray Data work launched by the trial is scheduled inside the trial's placement group)."""
+FULL_DRIVER_CPU = 0.1
+"""What the process of a `full` trial reserves: it only waits for its Ray Train workers
+(which reserve resources.full.* each, in a placement group of their own) and then drives the
+generation and scoring actors, which are scheduled when they start, after training."""
+
+
+def trial_resources(cfg: StudyConfig) -> tuple[list[dict], list[dict]]:
+    """The Tune trial's placement-group bundles and their label selectors.
+
+    head / lora: the trial process (it trains), then one bundle per generation / scoring actor
+    (Ray Data work launched by the trial is scheduled inside the trial's placement group).
+    full: the trial process only (FULL_DRIVER_CPU): its workers and actors are reserved when
+    they start, so full trials waiting for workers hold almost nothing (no deadlock between
+    trials holding actor bundles and workers waiting for them)."""
     res = getattr(cfg.resources, cfg.train.strategy)
-    head = {"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu else {})}
-    a = cfg.attack
-    actor = {"CPU": a.actor_cpus, **({"GPU": a.actor_gpus} if a.actor_gpus else {})}
-    return [head] + [actor] * a.actors
+    if cfg.train.strategy == "full":
+        bundles = [{"CPU": FULL_DRIVER_CPU}]
+    else:
+        a = cfg.attack
+        actor = {"CPU": a.actor_cpus, **({"GPU": a.actor_gpus} if a.actor_gpus else {})}
+        bundles = [{"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu else {})}]
+        bundles += [actor] * a.actors
+    return bundles, [dict(res.labels) for _ in bundles]
 
 
 def _absolute(cfg: StudyConfig) -> StudyConfig:
@@ -131,8 +146,10 @@ def _init_ray() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if not ray.is_initialized():
         address = os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, log_to_driver=True, include_dashboard=False,
-                 logging_level=logging.WARNING)
+        # the dashboard serves the State API Ray Train's placement-group cleaner relies on
+        local = {} if address else {"include_dashboard": True, "dashboard_host": "127.0.0.1",
+                                    "dashboard_port": None}
+        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING, **local)
 
 
 def run_tune(study: Study, payloads: list[dict], resume: bool) -> int:
@@ -143,11 +160,15 @@ def run_tune(study: Study, payloads: list[dict], resume: bool) -> int:
 
     by_key = {p["key"]: p for p in payloads}
     names = {p["key"]: p["name"] for p in payloads}
-    bundles = {t.key: trial_resources(t.config) for t in study.trials}
+    requests = {}
+    for t in study.trials:
+        bundles, labels = trial_resources(t.config)
+        requests[t.key] = tune.PlacementGroupFactory(
+            bundles, strategy="PACK",
+            **({"bundle_label_selector": labels} if any(labels) else {}))
     trainable = tune.with_resources(
         tune.with_parameters(tune_trainable, payloads=by_key),
-        resources=lambda spec: tune.PlacementGroupFactory(bundles[spec["trial_key"]],
-                                                          strategy="PACK"))
+        resources=lambda spec: requests[spec["trial_key"]])
     storage = str(Path(payloads[0]["config"]["sweep"]["runs_root"]) / study.name / "_tune")
     path = os.path.join(storage, "tune")
     keys_file = Path(storage) / "trial_keys.json"

@@ -30,7 +30,7 @@ def run_trial(payload: dict) -> dict:
 
     from memlab.stages.generate import run_generate
     from memlab.stages.score import run_score
-    from memlab.stages.train import run_train
+    from memlab.stages.train import run_train, run_train_workers
     from memlab.tracking.mlflow_log import trial_run
 
     problems: list[str] = []
@@ -48,12 +48,21 @@ def run_trial(payload: dict) -> dict:
                     params=flatten(payload["config"]), tags=payload["tags"],
                     parent_run_id=payload.get("parent_run_id"))
     try:
-        train = run_train(cfg, payload["base_model"], data_dir, stage_dir(cfg, key, "train"),
-                          on_loss=lambda step, loss: run.log_metric("train_loss", loss, step)
-                          if step % cfg.train.log_every == 0 else None)
+        import ray
+
+        if ray.is_initialized():
+            run.set_tags({"ray.trial_node": ray.get_runtime_context().get_node_id()})
+        train_dir = stage_dir(cfg, key, "train")
+        if cfg.train.strategy == "full":  # DeepSpeed across Ray Train workers
+            train = run_train_workers(cfg, payload["base_model"], data_dir, train_dir,
+                                      (payload["tracking_uri"], run.run_id), tdir / "_ray_train")
+        else:
+            train = run_train(cfg, payload["base_model"], data_dir, train_dir,
+                              on_loss=lambda step, loss: run.log_metric("train_loss", loss, step)
+                              if step % cfg.train.log_every == 0 else None)
         for note in train.get("notes", []):
             run.set_tags({"note.head_untied": note})
-        gen = run_generate(cfg, stage_dir(cfg, key, "train"), data_dir,
+        gen = run_generate(cfg, train_dir, data_dir,
                            stage_dir(cfg, key, "gen"), threads)
         scores = run_score(cfg, key, stage_dir(cfg, key, "gen"), data_dir,
                            stage_dir(cfg, key, "scores"), threads)

@@ -2,36 +2,15 @@
 proxied by the server) over HTTP, started with infra/mlflow/start-local.sh on 127.0.0.1."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import free_port
-
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "sweeps" / "smoke.yaml"
-
-
-@pytest.fixture(scope="module")
-def server():
-    state = Path(tempfile.mkdtemp(prefix="memlab-mlflow-"))
-    state.chmod(0o755)  # PostgreSQL runs as its own user when the tests run as root
-    env = {**os.environ, "MLFLOW": str(Path(sys.executable).parent / "mlflow")}
-    pg_port = free_port()
-    start = subprocess.run([str(ROOT / "infra/mlflow/start-local.sh"), str(state),
-                            str(free_port()), str(pg_port)],
-                           capture_output=True, text=True, env=env, timeout=300)
-    assert start.returncode == 0, f"start-local.sh failed:\n{start.stderr[-3000:]}"
-    try:
-        yield {"uri": start.stdout.strip().splitlines()[-1], "state": state, "pg_port": pg_port}
-    finally:
-        subprocess.run([str(ROOT / "infra/mlflow/stop-local.sh"), str(state)], timeout=120)
-        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -122,3 +122,36 @@ def test_validate_and_plan_do_not_import_heavy_packages():
     assert r.returncode == 0, r.stderr
     assert "full" in r.stdout and "lora" in r.stdout
 
+
+
+def test_resources_per_trial_workers_and_labels():
+    from memlab.sweep.run import FULL_DRIVER_CPU, trial_resources
+
+    study = load_study(SWEEPS / "smoke.yaml", [
+        "resources.full.workers=2", "resources.full.labels={node-type: gpu-full}",
+        "resources.lora.labels={node-type: small}", "attack.actors=2"])
+    by = {t.config.train.strategy: t.config for t in study.trials}
+    assert by["full"].resources.full.labels == {"node-type": "gpu-full"}
+    # full: the trial process only; its Ray Train workers and actors reserve when they start
+    assert trial_resources(by["full"]) == ([{"CPU": FULL_DRIVER_CPU}],
+                                           [{"node-type": "gpu-full"}])
+    bundles, labels = trial_resources(by["lora"])
+    assert bundles == [{"CPU": 1.0}, {"CPU": 0.5}, {"CPU": 0.5}]  # trial + one per actor
+    assert labels == [{"node-type": "small"}] * 3
+    assert trial_resources(by["head"])[1] == [{}] * 3
+    # placement is not part of what a trial computes
+    plain = {t.config.train.strategy: t.key for t in load_study(SWEEPS / "smoke.yaml").trials}
+    assert {t.config.train.strategy: t.key for t in study.trials} == plain
+
+
+@pytest.mark.parametrize("override, message", [
+    (["train.strategy=lora", "resources.lora.workers=2"], "only full fine-tuning runs several"),
+    (["resources.full.workers=3"], "do not split evenly over resources.full.workers=3"),
+    (["resources.full.workers=0"], "must be >= 1"),
+    (["resources.full.labels=[a, b]"], "expected mapping of str to str"),
+    (["train.checkpoint_every=-1"], "must be >= 0"),
+])
+def test_bad_workers_labels_and_checkpoints_are_refused(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_study(SWEEPS / "smoke.yaml", override)
+    assert message in str(e.value)

@@ -67,3 +67,13 @@ def test_shapes_of_builtin_sources():
     assert model_shape(cfg).params == pytest.approx(134.5e6, rel=0.005)
     cfg.model.source, cfg.model.name = "hf", "some-org/unknown-model"
     assert model_shape(cfg) is None
+
+
+def test_more_zero3_workers_make_a_big_full_trial_fit():
+    sets = ["resources.gpu_mem_gb=24", "resources.lora.gpu=1", "attack.actor_gpus=1"]
+    refused = cli("plan", str(PAPER), *[a for s in sets for a in ("--set", s)])
+    assert refused.returncode == 2 and "SmolLM2-1.7B" in refused.stderr
+    sets += ["train.full.zero_stage=3", "resources.full.workers=4"]
+    ok = cli("plan", str(PAPER), *[a for s in sets for a in ("--set", s)])
+    assert ok.returncode == 0, ok.stderr
+    assert "4x1" in ok.stdout  # 4 workers x 1 GPU each
