@@ -18,7 +18,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
+from memlab.config.schema import NON_IDENTITY_KEYS, STRATEGIES, StudyConfig
 
 DEFAULTS_NAME = "_defaults.yaml"
 TOP_LEVEL_EXTRA = ("grid", "defaults", "description")
@@ -247,10 +247,13 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 def trial_key(cfg: StudyConfig) -> str:
     """Short content hash of everything that changes what a trial computes."""
     flat = flatten(to_dict(cfg))
+    # the settings of the other strategies do not change this trial (a grid over
+    # train.full.zero_stage runs each head-only / LoRA trial once)
+    other = tuple(f"train.{s}" for s in STRATEGIES if s != cfg.train.strategy)
     ident = {
         k: v
         for k, v in flat.items()
-        if not any(k == n or k.startswith(n + ".") for n in NON_IDENTITY_KEYS)
+        if not any(k == n or k.startswith(n + ".") for n in NON_IDENTITY_KEYS + other)
     }
     blob = json.dumps(ident, sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(blob.encode()).hexdigest()[:12]

@@ -309,6 +309,13 @@ def _load_deepspeed(ckpt: Path, engine) -> tuple[int, list[float]]:
     return client["step"], client["losses"]
 
 
+def _steady_rate(tokens: list[float], secs: list[float], warmup: int = 2) -> float:
+    """Tokens per second over the steps after the first `warmup` (allocator, compile,
+    communicator set-up), or over all of them when there are too few."""
+    w = warmup if len(secs) > warmup else 0
+    return sum(tokens[w:]) / max(sum(secs[w:]), 1e-9)
+
+
 def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
                upstream: str, on_loss=None, device: str | None = None) -> dict:
     """The training loop of every strategy, in this process (one rank of `full`)."""
@@ -381,9 +388,12 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     bar = Progress(steps, f"train {t.strategy}", unit="step")
     bar.update(first)
     batches = _batches(stream, tok, cfg, first, rank, world)
+    step_s: list[float] = []  # wall time and real (unpadded) tokens of each step of this run
+    step_tokens: list[float] = []
     for step, (ids, mask, labels, empty) in enumerate(batches, start=first):
         if step >= steps:
             break
+        t0 = time.perf_counter()
         ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
         if engine is not None:
             loss = engine(input_ids=ids, attention_mask=mask, labels=labels).loss
@@ -399,11 +409,14 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
             sched.step()
             optim.zero_grad(set_to_none=True)
         value = loss.detach().float()
+        ntok = mask.sum().float() * (not empty)
         if world > 1:  # the loss of the global batch: mean over the ranks that had rows
-            both = torch.stack([value * (not empty), torch.ones_like(value) * (not empty)])
+            both = torch.stack([value * (not empty), torch.ones_like(value) * (not empty), ntok])
             dist.all_reduce(both)
-            value = both[0] / both[1]
-        losses.append(float(value))
+            value, ntok = both[0] / both[1], both[2]
+        losses.append(float(value))  # (waits for the step to finish)
+        step_s.append(time.perf_counter() - t0)
+        step_tokens.append(float(ntok))
         if on_loss is not None:
             on_loss(step, losses[-1])
         bar.update(1, postfix=f"loss {losses[-1]:.3f}")
@@ -439,6 +452,7 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
         "train_steps": len(losses),
         "train_sequences": len(losses) * t.batch_size,
         "train_time_s": train_time,
+        "train_tokens_per_s": _steady_rate(step_tokens, step_s),
         "final_loss": losses[-1],
         "first_loss": losses[0],
         "lr": lr,

@@ -68,7 +68,8 @@ def run_trial(payload: dict) -> dict:
                            stage_dir(cfg, key, "scores"), threads)
         train_metrics = {k: train[k] for k in ("trainable_params", "total_params",
                                                 "trainable_frac", "train_steps",
-                                                "train_time_s", "final_loss")}
+                                                "train_time_s", "train_tokens_per_s",
+                                                "final_loss")}
         metrics = {**train_metrics, **scores["metrics"],
                    "generated_samples": gen["rows"]}
         run.log_metrics({k: v for k, v in metrics.items() if _finite(v)})

@@ -58,7 +58,8 @@ def _results(study) -> dict:
     out = {}
     for t in study.trials:
         res = json.loads((study.root / t.key / "result.json").read_text())
-        out[t.key] = {k: v for k, v in res["metrics"].items() if k != "train_time_s"}
+        out[t.key] = {k: v for k, v in res["metrics"].items()
+                      if k not in ("train_time_s", "train_tokens_per_s")}  # timings
     return out
 
 

@@ -44,7 +44,9 @@ def test_trial_key_is_content_addressed():
     b.sweep.runs_root = "/elsewhere"  # where a trial runs is not what it computes
     b.resources.full.cpu = 8
     assert trial_key(a) == trial_key(b)
-    b.train.full.lr = 1e-6
+    b.train.full.lr = 1e-6  # a LoRA trial (the default strategy) ignores full's settings
+    assert trial_key(a) == trial_key(b)
+    b.train.lora.lr = 1e-6
     assert trial_key(a) != trial_key(b)
     assert len(trial_key(a)) == 12
 
@@ -155,3 +157,21 @@ def test_bad_workers_labels_and_checkpoints_are_refused(override, message):
     with pytest.raises(ConfigError) as e:
         load_study(SWEEPS / "smoke.yaml", override)
     assert message in str(e.value)
+
+
+def test_other_strategies_settings_do_not_split_trials():
+    study = load_study(SWEEPS / "smoke.yaml", ["train.lora.r=4"])
+    study2 = load_study(SWEEPS / "smoke.yaml", [])
+    by = {t.config.train.strategy: t.key for t in study.trials}
+    by2 = {t.config.train.strategy: t.key for t in study2.trials}
+    assert by["full"] == by2["full"] and by["head"] == by2["head"]  # lora.r is LoRA's only
+    assert by["lora"] != by2["lora"]
+
+
+def test_a_grid_over_zero_stage_runs_head_and_lora_once(tmp_path):
+    p = _study_file(tmp_path, "sweep: {name: z}\nmodel: {source: tiny}\n"
+                              "grid: {train.strategy: [full, head, lora], "
+                              "train.full.zero_stage: [2, 3]}\n")
+    study = load_study(p)
+    assert sorted(t.config.train.strategy for t in study.trials) == \
+        ["full", "full", "head", "lora"]
