@@ -115,7 +115,8 @@ def bench_model(name: str, args, device: str) -> dict:
         # engine: compiled step replayed as a CUDA graph; the other two show what each buys
         for label, graphs, comp in (("engine", None, None), ("engine_nocompile", None, False),
                                     ("engine_eager", False, False)):
-            eng = Engine(model, max_batch=bsz, use_graphs=graphs, compile=comp, eos_token_id=-1)
+            eng = Engine(model, max_batch=bsz, use_graphs=graphs, compile=comp, eos_token_id=-1,
+                         sdpa=tuple(args.sdpa.split(",")) if args.sdpa else None)
             run = partial(eng.generate, plist, max_new_tokens=args.new, decoding=dec,
                           seeds=seeds)
             t0 = time.perf_counter()
@@ -161,6 +162,8 @@ def main() -> None:
     ap.add_argument("--top-k", type=int, default=40)
     ap.add_argument("--reps", type=int, default=5, help="timed runs of the engine (median)")
     ap.add_argument("--hf-reps", type=int, default=2, help="timed runs of HF generate")
+    ap.add_argument("--sdpa", default=None,
+                    help="comma-separated SDPBackend names the engine's attention may use")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "generate.json"))
     args = ap.parse_args()

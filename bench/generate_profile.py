@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="profiled step calls")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--exact-casts", type=int, default=1, choices=(0, 1))
+    ap.add_argument("--sdpa", default=None,
+                    help="comma-separated SDPBackend names attention may use (default: any)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "generate_profile.json"))
     args = ap.parse_args()
@@ -58,7 +60,8 @@ def main() -> None:
                             generator=g).tolist()
     dec = Decoding(greedy=False, temperature=1.0, top_k=args.top_k, top_p=1.0)
     eng = Engine(model, max_batch=args.batch, eos_token_id=-1,
-                 exact_casts=bool(args.exact_casts))
+                 exact_casts=bool(args.exact_casts),
+                 sdpa=tuple(args.sdpa.split(",")) if args.sdpa else None)
     run = lambda: eng.generate(prompts, max_new_tokens=args.new, decoding=dec,  # noqa: E731
                                seeds=list(range(args.batch)))
     t = time.perf_counter()
@@ -133,7 +136,7 @@ def main() -> None:
             "frac": round(_dev_us(e) / n / total, 3) if total else None}
            for e in kern[:args.top]]
     res = {"model": args.model, "batch": args.batch, "cache_len": st.length,
-           "exact_casts": bool(args.exact_casts), "warmup_s": round(warm, 1),
+           "exact_casts": bool(args.exact_casts), "sdpa": args.sdpa, "warmup_s": round(warm, 1),
            "gen_ms_per_step": 1e3 * gen_s / args.new, "graph_replay_ms_per_step": graph_ms,
            "nograph_ms_per_step": eager_step_ms, "kernel_us_per_step": round(total, 1),
            "kernels_per_step": sum(e.count for e in kern) / n,

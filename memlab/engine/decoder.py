@@ -65,6 +65,16 @@ class Spec:
     kv_heads: int
     head_dim: int
     scale: float
+    sdpa: tuple[str, ...] | None = None  # SDPBackend names to allow (None: PyTorch's choice)
+
+
+def _sdpa(spec: Spec, q, k, v, **kw):
+    if spec.sdpa is None:
+        return F.scaled_dot_product_attention(q, k, v, **kw)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([getattr(SDPBackend, n) for n in spec.sdpa]):
+        return F.scaled_dot_product_attention(q, k, v, **kw)
 
 
 def attn_bias(mask: torch.Tensor | None, groups: int, dtype) -> torch.Tensor | None:
@@ -80,7 +90,7 @@ def attn_bias(mask: torch.Tensor | None, groups: int, dtype) -> torch.Tensor | N
     return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(~m, float("-inf"))
 
 
-def _attend(q, k, v, kc, vc, slots, bias, scale):
+def _attend(q, k, v, kc, vc, slots, bias, spec: Spec):
     """q (B,H,T,D), k/v (B,KV,T,D) -> (B,T,H*D); k/v written into the cache at `slots`;
     attention reads cache columns [0, bias.shape[-1]), or with bias None the first T columns
     causally (a prefill without padding: the kernels HF's attention uses, flash on GPU)."""
@@ -89,17 +99,17 @@ def _attend(q, k, v, kc, vc, slots, bias, scale):
     b, h, t, d = q.shape
     kvh = kc.shape[1]
     if bias is None:
-        out = F.scaled_dot_product_attention(q, kc[:, :, :t], vc[:, :, :t], is_causal=True,
-                                             scale=scale, enable_gqa=h != kvh)
+        out = _sdpa(spec, q, kc[:, :, :t], vc[:, :, :t], is_causal=True, scale=spec.scale,
+                    enable_gqa=h != kvh)
         return out.transpose(1, 2).reshape(b, t, h * d)
     key_len = bias.shape[-1]
     # grouped-query attention without copying K/V: the h/kvh query heads that share a K/V head
     # become (h/kvh)*t query rows of that head. SDPA keeps scores and softmax in float32 (fused
     # kernels on GPU), as HF's default attention does.
     qg = q.reshape(b, kvh, (h // kvh) * t, d)
-    out = F.scaled_dot_product_attention(qg, kc[:, :, :key_len], vc[:, :, :key_len],
-                                         attn_mask=bias, scale=scale)
-    return out.view(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
+    out = _sdpa(spec, qg, kc[:, :, :key_len], vc[:, :, :key_len], attn_mask=bias,
+                scale=spec.scale)
+    return out.reshape(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
 
 
 def _lin(h, w, b=None):
@@ -124,7 +134,7 @@ def llama_layer(x, r, w, kc, vc, slots, bias, rope, spec: Spec, act):
     v = y[..., nq + nk:].view(b, t, spec.kv_heads, spec.head_dim).transpose(1, 2)
     q = q * cos + _rotate_half(q) * sin
     k = k * cos + _rotate_half(k) * sin
-    x = x + F.linear(_attend(q, k, v, kc, vc, slots, bias, spec.scale), o, o_b)
+    x = x + F.linear(_attend(q, k, v, kc, vc, slots, bias, spec), o, o_b)
     h = _rms(x, ln2, spec.eps)
     gate, up = _lin(h, gu).chunk(2, dim=-1)
     return x, F.linear(act(gate) * up, down)
@@ -138,7 +148,7 @@ def gpt2_layer(x, r, w, kc, vc, slots, bias, rope, spec: Spec, act):
     h = F.layer_norm(x, (e,), ln1_w, ln1_b, spec.eps)
     y = torch.addmm(qkv_b, h.view(-1, e), qkv).view(b, t, 3, spec.heads, spec.head_dim)
     q, k, v = (y[:, :, i].transpose(1, 2) for i in range(3))
-    a = _attend(q, k, v, kc, vc, slots, bias, spec.scale)
+    a = _attend(q, k, v, kc, vc, slots, bias, spec)
     x = x + torch.addmm(o_b, a.view(-1, e), o).view(b, t, e)
     h = F.layer_norm(x, (e,), ln2_w, ln2_b, spec.eps)
     m = act(torch.addmm(fc_b, h.view(-1, e), fc))
@@ -153,15 +163,17 @@ class Decoder:
            reads cache columns [0, key_len). None: causal over columns [0, q_len) (slots must
            then be 0..q_len-1).
     fuse:  Llama family: one matmul for q/k/v and one for gate/up (False: separate ones, as HF).
+    sdpa:  names of the SDPBackend members attention may use (None: PyTorch's choice).
     """
 
-    def __init__(self, model, fuse: bool = True):
+    def __init__(self, model, fuse: bool = True, sdpa: tuple[str, ...] | None = None):
         from transformers.activations import ACT2FN
 
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
             else model.config
         self.model = model
         self.fuse = fuse
+        self.sdpa = tuple(sdpa) if sdpa else None
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
         kind = getattr(cfg, "model_type", "")
@@ -188,7 +200,7 @@ class Decoder:
         hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
         self.shape = Shape("llama", cfg.num_hidden_layers, heads, kv, hd, cfg.vocab_size,
                            cfg.max_position_embeddings)
-        self.spec = Spec(cfg.rms_norm_eps, heads, kv, hd, hd ** -0.5)
+        self.spec = Spec(cfg.rms_norm_eps, heads, kv, hd, hd ** -0.5, self.sdpa)
         self.layer_fn = llama_layer
         self.act = act_fns[cfg.hidden_act]
         self.embed = m.embed_tokens.weight
@@ -218,7 +230,7 @@ class Decoder:
         hd = cfg.n_embd // heads
         self.shape = Shape("gpt2", cfg.n_layer, heads, heads, hd, cfg.vocab_size, cfg.n_positions)
         self.spec = Spec(cfg.layer_norm_epsilon, heads, heads, hd,
-                         hd ** -0.5 if cfg.scale_attn_weights else 1.0)
+                         hd ** -0.5 if cfg.scale_attn_weights else 1.0, self.sdpa)
         self.layer_fn = gpt2_layer
         self.act = act_fns[cfg.activation_function]
         self.embed, self.wpe = t.wte.weight, t.wpe.weight

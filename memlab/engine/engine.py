@@ -165,14 +165,22 @@ class _Batch:
 
 
 class Engine:
-    """Generation engine over a HF causal LM (Llama family or GPT-2; LoRA merged beforehand)."""
+    """Generation engine over a HF causal LM (Llama family or GPT-2; LoRA merged beforehand).
+
+    fuse: one matmul for q/k/v and one for gate/up (Llama family). exact_casts: the compiled
+    step rounds to the model dtype where eager PyTorch does. sdpa: SDPBackend names attention
+    may use, e.g. ("EFFICIENT_ATTENTION", "MATH"); None lets PyTorch choose (with torch 2.11 on
+    an H200 it picks cuDNN for the decode step's masked attention: 59% of a SmolLM2 batch-512
+    step's kernel time, bench/results/generate_profile.json).
+    """
 
     def __init__(self, model, *, max_batch: int = 256, bucket: int = 1,
                  use_graphs: bool | None = None, eos_token_id: int | None = None,
                  pad_token_id: int | None = None, check_every: int = 16, keep: int = 2,
-                 compile: bool | None = None, fuse: bool = True, exact_casts: bool = True):
+                 compile: bool | None = None, fuse: bool = True, exact_casts: bool = True,
+                 sdpa: tuple[str, ...] | None = None):
         with torch.no_grad():
-            self.dec = Decoder(model.eval(), fuse=fuse)
+            self.dec = Decoder(model.eval(), fuse=fuse, sdpa=sdpa)
         dev = self.dec.device
         self.max_batch, self.bucket, self.check_every, self.keep = max_batch, bucket, \
             check_every, keep

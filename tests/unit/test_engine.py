@@ -93,6 +93,15 @@ def test_equal_length_prompts_causal_prefill(make):
         assert got == pytest.approx(want, rel=1e-5)
 
 
+def test_attention_backend_choice_keeps_the_tokens():
+    model = llama()
+    ps = prompts(6)
+    want = hf_greedy(model, ps, 10)
+    for backends in (("MATH",), ("FLASH_ATTENTION", "MATH")):
+        eng = Engine(model, max_batch=8, eos_token_id=EOS, pad_token_id=PAD, sdpa=backends)
+        assert eng.generate(ps, max_new_tokens=10).tokens == want
+
+
 def test_eos_stops_a_row_and_is_cut():
     model = llama()
     ps = prompts(6)
