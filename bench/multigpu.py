@@ -166,6 +166,7 @@ def phase_isolated(args) -> dict:
                            via_ray=False)
             r[s] = figures(m, s, 1, params, args.peak_tflops)
         print(json.dumps({name: r}, indent=1), flush=True)
+        (args.work / "isolated.json").write_text(json.dumps(res, indent=1))  # so far
     # resume from a DeepSpeed checkpoint after the workers are killed (first model)
     name, folder = next(iter(models.items()))
     cfg = study(args, folder, "full", n, args.resume_steps)
