@@ -150,7 +150,7 @@ def phase_isolated(args) -> dict:
     n = gpus() or 2
     models = build_models(args.work, args.tok, args.models)
     res: dict = {"n_gpus": gpus(), "runs": {}}
-    ray.init(include_dashboard=True, dashboard_host="127.0.0.1", logging_level="ERROR")
+    ray.init(logging_level="ERROR")
     for name, folder in models.items():
         one = train_once(args, study(args, folder, "full", 1, args.steps), f"{name}-full1",
                          via_ray=False)

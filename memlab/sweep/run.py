@@ -149,7 +149,13 @@ def _init_ray() -> None:
         # the dashboard serves the State API Ray Train's placement-group cleaner relies on
         local = {} if address else {"include_dashboard": True, "dashboard_host": "127.0.0.1",
                                     "dashboard_port": None}
-        ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING, **local)
+        try:
+            ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING,
+                     **local)
+        except Exception as e:  # a Ray without its dashboard packages (ray, not ray[default])
+            if "dashboard" not in str(e):
+                raise
+            ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
 
 
 def run_tune(study: Study, payloads: list[dict], resume: bool) -> int:
