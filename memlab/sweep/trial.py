@@ -3,6 +3,7 @@ when its manifest exists, everything tracked in the trial's MLflow run."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -42,6 +43,10 @@ def run_trial(payload: dict) -> dict:
     torch.set_num_threads(threads)
     tdir = trial_dir(cfg, key)
     tdir.mkdir(parents=True, exist_ok=True)
+    finished = tdir / "result.json"  # written last: a trial that has it is not redone
+    if finished.is_file():
+        log.info("trial %s: already finished (%s)", key, finished)
+        return json.loads(finished.read_text())
     data_dir = Path(payload["data_dir"])
 
     run = trial_run(payload["tracking_uri"], payload["experiment_id"], key, payload["name"],
