@@ -43,10 +43,6 @@ def run_trial(payload: dict) -> dict:
     torch.set_num_threads(threads)
     tdir = trial_dir(cfg, key)
     tdir.mkdir(parents=True, exist_ok=True)
-    finished = tdir / "result.json"  # written last: a trial that has it is not redone
-    if finished.is_file():
-        log.info("trial %s: already finished (%s)", key, finished)
-        return json.loads(finished.read_text())
     data_dir = Path(payload["data_dir"])
 
     run = trial_run(payload["tracking_uri"], payload["experiment_id"], key, payload["name"],
@@ -82,8 +78,9 @@ def run_trial(payload: dict) -> dict:
                   "strategy": cfg.train.strategy, "model": payload["model_label"],
                   "dup_factor": cfg.data.dup_factor, "seed": cfg.seed,
                   "mlflow_run_id": run.run_id, "metrics": metrics}
-        write_json_atomic(result, tdir / "result.json")
-        write_json_atomic(payload["config"], tdir / "config.json")
+        # a rerun of a finished trial checks (and repairs) every stage but rewrites nothing
+        _write_if_changed(result, tdir / "result.json")
+        _write_if_changed(payload["config"], tdir / "config.json")
         run.log_artifact(tdir / "config.json")
         run.log_artifact(tdir / "result.json")
         run.log_artifact(stage_dir(cfg, key, "train") / "metrics.json", "train")
@@ -94,6 +91,11 @@ def run_trial(payload: dict) -> dict:
     except BaseException:
         run.finish(ok=False)
         raise
+
+
+def _write_if_changed(obj: dict, path: Path) -> None:
+    if not (path.is_file() and json.loads(path.read_text()) == json.loads(json.dumps(obj))):
+        write_json_atomic(obj, path)
 
 
 def _finite(v) -> bool:
