@@ -75,6 +75,16 @@ def test_greedy_matches_hf_token_for_token(make):
         assert eng.generate(ps, max_new_tokens=25).tokens == hf_greedy(model, ps, 25)
 
 
+def assert_hf_nll(model, ps, tails, nll):
+    """Each row's NLL equals HF's forward cross-entropy over prompt + tail."""
+    for p, t, got in zip(ps, tails, nll):
+        ids = torch.tensor([p + t])
+        with torch.no_grad():
+            logits = model(ids).logits[0, :-1]
+        want = torch.nn.functional.cross_entropy(logits, ids[0, 1:]).item()
+        assert got == pytest.approx(want, rel=1e-5)
+
+
 @pytest.mark.parametrize("make", [llama, gpt2], ids=["llama-gqa", "gpt2"])
 def test_equal_length_prompts_causal_prefill(make):
     """Prompts of one length: no left padding, the prefill takes the plain causal path
@@ -85,12 +95,7 @@ def test_equal_length_prompts_causal_prefill(make):
     assert eng.generate(ps, max_new_tokens=20).tokens == hf_greedy(model, ps, 20)
     tails = [list(range(20, 20 + k)) for k in range(len(ps))]
     out = eng.generate(ps, max_new_tokens=3, tails=tails)
-    for p, t, got in zip(ps, tails, out.nll):
-        ids = torch.tensor([p + t])
-        with torch.no_grad():
-            logits = model(ids).logits[0, :-1]
-        want = torch.nn.functional.cross_entropy(logits, ids[0, 1:]).item()
-        assert got == pytest.approx(want, rel=1e-5)
+    assert_hf_nll(model, ps, tails, out.nll)
 
 
 def test_attention_backend_choice_keeps_the_tokens():
@@ -119,12 +124,7 @@ def test_tail_nll_equals_hf_forward():
     ps = prompts(5)
     tails = [list(range(20, 20 + k)) for k in (0, 1, 4, 9, 2)]
     out = Engine(model, max_batch=4, eos_token_id=EOS).generate(ps, max_new_tokens=3, tails=tails)
-    for p, t, got in zip(ps, tails, out.nll):
-        ids = torch.tensor([p + t])
-        with torch.no_grad():
-            logits = model(ids).logits[0, :-1]
-        want = torch.nn.functional.cross_entropy(logits, ids[0, 1:]).item()
-        assert got == pytest.approx(want, rel=1e-5)
+    assert_hf_nll(model, ps, tails, out.nll)
 
 
 def test_sampling_depends_only_on_the_seed():
