@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,6 +10,10 @@ SWEEPS = ROOT / "sweeps"
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# No NVIDIA driver: Triton kernels (the engine's decode attention) can only run on Triton's CPU
+# interpreter, and the mode is fixed when triton is first imported, so set it before anything.
+if shutil.which("nvidia-smi") is None:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 @pytest.fixture

@@ -125,9 +125,10 @@ class AttackSection:
     top_k: int = _f(40, "Top-k sampling (0 = off).")
     top_p: float = _f(1.0, "Nucleus sampling (1.0 = off).")
     batch_size: int = _f(16, "Prompts per generation batch (on GPU: 256-512).")
-    engine: Literal["auto", "memlab", "hf"] = _f(
-        "auto", "memlab: static KV cache + CUDA-graph decode (memlab/engine); hf: HF generate; "
-        "auto: memlab on GPU, hf on CPU.")
+    engine: Literal["auto", "memlab", "memlab-exact", "hf"] = _f(
+        "auto", "memlab: static KV cache + CUDA-graph decode (memlab/engine); memlab-exact: the "
+        "same with HF's own kernels and shapes (bit-identical to HF generate, also in bf16; "
+        "about half memlab's speed); hf: HF generate; auto: memlab on GPU, hf on CPU.")
     actors: int = _f(1, "Ray Data actors of the generate and score stages (one model each).")
     actor_cpus: float = _f(0.5, "CPUs reserved per generation / scoring actor.")
     actor_gpus: float = _f(0.0, "GPUs reserved per generation / scoring actor.")

@@ -14,6 +14,13 @@ Numerics follow HF's modules (RMSNorm in float32, RoPE tables from the model's o
 module, activations from `ACT2FN`, softmax in float32), so greedy decoding matches HF
 token for token in float32.
 
+`exact=True` goes further, for bf16/fp16 too: every matmul and attention call is the one HF's
+forward makes, with the same shapes (separate q/k/v and gate/up projections; attention through
+the model's own HF attention function, over exactly the keys so far, with HF's mask form), so
+the same kernels run and the results are bit-identical to HF's. Its attention shapes change
+every decode step, so the engine captures one CUDA graph per key length for it (and does not
+compile it).
+
 A layer is a plain function of tensors (`llama_layer`, `gpt2_layer`: weights, cache, positions
 and attention bias all passed in), so one `torch.compile` of it serves every layer of a model:
 compiling the decode step costs one layer's compile, not the whole stack's. A layer returns its
@@ -23,6 +30,7 @@ fuses with the next norm.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -66,6 +74,10 @@ class Spec:
     head_dim: int
     scale: float
     sdpa: tuple[str, ...] | None = None  # SDPBackend names to allow (None: PyTorch's choice)
+    # exact mode: HF's attention function and one of the model's attention modules (it reads
+    # only settings shared by all layers: num_key_value_groups, is_causal, training)
+    hf_attn: object = None
+    hf_module: object = None
 
 
 def _sdpa(spec: Spec, q, k, v, **kw):
@@ -93,10 +105,22 @@ def attn_bias(mask: torch.Tensor | None, groups: int, dtype) -> torch.Tensor | N
 def _attend(q, k, v, kc, vc, slots, bias, spec: Spec):
     """q (B,H,T,D), k/v (B,KV,T,D) -> (B,T,H*D); k/v written into the cache at `slots`;
     attention reads cache columns [0, bias.shape[-1]), or with bias None the first T columns
-    causally (a prefill without padding: the kernels HF's attention uses, flash on GPU)."""
+    causally (a prefill without padding: the kernels HF's attention uses, flash on GPU).
+    Exact mode: bias is (HF-form mask or None, key length). A decode step with the live-span
+    kernel: bias is (pad, slot) (memlab/engine/attention.py)."""
     kc[:, :, slots] = k
     vc[:, :, slots] = v
     b, h, t, d = q.shape
+    if isinstance(bias, tuple) and spec.hf_attn is None:
+        from memlab.engine.attention import decode_attention
+
+        return decode_attention(q, kc, vc, bias[0], bias[1], spec.scale)
+    if spec.hf_attn is not None:
+        mask, s = bias
+        # contiguous like HF's cache (a concatenation) so nothing about the call differs
+        out, _ = spec.hf_attn(spec.hf_module, q, kc[:, :, :s].contiguous(),
+                              vc[:, :, :s].contiguous(), mask, dropout=0.0, scaling=spec.scale)
+        return out.reshape(b, t, h * d)
     kvh = kc.shape[1]
     if bias is None:
         out = _sdpa(spec, q, kc[:, :, :t], vc[:, :, :t], is_causal=True, scale=spec.scale,
@@ -112,31 +136,30 @@ def _attend(q, k, v, kc, vc, slots, bias, spec: Spec):
     return out.reshape(b, h, t, d).transpose(1, 2).reshape(b, t, h * d)
 
 
-def _lin(h, w, b=None):
-    """Linear over fused weights (a tensor) or over separate ones (a tuple, concatenated)."""
-    if isinstance(w, tuple):
-        return torch.cat([F.linear(h, wi, None if b is None else bi)
-                          for wi, bi in zip(w, b if b is not None else (None,) * len(w))], -1)
-    return F.linear(h, w, b)
-
-
 def llama_layer(x, r, w, kc, vc, slots, bias, rope, spec: Spec, act):
     """One Llama-family block. x: stream (B,T,E) before adding r, the previous block's MLP out."""
     ln1, qkv, qkv_b, o, o_b, ln2, gu, down = w
     x = x + r
     b, t, _ = x.shape
     cos, sin = rope
-    nq, nk = spec.heads * spec.head_dim, spec.kv_heads * spec.head_dim
     h = _rms(x, ln1, spec.eps)
-    y = _lin(h, qkv, qkv_b)
-    q = y[..., :nq].view(b, t, spec.heads, spec.head_dim).transpose(1, 2)
-    k = y[..., nq:nq + nk].view(b, t, spec.kv_heads, spec.head_dim).transpose(1, 2)
-    v = y[..., nq + nk:].view(b, t, spec.kv_heads, spec.head_dim).transpose(1, 2)
+    if isinstance(qkv, tuple):  # separate projections, as HF computes them
+        q, k, v = (F.linear(h, wi, None if qkv_b is None else qkv_b[i])
+                   .view(b, t, -1, spec.head_dim).transpose(1, 2) for i, wi in enumerate(qkv))
+    else:
+        nq, nk = spec.heads * spec.head_dim, spec.kv_heads * spec.head_dim
+        y = F.linear(h, qkv, qkv_b)
+        q = y[..., :nq].view(b, t, spec.heads, spec.head_dim).transpose(1, 2)
+        k = y[..., nq:nq + nk].view(b, t, spec.kv_heads, spec.head_dim).transpose(1, 2)
+        v = y[..., nq + nk:].view(b, t, spec.kv_heads, spec.head_dim).transpose(1, 2)
     q = q * cos + _rotate_half(q) * sin
     k = k * cos + _rotate_half(k) * sin
     x = x + F.linear(_attend(q, k, v, kc, vc, slots, bias, spec), o, o_b)
     h = _rms(x, ln2, spec.eps)
-    gate, up = _lin(h, gu).chunk(2, dim=-1)
+    if isinstance(gu, tuple):
+        gate, up = F.linear(h, gu[0]), F.linear(h, gu[1])
+    else:
+        gate, up = F.linear(h, gu).chunk(2, dim=-1)
     return x, F.linear(act(gate) * up, down)
 
 
@@ -164,15 +187,20 @@ class Decoder:
            then be 0..q_len-1).
     fuse:  Llama family: one matmul for q/k/v and one for gate/up (False: separate ones, as HF).
     sdpa:  names of the SDPBackend members attention may use (None: PyTorch's choice).
+    exact: HF's own matmul shapes and attention calls (bit-identical to HF; see the module doc).
     """
 
-    def __init__(self, model, fuse: bool = True, sdpa: tuple[str, ...] | None = None):
+    def __init__(self, model, fuse: bool = True, sdpa: tuple[str, ...] | None = None,
+                 exact: bool = False):
         from transformers.activations import ACT2FN
 
         cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") \
             else model.config
+        if exact and sdpa:
+            raise ValueError("exact mode runs HF's own attention call: it takes no sdpa= choice")
         self.model = model
-        self.fuse = fuse
+        self.exact = exact
+        self.fuse = fuse and not exact
         self.sdpa = tuple(sdpa) if sdpa else None
         self.dtype = next(model.parameters()).dtype
         self.device = next(model.parameters()).device
@@ -189,6 +217,40 @@ class Decoder:
                                    "(supported: llama-family, gpt2)")
         s = self.shape
         self.groups = s.heads // s.kv_heads
+        if exact:
+            self._init_exact(model, cfg)
+
+    def _init_exact(self, model, cfg):
+        """HF's attention function for this model (the one its attention modules call)."""
+        import sys
+
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        blocks = model.model.layers if self.shape.family == "llama" else model.transformer.h
+        module = blocks[0].self_attn if self.shape.family == "llama" else blocks[0].attn
+        impl = getattr(cfg, "_attn_implementation", None) or "eager"
+        if impl not in ("sdpa", "eager"):
+            raise UnsupportedModel(f"exact mode follows HF's sdpa or eager attention, not {impl!r}")
+        self.mask_form = impl
+        eager = sys.modules[type(module).__module__].eager_attention_forward
+        fn = ALL_ATTENTION_FUNCTIONS.get_interface(impl, eager) \
+            if hasattr(ALL_ATTENTION_FUNCTIONS, "get_interface") else \
+            (eager if impl == "eager" else ALL_ATTENTION_FUNCTIONS[impl])
+        self.spec = dataclasses.replace(self.spec, hf_attn=fn, hf_module=module)
+
+    def hf_mask(self, mask: torch.Tensor | None, q_len: int, key_len: int):
+        """Exact mode's attention argument: (mask as HF passes it, key length). A bool mask
+        (B, 1, 1, T, S) becomes HF's (B, 1, T, S): bool for sdpa (None stays None: causal),
+        additive (dtype min where masked) for eager, which always gets one."""
+        if self.mask_form == "sdpa":
+            return (None if mask is None else mask[:, 0, :, :, :key_len]), key_len
+        if mask is None:  # no padding: causal over the last q_len of key_len keys
+            ar = torch.arange(key_len, device=self.device)
+            m = (ar[None, :] <= ar[key_len - q_len:, None])[None, None]
+        else:
+            m = mask[:, 0, :, :, :key_len]
+        return torch.zeros(m.shape, dtype=self.dtype, device=m.device).masked_fill(
+            ~m, torch.finfo(self.dtype).min), key_len
 
     # -- weights -------------------------------------------------------------------------------
     def _init_llama(self, m, cfg, act_fns):
@@ -257,9 +319,11 @@ class Decoder:
                 for _ in range(s.layers)]
 
     # -- forward -------------------------------------------------------------------------------
-    def embed_in(self, ids, pos, mask, rope_len: int):
-        """Input stream, zero residual, attention bias and RoPE (cos, sin) (None for GPT-2)."""
-        bias = attn_bias(mask, self.groups, self.dtype)
+    def embed_in(self, ids, pos, mask, rope_len: int, key_len: int | None = None):
+        """Input stream, zero residual, attention bias and RoPE (cos, sin) (None for GPT-2).
+        key_len (exact mode): keys attended, default rope_len."""
+        bias = self.hf_mask(mask, ids.shape[1], key_len or rope_len) if self.exact else \
+            attn_bias(mask, self.groups, self.dtype)
         if self.shape.family == "llama":
             cos_t, sin_t = self.rope_table(rope_len)
             x = F.embedding(ids, self.embed)

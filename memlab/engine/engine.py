@@ -87,11 +87,26 @@ class Output:
     nll: list[float] | None  # mean next-token NLL over prompt+tail, when tails were given
 
 
-def _decode_pre(dec, tok, slot, pad, ar):
-    """Embedding, attention bias and RoPE for one decode step (last token at cache `slot`)."""
+def _decode_pre(dec, tok, slot, pad, ar, live: bool = False):
+    """Embedding, attention bias and RoPE for one decode step (last token at cache `slot`).
+    live: attention by the live-span kernel, which takes (pad, slot) instead of a bias."""
     pos = (slot - pad).clamp(min=0)[:, None]
+    if live:
+        x, r, _, rope = dec.embed_in(tok[:, None], pos, None, ar.shape[0])
+        return x, r, (pad, slot), rope
     mask = ((ar <= slot) & (ar >= pad[:, None]))[:, None, None, None, :]
     return dec.embed_in(tok[:, None], pos, mask, ar.shape[0])
+
+
+def _decode_pre_exact(dec, tok, slot, pad, ar, key_len: int, padded: bool):
+    """Exact mode's `_decode_pre`: attention over exactly `key_len` keys, HF's mask form (none
+    when no row is padded)."""
+    pos = (slot - pad).clamp(min=0)[:, None]
+    mask = None
+    if padded:
+        a = ar[:key_len]
+        mask = ((a <= slot) & (a >= pad[:, None]))[:, None, None, None, :]
+    return dec.embed_in(tok[:, None], pos, mask, ar.shape[0], key_len=key_len)
 
 
 def _decode_post(dec, x, r, dec_cfg, keys, step, vocab_hash, fill, eos, tok, slot, done, out):
@@ -120,16 +135,23 @@ class _Batch:
         self.done = torch.zeros(b, dtype=torch.bool, device=dev)
         self.ar = torch.arange(length, device=dev)
         self.graph = None
+        self.graphs: dict[tuple[int, bool], torch.cuda.CUDAGraph] = {}  # exact mode: per key length
+        self.at, self.padded = 0, False  # exact mode: host copies of slot and "any row padded"
         if d.shape.family == "llama":
             d.rope_table(length)
-        if eng.use_graphs and new > 1:
+        if eng.use_graphs and new > 1 and not d.exact:
             self._capture()
 
     def _step(self):
         """One decode step on the static buffers (all updates in place)."""
         e = self.eng
         d = e.dec
-        x, r, bias, rope = e.f_pre(d, self.tok, self.slot, self.pad, self.ar)
+        if d.exact:
+            x, r, bias, rope = _decode_pre_exact(d, self.tok, self.slot, self.pad, self.ar,
+                                                 self.at + 1, self.padded)
+        else:
+            x, r, bias, rope = e.f_pre(d, self.tok, self.slot, self.pad, self.ar,
+                                       e.decode_kernel == "triton")
         for w, (kc, vc) in zip(d.layers, self.cache):
             x, r = e.f_layer(x, r, w, kc, vc, self.slot, bias, rope, d.spec, d.act)
         e.f_post(d, x, r, self.decoding, self.keys, self.step, e.vocab_hash, e.fill, e.eos,
@@ -153,10 +175,28 @@ class _Batch:
         with torch.cuda.graph(self.graph, pool=self.eng.pool):
             self.step_once()
 
+    def _exact_step(self):
+        """Exact mode: the step's shapes depend on the key length, so one graph per length,
+        captured the first time that length runs (after an eager step, which is its warm-up)."""
+        key = (self.at, self.padded)
+        g = self.graphs.get(key)
+        if g is not None:
+            g.replay()
+        else:
+            self.step_once()
+            if self.eng.use_graphs:  # capture records the step for this length; runs nothing
+                g = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(g, pool=self.eng.pool):
+                    self.step_once()
+                self.graphs[key] = g
+        self.at += 1
+
     def run(self, steps: int):
         check = self.eng.check_every
         for i in range(steps):
-            if self.graph is not None:
+            if self.eng.dec.exact:
+                self._exact_step()
+            elif self.graph is not None:
                 self.graph.replay()
             else:
                 self.step_once()
@@ -168,7 +208,12 @@ class Engine:
     """Generation engine over a HF causal LM (Llama family or GPT-2; LoRA merged beforehand).
 
     fuse: one matmul for q/k/v and one for gate/up (Llama family). exact_casts: the compiled
-    step rounds to the model dtype where eager PyTorch does. sdpa: SDPBackend names attention
+    step rounds to the model dtype where eager PyTorch does. exact: HF's own kernels with HF's
+    shapes (bit-identical to HF `generate` greedy, also in bf16; no compile, no fusion, one
+    CUDA graph per decode length; slower than the default, still far faster than HF).
+    decode_kernel: the decode step's attention: "triton" (memlab/engine/attention.py: reads
+    only each row's live cache columns), "sdpa" (SDPA under a mask over the whole cache);
+    None: triton on CUDA when the package is there, else sdpa. sdpa: SDPBackend names attention
     may use, e.g. ("EFFICIENT_ATTENTION", "MATH"); None lets PyTorch choose (with torch 2.11 on
     an H200 it picks cuDNN for the decode step's masked attention: 59% of a SmolLM2 batch-512
     step's kernel time, bench/results/generate_profile.json).
@@ -178,10 +223,20 @@ class Engine:
                  use_graphs: bool | None = None, eos_token_id: int | None = None,
                  pad_token_id: int | None = None, check_every: int = 16, keep: int = 2,
                  compile: bool | None = None, fuse: bool = True, exact_casts: bool = True,
-                 sdpa: tuple[str, ...] | None = None):
+                 sdpa: tuple[str, ...] | None = None, exact: bool = False,
+                 decode_kernel: str | None = None):
         with torch.no_grad():
-            self.dec = Decoder(model.eval(), fuse=fuse, sdpa=sdpa)
+            self.dec = Decoder(model.eval(), fuse=fuse, sdpa=sdpa, exact=exact)
         dev = self.dec.device
+        from memlab.engine import attention
+
+        if decode_kernel is None:
+            decode_kernel = "triton" if dev.type == "cuda" and not exact and not sdpa \
+                and attention.available() else "sdpa"
+        if decode_kernel not in ("triton", "sdpa") or (exact and decode_kernel == "triton"):
+            raise ValueError(f"decode_kernel={decode_kernel!r}: 'triton' or 'sdpa' "
+                             "(exact mode: sdpa, HF's own call)")
+        self.decode_kernel = decode_kernel
         self.max_batch, self.bucket, self.check_every, self.keep = max_batch, bucket, \
             check_every, keep
         self.use_graphs = dev.type == "cuda" if use_graphs is None else use_graphs
@@ -189,7 +244,9 @@ class Engine:
         # few kernels; without it a decode step is ~45 kernels per layer, each a few us. The
         # layer is compiled once and serves every layer (its weights are arguments); the step's
         # head (embedding, mask) and tail (norm, logits, sampling) are compiled apart.
-        self.compile = dev.type == "cuda" if compile is None else compile
+        self.compile = dev.type == "cuda" and not exact if compile is None else compile
+        if exact and self.compile:
+            raise ValueError("exact mode runs HF's eager kernels: it cannot be compiled")
         self.f_pre, self.f_layer, self.f_post = _decode_pre, self.dec.layer_fn, _decode_post
         if self.compile:  # one compiled layer per (batch, cache length) in use
             import torch._dynamo.config as dc
@@ -303,6 +360,10 @@ class Engine:
         if nll is not None:
             for j, v in enumerate(self._nll(h, ids, pad, ends)[:n].tolist()):
                 nll[idx[j]] = v
+        if d.exact and width > w:  # prefill the prompts alone, as HF does (the tails' K/V
+            # left in the cache are overwritten by decode steps before they are attended)
+            h = d.hidden(ids[:, :w], pos[:, :w], ar[:w], st.cache,
+                         None if mask is None else mask[..., :w, :w], w)
         st.keys.copy_(row_keys([seeds[i] for i in rows], dev))
         st.pad.copy_(pad)
         st.step.zero_()
@@ -315,6 +376,7 @@ class Engine:
         st.tok.copy_(first)
         st.slot.fill_(w)
         st.step.fill_(1)
+        st.at, st.padded = w, padded
         st.run(new - 1)
         out = st.out[:n].tolist()
         for j, i in enumerate(idx):

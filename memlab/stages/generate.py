@@ -43,7 +43,8 @@ def sample_seed(seed: int, *parts) -> int:
 
 def use_engine(cfg: StudyConfig, device: str) -> bool:
     """memlab's engine on GPU, HF `generate` on CPU, unless attack.engine says otherwise."""
-    return cfg.attack.engine == "memlab" or (cfg.attack.engine == "auto" and device == "cuda")
+    return cfg.attack.engine in ("memlab", "memlab-exact") or \
+        (cfg.attack.engine == "auto" and device == "cuda")
 
 
 def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[float]:
@@ -181,6 +182,7 @@ class GenerateShards:
             from memlab.engine import Engine
 
             self.engine = Engine(self.model, max_batch=self.cfg.attack.batch_size,
+                                 exact=self.cfg.attack.engine == "memlab-exact",
                                  eos_token_id=self.tok.eos_token_id,
                                  pad_token_id=self.tok.pad_token_id)
 
