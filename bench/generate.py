@@ -113,10 +113,15 @@ def bench_model(name: str, args, device: str) -> dict:
         plist = prompts.tolist()
         seeds = list(range(bsz))
         # engine: compiled step replayed as a CUDA graph; the other two show what each buys
-        for label, graphs, comp in (("engine", None, None), ("engine_nocompile", None, False),
-                                    ("engine_eager", False, False)):
-            eng = Engine(model, max_batch=bsz, use_graphs=graphs, compile=comp, eos_token_id=-1,
-                         sdpa=tuple(args.sdpa.split(",")) if args.sdpa else None)
+        # exact: HF's own kernels and shapes (bit-identical to HF); sdpa_decode: decode
+        # attention by SDPA over the whole cache instead of the Triton live-span kernel
+        for label, kw in (("engine", {}), ("engine_sdpa_decode", {"decode_kernel": "sdpa"}),
+                          ("engine_exact", {"exact": True}),
+                          ("engine_nocompile", {"compile": False}),
+                          ("engine_eager", {"use_graphs": False, "compile": False})):
+            eng = Engine(model, max_batch=bsz, eos_token_id=-1,
+                         sdpa=tuple(args.sdpa.split(",")) if args.sdpa and "exact" not in kw
+                         else None, **kw)
             run = partial(eng.generate, plist, max_new_tokens=args.new, decoding=dec,
                           seeds=seeds)
             t0 = time.perf_counter()

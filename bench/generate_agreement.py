@@ -4,8 +4,10 @@ The workload of tests/gpu/test_engine_gpu.py (256 demo-corpus prompts of 50 toke
 greedy tokens, batch 256) through:
 - HF `generate` (the reference) and HF `generate` in two batches of 128 (HF against itself:
   how far bf16 results move with nothing but the batch shape);
-- memlab's engine in several builds: compiled step or not, q/k/v and gate/up fused or not,
-  inductor rounding like eager (exact_casts) or not; and in float32 against HF in float32;
+- memlab's engine in several builds: the default, exact mode (HF's own kernels and shapes),
+  decode attention by SDPA instead of the Triton kernel, compiled step or not, q/k/v and
+  gate/up fused or not, inductor rounding like eager (exact_casts) or not; and in float32
+  against HF in float32;
 - for each sequence where the default engine leaves HF, the margin of HF's own choice at the
   first differing token (HF bf16 logits, teacher-forced): top-1 logit minus the logit of the
   engine's token. Near-ties (tiny margins) mean bf16 rounding picked the token, not a bug.
@@ -83,6 +85,8 @@ def main() -> None:
     print("hf b128x2 vs hf b256", a, ident, flush=True)
     variants = {
         "default": {},
+        "exact": {"exact": True},
+        "sdpa_decode": {"decode_kernel": "sdpa"},
         "no_exact_casts": {"exact_casts": False},
         "unfused": {"fuse": False},
         "no_compile": {"compile": False},
@@ -136,6 +140,7 @@ def main() -> None:
     print("hf bf16 vs hf fp32", a, ident, flush=True)
     write_result(args.out, "generate_agreement.py",
                  {"agreement_default": res.get("default", {}).get("agreement"),
+                  "agreement_exact": res.get("exact", {}).get("agreement"),
                   "agreement_hf_vs_itself_b128x2": res["hf_b128x2_vs_hf_b256"]["agreement"],
                   "agreement_fp32": res["fp32_no_compile"]["agreement"]},
                  details=res, settings={k: v for k, v in vars(args).items() if k != "out"})
