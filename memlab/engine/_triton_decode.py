@@ -29,7 +29,7 @@ def decode_attention_kernel(Q, K, V, OUT, PAD, SLOT, scale,
         n = n0 + tl.arange(0, BLOCK)
         ok = (n >= lo) & (n < hi)
         k = tl.load(kbase + n[:, None] * sk_s + d[None, :], mask=ok[:, None], other=0.0)
-        s = tl.dot(q, tl.trans(k)) * scale
+        s = (tl.dot(q, tl.trans(k)) * scale).to(tl.float32)  # scale may arrive as fp64
         s = tl.where(ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m, tl.max(s, 1))
         alpha = tl.exp(m - m_new)
