@@ -9,9 +9,10 @@ import triton.language as tl
 def decode_attention_kernel(Q, K, V, OUT, PAD, SLOT, scale,
                             sq_b, sq_h, sk_b, sk_h, sk_s, so_b, so_h,
                             G: tl.constexpr, GP: tl.constexpr, D: tl.constexpr,
-                            BLOCK: tl.constexpr):
+                            BLOCK: tl.constexpr, PREC: tl.constexpr):
     """One program per (row, K/V head): its G query heads against cache columns
-    [PAD[row], SLOT] only, online softmax in float32 over blocks of BLOCK columns."""
+    [PAD[row], SLOT] only, online softmax in float32 over blocks of BLOCK columns. PREC: the
+    dots' input precision ("ieee" for float32 caches: no TF32 rounding)."""
     b = tl.program_id(0)
     h = tl.program_id(1)
     g = tl.arange(0, GP)
@@ -29,14 +30,14 @@ def decode_attention_kernel(Q, K, V, OUT, PAD, SLOT, scale,
         n = n0 + tl.arange(0, BLOCK)
         ok = (n >= lo) & (n < hi)
         k = tl.load(kbase + n[:, None] * sk_s + d[None, :], mask=ok[:, None], other=0.0)
-        s = (tl.dot(q, tl.trans(k)) * scale).to(tl.float32)  # scale may arrive as fp64
+        s = (tl.dot(q, tl.trans(k), input_precision=PREC) * scale).to(tl.float32)  # scale: fp64?
         s = tl.where(ok[None, :], s, float("-inf"))
         m_new = tl.maximum(m, tl.max(s, 1))
         alpha = tl.exp(m - m_new)
         p = tl.exp(s - m_new[:, None])
         l_sum = l_sum * alpha + tl.sum(p, 1)
         v = tl.load(vbase + n[:, None] * sk_s + d[None, :], mask=ok[:, None], other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PREC)
         m = m_new
     out = acc / l_sum[:, None]
     tl.store(OUT + b * so_b + (h * G + g[:, None]) * so_h + d[None, :],

@@ -43,7 +43,8 @@ def decode_attention(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, pad: t
     decode_attention_kernel[(b, kvh)](
         q2, kc, vc, out, pad, slot, scale,
         q2.stride(0), q2.stride(1), kc.stride(0), kc.stride(1), kc.stride(2),
-        out.stride(0), out.stride(1), G=g, GP=gp, D=d, BLOCK=BLOCK)
+        out.stride(0), out.stride(1), G=g, GP=gp, D=d, BLOCK=BLOCK,
+        PREC="ieee" if q.dtype == torch.float32 else "tf32")
     return out.view(b, 1, h * d)
 
 

@@ -165,6 +165,7 @@ class GenerateShards:
     generation shards (skipping any that already exist)."""
 
     def __init__(self, cfg_tree: dict, train_dir: str, threads: int):
+        t0 = time.perf_counter()
         import torch
 
         from memlab.components.models import load_trained, torch_dtype
@@ -185,6 +186,9 @@ class GenerateShards:
                                  exact=self.cfg.attack.engine == "memlab-exact",
                                  eos_token_id=self.tok.eos_token_id,
                                  pad_token_id=self.tok.pad_token_id)
+        print(f"[memlab] generate actor ready in {time.perf_counter() - t0:.1f} s (imports, "
+              f"model load, {'engine' if self.engine else 'hf'} on {device})", file=sys.stderr,
+              flush=True)
 
     def __call__(self, batch: dict) -> dict:
         rows_out = []
