@@ -25,6 +25,7 @@ Writes bench/results/generate_raydata.json.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
@@ -121,8 +122,14 @@ def main() -> None:
     ap.add_argument("--actors", type=int, default=2)
     ap.add_argument("--actor-cpus", type=float, default=4)
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
+    ap.add_argument("--phase", choices=["all", "bare", "stage"], default="all",
+                    help="bare: prepare and time the bare engine only (kept in --work); stage: "
+                    "the stage on that prepared workload, then the result (two calls where one "
+                    "would exceed a time limit)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "generate_raydata.json"))
     args = ap.parse_args()
+    if args.phase != "all" and not args.work:
+        ap.error("--phase bare/stage need --work (the two phases share it)")
     import pyarrow.parquet as pq
     import ray
 
@@ -130,13 +137,26 @@ def main() -> None:
 
     work = Path(args.work or tempfile.mkdtemp(prefix="memlab-bench-"))
     cfg = study(args)
-    t = time.perf_counter()
-    rows, data, train = prepare(args, work)
-    print(f"prepared {len(rows)} docs in {time.perf_counter() - t:.0f} s", flush=True)
-
-    bare_tokens, bare_s, bare_startup_s = bare_engine(cfg, rows, train)  # fills compile cache
-    print(f"bare engine: {bare_tokens} tokens in {bare_s:.1f} s (+ {bare_startup_s:.1f} s "
-          "model load and warm-up)", flush=True)
+    saved = work / "bare.json"
+    if args.phase == "stage":
+        bare = json.loads(saved.read_text())
+        if bare["args"] != {k: v for k, v in vars(args).items() if k not in ("phase", "out")}:
+            raise SystemExit(f"{saved} was measured with other settings: {bare['args']}")
+        data, train = work / "data", work / "train"
+        bare_tokens, bare_s, bare_startup_s = bare["tokens"], bare["s"], bare["startup_s"]
+        rows = [None] * bare["docs"]
+    else:
+        t = time.perf_counter()
+        rows, data, train = prepare(args, work)
+        print(f"prepared {len(rows)} docs in {time.perf_counter() - t:.0f} s", flush=True)
+        bare_tokens, bare_s, bare_startup_s = bare_engine(cfg, rows, train)  # fills the cache
+        print(f"bare engine: {bare_tokens} tokens in {bare_s:.1f} s (+ {bare_startup_s:.1f} s "
+              "model load and warm-up)", flush=True)
+        saved.write_text(json.dumps({
+            "tokens": bare_tokens, "s": bare_s, "startup_s": bare_startup_s, "docs": len(rows),
+            "args": {k: v for k, v in vars(args).items() if k not in ("phase", "out")}}))
+        if args.phase == "bare":
+            return
     ray.init(include_dashboard=False, log_to_driver=True)
     out = work / "generate"
     shutil.rmtree(out, ignore_errors=True)
