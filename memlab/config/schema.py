@@ -128,7 +128,7 @@ class AttackSection:
     engine: Literal["auto", "memlab", "memlab-exact", "hf"] = _f(
         "auto", "memlab: static KV cache + CUDA-graph decode (memlab/engine); memlab-exact: the "
         "same with HF's own kernels and shapes (bit-identical to HF generate, also in bf16; "
-        "about half memlab's speed); hf: HF generate; auto: memlab on GPU, hf on CPU.")
+        "on an H200 about 40% of memlab's speed); hf: HF generate; auto: memlab on GPU, hf on CPU.")
     actors: int = _f(1, "Ray Data actors of the generate and score stages (one model each).")
     actor_cpus: float = _f(0.5, "CPUs reserved per generation / scoring actor.")
     actor_gpus: float = _f(0.0, "GPUs reserved per generation / scoring actor.")

@@ -233,7 +233,8 @@ def test_bad_input_is_refused():
                                           is_decoder=True)))
 
 
-def test_generation_stage_rows_same_with_engine_and_hf(tmp_path):
+@pytest.mark.parametrize("exact", [False, True], ids=["memlab", "memlab-exact"])
+def test_generation_stage_rows_same_with_engine_and_hf(tmp_path, exact):
     """The stage's rows (tokens, texts, NLL) do not depend on which path produced them
     (greedy, float32), so a study's numbers carry over from CPU to GPU runs."""
     from memlab.components.corpus import generate_demo_corpus
@@ -253,7 +254,8 @@ def test_generation_stage_rows_same_with_engine_and_hf(tmp_path):
             for d in docs[:13]]
     rows.append({"doc_id": "short", "text": "too short", "split": "member", "dup_count": 1})
     hf = generate_rows(model, tok, rows, cfg, "part-00000.parquet")
-    eng = Engine(model, max_batch=8, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    eng = Engine(model, max_batch=8, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                 exact=exact)
     mine = generate_rows(model, tok, rows, cfg, "part-00000.parquet", eng)
     assert len(hf) == len(mine) == 13  # the short document is skipped by both
     for h, e in zip(hf, mine):
