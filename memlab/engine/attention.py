@@ -18,12 +18,18 @@ import torch
 BLOCK = 64
 
 
-def available() -> bool:
+def supports(head_dim: int) -> bool:
+    """The kernel's head dimension is a Triton block: a power of two, 16 to 256."""
+    return 16 <= head_dim <= 256 and head_dim & (head_dim - 1) == 0
+
+
+def available(head_dim: int) -> bool:
+    """Triton is installed and the kernel takes this head dimension."""
     try:
         import triton  # noqa: F401
     except ImportError:
         return False
-    return True
+    return supports(head_dim)
 
 
 def decode_attention(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, pad: torch.Tensor,
@@ -33,6 +39,8 @@ def decode_attention(q: torch.Tensor, kc: torch.Tensor, vc: torch.Tensor, pad: t
     from memlab.engine._triton_decode import decode_attention_kernel
 
     b, h, _, d = q.shape
+    if not supports(d):
+        raise ValueError(f"decode_attention: head_dim {d} is not a power of two in [16, 256]")
     kvh = kc.shape[1]
     g = h // kvh
     q2 = q[:, :, 0]

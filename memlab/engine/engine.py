@@ -230,12 +230,16 @@ class Engine:
         dev = self.dec.device
         from memlab.engine import attention
 
+        head_dim = self.dec.shape.head_dim
         if decode_kernel is None:
             decode_kernel = "triton" if dev.type == "cuda" and not exact and not sdpa \
-                and attention.available() else "sdpa"
+                and attention.available(head_dim) else "sdpa"
         if decode_kernel not in ("triton", "sdpa") or (exact and decode_kernel == "triton"):
             raise ValueError(f"decode_kernel={decode_kernel!r}: 'triton' or 'sdpa' "
                              "(exact mode: sdpa, HF's own call)")
+        if decode_kernel == "triton" and not attention.supports(head_dim):
+            raise ValueError(f"decode_kernel='triton' needs a head_dim that is a power of two "
+                             f"in [16, 256], not {head_dim}: use 'sdpa'")
         self.decode_kernel = decode_kernel
         self.max_batch, self.bucket, self.check_every, self.keep = max_batch, bucket, \
             check_every, keep

@@ -231,6 +231,14 @@ def test_bad_input_is_refused():
         Engine(BertLMHeadModel(BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=1,
                                           num_attention_heads=2, intermediate_size=64,
                                           is_decoder=True)))
+    with pytest.raises(ValueError, match="power of two"):  # head_dim 20: no Triton block
+        Engine(LlamaForCausalLM(LlamaConfig(vocab_size=V, hidden_size=80, intermediate_size=64,
+                                            num_hidden_layers=1, num_attention_heads=4)),
+               decode_kernel="triton")
+    with pytest.raises(ValueError, match="exact mode"):
+        Engine(model, exact=True, decode_kernel="triton")
+    with pytest.raises(ValueError, match="cannot be compiled"):
+        Engine(model, exact=True, compile=True)
 
 
 @pytest.mark.parametrize("exact", [False, True], ids=["memlab", "memlab-exact"])
