@@ -111,16 +111,16 @@ def _attend(q, k, v, kc, vc, slots, bias, spec: Spec):
     kc[:, :, slots] = k
     vc[:, :, slots] = v
     b, h, t, d = q.shape
-    if isinstance(bias, tuple) and spec.hf_attn is None:
-        from memlab.engine.attention import decode_attention
-
-        return decode_attention(q, kc, vc, bias[0], bias[1], spec.scale)
     if spec.hf_attn is not None:
         mask, s = bias
         # contiguous like HF's cache (a concatenation) so nothing about the call differs
         out, _ = spec.hf_attn(spec.hf_module, q, kc[:, :, :s].contiguous(),
                               vc[:, :, :s].contiguous(), mask, dropout=0.0, scaling=spec.scale)
         return out.reshape(b, t, h * d)
+    if isinstance(bias, tuple):
+        from memlab.engine.attention import decode_attention
+
+        return decode_attention(q, kc, vc, bias[0], bias[1], spec.scale)
     kvh = kc.shape[1]
     if bias is None:
         out = _sdpa(spec, q, kc[:, :, :t], vc[:, :, :t], is_causal=True, scale=spec.scale,

@@ -87,6 +87,11 @@ class Output:
     nll: list[float] | None  # mean next-token NLL over prompt+tail, when tails were given
 
 
+def _live(ar, slot, pad):
+    """Bool mask (B, 1, 1, 1, len(ar)): the cache columns each row's new token attends."""
+    return ((ar <= slot) & (ar >= pad[:, None]))[:, None, None, None, :]
+
+
 def _decode_pre(dec, tok, slot, pad, ar, live: bool = False):
     """Embedding, attention bias and RoPE for one decode step (last token at cache `slot`).
     live: attention by the live-span kernel, which takes (pad, slot) instead of a bias."""
@@ -94,18 +99,14 @@ def _decode_pre(dec, tok, slot, pad, ar, live: bool = False):
     if live:
         x, r, _, rope = dec.embed_in(tok[:, None], pos, None, ar.shape[0])
         return x, r, (pad, slot), rope
-    mask = ((ar <= slot) & (ar >= pad[:, None]))[:, None, None, None, :]
-    return dec.embed_in(tok[:, None], pos, mask, ar.shape[0])
+    return dec.embed_in(tok[:, None], pos, _live(ar, slot, pad), ar.shape[0])
 
 
 def _decode_pre_exact(dec, tok, slot, pad, ar, key_len: int, padded: bool):
     """Exact mode's `_decode_pre`: attention over exactly `key_len` keys, HF's mask form (none
     when no row is padded)."""
     pos = (slot - pad).clamp(min=0)[:, None]
-    mask = None
-    if padded:
-        a = ar[:key_len]
-        mask = ((a <= slot) & (a >= pad[:, None]))[:, None, None, None, :]
+    mask = _live(ar[:key_len], slot, pad) if padded else None
     return dec.embed_in(tok[:, None], pos, mask, ar.shape[0], key_len=key_len)
 
 
