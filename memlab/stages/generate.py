@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,21 @@ def use_engine(cfg: StudyConfig, device: str) -> bool:
     """memlab's engine on GPU, HF `generate` on CPU, unless attack.engine says otherwise."""
     return cfg.attack.engine in ("memlab", "memlab-exact") or \
         (cfg.attack.engine == "auto" and device == "cuda")
+
+
+def fit_threads(cpus: float) -> None:
+    """Keep an actor's helper processes and threads within the CPUs Ray reserved for it.
+
+    Left alone, inductor starts a compile pool of one process per core of the node (each
+    importing torch and triton) and the Rust tokenizer one thread per core, in every actor:
+    two generation actors on a 16-core GPU node start 34 processes while they load, which
+    slows both of their start-ups. Settings already in the environment win."""
+    n = str(max(1, int(cpus)))
+    if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
+        os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = n
+        if (ic := sys.modules.get("torch._inductor.config")) is not None:
+            ic.compile_threads = int(n)  # read from the environment when first imported
+    os.environ.setdefault("RAYON_NUM_THREADS", n)
 
 
 def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[float]:
@@ -166,13 +182,15 @@ class GenerateShards:
 
     def __init__(self, cfg_tree: dict, train_dir: str, threads: int):
         t0 = time.perf_counter()
-        import torch
-
-        from memlab.components.models import load_trained, torch_dtype
         from memlab.config.load import Located, from_dict
         from memlab.config.schema import StudyConfig
 
         self.cfg = from_dict(StudyConfig, cfg_tree, "", Located(), [])
+        fit_threads(self.cfg.attack.actor_cpus)
+        import torch
+
+        from memlab.components.models import load_trained, torch_dtype
+
         torch.set_num_threads(max(1, threads))
         device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch_dtype(self.cfg.train.precision, device)

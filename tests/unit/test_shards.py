@@ -78,3 +78,24 @@ def test_stage_built_from_another_upstream_is_dropped(tmp_path):
     assert begin_stage(tmp_path, "up-2") is None  # upstream changed: everything is stale
     assert not is_done(tmp_path / "part-00000.parquet")
     assert read_manifest(tmp_path) is None
+
+
+def test_actor_pools_fit_the_actor_cpus(monkeypatch):
+    """A shard actor sizes inductor's compile pool and the tokenizer's threads to its CPUs
+    (not one per core of the node); settings already in the environment are kept."""
+    import torch._inductor.config as ic
+
+    from memlab.stages.generate import fit_threads
+
+    for k in ("TORCHINDUCTOR_COMPILE_THREADS", "RAYON_NUM_THREADS"):
+        monkeypatch.setenv(k, "")  # restored (or removed) after the test, then cleared
+        monkeypatch.delenv(k)
+    monkeypatch.setattr(ic, "compile_threads", 32)
+    fit_threads(4.0)
+    assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "4" and ic.compile_threads == 4
+    assert os.environ["RAYON_NUM_THREADS"] == "4"
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "8")
+    monkeypatch.delenv("RAYON_NUM_THREADS")
+    fit_threads(0.5)  # a fraction of a CPU: one (no compile pool at all)
+    assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "8" and ic.compile_threads == 4
+    assert os.environ["RAYON_NUM_THREADS"] == "1"
