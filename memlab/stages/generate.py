@@ -11,10 +11,12 @@ actor writes its generation shard atomically, so a finished shard is never redon
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,18 +51,18 @@ def use_engine(cfg: StudyConfig, device: str) -> bool:
 
 
 def fit_threads(cpus: float) -> None:
-    """Keep an actor's helper processes and threads within the CPUs Ray reserved for it.
+    """Keep an actor's compile processes within the CPUs Ray reserved for it.
 
     Left alone, inductor starts a compile pool of one process per core of the node (each
-    importing torch and triton) and the Rust tokenizer one thread per core, in every actor:
-    two generation actors on a 16-core GPU node start 34 processes while they load, which
-    slows both of their start-ups. Settings already in the environment win."""
-    n = str(max(1, int(cpus)))
+    importing torch and triton) in every actor: two generation actors on a 16-core GPU node
+    start 34 processes while they warm up. A setting already in the environment wins. (The
+    Rust tokenizer's threads are left alone: capped at 4 per actor, the generation stage's
+    steady throughput fell from 0.97 to 0.92 of the bare engine's, bench/results.)"""
     if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
-        os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = n
+        n = max(1, int(cpus))
+        os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(n)
         if (ic := sys.modules.get("torch._inductor.config")) is not None:
-            ic.compile_threads = int(n)  # read from the environment when first imported
-    os.environ.setdefault("RAYON_NUM_THREADS", n)
+            ic.compile_threads = n  # read from the environment when first imported
 
 
 def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[float]:
@@ -141,28 +143,60 @@ def attack_with_engine(engine, docs, cfg: StudyConfig, shard: str):
         yield i, s, seed, new, nll
 
 
+class TimedLock:
+    """A lock that records, per thread, how long its holder waited for it and held it."""
+
+    def __init__(self):
+        self._lock, self._mine = threading.Lock(), threading.local()
+
+    def __enter__(self):
+        t = time.perf_counter()
+        self._lock.acquire()
+        self._mine.t = time.perf_counter()
+        self._mine.wait = self._mine.t - t
+        return self
+
+    def __exit__(self, *exc):
+        self._mine.held = time.perf_counter() - self._mine.t
+        self._lock.release()
+
+    @property
+    def last(self) -> tuple[float, float]:
+        """(waited, held) seconds of this thread's last hold."""
+        return getattr(self._mine, "wait", 0.0), getattr(self._mine, "held", 0.0)
+
+
 def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
-                  engine=None) -> list[dict]:
+                  engine=None, model_lock=None, tok_lock=None) -> list[dict]:
     """The attack on a list of dataset rows: with `engine` (memlab.engine.Engine) if given,
-    else HF `generate`. One output row per (document, sample)."""
+    else HF `generate`. One output row per (document, sample).
+
+    model_lock / tok_lock: held around the model's work (all device work happens there) and
+    around the tokenizer's, when other threads share them."""
     from memlab.components.models import doc_tokens
 
     a = cfg.attack
+    model_lock = model_lock or contextlib.nullcontext()
+    tok_lock = tok_lock or contextlib.nullcontext()
     docs = []
     need = max(a.prefix_tokens + a.suffix_tokens, cfg.train.seq_len)
-    for r, ids in zip(rows, doc_tokens(tok, [r["text"] for r in rows], need) if rows else []):
+    with tok_lock:
+        ids_list = doc_tokens(tok, [r["text"] for r in rows], need) if rows else []
+    for r, ids in zip(rows, ids_list):
         if len(ids) < a.prefix_tokens + a.suffix_tokens:  # no full reference suffix
             log.warning("doc %s has only %d tokens: not attacked", r["doc_id"], len(ids))
             continue
         docs.append((r, ids))
-    if engine is not None:
-        drawn = list(attack_with_engine(engine, docs, cfg, shard))
-    else:
-        drawn = list(attack_with_hf(model, tok, docs, cfg, shard))
+    with model_lock:
+        if engine is not None:
+            drawn = list(attack_with_engine(engine, docs, cfg, shard))
+        else:
+            drawn = list(attack_with_hf(model, tok, docs, cfg, shard))
     drawn.sort(key=lambda x: (x[0], x[1]))  # document order, then sample
     suffixes = [docs[i][1][a.prefix_tokens:a.prefix_tokens + a.suffix_tokens] for i, *_ in drawn]
-    gen_texts = tok.batch_decode([x[3] for x in drawn])
-    suffix_texts = tok.batch_decode(suffixes)
+    with tok_lock:
+        gen_texts = tok.batch_decode([x[3] for x in drawn])
+        suffix_texts = tok.batch_decode(suffixes)
     out: list[dict] = []
     for (i, s, seed, new, nll), suffix, gtext, stext in zip(drawn, suffixes, gen_texts,
                                                              suffix_texts):
@@ -178,7 +212,13 @@ def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
 
 class GenerateShards:
     """Ray Data actor: loads the trained model once, then turns dataset shards into
-    generation shards (skipping any that already exist)."""
+    generation shards (skipping any that already exist).
+
+    It takes `CALLS` shards at once, each in its own thread: one has the model (the GPU) while
+    the others read, tokenize, detokenize and write theirs, so the device does not wait for
+    the host between shards."""
+
+    CALLS = 2
 
     def __init__(self, cfg_tree: dict, train_dir: str, threads: int):
         t0 = time.perf_counter()
@@ -204,6 +244,7 @@ class GenerateShards:
                                  exact=self.cfg.attack.engine == "memlab-exact",
                                  eos_token_id=self.tok.eos_token_id,
                                  pad_token_id=self.tok.pad_token_id)
+        self.model_lock, self.tok_lock = TimedLock(), threading.Lock()
         print(f"[memlab] generate actor ready in {time.perf_counter() - t0:.1f} s (imports, "
               f"model load, {'engine' if self.engine else 'hf'} on {device})", file=sys.stderr,
               flush=True)
@@ -215,15 +256,15 @@ class GenerateShards:
                 t0 = time.perf_counter()
                 rows = pq.read_table(src).to_pylist()
                 t1 = time.perf_counter()
-                busy = self.engine.busy_s if self.engine else 0.0
                 out = generate_rows(self.model, self.tok, rows, self.cfg, Path(src).name,
-                                    self.engine)
+                                    self.engine, self.model_lock, self.tok_lock)
+                wait, held = self.model_lock.last
                 t2 = time.perf_counter()
                 write_shard(pa.Table.from_pylist(out, schema=GENERATION_SCHEMA), dst,
                             GENERATION_SCHEMA)
-                eng = f"engine {self.engine.busy_s - busy:.1f} s, " if self.engine else ""
                 print(f"[memlab] generate {Path(src).name}: {len(out)} rows; read {t1 - t0:.1f} s,"
-                      f" attack {t2 - t1:.1f} s ({eng}{'memlab' if self.engine else 'hf'}), "
+                      f" attack {t2 - t1:.1f} s (model {held:.1f} s, "
+                      f"{'memlab' if self.engine else 'hf'}; waited {wait:.1f} s for it), "
                       f"write {time.perf_counter() - t2:.1f} s", file=sys.stderr, flush=True)
             rows_out.append(pq.read_metadata(dst).num_rows)
         return {"dst": list(batch["dst"]), "rows": rows_out}
@@ -243,7 +284,11 @@ def run_shard_pool(actor_cls, ctor_kwargs: dict, jobs: list[tuple[Path, Path]],
     a = cfg.attack
     ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts shards
     ds = ray.data.from_items([{"src": str(s), "dst": str(d)} for s, d in todo])
-    pool = ray.data.ActorPoolStrategy(size=max(1, min(a.actors, len(todo))))
+    # an actor class may take several shards at once (`CALLS`, one thread each)
+    calls = getattr(actor_cls, "CALLS", 1)
+    many = {"max_tasks_in_flight_per_actor": calls, "max_concurrent_calls_per_actor": calls,
+            "enable_true_multi_threading": True} if calls > 1 else {}
+    pool = ray.data.ActorPoolStrategy(size=max(1, min(a.actors, len(todo))), **many)
     remote_args = None
     pg = ray.util.get_current_placement_group()
     if pg is not None and len(pg.bundle_specs) > 1:

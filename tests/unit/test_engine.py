@@ -1,5 +1,7 @@
 """memlab's generation engine against HF `generate` (CPU, float32) and against its own promises."""
 
+import threading
+
 import pytest
 import torch
 from scipy.stats import chisquare
@@ -270,6 +272,21 @@ def test_generation_stage_rows_same_with_engine_and_hf(tmp_path, exact):
         assert {k: v for k, v in h.items() if k not in ("doc_nll", "seed")} == \
             {k: v for k, v in e.items() if k not in ("doc_nll", "seed")}
         assert e["doc_nll"] == pytest.approx(h["doc_nll"], rel=1e-4)
+    # as the stage's actor runs it: two shards at once in two threads, sharing the engine
+    from concurrent.futures import ThreadPoolExecutor
+
+    from memlab.stages.generate import TimedLock
+
+    locks = (TimedLock(), threading.Lock())
+    with ThreadPoolExecutor(2) as pool:
+        both = list(pool.map(lambda part: generate_rows(model, tok, rows[part], cfg,
+                                                        "part-00000.parquet", eng, *locks),
+                             (slice(0, 7), slice(7, None))))
+    for e, t in zip(mine, both[0] + both[1], strict=True):  # NLL: other batches, other sums
+        assert {k: v for k, v in e.items() if k != "doc_nll"} == \
+            {k: v for k, v in t.items() if k != "doc_nll"}
+        assert t["doc_nll"] == pytest.approx(e["doc_nll"], rel=1e-4)
+    assert locks[0].last[1] == 0.0  # held times are the holding thread's own
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -87,15 +88,64 @@ def test_actor_pools_fit_the_actor_cpus(monkeypatch):
 
     from memlab.stages.generate import fit_threads
 
-    for k in ("TORCHINDUCTOR_COMPILE_THREADS", "RAYON_NUM_THREADS"):
-        monkeypatch.setenv(k, "")  # restored (or removed) after the test, then cleared
-        monkeypatch.delenv(k)
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "")  # restored after the test
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS")
     monkeypatch.setattr(ic, "compile_threads", 32)
     fit_threads(4.0)
     assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "4" and ic.compile_threads == 4
-    assert os.environ["RAYON_NUM_THREADS"] == "4"
-    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "8")
-    monkeypatch.delenv("RAYON_NUM_THREADS")
+    monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS")
     fit_threads(0.5)  # a fraction of a CPU: one (no compile pool at all)
-    assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "8" and ic.compile_threads == 4
-    assert os.environ["RAYON_NUM_THREADS"] == "1"
+    assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "1" and ic.compile_threads == 1
+    monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "8")
+    fit_threads(2.0)
+    assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "8" and ic.compile_threads == 1
+
+
+class _Sleepy:
+    """A shard actor that takes 1 s per shard and leaves (pid, start, end) next to it."""
+
+    def __init__(self, **kw):
+        pass
+
+    def __call__(self, batch):
+        import json
+        import time
+
+        for dst in batch["dst"]:
+            t0 = time.time()
+            time.sleep(1.0)
+            write_shard(_table(2), dst, DATASET_SCHEMA)
+            Path(dst).with_suffix(".json").write_text(json.dumps([os.getpid(), t0, time.time()]))
+        return {"dst": list(batch["dst"]), "rows": [2] * len(batch["dst"])}
+
+
+class _SleepyTwoAtOnce(_Sleepy):
+    CALLS = 2
+
+
+def test_an_actor_takes_CALLS_shards_at_once(tmp_path):
+    """GenerateShards.CALLS: one actor runs that many shards concurrently (the engine's host
+    work overlaps the device's); without CALLS an actor runs one at a time."""
+    import json
+
+    import ray
+
+    from memlab.config.schema import StudyConfig
+    from memlab.stages.generate import GenerateShards, run_shard_pool
+
+    assert GenerateShards.CALLS == 2
+    cfg = StudyConfig()
+    cfg.attack.actors = 1
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        for cls, overlap in ((_SleepyTwoAtOnce, True), (_Sleepy, False)):
+            out = tmp_path / cls.__name__
+            jobs = [(tmp_path / f"src{i}", out / f"part-{i:05d}.parquet") for i in range(4)]
+            assert run_shard_pool(cls, {}, jobs, cfg, "x") == 8
+            spans = sorted(json.loads(d.with_suffix(".json").read_text()) for _, d in jobs)
+            assert len({pid for pid, *_ in spans}) == 1  # one actor
+            times = sorted((t0, t1) for _, t0, t1 in spans)
+            overlaps = any(b[0] < a[1] for a, b in zip(times, times[1:]))
+            assert overlaps == overlap, times
+    finally:
+        ray.shutdown()
