@@ -111,6 +111,12 @@ def bare_engine(cfg, rows, train: Path) -> tuple[int, float]:
     return sum(len(x[3]) for x in out), secs, startup
 
 
+def workload(args) -> dict:
+    """The settings the bare phase depends on (a stage phase may vary its actors)."""
+    return {k: v for k, v in vars(args).items()
+            if k not in ("phase", "out", "actors", "actor_cpus")}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", required=True, help="HF checkpoint folder (e.g. SmolLM2)")
@@ -140,7 +146,7 @@ def main() -> None:
     saved = work / "bare.json"
     if args.phase == "stage":
         bare = json.loads(saved.read_text())
-        if bare["args"] != {k: v for k, v in vars(args).items() if k not in ("phase", "out")}:
+        if bare["args"] != workload(args):
             raise SystemExit(f"{saved} was measured with other settings: {bare['args']}")
         data, train = work / "data", work / "train"
         bare_tokens, bare_s, bare_startup_s = bare["tokens"], bare["s"], bare["startup_s"]
@@ -154,7 +160,7 @@ def main() -> None:
               "model load and warm-up)", flush=True)
         saved.write_text(json.dumps({
             "tokens": bare_tokens, "s": bare_s, "startup_s": bare_startup_s, "docs": len(rows),
-            "args": {k: v for k, v in vars(args).items() if k not in ("phase", "out")}}))
+            "args": workload(args)}))
         if args.phase == "bare":
             return
     ray.init(include_dashboard=False, log_to_driver=True)
