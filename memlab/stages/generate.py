@@ -36,6 +36,7 @@ from memlab.io.shards import (
 )
 
 log = logging.getLogger(__name__)
+ENGINE_KEY = "memlab.engine"  # generation shards' metadata: what generated them
 
 
 def sample_seed(seed: int, *parts) -> int:
@@ -214,9 +215,9 @@ class GenerateShards:
     """Ray Data actor: loads the trained model once, then turns dataset shards into
     generation shards (skipping any that already exist).
 
-    It takes `CALLS` shards at once, each in its own thread: one has the model (the GPU) while
-    the others read, tokenize, detokenize and write theirs, so the device does not wait for
-    the host between shards."""
+    With a GPU it takes `CALLS` shards at once, each in its own thread: one has the model (the
+    GPU) while the others read, tokenize, detokenize and write theirs, so the device does not
+    wait for the host between shards."""
 
     CALLS = 2
 
@@ -244,10 +245,14 @@ class GenerateShards:
                                  exact=self.cfg.attack.engine == "memlab-exact",
                                  eos_token_id=self.tok.eos_token_id,
                                  pad_token_id=self.tok.pad_token_id)
+        e = self.engine
+        # recorded in every shard it writes (and so in the stage's manifest)
+        self.used = ("hf" if e is None else "memlab-exact" if e.dec.exact else
+                     f"memlab ({e.decode_kernel} decode{', compiled' if e.compile else ''})") + \
+            f" on {device}, {str(dtype).removeprefix('torch.')}"
         self.model_lock, self.tok_lock = TimedLock(), threading.Lock()
         print(f"[memlab] generate actor ready in {time.perf_counter() - t0:.1f} s (imports, "
-              f"model load, {'engine' if self.engine else 'hf'} on {device})", file=sys.stderr,
-              flush=True)
+              f"model load; {self.used})", file=sys.stderr, flush=True)
 
     def __call__(self, batch: dict) -> dict:
         rows_out = []
@@ -260,12 +265,12 @@ class GenerateShards:
                                     self.engine, self.model_lock, self.tok_lock)
                 wait, held = self.model_lock.last
                 t2 = time.perf_counter()
-                write_shard(pa.Table.from_pylist(out, schema=GENERATION_SCHEMA), dst,
+                table = pa.Table.from_pylist(out, schema=GENERATION_SCHEMA)
+                write_shard(table.replace_schema_metadata({ENGINE_KEY: self.used}), dst,
                             GENERATION_SCHEMA)
                 print(f"[memlab] generate {Path(src).name}: {len(out)} rows; read {t1 - t0:.1f} s,"
-                      f" attack {t2 - t1:.1f} s (model {held:.1f} s, "
-                      f"{'memlab' if self.engine else 'hf'}; waited {wait:.1f} s for it), "
-                      f"write {time.perf_counter() - t2:.1f} s", file=sys.stderr, flush=True)
+                      f" attack {t2 - t1:.1f} s (model {held:.1f} s, waited {wait:.1f} s for "
+                      f"it), write {time.perf_counter() - t2:.1f} s", file=sys.stderr, flush=True)
             rows_out.append(pq.read_metadata(dst).num_rows)
         return {"dst": list(batch["dst"]), "rows": rows_out}
 
@@ -284,8 +289,9 @@ def run_shard_pool(actor_cls, ctor_kwargs: dict, jobs: list[tuple[Path, Path]],
     a = cfg.attack
     ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts shards
     ds = ray.data.from_items([{"src": str(s), "dst": str(d)} for s, d in todo])
-    # an actor class may take several shards at once (`CALLS`, one thread each)
-    calls = getattr(actor_cls, "CALLS", 1)
+    # an actor class may take several shards at once (`CALLS`, one thread each) where it has a
+    # device whose work the host work can overlap
+    calls = getattr(actor_cls, "CALLS", 1) if a.actor_gpus else 1
     many = {"max_tasks_in_flight_per_actor": calls, "max_concurrent_calls_per_actor": calls,
             "enable_true_multi_threading": True} if calls > 1 else {}
     pool = ray.data.ActorPoolStrategy(size=max(1, min(a.actors, len(todo))), **many)
@@ -327,6 +333,9 @@ def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Pat
     manifest = {"upstream": upstream, "outputs": list(digests), "shard_sha256": digests,
                 "shards": len(jobs), "rows": rows, "decoding": cfg.attack.decoding,
                 "docs_too_short": data_rows - rows // cfg.attack.samples_per_prompt,
-                "samples_per_prompt": cfg.attack.samples_per_prompt}
+                "samples_per_prompt": cfg.attack.samples_per_prompt,
+                "engines": sorted({(pq.read_schema(d).metadata or {}).get(ENGINE_KEY.encode(),
+                                                                         b"unrecorded").decode()
+                                   for _, d in jobs})}
     write_manifest(out_dir, **manifest)
     return manifest

@@ -62,6 +62,7 @@ def test_stage_outputs_schemas_and_row_counts(sweep):
         g = gen.to_pandas()
         assert (g.prompt_ids.map(len) == t.config.attack.prefix_tokens).all()
         assert (g.gen_ids.map(len) <= t.config.attack.max_new_tokens).all()
+        assert read_manifest(tdir / "gen")["engines"] == ["hf on cpu, float32"]  # what ran
     full = next(t for t in study.trials if t.config.train.strategy == "full")
     man = read_manifest(root / full.key / "train")
     assert man["engine"] == "deepspeed-zero2"

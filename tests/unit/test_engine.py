@@ -278,15 +278,18 @@ def test_generation_stage_rows_same_with_engine_and_hf(tmp_path, exact):
     from memlab.stages.generate import TimedLock
 
     locks = (TimedLock(), threading.Lock())
+
+    def shard(part):
+        rows_out = generate_rows(model, tok, rows[part], cfg, "part-00000.parquet", eng, *locks)
+        return rows_out, locks[0].last
+
     with ThreadPoolExecutor(2) as pool:
-        both = list(pool.map(lambda part: generate_rows(model, tok, rows[part], cfg,
-                                                        "part-00000.parquet", eng, *locks),
-                             (slice(0, 7), slice(7, None))))
-    for e, t in zip(mine, both[0] + both[1], strict=True):  # NLL: other batches, other sums
+        (a, (_, held_a)), (b, (_, held_b)) = pool.map(shard, (slice(0, 7), slice(7, None)))
+    for e, t in zip(mine, a + b, strict=True):  # NLL: other batches, other sums
         assert {k: v for k, v in e.items() if k != "doc_nll"} == \
             {k: v for k, v in t.items() if k != "doc_nll"}
         assert t["doc_nll"] == pytest.approx(e["doc_nll"], rel=1e-4)
-    assert locks[0].last[1] == 0.0  # held times are the holding thread's own
+    assert held_a > 0 and held_b > 0 and locks[0].last == (0.0, 0.0)  # per thread
 
 
 @pytest.mark.slow

@@ -101,7 +101,7 @@ def test_actor_pools_fit_the_actor_cpus(monkeypatch):
     assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "8" and ic.compile_threads == 1
 
 
-class _Sleepy:
+class _OneAtATime:
     """A shard actor that takes 1 s per shard and leaves (pid, start, end) next to it."""
 
     def __init__(self, **kw):
@@ -113,19 +113,39 @@ class _Sleepy:
 
         for dst in batch["dst"]:
             t0 = time.time()
-            time.sleep(1.0)
+            self.work()
             write_shard(_table(2), dst, DATASET_SCHEMA)
             Path(dst).with_suffix(".json").write_text(json.dumps([os.getpid(), t0, time.time()]))
         return {"dst": list(batch["dst"]), "rows": [2] * len(batch["dst"])}
 
+    def work(self):
+        import time
 
-class _SleepyTwoAtOnce(_Sleepy):
+        time.sleep(1.0)
+
+
+class _TwoAtOnce(_OneAtATime):
+    """Each shard waits for a second one to run beside it (fails after 60 s alone)."""
+
+    CALLS = 2
+
+    def __init__(self, **kw):
+        import threading
+
+        self.pair = threading.Barrier(2, timeout=60)
+
+    def work(self):
+        self.pair.wait()
+
+
+class _TwoIfGPU(_OneAtATime):
     CALLS = 2
 
 
-def test_an_actor_takes_CALLS_shards_at_once(tmp_path):
-    """GenerateShards.CALLS: one actor runs that many shards concurrently (the engine's host
-    work overlaps the device's); without CALLS an actor runs one at a time."""
+def test_a_gpu_actor_takes_CALLS_shards_at_once(tmp_path):
+    """GenerateShards.CALLS: with a GPU, one actor runs that many shards concurrently (the
+    engine's host work overlaps the device's); without CALLS (or without a GPU) an actor runs
+    one shard at a time."""
     import json
 
     import ray
@@ -133,19 +153,22 @@ def test_an_actor_takes_CALLS_shards_at_once(tmp_path):
     from memlab.config.schema import StudyConfig
     from memlab.stages.generate import GenerateShards, run_shard_pool
 
-    assert GenerateShards.CALLS == 2
+    assert GenerateShards.CALLS > 1
     cfg = StudyConfig()
-    cfg.attack.actors = 1
-    ray.init(num_cpus=2, include_dashboard=False)
+    cfg.attack.actors, cfg.attack.actor_gpus = 1, 1.0
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)  # a logical GPU: no device used
     try:
-        for cls, overlap in ((_SleepyTwoAtOnce, True), (_Sleepy, False)):
-            out = tmp_path / cls.__name__
+        for cls, gpus, overlap in ((_TwoAtOnce, 1.0, True), (_OneAtATime, 1.0, False),
+                                   (_TwoIfGPU, 0.0, False)):
+            cfg.attack.actor_gpus = gpus
+            out = tmp_path / f"{cls.__name__}-{gpus}"
             jobs = [(tmp_path / f"src{i}", out / f"part-{i:05d}.parquet") for i in range(4)]
             assert run_shard_pool(cls, {}, jobs, cfg, "x") == 8
             spans = sorted(json.loads(d.with_suffix(".json").read_text()) for _, d in jobs)
             assert len({pid for pid, *_ in spans}) == 1  # one actor
             times = sorted((t0, t1) for _, t0, t1 in spans)
-            overlaps = any(b[0] < a[1] for a, b in zip(times, times[1:]))
-            assert overlaps == overlap, times
+            assert any(b[0] < a[1] for a, b in zip(times, times[1:])) == overlap, times
     finally:
         ray.shutdown()
