@@ -58,7 +58,6 @@ def prepare(args, work: Path):
     import pyarrow as pa
 
     from memlab.components.corpus import generate_demo_corpus
-    from memlab.components.models import load_causal_lm, load_tokenizer
     from memlab.io.shards import DATASET_SCHEMA, write_manifest, write_shard
 
     data = work / "data"
@@ -69,17 +68,25 @@ def prepare(args, work: Path):
         write_shard(pa.Table.from_pylist(rows[i:i + args.shard_rows], schema=DATASET_SCHEMA),
                     data / f"part-{i // args.shard_rows:05d}.parquet", DATASET_SCHEMA)
     write_manifest(data, rows=len(rows))
-    train = work / "train"
-    if args.random_init:  # the folder's architecture with fresh weights (speed runs)
+    return rows, data, trained_folder(args.model, work / "train", args.random_init)
+
+
+def trained_folder(model: str, train: Path, random_init: bool) -> Path:
+    """`train` made as the train stage leaves it, from the checkpoint folder `model` (with
+    random_init: its architecture and tokenizer, fresh weights, for speed runs)."""
+    from memlab.components.models import load_causal_lm, load_tokenizer
+    from memlab.io.shards import write_manifest
+
+    if random_init:
         from transformers import AutoConfig, AutoModelForCausalLM
 
-        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.model)).save_pretrained(
+        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model)).save_pretrained(
             train / "model")
     else:
-        load_causal_lm(args.model).save_pretrained(train / "model")
-    load_tokenizer(args.model).save_pretrained(train / "model")
-    write_manifest(train, saved="full", base_model=args.model)
-    return rows, data, train
+        load_causal_lm(model).save_pretrained(train / "model")
+    load_tokenizer(model).save_pretrained(train / "model")
+    write_manifest(train, saved="full", base_model=model)
+    return train
 
 
 def bare_engine(cfg, rows, train: Path) -> tuple[int, float]:

@@ -147,17 +147,10 @@ def main() -> None:
         return child(args)
     if not args.model:
         ap.error("--model is required")
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from memlab.components.models import load_tokenizer
-    from memlab.io.shards import write_manifest
+    from bench.generate_raydata import trained_folder
 
     work = Path(args.work or tempfile.mkdtemp(prefix="memlab-bench-"))
-    train = work / "train"
-    AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(args.model)).save_pretrained(
-        train / "model")
-    load_tokenizer(args.model).save_pretrained(train / "model")
-    write_manifest(train, saved="full", base_model=args.model)
+    train = trained_folder(args.model, work / "train", random_init=True)
     path = os.pathsep.join(x for x in (str(ROOT), os.environ.get("PYTHONPATH")) if x)
     env = dict(os.environ, PYTHONPATH=path, TORCHINDUCTOR_CACHE_DIR=str(work / "inductor"),
                TRITON_CACHE_DIR=str(work / "triton"))

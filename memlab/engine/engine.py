@@ -17,7 +17,6 @@ does not depend on batch composition or device, and it needs no generator state 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -278,7 +277,6 @@ class Engine:
         self.vocab_hash = mix32(torch.arange(self.dec.shape.vocab, device=dev) + 0x2545F491)
         self.pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
         self._batches: dict[tuple, _Batch] = {}
-        self.busy_s = 0.0  # wall time spent in generate()
 
     def _batch(self, b: int, length: int, new: int, dec: Decoding) -> _Batch:
         key = (b, length, new, dec)
@@ -316,7 +314,6 @@ class Engine:
             if need > limit:
                 raise ValueError(f"prompt {i}: {len(p)} tokens + {max_new_tokens} new exceed "
                                  f"the model's {limit} positions")
-        t0 = time.perf_counter()
         order = sorted(range(n), key=lambda i: (len(prompts[i]), len(tails[i]) if tails else 0))
         tokens: list[list[int]] = [[] for _ in range(n)]
         nll: list[float] | None = [0.0] * n if tails is not None else None
@@ -325,7 +322,6 @@ class Engine:
             self._run_batch(idx, prompts, tails, seeds, max_new_tokens, decoding, tokens, nll)
             if progress is not None:
                 progress(len(idx))
-        self.busy_s += time.perf_counter() - t0  # results are on the host: work is done
         return Output(tokens, nll)
 
     def _run_batch(self, idx, prompts, tails, seeds, new, dec, tokens, nll):

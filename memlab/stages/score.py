@@ -56,17 +56,14 @@ class ScoreShards:
 
     def __init__(self, cfg_tree: dict, trial_key: str, corpus_path: str, threads: int,
                  plagiarism_index: str | None = None):
-        from memlab.config.load import Located, from_dict
-        from memlab.config.schema import StudyConfig
-        from memlab.stages.generate import fit_threads
-
-        self.cfg = from_dict(StudyConfig, cfg_tree, "", Located(), [])
-        fit_threads(self.cfg.attack.actor_cpus)
         import torch
 
+        from memlab.config.load import Located, from_dict
+        from memlab.config.schema import StudyConfig
         from memlab.scoring.similarity import Embedder
 
         torch.set_num_threads(max(1, threads))
+        self.cfg = from_dict(StudyConfig, cfg_tree, "", Located(), [])
         self.key = trial_key
         self.embedder = Embedder(self.cfg.score.embedder)
         z = np.load(corpus_path)
