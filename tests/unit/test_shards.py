@@ -82,8 +82,8 @@ def test_stage_built_from_another_upstream_is_dropped(tmp_path):
 
 
 def test_actor_pools_fit_the_actor_cpus(monkeypatch):
-    """A shard actor sizes inductor's compile pool and the tokenizer's threads to its CPUs
-    (not one per core of the node); settings already in the environment are kept."""
+    """A shard actor sizes inductor's compile pool to its CPUs (not one process per core of
+    the node); a setting already in the environment is kept."""
     import torch._inductor.config as ic
 
     from memlab.stages.generate import fit_threads
