@@ -7,7 +7,7 @@ import os
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def write_result(out: str | os.PathLike, script: str, headline: dict, **details)
     result = {
         "command": f"python bench/{script} " + " ".join(sys.argv[1:]),
         "machine": machine(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_sha": git_sha(),
         "headline": headline,
         **details,

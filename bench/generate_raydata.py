@@ -175,7 +175,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.time()
     t = time.perf_counter()
-    man = run_generate(cfg, train, data, out)
+    man = run_generate(cfg, train, data, out).manifest
     stage_s = time.perf_counter() - t
     shards = sorted((p.stat().st_mtime - t0,
                      sum(len(x) for x in pq.read_table(p, columns=["gen_ids"])["gen_ids"]

@@ -114,15 +114,12 @@ def dataset(args, cfg) -> Path:
 
 
 def train_once(args, cfg, tag: str, via_ray: bool) -> dict:
-    from memlab.stages.train import run_train, run_train_workers
+    from memlab.stages.train import run_train
 
     out = args.work / "runs" / tag
     shutil.rmtree(out, ignore_errors=True)
     data = dataset(args, cfg)
-    if via_ray:
-        man = run_train_workers(cfg, cfg.model.name, data, out, None, args.work / "ray_train")
-    else:
-        man = run_train(cfg, cfg.model.name, data, out)
+    man = run_train(cfg, cfg.model.name, data, out, ray_workers=via_ray).manifest
     man["losses"] = json.loads((out / "metrics.json").read_text())["losses"]
     return man
 

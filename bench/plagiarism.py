@@ -30,12 +30,13 @@ def run_size(size: int, n_texts: int, n_ref: int, judge, tmp: Path) -> dict:
     import torch
 
     from memlab.components.corpus import generate_demo_corpus
-    from memlab.scoring.plagiarism import CorpusIndex, Params, type_texts
+    from memlab.config.schema import PlagiarismSection
+    from memlab.scoring.plagiarism import CorpusIndex, type_texts
     from tests.reference.plagiarism_ref import RefParams, ref_retrieve, ref_type_text
     from tests.reference.texts import make_generated_texts
 
     torch.set_num_threads(1)
-    p = Params()
+    p = PlagiarismSection()
     t0 = time.perf_counter()
     corpus = generate_demo_corpus(size, seed=0)
     ids, texts = [d["doc_id"] for d in corpus], [d["text"] for d in corpus]

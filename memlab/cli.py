@@ -13,44 +13,15 @@ import sys
 from pathlib import Path
 
 from memlab.config.expand import Study, load_study
+from memlab.config.labels import dup_label, model_label
 from memlab.config.load import ConfigError
+from memlab.tracking.mlflow_log import TrackingError
 
 EXIT_CONFIG = 2
 
 
 def _load(args: argparse.Namespace) -> Study:
     return load_study(args.file, args.set)
-
-
-def format_table(headers: list[str], rows: list[list], align: str | None = None) -> str:
-    """Plain-text table, columns padded; `align` is a string of 'l'/'r' per column."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    align = align or "l" * len(headers)
-
-    def line(r):
-        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w)
-                         for c, w, a in zip(r, widths, align)).rstrip()
-
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
-
-
-def model_label(cfg) -> str:
-    m = cfg.model
-    if m.scale:
-        return m.scale
-    if m.source == "smollm2":
-        return "SmolLM2-135M"
-    if m.source == "tiny":
-        return f"tiny-{m.tiny.family}-{m.tiny.hidden}x{m.tiny.layers}"
-    return str(m.name)
-
-
-def dup_label(cfg) -> str:
-    d = cfg.data
-    mix = "/".join(str(k * d.dup_factor) for k in d.dup_mix)
-    return mix
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -79,9 +50,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         per = f"{res.workers}x" if res.workers > 1 else ""  # full: per Ray Train worker
         rows.append([t.key, c.train.strategy, model_label(c), dup_label(c), c.seed,
                      f"{per}{res.cpu:g}", f"{per}{res.gpu:g}", *shown, gpu_h])
+    from tabulate import tabulate
+
     print(f"sweep '{study.name}': {len(study.trials)} trials -> {study.root}/<trial_key>/")
-    print(format_table(["trial_key", "strategy", "model", "dup_counts", "seed", "cpu", "gpu",
-                        "params", "train GiB/GPU", "gen GiB", "GPU-h"], rows, "lllllrrrrrr"))
+    print(tabulate(rows, headers=["trial_key", "strategy", "model", "dup_counts", "seed", "cpu",
+                                  "gpu", "params", "train GiB/GPU", "gen GiB", "GPU-h"],
+                   disable_numparse=True, colalign=["left"] * 5 + ["right"] * 6))
     print(f"estimated GPU-hours: {total:.1f} (at {args.tflops:g} effective TFLOP/s per GPU; "
           "'?' = model shape unknown offline, '-' = no GPU reserved)")
     if problems:
@@ -136,11 +110,10 @@ def cmd_plagiarism(args: argparse.Namespace) -> int:
     for path, what in ((args.corpus, "--corpus"), (args.generated, "--generated")):
         if not os.path.isfile(path):
             raise ConfigError([f"{what} {path}: no such file"])
-    from memlab.scoring.plagiarism import params_from, type_file
+    from memlab.scoring.plagiarism import type_file
 
     try:
-        counts = type_file(args.corpus, args.generated, args.out, params_from(section),
-                           section.judge, section.judge_kind, args.batch_size)
+        counts = type_file(args.corpus, args.generated, args.out, section, args.batch_size)
     except ValueError as e:
         raise ConfigError([str(e)]) from None
     print(f"{args.out}: {counts['texts']} texts typed: " +
@@ -254,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         for line in e.problems:
             print(f"error: {line}", file=sys.stderr)
         return EXIT_CONFIG
+    except TrackingError as e:
+        print(f"error: tracking: {e}; the sweep did not start (start the server, or pass "
+              "--tracking-uri)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ of subset k occurs `dup_factor * k` times in the training stream. Non-members oc
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from memlab.config.keys import content_key, local_files
 from memlab.config.schema import DataSection
 from memlab.io.shards import (
     DATASET_SCHEMA,
-    read_manifest,
+    claim_stage,
     read_shards,
     shard_name,
     write_manifest,
@@ -38,8 +40,7 @@ class DataError(ValueError):
 def _read_local(path: Path, text_field: str, id_field: str | None) -> list[dict]:
     """A JSONL / Parquet file, or a folder of such files and/or `.txt` documents."""
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*")
-                       if p.suffix in (".jsonl", ".json", ".parquet", ".txt") and p.is_file())
+        files = local_files(path)
         if not files:
             raise DataError(f"data.path: no .jsonl, .parquet or .txt files under {path}")
     else:
@@ -117,19 +118,23 @@ def select(docs: list[dict], cfg: DataSection) -> list[dict]:
     return rows
 
 
-def build_dataset(cfg: DataSection, out_dir: str | os.PathLike) -> dict:
-    """Write the dataset shards (once) and return the manifest."""
+def build_dataset(cfg: DataSection, out_dir: str | os.PathLike, key: str | None = None) -> dict:
+    """Write the dataset shards once (a process building the same `key` is waited for) and
+    return the manifest."""
     out_dir = Path(out_dir)
-    done = read_manifest(out_dir)
-    if done is not None:
-        return done
+    with claim_stage(out_dir, key or content_key(dataclasses.asdict(cfg))) as stage:
+        if stage.done is None:
+            _build(cfg, out_dir, stage.upstream)
+        return stage.output().manifest
+
+
+def _build(cfg: DataSection, out_dir: Path, upstream: str) -> None:
     rows = select(load_documents(cfg), cfg)
     table = pa.Table.from_pylist(rows, schema=DATASET_SCHEMA)
-    n_shards = 0
+    names = []
     for start in range(0, len(rows), cfg.shard_rows):
-        path = out_dir / shard_name(n_shards)
-        write_shard(table.slice(start, cfg.shard_rows), path, DATASET_SCHEMA)
-        n_shards += 1
+        names.append(shard_name(len(names)))
+        write_shard(table.slice(start, cfg.shard_rows), out_dir / names[-1], DATASET_SCHEMA)
     digest = hashlib.sha256()
     for r in rows:
         digest.update(f"{r['doc_id']}\0{r['text']}\0{r['dup_count']}\n".encode())
@@ -137,21 +142,14 @@ def build_dataset(cfg: DataSection, out_dir: str | os.PathLike) -> dict:
     for r in rows:
         if r["split"] == "member":
             counts[str(r["dup_count"])] = counts.get(str(r["dup_count"]), 0) + 1
-    manifest = {
-        "source": cfg.source,
-        "source_ref": cfg.path or cfg.hf_name or f"demo(num_docs={cfg.num_docs},seed={cfg.seed})",
-        "rows": len(rows),
-        "members": cfg.num_members,
-        "nonmembers": cfg.num_nonmembers,
-        "members_by_dup_count": counts,
-        "train_stream_len": sum(r["dup_count"] for r in rows),
-        "shards": n_shards,
-        "sha256": digest.hexdigest(),
-    }
-    write_manifest(out_dir, **manifest)
+    write_manifest(
+        out_dir, upstream=upstream, outputs=names, source=cfg.source,
+        source_ref=cfg.path or cfg.hf_name or f"demo(num_docs={cfg.num_docs},seed={cfg.seed})",
+        rows=len(rows), members=cfg.num_members, nonmembers=cfg.num_nonmembers,
+        members_by_dup_count=counts, train_stream_len=sum(r["dup_count"] for r in rows),
+        shards=len(names), sha256=digest.hexdigest())
     log.info("dataset %s: %d members, %d non-members, %d shards",
-             out_dir.name, cfg.num_members, cfg.num_nonmembers, n_shards)
-    return manifest
+             out_dir.name, cfg.num_members, cfg.num_nonmembers, len(names))
 
 
 def read_dataset(out_dir: str | os.PathLike) -> list[dict]:

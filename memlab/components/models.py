@@ -11,18 +11,17 @@ Sources:
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
+from filelock import FileLock
+
+from memlab.config.keys import content_key, file_sha256
 from memlab.config.schema import ModelSection
-from memlab.io.paths import content_key
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +30,6 @@ READY = "memlab_model.json"  # written last in a prepared checkpoint folder
 
 class ModelError(RuntimeError):
     pass
-
-
-@contextmanager
-def _locked(path: Path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def smollm2_gguf() -> Path:
@@ -58,11 +46,7 @@ def smollm2_gguf() -> Path:
 
 
 def _file_identity(path: Path) -> dict:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return {"file": path.name, "bytes": path.stat().st_size, "sha256": h.hexdigest()}
+    return {"file": path.name, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
@@ -148,7 +132,8 @@ def prepare_base_model(m: ModelSection, texts: list[str] | None = None, seed: in
         build = lambda out: _build_tiny(m, texts, out, seed)  # noqa: E731
 
     out = cache / name
-    with _locked(out):
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):
         if not (out / READY).is_file():
             tmp = out.with_name(out.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
@@ -216,6 +201,12 @@ def load_trained(train_dir: str | os.PathLike, dtype=None):
     else:
         model = load_causal_lm(str(model_dir), dtype)
     return model.eval(), tok
+
+
+def pad(tok, seqs: list[list[int]], side: str) -> dict:
+    """A batch of token lists padded with the tokenizer's pad token on `side` ('left' for
+    generation prompts, 'right' for training and likelihoods): input_ids, attention_mask."""
+    return tok.pad({"input_ids": seqs}, padding=True, padding_side=side, return_tensors="pt")
 
 
 def doc_tokens(tok, text: str | list[str], n: int) -> list[int] | list[list[int]]:

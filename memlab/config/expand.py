@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import itertools
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from memlab.config.keys import StageKeys, config_identity, stage_keys
 from memlab.config.load import (
     TOP_LEVEL_EXTRA,
     ConfigError,
@@ -24,16 +27,25 @@ from memlab.config.load import (
     read_yaml,
     set_dotted,
     to_dict,
-    trial_key,
 )
 from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
+
+RESERVED_NAMES = ("stages",)  # folders of the runs root that are not sweeps
 
 
 @dataclass
 class Trial:
-    key: str
     config: StudyConfig
     point: dict[str, Any]  # the grid coordinates of this trial
+
+    @cached_property
+    def keys(self) -> StageKeys:
+        """The keys of its stages (hashes a local data source's files once per process)."""
+        return stage_keys(self.config)
+
+    @property
+    def key(self) -> str:
+        return self.keys.trial
 
     @property
     def name(self) -> str:
@@ -71,6 +83,14 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
             bad("data.path", "required when data.source is 'local'")
         elif not Path(os.path.expanduser(d.path)).exists():
             bad("data.path", f"no such file or folder: {d.path}")
+    if cfg.sweep.name in RESERVED_NAMES or not cfg.sweep.name or "/" in cfg.sweep.name:
+        bad("sweep.name", f"must be a plain folder name other than {', '.join(RESERVED_NAMES)}")
+    for plugin in cfg.score.plugins:
+        if plugin.endswith(".py"):
+            if not Path(os.path.expanduser(plugin)).is_file():
+                bad("score.plugins", f"no such file: {plugin}")
+        elif importlib.util.find_spec(plugin.split(".")[0]) is None:
+            bad("score.plugins", f"no module named {plugin!r}")
     if d.source == "hf" and not d.hf_name:
         bad("data.hf_name", "required when data.source is 'hf'")
     if d.num_members < 1:
@@ -212,11 +232,11 @@ def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> S
             set_dotted(tree, key, value)
         cfg = from_dict(StudyConfig, tree, "", located, problems)
         problems.extend(_semantic_checks(cfg, located, point))
-        key = trial_key(cfg)
-        if key in seen:
+        ident = config_identity(cfg)
+        if ident in seen:  # e.g. a zero_stage axis does not split head-only / LoRA trials
             continue
-        seen.add(key)
-        trials.append(Trial(key=key, config=cfg, point=point))
+        seen.add(ident)
+        trials.append(Trial(config=cfg, point=point))
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     return Study(path=path, base=base, grid=grid, trials=trials)

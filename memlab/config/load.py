@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import types
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from memlab.config.schema import NON_IDENTITY_KEYS, STRATEGIES, StudyConfig
+from memlab.config.schema import StudyConfig
 
 DEFAULTS_NAME = "_defaults.yaml"
 TOP_LEVEL_EXTRA = ("grid", "defaults", "description")
@@ -192,7 +190,8 @@ def _suggest(name: str, options: list[str]) -> str:
 
 
 def from_dict(cls: type, data: Any, prefix: str, located: Located, problems: list[str]):
-    """Build dataclass `cls` from `data`, appending located problems instead of raising."""
+    """Build dataclass `cls` from `data`, appending located problems instead of raising (so
+    that one run reports every problem of a study file: load_study raises them together)."""
     if not isinstance(data, dict):
         problems.append(_fmt(located.at(prefix), prefix, f"expected a section, got {data!r}"))
         return cls()
@@ -242,21 +241,6 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def trial_key(cfg: StudyConfig) -> str:
-    """Short content hash of everything that changes what a trial computes."""
-    flat = flatten(to_dict(cfg))
-    # the settings of the other strategies do not change this trial (a grid over
-    # train.full.zero_stage runs each head-only / LoRA trial once)
-    other = tuple(f"train.{s}" for s in STRATEGIES if s != cfg.train.strategy)
-    ident = {
-        k: v
-        for k, v in flat.items()
-        if not any(k == n or k.startswith(n + ".") for n in NON_IDENTITY_KEYS + other)
-    }
-    blob = json.dumps(ident, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
 def find_defaults(study: Path) -> Path | None:

@@ -12,6 +12,11 @@ from typing import Literal
 
 Strategy = Literal["full", "head", "lora"]
 STRATEGIES: tuple[str, ...] = ("full", "head", "lora")
+LOCAL_SUFFIXES = (".jsonl", ".json", ".parquet", ".txt")  # files a local data source reads
+DEMO_CORPUS_VERSION = 1
+"""Version of the built-in corpus generator (memlab/components/corpus.py), part of every demo
+dataset's key: bump it when the generator's output changes, so that datasets (and the models
+trained on them) built by an older generator are not reused."""
 
 
 def _f(default, help: str, **kw):
@@ -164,6 +169,10 @@ class ScoreSection:
     sim_thresholds: list[float] = _f([0.5, 0.6, 0.7, 0.8, 0.9], "Relaxed-similarity rates.")
     headline_threshold: float = _f(0.8, "Similarity threshold shown in the results table.")
     corpus_block: int = _f(4096, "Corpus rows per block of the exact max-cosine search.")
+    plugins: list[str] = _f(
+        [], "Scorer plugins: Python files (path/to/scorers.py) or importable modules whose "
+        "@scorer functions add score columns, MLflow metrics and report columns "
+        "(memlab/scoring/registry.py).")
     plagiarism: PlagiarismSection = field(default_factory=PlagiarismSection,
                                           metadata={"help": "Plagiarism typing."})
 
@@ -192,6 +201,9 @@ class ResourcesSection:
 class TrackingSection:
     uri: str | None = _f(None, "MLflow tracking URI; default: SQLite file under runs_root.")
     experiment: str | None = _f(None, "MLflow experiment; default: the sweep name.")
+    retry_s: float = _f(60.0, "How long one MLflow call is retried (with backoff) before the "
+                              "trial is left unlogged: its results stay on disk and "
+                              "`memlab run --resume` logs them.")
 
 
 @dataclass

@@ -1,60 +1,50 @@
-"""Where everything lives. Every path derives from the runs root, the sweep name and a content
-key (dataset key, trial key): no timestamps, no random suffixes."""
+"""Where everything lives. Every path derives from the runs root and a content key; no
+timestamps, no random suffixes.
+
+    <runs_root>/stages/data/<data_key>/     dataset shards (+ corpus embeddings, plagiarism index)
+    <runs_root>/stages/train/<train_key>/   the fine-tuned model or adapter, loss curve
+    <runs_root>/stages/gen/<gen_key>/       generation shards
+    <runs_root>/stages/score/<score_key>/   score shards, summary.parquet
+    <runs_root>/<sweep>/<trial_key>/        a trial's record: config.json, result.json, plots
+    <runs_root>/<sweep>/results.*           the sweep's report
+    <runs_root>/mlflow.db, mlartifacts/     the default MLflow store
+
+Stage outputs are shared by every trial (of any sweep under the same runs root) whose chain
+of keys reaches them, so each is computed once.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict
 from pathlib import Path
 
 from memlab.config.schema import StudyConfig
 
+STAGES = ("data", "train", "gen", "score")
 
-def content_key(obj) -> str:
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+def runs_root(cfg: StudyConfig) -> Path:
+    return Path(cfg.sweep.runs_root).expanduser()
 
 
 def sweep_root(cfg: StudyConfig) -> Path:
-    return Path(cfg.sweep.runs_root).expanduser() / cfg.sweep.name
+    return runs_root(cfg) / cfg.sweep.name
 
 
-def source_fingerprint(path: str | None) -> list:
-    """Size and mtime of every file of a local source, so an edited dataset is a new one."""
-    if not path:
-        return []
-    p = Path(path).expanduser()
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    return [(str(f.relative_to(p) if p.is_dir() else f.name), f.stat().st_size,
-             f.stat().st_mtime_ns) for f in files if f.exists()]
-
-
-def data_key(cfg: StudyConfig) -> str:
-    ident = asdict(cfg.data)
-    if cfg.data.source == "local":
-        ident["fingerprint"] = source_fingerprint(cfg.data.path)
-    return content_key(ident)
-
-
-def dataset_dir(cfg: StudyConfig) -> Path:
-    """Dataset shards are shared by every trial of the sweep with the same data section."""
-    return sweep_root(cfg) / "data" / data_key(cfg)
+def stage_dir(cfg: StudyConfig, stage: str, key: str) -> Path:
+    """The output folder of one stage (`STAGES`) computed under `key`."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
+    return runs_root(cfg) / "stages" / stage / key
 
 
 def trial_dir(cfg: StudyConfig, key: str) -> Path:
     return sweep_root(cfg) / key
 
 
-def stage_dir(cfg: StudyConfig, key: str, stage: str) -> Path:
-    """stage in {'train', 'gen', 'scores'}; each holds shards/outputs and a manifest."""
-    return trial_dir(cfg, key) / stage
-
-
 def default_tracking_uri(cfg: StudyConfig) -> str:
-    db = (Path(cfg.sweep.runs_root).expanduser() / "mlflow.db").resolve()
+    db = (runs_root(cfg) / "mlflow.db").resolve()
     return f"sqlite:///{db}"
 
 
 def artifact_root(cfg: StudyConfig) -> Path:
-    return (Path(cfg.sweep.runs_root).expanduser() / "mlartifacts").resolve()
+    return (runs_root(cfg) / "mlartifacts").resolve()

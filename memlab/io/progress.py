@@ -1,44 +1,47 @@
-"""Progress of long steps as plain log lines (one at most every `every_s` seconds, and one at
-the end): readable on a terminal, in Ray worker output relayed to the driver, and in CI logs,
-where carriage-return progress bars are not."""
+"""Progress of long steps as plain log lines: tqdm's counting, rates and ETA, printed as one
+line at most every `every_s` seconds (and one at the end) instead of a carriage-return bar, so
+it stays readable in Ray worker output relayed to the driver and in CI logs."""
 
 from __future__ import annotations
 
 import sys
-import time
+
+from tqdm import tqdm
+
+FORMAT = ("[memlab] {desc}: {n_fmt}/{total_fmt} {unit}s{postfix}, {rate_inv_fmt}, "
+          "elapsed {elapsed}, eta {remaining}")
 
 
-def _fmt_s(s: float) -> str:
-    s = int(s)
-    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+class _Quiet:
+    """tqdm's own writes (carriage returns, the closing newline) go nowhere."""
+
+    def write(self, s: str) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
 
 
-class Progress:
+class Progress(tqdm):
+    """tqdm whose display is a log line (tqdm's documented way to change its front end:
+    override `display`). Nothing is printed before the first step; each count once."""
+
     def __init__(self, total: int, desc: str, unit: str = "step", every_s: float = 15.0):
-        self.total, self.desc, self.unit, self.every_s = total, desc, unit, every_s
-        self.n = 0
-        self.start = self.last = time.time()
-        self.postfix = ""
+        self._shown = 0
+        super().__init__(total=total, desc=desc, unit=unit, mininterval=every_s,
+                         maxinterval=every_s, miniters=1, file=_Quiet(), bar_format=FORMAT,
+                         dynamic_ncols=False, leave=True)
+
+    def display(self, msg: str | None = None, pos: int | None = None) -> bool:
+        if self.n > self._shown:
+            self._shown = self.n
+            line = self.format_meter(**self.format_dict).replace(",  ", ", ")
+            print(line, file=sys.stderr, flush=True)
+        return True
 
     def update(self, n: int = 1, postfix: str = "") -> None:
-        self.n += n
-        self.postfix = postfix or self.postfix
-        now = time.time()
-        if now - self.last >= self.every_s or self.n >= self.total:
-            self.last = now
-            self._print(now)
-
-    def _print(self, now: float) -> None:
-        el = now - self.start
-        rate = el / self.n if self.n else 0.0
-        eta = rate * (self.total - self.n)
-        extra = f", {self.postfix}" if self.postfix else ""
-        print(f"[memlab] {self.desc}: {self.n}/{self.total} {self.unit}s{extra}, "
-              f"{rate:.2f} s/{self.unit}, elapsed {_fmt_s(el)}, eta {_fmt_s(eta)}",
-              file=sys.stderr, flush=True)
-
-    def __enter__(self) -> Progress:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
+        if postfix:
+            self.set_postfix_str(postfix, refresh=False)
+        super().update(n)
+        if self.n >= self.total:
+            self.close()

@@ -4,7 +4,9 @@ is finished and never redone; a stage writes its manifest last.
 
 A stage's folder also remembers what it was built from (`upstream`, a digest of the previous
 stage's manifest): outputs built from something else are stale and dropped before a rerun,
-and a manifest whose listed outputs are not all there does not count as done."""
+and a manifest whose listed outputs are not all there does not count as done. One process at a
+time computes a stage folder (`claim_stage`, a file lock beside it): another that needs the
+same output waits for it and then reuses it."""
 
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 
 # ------------------------------------------------------------------ schemas of stage boundaries
 DATASET_SCHEMA = pa.schema([
@@ -41,26 +47,28 @@ GENERATION_SCHEMA = pa.schema([
     ("doc_tokens", pa.int32()),  # tokens that NLL is averaged over
 ])
 
-SCORE_SCHEMA = pa.schema([
+SCORE_KEY_SCHEMA = pa.schema([  # the first columns of every score shard
     ("trial_key", pa.string()),
     ("doc_id", pa.string()),
     ("split", pa.string()),
     ("dup_count", pa.int32()),
     ("sample_idx", pa.int32()),
-    ("exact_extracted", pa.bool_()),
-    ("token_match_frac", pa.float64()),
-    ("lcs_tokens", pa.int32()),
-    ("sim_to_source", pa.float64()),
-    ("sim_to_corpus", pa.float64()),
-    ("sim_corpus_doc_id", pa.string()),
     ("doc_nll", pa.float64()),
     ("doc_tokens", pa.int32()),
-    # plagiarism typing against the whole fine-tuning corpus (null when disabled)
-    ("plag_label", pa.string()),  # verbatim | paraphrase | idea | none
-    ("plag_doc_id", pa.string()),
-    ("plag_gen_span", pa.list_(pa.int32())),
-    ("plag_doc_span", pa.list_(pa.int32())),
-    ("plag_score", pa.float64()),
+])
+
+
+def score_schema(columns: list[tuple[str, pa.DataType]]) -> pa.Schema:
+    """Score shards: the key columns, then one column per registered scorer column (in
+    registration order; memlab/scoring/registry.py)."""
+    return pa.schema(list(SCORE_KEY_SCHEMA) + [pa.field(n, t) for n, t in columns])
+
+
+SUMMARY_SCHEMA = pa.schema([  # scores/summary.parquet: one row per (split, dup_count, metric)
+    ("split", pa.string()),  # member | nonmember
+    ("dup_count", pa.int32()),  # -1: every document of the split
+    ("metric", pa.string()),
+    ("value", pa.float64()),
 ])
 
 PLAGIARISM_SCHEMA = pa.schema([  # output of `memlab plagiarism`
@@ -136,11 +144,8 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def manifest_digest(folder: str | os.PathLike) -> str:
@@ -171,3 +176,47 @@ def begin_stage(folder: str | os.PathLike, upstream: str) -> dict | None:
         (folder / MANIFEST).unlink()
     marker.write_text(upstream)
     return None
+
+
+@dataclass
+class StageOutput:
+    """A finished stage folder, and whether this call computed it or found it done."""
+
+    folder: Path
+    manifest: dict
+    computed: bool
+    waited_s: float = 0.0  # waiting for another process that was computing it
+
+
+class claim_stage:
+    """`with claim_stage(folder, upstream) as c:` holds the stage's lock (a file beside the
+    folder): `c.done` is the manifest if the stage already finished from `upstream`, else None
+    and the folder is ready to (re)compute. `c.output()` after the stage wrote its manifest."""
+
+    def __init__(self, folder: str | os.PathLike, upstream: str):
+        self.folder, self.upstream = Path(folder), upstream
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        self.lock = FileLock(self.folder.with_name(self.folder.name + ".lock"))
+        self.waited_s = 0.0
+        self.done: dict | None = None
+
+    def __enter__(self) -> claim_stage:
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            print(f"[memlab] {self.folder.parent.name} {self.folder.name}: another process is "
+                  "computing it; waiting for it", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            self.lock.acquire()
+            self.waited_s = time.perf_counter() - t0
+        self.done = begin_stage(self.folder, self.upstream)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+    def output(self) -> StageOutput:
+        man = self.done if self.done is not None else read_manifest(self.folder)
+        if man is None:
+            raise RuntimeError(f"{self.folder}: the stage finished without a manifest")
+        return StageOutput(self.folder, man, computed=self.done is None, waited_s=self.waited_s)

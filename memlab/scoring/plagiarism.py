@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+
+from memlab.config.schema import PlagiarismSection, StudyConfig
+from memlab.scoring.registry import Column, Context, Scorer, label_percents, register
 
 SENT_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
@@ -30,32 +34,7 @@ SEVERITY = {"verbatim": 3, "paraphrase": 2, "idea": 1, "none": 0}
 LABELS = ("verbatim", "paraphrase", "idea", "none")
 
 
-@dataclass(frozen=True)
-class Params:
-    """Thresholds of PLAGIARISM.md; built from the `score.plagiarism` config section."""
-
-    n_candidates: int = 10
-    bm25_k1: float = 1.2
-    bm25_b: float = 0.75
-    min_sentence_words: int = 3
-    seed_cosine: float = 0.30
-    seed_dice: float = 0.33
-    max_gap: int = 4
-    fragment_cosine: float = 0.34
-    min_case_chars: int = 50
-    verbatim_chars: int = 50
-    idea_max_gap: int = 24
-    idea_ratio: float = 3.0
-    paraphrase_low: float = 0.5
-    paraphrase_high: float = 0.99
-
-
-def params_from(section) -> Params:
-    """Params from a `score.plagiarism` config section (same field names)."""
-    return Params(**{f: getattr(section, f) for f in Params.__dataclass_fields__})
-
-
-def index_key(p: Params) -> str:
+def index_key(p: PlagiarismSection) -> str:
     """What the saved corpus index depends on."""
     return f"k1={p.bm25_k1:g}-b={p.bm25_b:g}-msw={p.min_sentence_words}-v{CorpusIndex.VERSION}"
 
@@ -131,7 +110,7 @@ class Vocab:
         return list(self.ids)
 
 
-def prepare(text: str, p: Params, stem: Stemmer, vocab: Vocab) -> Prepared:
+def prepare(text: str, p: PlagiarismSection, stem: Stemmer, vocab: Vocab) -> Prepared:
     sents = split_sentences(text, p.min_sentence_words, stem)
     spans = np.array([[s, e] for s, e, _ in sents], dtype=np.int64).reshape(-1, 2)
     toks = [np.array([vocab(w) for w in ws], dtype=np.int64) for _, _, ws in sents]
@@ -186,7 +165,7 @@ class Pair:
         tot = np.add.outer(sizes[:m], sizes[m:])
         self.dice = np.divide(2 * inter, tot, out=np.zeros_like(inter), where=tot > 0)
 
-    def seeds(self, p: Params) -> list[tuple[int, int]]:
+    def seeds(self, p: PlagiarismSection) -> list[tuple[int, int]]:
         ii, jj = np.nonzero((self.cos > p.seed_cosine) & (self.dice > p.seed_dice))
         return list(zip(ii.tolist(), jj.tolist()))
 
@@ -196,7 +175,7 @@ class Pair:
         na, nb = math.sqrt(a @ a), math.sqrt(b @ b)
         return float(a @ b / (na * nb)) if na > 0 and nb > 0 else 0.0
 
-    def extend(self, seeds: list[tuple[int, int]], gap: int, p: Params) -> list[Case]:
+    def extend(self, seeds: list[tuple[int, int]], gap: int, p: PlagiarismSection) -> list[Case]:
         out: list[Case] = []
         for cl in _clusters(seeds, gap):
             g0, g1 = min(s[0] for s in cl), max(s[0] for s in cl)
@@ -209,7 +188,7 @@ class Pair:
                 out.extend(self.extend(cl, gap - 1, p))
         return out
 
-    def align(self, p: Params, max_gap: int | None = None) -> list[Case]:
+    def align(self, p: PlagiarismSection, max_gap: int | None = None) -> list[Case]:
         """Seeding, extension and filtering (PLAGIARISM.md sections 3-5)."""
         cases = self.extend(self.seeds(p), p.max_gap if max_gap is None else max_gap, p)
         cases.sort(key=lambda c: (-(c.glen + c.dlen), c.g0, c.d0))
@@ -223,22 +202,18 @@ class Pair:
 
 def _clusters(seeds: list[tuple[int, int]], gap: int) -> list[list[tuple[int, int]]]:
     """Connected components of seeds, adjacent when both coordinates are within gap + 1."""
-    parent = list(range(len(seeds)))
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a in range(len(seeds)):
-        for b in range(a + 1, len(seeds)):
-            if (abs(seeds[a][0] - seeds[b][0]) <= gap + 1
-                    and abs(seeds[a][1] - seeds[b][1]) <= gap + 1):
-                parent[find(a)] = find(b)
+    if not seeds:
+        return []
+    xy = np.array(seeds)
+    near = (np.abs(xy[:, None, 0] - xy[None, :, 0]) <= gap + 1) & \
+        (np.abs(xy[:, None, 1] - xy[None, :, 1]) <= gap + 1)
+    _, label = connected_components(coo_matrix(near), directed=False)
     groups: dict[int, list] = {}
     for i, s in enumerate(seeds):
-        groups.setdefault(find(i), []).append(s)
+        groups.setdefault(int(label[i]), []).append(s)
     return sorted(groups.values(), key=lambda cl: min(cl))
 
 
@@ -290,7 +265,7 @@ class Judge:
         if kind == "embedding":
             from memlab.scoring.similarity import Embedder
 
-            self.model = Embedder(name, device)
+            self.model = Embedder.shared(name, device)
         else:
             from sentence_transformers import CrossEncoder
 
@@ -314,7 +289,7 @@ class CorpusIndex:
 
     VERSION = 1
 
-    def __init__(self, folder: str | os.PathLike, p: Params):
+    def __init__(self, folder: str | os.PathLike, p: PlagiarismSection):
         import bm25s
 
         folder = Path(folder)
@@ -332,7 +307,7 @@ class CorpusIndex:
 
     @staticmethod
     def build(doc_ids: list[str], texts: list[str], folder: str | os.PathLike,
-              p: Params) -> Path:
+              p: PlagiarismSection) -> Path:
         """Pre-process and index the corpus; written to `<folder>.tmp` then renamed."""
         import shutil
 
@@ -448,16 +423,16 @@ def type_texts(texts: list[str], index: CorpusIndex, judge: Judge) -> list[dict]
 
 
 def ensure_index(doc_ids: list[str], texts: list[str], folder: str | os.PathLike,
-                 p: Params) -> Path:
+                 p: PlagiarismSection) -> Path:
     """Build the corpus index in `folder` once (under a file lock); return its path."""
-    from memlab.components.models import _locked
+    from filelock import FileLock
 
     folder = Path(folder)
-    with _locked(folder):
+    with FileLock(str(folder) + ".lock"):
         return CorpusIndex.build(doc_ids, texts, folder, p)
 
 
-def dataset_index(data_dir: str | os.PathLike, p: Params) -> Path:
+def dataset_index(data_dir: str | os.PathLike, p: PlagiarismSection) -> Path:
     """The index of a dataset's fine-tuning documents (members), next to its shards."""
     from memlab.io.shards import read_shards
 
@@ -501,21 +476,20 @@ def write_table_file(rows: list[dict], path: str | os.PathLike) -> None:
         raise ValueError(f"{path}: expected a .jsonl or .parquet output")
 
 
-def type_file(corpus: str, generated: str, out: str, p: Params, judge_name: str,
-              judge_kind: str = "embedding", batch: int = 64) -> dict:
+def type_file(corpus: str, generated: str, out: str, p: PlagiarismSection,
+              batch: int = 64) -> dict:
     """`memlab plagiarism`: the same code as the pipeline stage, on files."""
-    from memlab.io.paths import content_key
+    from memlab.config.keys import content_key, file_sha256
     from memlab.io.progress import Progress
 
     docs = read_table_file(corpus, ("doc_id", "text"))
     gens = read_table_file(generated, ("id", "text"))
     cpath = Path(corpus)
-    st = cpath.stat()
     folder = cpath.with_name(f"{cpath.name}.index-"
-                             f"{content_key([index_key(p), st.st_size, st.st_mtime_ns])}")
+                             f"{content_key([index_key(p), file_sha256(cpath)])}")
     index = CorpusIndex(ensure_index([str(d["doc_id"]) for d in docs],
                                      [str(d["text"]) for d in docs], folder, p), p)
-    judge = Judge(judge_name, judge_kind)
+    judge = Judge(p.judge, p.judge_kind)
     rows: list[dict] = []
     bar = Progress(len(gens), "plagiarism", unit="text", every_s=5)
     for i in range(0, len(gens), batch):
@@ -526,3 +500,37 @@ def type_file(corpus: str, generated: str, out: str, p: Params, judge_name: str,
     write_table_file(rows, out)
     counts = {lab: sum(r["label"] == lab for r in rows) for lab in LABELS}
     return {"texts": len(rows), **counts}
+
+
+# ------------------------------------------------------------------------ the registered scorer
+class PlagiarismScorer:
+    """Plagiarism typing of each generation against the fine-tuning corpus (members)."""
+
+    def __init__(self, ctx: Context):
+        sec = ctx.cfg.score.plagiarism
+        self.index = CorpusIndex(ctx.prepared["index"], sec)
+        self.judge = Judge(sec.judge, sec.judge_kind)
+
+    def __call__(self, rows: list[dict]) -> dict[str, list]:
+        typed = type_texts([r["gen_text"] for r in rows], self.index, self.judge)
+        return {f"plag_{k}": [t[k] for t in typed]
+                for k in ("label", "doc_id", "gen_span", "doc_span", "score")}
+
+
+def _prepare(cfg: StudyConfig, data_dir: Path) -> dict:
+    return {"index": str(dataset_index(data_dir, cfg.score.plagiarism))}
+
+
+register(Scorer(
+    "plagiarism",
+    (Column("plag_label", pa.string(),  # verbatim | paraphrase | idea | none
+            label_percents(LABELS[:3], "none", "plagiarism_any_pct"),
+            lambda sec: {"verbatim_pct": "verbatim_%", "paraphrase_pct": "paraphrase_%",
+                         "idea_pct": "idea_%", "plagiarism_any_pct": "any_%"},
+            table="plagiarism", higher_is_better=False),
+     Column("plag_doc_id", pa.string()),
+     Column("plag_gen_span", pa.list_(pa.int32())),
+     Column("plag_doc_span", pa.list_(pa.int32())),
+     Column("plag_score", pa.float64())),
+    load=PlagiarismScorer, prepare=_prepare, enabled=lambda sec: sec.plagiarism.enabled,
+))

@@ -1,28 +1,149 @@
-"""Scorers are small registered functions carrying their metadata, so reports know how to
-aggregate each one and which direction means more memorization."""
+"""The scorer registry: every score column, how it is computed, aggregated and reported.
+
+A registered scorer is, with no other edit anywhere:
+- one or more columns of the score shards (name and Arrow type, in registration order);
+- summary metrics per (split, dup_count) group (each column's `aggregate`), which are the
+  trial's MLflow metrics;
+- columns of the sweep's report (each column's `report`: summary metric -> heading), members at
+  each duplication level next to the non-member floor.
+
+A per-sample scorer is a plain function of generation columns, registered with `@scorer`.
+A scorer that loads something once (an embedding model, a corpus index) is registered with
+`register(Scorer(...))`: `prepare(cfg, data_dir)` runs once per score stage (files shared by
+every trial of the dataset) and `load(ctx)` once per Ray Data actor, returning the function
+that turns a batch of generation rows into columns.
+
+Plugins (`score.plugins`: Python files or modules) register scorers the same way; they are
+imported wherever scores are computed or reported (`load_plugins`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import importlib.util
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from memlab.config.schema import ScoreSection, StudyConfig
+
+Aggregate = Callable[[Any, ScoreSection], dict[str, float]]  # (pandas Series, section)
+Report = Callable[[ScoreSection], dict[str, str]]
 
 
 @dataclass(frozen=True)
-class ScorerInfo:
+class Column:
     name: str
-    fn: Callable
-    higher_is_better: bool  # from the data owner's side: False = higher means more leakage
-    aggregation: str  # "rate" (percent of samples), "mean", or "max"
+    type: pa.DataType
+    aggregate: Aggregate | None = None  # summary metrics of one group's values
+    report: Report | None = None  # summary metric -> report heading (None: not reported)
+    doc: str = ""  # what a report heading means (the report's legend); {t}: headline threshold
+    table: str = "extraction"  # which report table the headings go to
+    higher_is_better: bool | None = None  # for the data owner: False = more means more leakage
 
 
-SCORERS: dict[str, ScorerInfo] = {}
+@dataclass(frozen=True)
+class Context:
+    """What a scorer's `load` gets: the trial's config and what its `prepare` returned."""
+
+    cfg: StudyConfig
+    prepared: dict
 
 
-def scorer(name: str, higher_is_better: bool, aggregation: str):
+@dataclass(frozen=True)
+class Scorer:
+    name: str
+    columns: tuple[Column, ...]
+    load: Callable[[Context], Callable[[list[dict]], dict[str, list]]]
+    prepare: Callable[[StudyConfig, Path], dict] | None = None
+    enabled: Callable[[ScoreSection], bool] = lambda sec: True
+
+
+SCORERS: dict[str, Scorer] = {}
+
+
+def register(s: Scorer) -> Scorer:
+    taken = {c.name for other in SCORERS.values() for c in other.columns}
+    if s.name in SCORERS or taken & {c.name for c in s.columns}:
+        raise ValueError(f"scorer {s.name!r} (or one of its columns) is registered twice")
+    SCORERS[s.name] = s
+    return s
+
+
+def scorer(name: str, type: pa.DataType, *, inputs: Sequence[str] = ("gen_ids", "suffix_ids"),
+           aggregate: Aggregate | None = None, report: dict | Report | None = None,
+           doc: str = "", table: str = "extraction", higher_is_better: bool | None = None):
+    """Register a per-sample scorer: `fn(*row[c] for c in inputs) -> value` of one generation
+    row (columns of memlab.io.shards.GENERATION_SCHEMA)."""
+
     def wrap(fn: Callable) -> Callable:
-        if name in SCORERS:
-            raise ValueError(f"scorer {name!r} registered twice")
-        SCORERS[name] = ScorerInfo(name, fn, higher_is_better, aggregation)
+        def load(ctx: Context):
+            return lambda rows: {name: [fn(*(r[c] for c in inputs)) for r in rows]}
+
+        rep = (lambda sec, d=report: d) if isinstance(report, dict) else report
+        register(Scorer(name, (Column(name, type, aggregate, rep, doc, table,
+                                      higher_is_better),), load))
         return fn
 
     return wrap
+
+
+# ---------------------------------------------------------------- aggregations of a group
+def percent(metric: str) -> Aggregate:
+    """100 x the mean: the share of true values, or a mean fraction, in percent."""
+    return lambda x, sec: {metric: 100.0 * float(x.astype(float).mean())}
+
+
+def mean(metric: str) -> Aggregate:
+    return lambda x, sec: {metric: float(x.astype(float).mean())}
+
+
+def percent_at_least(fmt: str) -> Aggregate:
+    """The share of values >= each of score.sim_thresholds; `fmt` names it from {t}."""
+    return lambda x, sec: {fmt.format(t=f"{t:g}"): 100.0 * float((x >= t).mean())
+                           for t in sec.sim_thresholds}
+
+
+def combined(*aggs: Aggregate) -> Aggregate:
+    """Several aggregations of one column."""
+    return lambda x, sec: {k: v for a in aggs for k, v in a(x, sec).items()}
+
+
+def label_percents(labels: Sequence[str], none: str, any_metric: str) -> Aggregate:
+    """The share of each label, and of every label but `none`."""
+    def agg(x, sec):
+        out = {f"{lab}_pct": 100.0 * float((x == lab).mean()) for lab in labels}
+        out[any_metric] = 100.0 * float((x != none).mean())
+        return out
+    return agg
+
+
+# ---------------------------------------------------------------- plugins
+_LOADED: dict[str, list[str]] = {}  # plugin -> the scorers it registered
+
+
+def load_plugins(plugins: Sequence[str]) -> list[str]:
+    """Import each plugin once per process (a `.py` file by path, else a module by name);
+    return the names of the scorers they registered, in plugin order."""
+    names: list[str] = []
+    for name in plugins:
+        ident = str(Path(name).expanduser().resolve()) if name.endswith(".py") else name
+        if ident in _LOADED:
+            names += _LOADED[ident]
+            continue
+        before = set(SCORERS)
+        if name.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(f"memlab_plugin_{Path(name).stem}",
+                                                          ident)
+            if spec is None or spec.loader is None:
+                raise ImportError(f"score.plugins: cannot load {name}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(name)
+        _LOADED[ident] = [n for n in SCORERS if n not in before]
+        names += _LOADED[ident]
+    return names

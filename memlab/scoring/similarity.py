@@ -3,9 +3,24 @@ suffix and maximum cosine over the whole fine-tuning corpus (exact, blockwise)."
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+
+from memlab.config.keys import content_key
+from memlab.config.schema import StudyConfig
+from memlab.scoring.registry import (
+    Column,
+    Context,
+    Scorer,
+    combined,
+    mean,
+    percent_at_least,
+    register,
+)
 
 OFFLINE_MINILM = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
@@ -32,6 +47,13 @@ class Embedder:
         self.name = name
         self.model = SentenceTransformer(resolve_embedder(name), device=device)
 
+    @staticmethod
+    @functools.cache
+    def shared(name: str, device: str | None = None) -> Embedder:
+        """One instance per model in a process (the similarity scorer and the paraphrase
+        judge use the same one)."""
+        return Embedder(name, device)
+
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         if not texts:
             dim = self.model.get_sentence_embedding_dimension()
@@ -54,3 +76,62 @@ def max_cosine(queries: np.ndarray, corpus: np.ndarray, block: int = 4096):
         best[better] = v[better]
         arg[better] = j[better] + start
     return best, arg
+
+
+# ---------------------------------------------------------------- the registered scorer
+def corpus_embeddings(cfg: StudyConfig, data_dir: Path) -> Path:
+    """Embeddings of the fine-tuning documents (members), computed once per dataset and
+    embedder, saved next to the dataset shards and reused by every trial."""
+    from filelock import FileLock
+
+    from memlab.io.shards import read_shards
+
+    out = Path(data_dir) / f"emb-{content_key(cfg.score.embedder)}.npz"
+    with FileLock(str(out) + ".lock"):
+        if not out.is_file():
+            rows = [r for r in read_shards(data_dir).to_pylist() if r["split"] == "member"]
+            emb = Embedder.shared(cfg.score.embedder).encode([r["text"] for r in rows])
+            tmp = out.with_name(out.name + ".tmp.npz")
+            np.savez(tmp, emb=emb, doc_id=np.array([r["doc_id"] for r in rows]))
+            tmp.replace(out)
+    return out
+
+
+class SimilarityScorer:
+    """Cosine of each generation to its own reference suffix, and its maximum over the
+    fine-tuning corpus (with the document that reaches it)."""
+
+    def __init__(self, ctx: Context):
+        self.embedder = Embedder.shared(ctx.cfg.score.embedder)
+        z = np.load(ctx.prepared["corpus"])
+        self.corpus, self.ids = z["emb"], z["doc_id"]
+        self.block = ctx.cfg.score.corpus_block
+
+    def __call__(self, rows: list[dict]) -> dict[str, list]:
+        gen = self.embedder.encode([r["gen_text"] for r in rows])
+        ref = self.embedder.encode([r["suffix_text"] for r in rows])
+        to_corpus, arg = max_cosine(gen, self.corpus, self.block)
+        return {"sim_to_source": (gen * ref).sum(axis=1).astype(float).tolist(),
+                "sim_to_corpus": to_corpus.astype(float).tolist(),
+                "sim_corpus_doc_id": [str(self.ids[i]) if len(self.corpus) else None
+                                      for i in arg]}
+
+
+def _headline(sec) -> dict[str, str]:
+    t = f"{sec.headline_threshold:g}"
+    return {f"sim_src_ge_{t}_pct": f"sim>={t}_%"}
+
+
+register(Scorer(
+    "similarity",
+    (Column("sim_to_source", pa.float64(),
+            combined(mean("sim_to_source_mean"), percent_at_least("sim_src_ge_{t}_pct")),
+            _headline, doc="samples with embedding similarity >= {t} to the true suffix",
+            higher_is_better=False),
+     Column("sim_to_corpus", pa.float64(),
+            combined(mean("sim_to_corpus_mean"), percent_at_least("sim_corpus_ge_{t}_pct")),
+            higher_is_better=False),
+     Column("sim_corpus_doc_id", pa.string())),
+    load=SimilarityScorer,
+    prepare=lambda cfg, data_dir: {"corpus": str(corpus_embeddings(cfg, data_dir))},
+))

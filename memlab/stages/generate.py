@@ -23,11 +23,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from memlab.components.models import pad
+from memlab.config.keys import content_key
 from memlab.config.schema import StudyConfig
-from memlab.io.paths import content_key
 from memlab.io.shards import (
     GENERATION_SCHEMA,
-    begin_stage,
+    StageOutput,
+    claim_stage,
     is_done,
     manifest_digest,
     shard_digests,
@@ -75,14 +77,8 @@ def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[f
     out: list[float] = []
     dev = next(model.parameters()).device
     for i in range(0, len(token_lists), batch_size):
-        chunk = token_lists[i:i + batch_size]
-        width = max(len(x) for x in chunk)
-        ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for j, x in enumerate(chunk):
-            ids[j, :len(x)] = torch.tensor(x)
-            mask[j, :len(x)] = 1
-        ids, mask = ids.to(dev), mask.to(dev)
+        batch = pad(tok, token_lists[i:i + batch_size], "right")
+        ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
         nll = next_token_nll(logits, ids[:, 1:])
@@ -101,14 +97,9 @@ def attack_with_hf(model, tok, docs, cfg: StudyConfig, shard: str):
     eos = tok.eos_token_id
     for b in range(0, len(docs), a.batch_size):
         chunk = docs[b:b + a.batch_size]
-        prompts = [ids[:a.prefix_tokens] for _, ids in chunk]
-        width = max(len(p) for p in prompts)
-        inp = torch.full((len(prompts), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(inp)
-        for j, p in enumerate(prompts):  # left padding
-            inp[j, width - len(p):] = torch.tensor(p)
-            mask[j, width - len(p):] = 1
-        inp, mask = inp.to(dev), mask.to(dev)
+        batch = pad(tok, [ids[:a.prefix_tokens] for _, ids in chunk], "left")
+        inp, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
+        width = inp.shape[1]
         for s in range(a.samples_per_prompt):
             seed = sample_seed(cfg.seed, shard, b, s)
             torch.manual_seed(seed)
@@ -221,12 +212,9 @@ class GenerateShards:
 
     CALLS = 2
 
-    def __init__(self, cfg_tree: dict, train_dir: str, threads: int):
+    def __init__(self, cfg: StudyConfig, train_dir: str, threads: int):
         t0 = time.perf_counter()
-        from memlab.config.load import Located, from_dict
-        from memlab.config.schema import StudyConfig
-
-        self.cfg = from_dict(StudyConfig, cfg_tree, "", Located(), [])
+        self.cfg = cfg
         fit_threads(self.cfg.attack.actor_cpus)
         import torch
 
@@ -275,67 +263,26 @@ class GenerateShards:
         return {"dst": list(batch["dst"]), "rows": rows_out}
 
 
-def run_shard_pool(actor_cls, ctor_kwargs: dict, jobs: list[tuple[Path, Path]],
-                   cfg: StudyConfig, desc: str) -> int:
-    """Run `actor_cls` over (src, dst) shard pairs with a Ray Data actor pool; return rows."""
-    import ray
-
-    from memlab.io.progress import Progress
-
-    todo = [(s, d) for s, d in jobs if not is_done(d)]
-    rows = sum(pq.read_metadata(d).num_rows for _, d in jobs if is_done(d))
-    if not todo:
-        return rows
-    a = cfg.attack
-    ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts shards
-    ds = ray.data.from_items([{"src": str(s), "dst": str(d)} for s, d in todo])
-    # an actor class may take several shards at once (`CALLS`, one thread each) where it has a
-    # device whose work the host work can overlap
-    calls = getattr(actor_cls, "CALLS", 1) if a.actor_gpus else 1
-    many = {"max_tasks_in_flight_per_actor": calls, "max_concurrent_calls_per_actor": calls,
-            "enable_true_multi_threading": True} if calls > 1 else {}
-    pool = ray.data.ActorPoolStrategy(size=max(1, min(a.actors, len(todo))), **many)
-    remote_args = None
-    pg = ray.util.get_current_placement_group()
-    if pg is not None and len(pg.bundle_specs) > 1:
-        # Inside a Tune trial that reserved bundles for its actors (head / LoRA trials): the
-        # actors go there (Ray Data would otherwise schedule them outside the trial's group).
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-        strategy = PlacementGroupSchedulingStrategy(pg)
-        remote_args = lambda: {"scheduling_strategy": strategy}  # noqa: E731
-    elif labels := getattr(cfg.resources, cfg.train.strategy).labels:
-        remote_args = lambda: {"label_selector": dict(labels)}  # noqa: E731
-    ds = ds.map_batches(actor_cls, fn_constructor_kwargs=ctor_kwargs, batch_size=1,
-                        compute=pool, num_cpus=a.actor_cpus, num_gpus=a.actor_gpus or None,
-                        ray_remote_args_fn=remote_args)
-    bar = Progress(len(todo), desc, unit="shard")
-    for row in ds.iter_rows():
-        rows += int(row["rows"])
-        bar.update(1)
-    return rows
-
-
 def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Path,
-                 threads: int = 1) -> dict:
+                 threads: int = 1) -> StageOutput:
+    """The attack on every document of the dataset with the trained model of `train_dir`."""
+    from memlab.stages.pool import run_shard_pool
+
     upstream = content_key({"train": manifest_digest(train_dir),
                             "data": manifest_digest(data_dir)})
-    done = begin_stage(out_dir, upstream)
-    if done is not None:
-        return done
-    from memlab.config.load import to_dict
-
-    jobs = [(s, out_dir / s.name) for s in sorted(Path(data_dir).glob("part-*.parquet"))]
-    rows = run_shard_pool(GenerateShards, {"cfg_tree": to_dict(cfg), "train_dir": str(train_dir),
-                                           "threads": threads}, jobs, cfg, "generate")
-    digests = shard_digests(out_dir)
-    data_rows = sum(pq.read_metadata(s).num_rows for s, _ in jobs)
-    manifest = {"upstream": upstream, "outputs": list(digests), "shard_sha256": digests,
-                "shards": len(jobs), "rows": rows, "decoding": cfg.attack.decoding,
-                "docs_too_short": data_rows - rows // cfg.attack.samples_per_prompt,
-                "samples_per_prompt": cfg.attack.samples_per_prompt,
-                "engines": sorted({(pq.read_schema(d).metadata or {}).get(ENGINE_KEY.encode(),
-                                                                         b"unrecorded").decode()
-                                   for _, d in jobs})}
-    write_manifest(out_dir, **manifest)
-    return manifest
+    with claim_stage(out_dir, upstream) as stage:
+        if stage.done is None:
+            jobs = [(s, out_dir / s.name) for s in sorted(Path(data_dir).glob("part-*.parquet"))]
+            rows = run_shard_pool(GenerateShards, {"cfg": cfg, "train_dir": str(train_dir),
+                                                   "threads": threads}, jobs, cfg, "generate")
+            digests = shard_digests(out_dir)
+            data_rows = sum(pq.read_metadata(s).num_rows for s, _ in jobs)
+            engines = {(pq.read_schema(d).metadata or {}).get(ENGINE_KEY.encode(), b"unrecorded")
+                       for _, d in jobs}
+            write_manifest(out_dir, upstream=upstream, outputs=list(digests),
+                           shard_sha256=digests, shards=len(jobs), rows=rows,
+                           decoding=cfg.attack.decoding,
+                           docs_too_short=data_rows - rows // cfg.attack.samples_per_prompt,
+                           samples_per_prompt=cfg.attack.samples_per_prompt,
+                           engines=sorted(e.decode() for e in engines))
+        return stage.output()

@@ -5,12 +5,14 @@
 - head: only the output head trains (untied from the input embedding first when tied).
 - lora: peft adapters on the configured modules.
 
-All three see the same sequences in the same order for the same number of steps. Writes
-`train/model/` (full weights, or the LoRA adapter), `train/metrics.json` and, last, the manifest.
-In a sweep, `full` runs as a Ray Train TorchTrainer of `resources.full.workers` workers, each
-taking its contiguous slice of every global batch. With `train.checkpoint_every`, a resumable
-checkpoint (DeepSpeed's for full; trainable tensors + optimizer for head/LoRA; RNG states
-per rank) is kept in `train/ckpt/`; a rerun continues from it and removes it when done.
+All three see the same sequences in the same order for the same number of steps: one setup per
+strategy (`SETUPS`: what trains, its optimizer step, checkpoint and export) behind one training
+loop (`train_here`). Writes into its stage folder `model/` (full weights, or the LoRA adapter),
+`metrics.json` and, last, the manifest. In a sweep, `full` runs as a Ray Train TorchTrainer of
+`resources.full.workers` workers, each taking its contiguous slice of every global batch. With
+`train.checkpoint_every`, a resumable checkpoint (DeepSpeed's for full; trainable tensors +
+optimizer for head/LoRA; RNG states per rank) is kept in `ckpt/`; a rerun continues from it
+and removes it when done.
 """
 
 from __future__ import annotations
@@ -25,15 +27,23 @@ from pathlib import Path
 
 from memlab.components.data import read_dataset, training_stream
 from memlab.components.models import (
+    READY,
     doc_tokens,
     load_causal_lm,
     load_tokenizer,
+    pad,
     torch_dtype,
     untie_head,
 )
+from memlab.config.keys import content_key
 from memlab.config.schema import StudyConfig
-from memlab.io.paths import content_key
-from memlab.io.shards import begin_stage, manifest_digest, write_json_atomic, write_manifest
+from memlab.io.shards import (
+    StageOutput,
+    claim_stage,
+    manifest_digest,
+    write_json_atomic,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +98,6 @@ def _batches(stream: list[dict], tok, cfg: StudyConfig, start: int = 0, rank: in
              world: int = 1):
     """Yield (input_ids, attention_mask, labels, empty) per optimizer step from step `start`:
     this rank's part of the global batch, right-padded (skipped steps are not tokenized)."""
-    import torch
-
     t = cfg.train
     cache: dict[str, list[int]] = {}
     steps_per_epoch = math.ceil(len(stream) / t.batch_size)
@@ -101,19 +109,12 @@ def _batches(stream: list[dict], tok, cfg: StudyConfig, start: int = 0, rank: in
                 continue
             rows, empty = _rank_rows(stream[s * t.batch_size:(s + 1) * t.batch_size], rank,
                                      world)
-            seqs = []
             for r in rows:
                 if r["doc_id"] not in cache:
                     cache[r["doc_id"]] = doc_tokens(tok, r["text"], t.seq_len)
-                seqs.append(cache[r["doc_id"]])
-            width = max(len(x) for x in seqs)
-            ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            for i, x in enumerate(seqs):
-                ids[i, :len(x)] = torch.tensor(x)
-                mask[i, :len(x)] = 1
-            labels = ids.masked_fill(mask == 0, -100)
-            yield ids, mask, labels, empty
+            batch = pad(tok, [cache[r["doc_id"]] for r in rows], "right")
+            ids, mask = batch["input_ids"], batch["attention_mask"]
+            yield ids, mask, ids.masked_fill(mask == 0, -100), empty
 
 
 def _warmup(optim, steps: int):
@@ -130,63 +131,57 @@ def count_steps(stream_len: int, cfg: StudyConfig) -> int:
 
 
 def train_upstream(data_dir: Path, base_model: str) -> str:
-    return content_key({"data": manifest_digest(data_dir), "base_model": base_model})
+    """What a finished train stage was built from: the dataset's manifest and the base model's
+    identity (a prepared model's identity file; else its path or hub id)."""
+    ready = Path(base_model) / READY
+    return content_key({"data": manifest_digest(data_dir),
+                        "base_model": ready.read_text() if ready.is_file() else base_model})
 
 
 def run_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
-              on_loss=None) -> dict:
-    """Fine-tune in this process and save. Returns the train manifest (skips work if it
-    already exists). `full` runs a one-process DeepSpeed group here; in a sweep it runs
-    across Ray Train workers instead (run_train_workers).
+              on_loss=None, ray_workers: bool = False) -> StageOutput:
+    """Fine-tune and save, unless `out_dir` holds this training already (another process
+    computing it is waited for).
 
-    `on_loss(step, loss)` is called after every optimizer step (e.g. to log to MLflow).
+    `on_loss(step, loss)` is called after every optimizer step (rank 0). `ray_workers`: full
+    fine-tuning as a Ray Train fit over `resources.full.workers` workers (a sweep does this);
+    otherwise every strategy trains in this process (full in a one-process DeepSpeed group).
     """
     upstream = train_upstream(data_dir, base_model)
-    done = begin_stage(out_dir, upstream)
-    if done is not None:
-        log.info("train: already finished in %s", out_dir)
-        return done
-    return train_here(cfg, base_model, data_dir, out_dir, upstream, on_loss)
+    with claim_stage(out_dir, upstream) as stage:
+        if stage.done is None:
+            run = _fit_ray_train if ray_workers else train_here
+            run(cfg, base_model, Path(data_dir), Path(out_dir), upstream, on_loss)
+        return stage.output()
 
 
-def run_train_workers(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
-                      tracking: tuple[str, str] | None, storage: Path) -> dict:
+def _fit_ray_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
+                   upstream: str, on_loss) -> None:
     """Full fine-tuning as a Ray Train TorchTrainer fitted from inside the Tune trial:
     `resources.full.workers` workers of `resources.full.cpu/gpu` each (on nodes with
     `resources.full.labels`), one DeepSpeed ZeRO group across them (gloo on CPU, NCCL on GPU).
-    Rank 0 logs the loss to the MLflow run `tracking` = (uri, run_id) and writes the outputs.
     A failed worker group is restarted up to sweep.max_failures times and continues from the
     last checkpoint (train.checkpoint_every)."""
-    upstream = train_upstream(data_dir, base_model)
-    done = begin_stage(out_dir, upstream)
-    if done is not None:
-        log.info("train: already finished in %s", out_dir)
-        return done
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from memlab.config.load import to_dict
-    from memlab.io.shards import read_manifest
-
+    if cfg.train.strategy != "full":
+        raise ValueError("only full fine-tuning runs across Ray Train workers")
     res = cfg.resources.full
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"config": to_dict(cfg), "base_model": base_model,
-                           "data_dir": str(data_dir), "out_dir": str(out_dir),
-                           "upstream": upstream, "tracking": tracking},
+        train_loop_config={"cfg": cfg, "base_model": base_model, "data_dir": data_dir,
+                           "out_dir": out_dir, "upstream": upstream, "on_loss": on_loss},
         torch_config=TorchConfig(backend="nccl" if res.gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=res.workers, use_gpu=res.gpu > 0,
             resources_per_worker={"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu else {})},
             label_selector=dict(res.labels) or None),
-        run_config=RunConfig(name="train", storage_path=str(storage),
+        run_config=RunConfig(name="train", storage_path=str(out_dir / RAY_STORAGE),
                              failure_config=FailureConfig(max_failures=cfg.sweep.max_failures)),
     )
     trainer.fit()
-    man = read_manifest(out_dir)
-    if man is None:
-        raise RuntimeError(f"train workers finished without a manifest in {out_dir}")
-    return man
+    shutil.rmtree(out_dir / RAY_STORAGE, ignore_errors=True)
 
 
 def _worker_loop(c: dict) -> None:
@@ -195,18 +190,14 @@ def _worker_loop(c: dict) -> None:
     import ray.train
     import torch
 
-    from memlab.config.load import Located, from_dict
-
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(ctx.get_world_size()),
                       LOCAL_RANK=str(ctx.get_local_rank()))
     logging.basicConfig(level=os.environ.get("MEMLAB_LOG", "INFO"),
                         format=f"%(levelname)s rank{rank} %(name)s: %(message)s")
-    problems: list[str] = []
-    cfg = from_dict(StudyConfig, c["config"], "", Located(), problems)
-    res = cfg.resources.full
-    torch.set_num_threads(cfg.train.threads or max(1, math.ceil(res.cpu)))
+    cfg: StudyConfig = c["cfg"]
+    torch.set_num_threads(cfg.train.threads or max(1, math.ceil(cfg.resources.full.cpu)))
     device = "cpu"
     if torch.cuda.is_available():
         from ray.train.torch import get_device
@@ -215,17 +206,11 @@ def _worker_loop(c: dict) -> None:
         device = "cuda"
     nodes: list = [None] * ctx.get_world_size()
     torch.distributed.all_gather_object(nodes, ray.get_runtime_context().get_node_id())
-    on_loss = None
-    if rank == 0 and c["tracking"]:
-        from memlab.tracking.mlflow_log import TrackedRun
+    train_here(cfg, c["base_model"], c["data_dir"], c["out_dir"], c["upstream"],
+               c["on_loss"] if rank == 0 else None, device, {"worker_nodes": nodes})
 
-        run = TrackedRun(*c["tracking"])
-        run.set_tags({"ray.train_worker_nodes": ",".join(nodes)})
-        every = cfg.train.log_every
-        on_loss = lambda step, loss: (run.log_metric("train_loss", loss, step)  # noqa: E731
-                                      if step % every == 0 else None)
-    train_here(cfg, c["base_model"], Path(c["data_dir"]), Path(c["out_dir"]), c["upstream"],
-               on_loss, device)
+
+RAY_STORAGE = "_ray"  # a Ray Train fit's own state, removed once it finished
 
 
 CKPT = "ckpt"
@@ -316,9 +301,141 @@ def _steady_rate(tokens: list[float], secs: list[float], warmup: int = 2) -> flo
     return sum(tokens[w:]) / max(sum(secs[w:]), 1e-9)
 
 
+class TorchSetup:
+    """head / LoRA: the process trains the model's trainable parameters with AdamW (autocast
+    to the trial's precision, gradient clipping, warm-up)."""
+
+    engine, rank, world = "torch", 0, 1
+
+    def __init__(self, model, cfg: StudyConfig, lr: float, saved: str, device: str, dtype,
+                 notes: list[str] | None = None):
+        import torch
+
+        self.model = self.module = model.to(device)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.trainable = sum(p.numel() for p in self.params)
+        self.total = sum(p.numel() for p in model.parameters())
+        self.optim = torch.optim.AdamW(self.params, lr=lr, weight_decay=cfg.train.weight_decay)
+        self.sched = _warmup(self.optim, cfg.train.warmup_steps)
+        self.lr, self.saved, self.notes = lr, saved, notes or []
+        self.device, self.dtype = device, dtype
+
+    def step(self, ids, mask, labels, empty: bool):
+        import torch
+
+        with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optim.step()
+        self.sched.step()
+        self.optim.zero_grad(set_to_none=True)
+        return loss
+
+    def save_ckpt(self, ckpt: Path, step: int, losses: list[float]) -> None:
+        _save_local(ckpt, self.model, self.optim, self.sched, step, losses)
+
+    def load_ckpt(self, ckpt: Path) -> tuple[int, list[float]]:
+        return _load_local(ckpt, self.model, self.optim, self.sched)
+
+    def export(self, model_dir: Path) -> None:
+        self.model.save_pretrained(model_dir)
+
+    def sync(self) -> None:
+        pass
+
+
+class DeepSpeedSetup:
+    """full: every weight trains through a DeepSpeed engine (ZeRO stage from config; a torch
+    AdamW passed in, so no DeepSpeed op needs compiling), one rank of a process group."""
+
+    saved = "full_model"
+
+    def __init__(self, model, cfg: StudyConfig, device: str, dtype):
+        import deepspeed
+        import deepspeed.ops
+        import torch
+        import torch.distributed as dist
+
+        t = cfg.train
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no op build on CPU
+        _init_single_process_group("nccl" if device == "cuda" else "gloo")
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=t.full.lr, weight_decay=t.weight_decay)
+        self.model, _, _, _ = deepspeed.initialize(
+            model=model, optimizer=optim, lr_scheduler=lambda opt: _warmup(opt, t.warmup_steps),
+            config=deepspeed_config(cfg, self.world, dtype == torch.bfloat16))
+        self.module = self.model.module
+        numel = lambda p: getattr(p, "ds_numel", p.numel())  # noqa: E731  (ZeRO-3 partitions)
+        self.trainable = sum(numel(p) for p in self.module.parameters() if p.requires_grad)
+        self.total = sum(numel(p) for p in self.module.parameters())
+        self.zero_stage, self.lr, self.notes = t.full.zero_stage, t.full.lr, []
+        self.engine = f"deepspeed-zero{t.full.zero_stage}"
+
+    def step(self, ids, mask, labels, empty: bool):
+        loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        self.model.backward(loss * 0 if empty else loss)  # a rank left without rows
+        self.model.step()
+        return loss
+
+    def save_ckpt(self, ckpt: Path, step: int, losses: list[float]) -> None:
+        _save_deepspeed(ckpt, self.model, step, losses)
+
+    def load_ckpt(self, ckpt: Path) -> tuple[int, list[float]]:
+        return _load_deepspeed(ckpt, self.model)
+
+    def export(self, model_dir: Path) -> None:
+        if self.zero_stage == 3:  # gather the partitions on every rank, rank 0 writes
+            import deepspeed
+
+            with deepspeed.zero.GatheredParameters(list(self.module.parameters()),
+                                                   modifier_rank=None):
+                if self.rank == 0:
+                    self.module.save_pretrained(model_dir)
+        elif self.rank == 0:
+            self.module.save_pretrained(model_dir)
+
+    def sync(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()  # a one-process group stays up: DeepSpeed caches its groups
+
+
+def setup_full(cfg: StudyConfig, model, device: str, dtype) -> DeepSpeedSetup:
+    return DeepSpeedSetup(model, cfg, device, dtype)
+
+
+def setup_head(cfg: StudyConfig, model, device: str, dtype) -> TorchSetup:
+    notes = []
+    if untie_head(model):
+        notes.append("lm_head was tied to the input embedding: untied (copied) before "
+                     "training, so only the head trains and the embedding stays frozen")
+        log.warning("head-only: %s", notes[-1])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.get_output_embeddings().weight.requires_grad_(True)
+    return TorchSetup(model, cfg, cfg.train.head.lr, "full_model", device, dtype, notes)
+
+
+def setup_lora(cfg: StudyConfig, model, device: str, dtype) -> TorchSetup:
+    from peft import LoraConfig, get_peft_model
+
+    lo = cfg.train.lora
+    model = get_peft_model(model, LoraConfig(
+        r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
+        target_modules=list(lo.target_modules), task_type="CAUSAL_LM"))
+    return TorchSetup(model, cfg, lo.lr, "lora_adapter", device, dtype)
+
+
+SETUPS = {"full": setup_full, "head": setup_head, "lora": setup_lora}
+
+
 def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
-               upstream: str, on_loss=None, device: str | None = None) -> dict:
-    """The training loop of every strategy, in this process (one rank of `full`)."""
+               upstream: str, on_loss=None, device: str | None = None,
+               record: dict | None = None) -> None:
+    """The training loop of every strategy, in this process (one rank of `full`); rank 0
+    writes the model, metrics.json and, last, the manifest (with `record` added)."""
     import torch
     import torch.distributed as dist
 
@@ -334,141 +451,63 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     if not stream:
         raise ValueError("training stream is empty: no members with dup_count > 0")
     steps = count_steps(len(stream), cfg)
-    notes: list[str] = []
     ckpt = out_dir / CKPT
-
-    engine, rank, world = None, 0, 1
-    if t.strategy == "full":
-        import deepspeed
-        import deepspeed.ops
-
-        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # no op build on CPU
-        _init_single_process_group("nccl" if device == "cuda" else "gloo")
-        rank, world = dist.get_rank(), dist.get_world_size()
-        params = [p for p in model.parameters() if p.requires_grad]
-        optim = torch.optim.AdamW(params, lr=t.full.lr, weight_decay=t.weight_decay)
-        engine, optim, _, _ = deepspeed.initialize(
-            model=model, optimizer=optim, lr_scheduler=lambda opt: _warmup(opt, t.warmup_steps),
-            config=deepspeed_config(cfg, world, dtype == torch.bfloat16))
-        lr = t.full.lr
-    elif t.strategy == "head":
-        if untie_head(model):
-            notes.append("lm_head was tied to the input embedding: untied (copied) before "
-                         "training, so only the head trains and the embedding stays frozen")
-            log.warning("head-only: %s", notes[-1])
-        for p in model.parameters():
-            p.requires_grad_(False)
-        model.get_output_embeddings().weight.requires_grad_(True)
-        lr = t.head.lr
-    else:
-        from peft import LoraConfig, get_peft_model
-
-        lcfg = LoraConfig(r=t.lora.r, lora_alpha=t.lora.alpha, lora_dropout=t.lora.dropout,
-                          target_modules=list(t.lora.target_modules), task_type="CAUSAL_LM")
-        model = get_peft_model(model, lcfg)
-        lr = t.lora.lr
-
-    numel = lambda p: getattr(p, "ds_numel", p.numel())  # noqa: E731  (ZeRO-3 partitions)
-    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
-    total = sum(numel(p) for p in model.parameters())
-    module = engine.module if engine is not None else model
-    if engine is None:
-        module.to(device)
-        optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                                  weight_decay=t.weight_decay)
-        sched = _warmup(optim, t.warmup_steps)
-        first, losses = _load_local(ckpt, model, optim, sched)
-    else:
-        first, losses = _load_deepspeed(ckpt, engine)
+    setup = SETUPS[t.strategy](cfg, model, device, dtype)
+    first, losses = setup.load_ckpt(ckpt)
     if first:
         log.info("train: resuming from the checkpoint of step %d in %s", first, ckpt)
-    module.train()
+    setup.module.train()
 
     start = time.time()
     bar = Progress(steps, f"train {t.strategy}", unit="step")
     bar.update(first)
-    batches = _batches(stream, tok, cfg, first, rank, world)
     step_s: list[float] = []  # wall time and real (unpadded) tokens of each step of this run
     step_tokens: list[float] = []
+    batches = _batches(stream, tok, cfg, first, setup.rank, setup.world)
     for step, (ids, mask, labels, empty) in enumerate(batches, start=first):
         if step >= steps:
             break
         t0 = time.perf_counter()
         ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-        if engine is not None:
-            loss = engine(input_ids=ids, attention_mask=mask, labels=labels).loss
-            engine.backward(loss * 0 if empty else loss)
-            engine.step()
-        else:
-            with torch.autocast(device, dtype=dtype, enabled=dtype != torch.float32):
-                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in model.parameters() if p.requires_grad], 1.0)
-            optim.step()
-            sched.step()
-            optim.zero_grad(set_to_none=True)
+        loss = setup.step(ids, mask, labels, empty)
         value = loss.detach().float()
         ntok = mask.sum().float() * (not empty)
-        if world > 1:  # the loss of the global batch: mean over the ranks that had rows
+        if setup.world > 1:  # the loss of the global batch: mean over the ranks that had rows
             both = torch.stack([value * (not empty), torch.ones_like(value) * (not empty), ntok])
             dist.all_reduce(both)
             value, ntok = both[0] / both[1], both[2]
         losses.append(float(value))  # (waits for the step to finish)
         step_s.append(time.perf_counter() - t0)
         step_tokens.append(float(ntok))
-        if on_loss is not None:
+        if on_loss is not None and step % t.log_every == 0:
             on_loss(step, losses[-1])
         bar.update(1, postfix=f"loss {losses[-1]:.3f}")
         if t.checkpoint_every and (step + 1) % t.checkpoint_every == 0 and step + 1 < steps:
-            if engine is not None:
-                _save_deepspeed(ckpt, engine, step + 1, losses)
-            else:
-                _save_local(ckpt, model, optim, sched, step + 1, losses)
+            setup.save_ckpt(ckpt, step + 1, losses)
     train_time = time.time() - start
-
-    model_dir = out_dir / "model"
-    if t.strategy == "full":
-        saved = "full_model"
-        if t.full.zero_stage == 3:
-            import deepspeed
-
-            with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
-                if rank == 0:
-                    module.save_pretrained(model_dir)
-        elif rank == 0:
-            module.save_pretrained(model_dir)
-    elif t.strategy == "head":
-        saved = "full_model"
-        model.save_pretrained(model_dir)
-    else:
-        saved = "lora_adapter"
-        model.save_pretrained(model_dir)
+    setup.export(out_dir / "model")
 
     metrics = {
-        "trainable_params": trainable,
-        "total_params": total,
-        "trainable_frac": trainable / total,
+        "trainable_params": setup.trainable,
+        "total_params": setup.total,
+        "trainable_frac": setup.trainable / setup.total,
         "train_steps": len(losses),
         "train_sequences": len(losses) * t.batch_size,
         "train_time_s": train_time,
         "train_tokens_per_s": _steady_rate(step_tokens, step_s),
         "final_loss": losses[-1],
         "first_loss": losses[0],
-        "lr": lr,
+        "lr": setup.lr,
     }
-    engine_name = f"deepspeed-zero{t.full.zero_stage}" if t.strategy == "full" else "torch"
-    manifest = {"upstream": upstream, "outputs": ["model", "metrics.json"],
-                "saved": saved, "base_model": base_model, "strategy": t.strategy,
-                "engine": engine_name, "workers": world, "vocab_size": module.config.vocab_size,
-                "device": device, "dtype": str(dtype).removeprefix("torch."),
-                "resumed_from_step": first, "notes": notes, **metrics}
-    if rank == 0:
-        tok.save_pretrained(model_dir)
-        write_json_atomic({"metrics": metrics, "losses": losses, "notes": notes},
+    if setup.rank == 0:
+        tok.save_pretrained(out_dir / "model")
+        write_json_atomic({"metrics": metrics, "losses": losses, "notes": setup.notes},
                           out_dir / "metrics.json")
-        write_manifest(out_dir, **manifest)
+        write_manifest(out_dir, upstream=upstream, outputs=["model", "metrics.json"],
+                       saved=setup.saved, base_model=base_model, strategy=t.strategy,
+                       engine=setup.engine, workers=setup.world,
+                       vocab_size=setup.module.config.vocab_size, device=device,
+                       dtype=str(dtype).removeprefix("torch."), resumed_from_step=first,
+                       notes=setup.notes, **metrics, **(record or {}))
         shutil.rmtree(ckpt, ignore_errors=True)  # the finished stage no longer needs it
-    if engine is not None:
-        dist.barrier()  # a one-process group stays up: DeepSpeed caches its groups
-    return manifest
+    setup.sync()

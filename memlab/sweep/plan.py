@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from memlab.config.labels import model_label
 from memlab.config.schema import StudyConfig
 
 GIB = 1024 ** 3
@@ -159,13 +160,13 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
             fix = ("train.full.zero_stage=3 with more resources.full.workers" if s == "full"
                    else f"a larger resources.{s}.gpu")
             problems.setdefault(
-                f"{s} fine-tuning of {model_label_of(c)} ({est['params_m']:.0f}M) needs "
+                f"{s} fine-tuning of {model_label(c)} ({est['params_m']:.0f}M) needs "
                 f"~{est['train_mem_gib']:.1f} GiB per GPU, more than its {min(gpu, 1):g} x "
                 f"{cap:g} GiB (resources.{s}.gpu, resources.gpu_mem_gb): lower "
                 f"train.batch_size / train.seq_len, or {fix}", []).append(trial.name)
         if c.attack.actor_gpus and est["gen_mem_gib"] > cap * min(c.attack.actor_gpus, 1):
             problems.setdefault(
-                f"a generation actor for {model_label_of(c)} needs ~{est['gen_mem_gib']:.1f} "
+                f"a generation actor for {model_label(c)} needs ~{est['gen_mem_gib']:.1f} "
                 f"GiB, more than attack.actor_gpus={c.attack.actor_gpus:g} x {cap:g} GiB: "
                 "lower attack.batch_size or raise attack.actor_gpus", []).append(trial.name)
     msgs = []
@@ -173,7 +174,3 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
         more = f" and {len(names) - 1} more" if len(names) > 1 else ""
         msgs.append(f"trial {names[0]}{more}: {msg}")
     return rows, msgs
-
-
-def model_label_of(cfg: StudyConfig) -> str:
-    return cfg.model.scale or cfg.model.name or cfg.model.source

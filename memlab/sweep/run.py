@@ -1,5 +1,6 @@
 """The sweep driver: prepare what trials share (datasets, base models, the MLflow experiment)
-once, run one Ray Tune trial per grid cell with the resources of its strategy, then report."""
+once, run one Ray Tune trial per grid cell with the resources of its strategy, report, and log
+to MLflow whatever finished but is not logged yet."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-from memlab.cli import dup_label, model_label
 from memlab.config.expand import Study
-from memlab.config.load import to_dict
+from memlab.config.labels import dup_label, model_label
+from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
-from memlab.io.paths import artifact_root, data_key, dataset_dir, default_tracking_uri
+from memlab.io.paths import artifact_root, default_tracking_uri, stage_dir, sweep_root
+from memlab.sweep.trial import Tracking, TrialPlan
 
 log = logging.getLogger("memlab")
 
@@ -57,6 +59,7 @@ def _absolute(cfg: StudyConfig) -> StudyConfig:
         cfg.model.name = absolute(cfg.model.name)
     if Path(cfg.score.embedder).expanduser().exists():
         cfg.score.embedder = absolute(cfg.score.embedder)
+    cfg.score.plugins = [absolute(p) if p.endswith(".py") else p for p in cfg.score.plugins]
     if cfg.tracking.uri:
         cfg.tracking.uri = _absolute_uri(cfg.tracking.uri)
     return cfg
@@ -66,77 +69,103 @@ def _absolute_uri(uri: str) -> str:
     """A relative SQLite or file store would land in each trial's own working directory."""
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    if uri.startswith("file:"):  # an MLflow file store
+        return Path(uri[len("file:"):].removeprefix("//")).expanduser().resolve().as_uri()
     if "://" not in uri:
         return str(Path(uri).expanduser().resolve())
     return uri
 
 
-def prepare(study: Study, tracking_uri: str | None) -> list[dict]:
-    """Datasets and base models once per distinct config; the experiment; trial payloads."""
+def open_tracking(study: Study, tracking_uri: str | None) -> Tracking:
+    """The sweep's experiment and parent run (TrackingError if MLflow cannot be reached:
+    nothing has been computed yet, so the sweep stops before it starts)."""
+    from memlab.tracking.mlflow_log import Client, ensure_experiment, provenance, sweep_run
+
+    base = _absolute(study.base)
+    uri = _absolute_uri(tracking_uri or base.tracking.uri or default_tracking_uri(base))
+    client = Client(uri, base.tracking.retry_s)
+    local_store = uri.startswith(("sqlite:", "file:")) or "://" not in uri
+    exp_id = ensure_experiment(client, base.tracking.experiment or base.sweep.name,
+                               str(artifact_root(base)) if local_store else None)
+    parent = sweep_run(client, exp_id, base.sweep.name, params=sweep_params(study),
+                       tags={**provenance(Path(__file__).resolve().parent),
+                             "trials": str(len(study.trials))})
+    return Tracking(uri, exp_id, parent.run_id, base.tracking.retry_s)
+
+
+def prepare(study: Study, tracking: Tracking) -> list[TrialPlan]:
+    """Datasets and base models once per distinct config; the trials' typed plans."""
     from memlab.components.data import build_dataset, read_dataset
     from memlab.components.models import prepare_base_model
-    from memlab.tracking.mlflow_log import ensure_experiment, provenance, sweep_run
+    from memlab.tracking.mlflow_log import provenance
 
     datasets: dict[str, dict] = {}
     models: dict[str, dict] = {}
-    payloads = []
-    base = _absolute(study.base)
-    uri = _absolute_uri(tracking_uri or base.tracking.uri or default_tracking_uri(base))
-    exp_name = base.tracking.experiment or base.sweep.name
-    local_store = uri.startswith("sqlite:") or "://" not in uri
-    exp_id = ensure_experiment(uri, exp_name, str(artifact_root(base)) if local_store else None)
     prov = provenance(Path(__file__).resolve().parent)
-    parent = sweep_run(uri, exp_id, base.sweep.name, params=sweep_params(study),
-                       tags={**prov, "trials": str(len(study.trials))})
+    plans = []
     for trial in study.trials:
-        cfg = _absolute(trial.config)
-        dkey = data_key(cfg)
-        if dkey not in datasets:
-            print(f"[memlab] dataset {dkey}: building shards ...", flush=True)
-            man = build_dataset(cfg.data, dataset_dir(cfg))
-            datasets[dkey] = man
-        mkey = repr((to_dict(cfg)["model"], dkey if cfg.model.source == "tiny" else None))
+        cfg, keys = _absolute(trial.config), trial.keys
+        data_dir = stage_dir(cfg, "data", keys.data)
+        if keys.data not in datasets:
+            datasets[keys.data] = build_dataset(cfg.data, data_dir, keys.data)
+            print(f"[memlab] dataset {keys.data}: {datasets[keys.data]['rows']} documents in "
+                  f"{data_dir}", flush=True)
+        mkey = repr((to_dict(cfg)["model"], keys.data if cfg.model.source == "tiny" else None))
         if mkey not in models:
             print(f"[memlab] base model {model_label(cfg)}: preparing ...", flush=True)
-            texts = ([r["text"] for r in read_dataset(dataset_dir(cfg))]
+            texts = ([r["text"] for r in read_dataset(data_dir)]
                      if cfg.model.source == "tiny" else None)
             models[mkey] = prepare_base_model(cfg.model, texts, seed=cfg.data.seed)
-        model = models[mkey]
+        model, data = models[mkey], datasets[keys.data]
         tags = {**prov, "strategy": cfg.train.strategy, "sweep": cfg.sweep.name,
                 "model": model_label(cfg), "dup_counts": dup_label(cfg),
-                "data_key": dkey, "data_sha256": datasets[dkey]["sha256"],
-                "data_source": datasets[dkey]["source_ref"],
+                "data_sha256": data["sha256"], "data_source": data["source_ref"],
                 **{f"model.{k}": v for k, v in model["identity"].items()}}
-        payloads.append({"key": trial.key, "name": trial.name, "point": trial.point,
-                         "config": to_dict(cfg), "data_dir": str(dataset_dir(cfg)),
-                         "base_model": model["path"], "model_label": model_label(cfg),
-                         "tracking_uri": uri, "experiment_id": exp_id, "tags": tags,
-                         "parent_run_id": parent.run_id})
-    return payloads
+        plans.append(TrialPlan(config=cfg, keys=keys, name=trial.name, point=trial.point,
+                               base_model=model["path"], model_label=model_label(cfg),
+                               tracking=tracking, tags=tags))
+    return plans
 
 
 def sweep_params(study: Study) -> dict:
     """What the parent run records once: the grid and the config the trials share."""
-    from memlab.config.load import flatten
-
     grid = study.grid or {}
     shared = {k: v for k, v in flatten(to_dict(study.base)).items() if k not in grid}
     return {**{f"grid.{k}": json.dumps(v) for k, v in grid.items()}, **shared}
 
 
-def log_sweep_summary(payloads: list[dict], root: Path, failed: int, secs: float) -> None:
-    """Sweep-level results on the parent run: the summary table (CSV/MD) and plot, counts."""
-    from memlab.tracking.mlflow_log import TrackedRun
+def log_pending(plans: list[TrialPlan]) -> list[TrialPlan]:
+    """Log the finished trials whose results are not in MLflow yet (a trial's own attempt
+    failed, or it finished before a crash); stop at the first failure (MLflow is down).
+    Returns the finished trials still not logged."""
+    from memlab.sweep.trial import is_logged, log_trial
+    from memlab.tracking.mlflow_log import TrackingError
 
-    p = payloads[0]
-    run = TrackedRun(p["tracking_uri"], p["parent_run_id"])
+    finished = [p for p in plans if (p.dir / "result.json").is_file()]
+    pending = [p for p in finished if not is_logged(p)]
+    for i, p in enumerate(pending):
+        try:
+            log_trial(p)
+            print(f"[memlab] {p.name}: logged to MLflow", flush=True)
+        except TrackingError as e:
+            print(f"[memlab] MLflow: {e}", file=sys.stderr, flush=True)
+            return pending[i:]
+    return []
+
+
+def log_sweep_summary(study: Study, tracking: Tracking, failed: int, secs: float) -> None:
+    """Sweep-level results on the parent run: the summary table (CSV/MD) and plot, counts."""
+    from memlab.tracking.mlflow_log import Client, TrackedRun
+
+    root = sweep_root(study.base)
+    run = TrackedRun(Client(tracking.uri, tracking.retry_s), tracking.parent_run_id)
     for name in ("results.csv", "results.md", "results.png"):
         if (root / name).is_file():
             run.log_artifact(root / name, "summary")
-    done = sum((root / q["key"] / "result.json").is_file() for q in payloads)
-    run.log_metrics({"trials_finished": done, "trials_failed": failed, "sweep_minutes":
-                     secs / 60})
-    run.finish(ok=done == len(payloads) and not failed)
+    done = sum((root / t.key / "result.json").is_file() for t in study.trials)
+    run.log_metrics({"trials_finished": done, "trials_failed": failed,
+                     "sweep_minutes": secs / 60})
+    run.finish(ok=done == len(study.trials) and not failed)
 
 
 def _init_ray() -> None:
@@ -158,24 +187,23 @@ def _init_ray() -> None:
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
 
 
-def run_tune(study: Study, payloads: list[dict], resume: bool) -> int:
+def run_tune(study: Study, plans: list[TrialPlan], resume: bool) -> int:
     """Run the trials; return how many failed."""
     from ray import tune
 
     from memlab.sweep.trial import tune_trainable
 
-    by_key = {p["key"]: p for p in payloads}
-    names = {p["key"]: p["name"] for p in payloads}
+    by_key = {p.key: p for p in plans}
     requests = {}
-    for t in study.trials:
-        bundles, labels = trial_resources(t.config)
-        requests[t.key] = tune.PlacementGroupFactory(
+    for p in plans:
+        bundles, labels = trial_resources(p.config)
+        requests[p.key] = tune.PlacementGroupFactory(
             bundles, strategy="PACK",
             **({"bundle_label_selector": labels} if any(labels) else {}))
     trainable = tune.with_resources(
-        tune.with_parameters(tune_trainable, payloads=by_key),
+        tune.with_parameters(tune_trainable, plans=by_key),
         resources=lambda spec: requests[spec["trial_key"]])
-    storage = str(Path(payloads[0]["config"]["sweep"]["runs_root"]) / study.name / "_tune")
+    storage = str(sweep_root(plans[0].config) / "_tune")
     path = os.path.join(storage, "tune")
     keys_file = Path(storage) / "trial_keys.json"
     same_grid = keys_file.is_file() and json.loads(keys_file.read_text()) == sorted(by_key)
@@ -185,7 +213,7 @@ def run_tune(study: Study, payloads: list[dict], resume: bool) -> int:
         # A fresh Tune run; finished trials still skip every finished stage (manifests).
         keys_file.parent.mkdir(parents=True, exist_ok=True)
         keys_file.write_text(json.dumps(sorted(by_key)))
-        name_of = lambda trial: names[trial.config["trial_key"]]  # noqa: E731
+        name_of = lambda trial: by_key[trial.config["trial_key"]].name  # noqa: E731
         tuner = tune.Tuner(
             trainable,
             param_space={"trial_key": tune.grid_search(list(by_key))},
@@ -206,19 +234,23 @@ def run_tune(study: Study, payloads: list[dict], resume: bool) -> int:
 
 def run_sweep(study: Study, tracking_uri: str | None = None, resume: bool = False) -> int:
     from memlab.stages.report import write_report
+    from memlab.tracking.mlflow_log import TrackingError
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.time()
     print(f"[memlab] sweep '{study.name}': {len(study.trials)} trials", flush=True)
-    payloads = prepare(study, tracking_uri)
+    tracking = open_tracking(study, tracking_uri)
+    plans = prepare(study, tracking)
     print(f"[memlab] prepared in {time.time() - start:.0f} s; starting Ray Tune", flush=True)
     _init_ray()
-    failed = run_tune(study, payloads, resume)
-    report = write_report(study)
-    print(report)
-    root = Path(payloads[0]["config"]["sweep"]["runs_root"]) / study.name
-    log_sweep_summary(payloads, root, failed, time.time() - start)
-    uri = payloads[0]["tracking_uri"]
+    failed = run_tune(study, plans, resume)
+    print(write_report(study))
+    unlogged = log_pending(plans)
+    try:
+        log_sweep_summary(study, tracking, failed, time.time() - start)
+    except TrackingError as e:
+        print(f"[memlab] the sweep's summary is not in MLflow: {e}", file=sys.stderr)
+    uri = tracking.uri
     print(f"\n[memlab] sweep finished in {(time.time() - start) / 60:.1f} min")
     print("[memlab] open the MLflow UI with:")
     if uri.startswith("sqlite:"):
@@ -228,10 +260,13 @@ def run_sweep(study: Study, tracking_uri: str | None = None, resume: bool = Fals
         print("  then browse http://127.0.0.1:5000")
     else:
         print(f"    browse {uri}")
-    missing = [t.key for t in study.trials if not (root / t.key / "result.json").is_file()]
+    missing = [p.name for p in plans if not (p.dir / "result.json").is_file()]
+    if unlogged:
+        print(f"[memlab] {len(unlogged)} trial(s) finished but are not logged to MLflow at "
+              f"{uri}: {', '.join(p.name for p in unlogged)}. Their results are on disk; "
+              "with MLflow reachable again, `memlab run <study> --resume` logs them "
+              "(no stage is rerun).", file=sys.stderr)
     if missing or failed:
         print(f"[memlab] {max(len(missing), failed)} trial(s) did not finish: "
               f"{', '.join(missing)}", file=sys.stderr)
-        return 1
-    return 0
-
+    return 1 if missing or failed or unlogged else 0

@@ -1,96 +1,197 @@
-"""One trial: a plain function of its config. train -> generate -> score, each stage skipped
-when its manifest exists, everything tracked in the trial's MLflow run."""
+"""One trial: a plain function of its typed plan.
+
+train -> generate -> score, each stage's output addressed by its own key (memlab/config/keys.py)
+and shared with every trial whose chain reaches it: a finished output is reused, one that
+another trial is computing is waited for. The trial's results are written to disk
+(result.json) before anything is logged; then its MLflow run gets params, tags, metrics, the
+loss curve and artifacts. A trial whose logging fails (MLflow unreachable for
+`tracking.retry_s`) still finishes: the sweep names it and `memlab run --resume` logs it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
+import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from memlab.config.load import Located, flatten, from_dict
+from memlab.config.keys import StageKeys
+from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import stage_dir, trial_dir
 from memlab.io.shards import write_json_atomic
+from memlab.tracking.mlflow_log import Client, LiveLoss, TrackingError, trial_run
 
 log = logging.getLogger(__name__)
+
+LOGGED = "logged.json"  # in the trial folder: the MLflow run that holds this result.json
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """Where the trials of a sweep log."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str | None = None
+    retry_s: float = 60.0
+
+
+@dataclass
+class TrialPlan:
+    """Everything one trial needs, prepared by the sweep driver (memlab.sweep.run)."""
+
+    config: StudyConfig  # paths made absolute: trials run in other processes and nodes
+    keys: StageKeys
+    name: str
+    point: dict
+    base_model: str  # a local folder (or a hub id)
+    model_label: str
+    tracking: Tracking
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.keys.trial
+
+    @property
+    def dir(self) -> Path:
+        return trial_dir(self.config, self.key)
+
+    def stage(self, name: str) -> Path:
+        return stage_dir(self.config, name, getattr(self.keys, name))
 
 
 def trial_threads(cfg: StudyConfig) -> int:
     if cfg.train.threads:
         return cfg.train.threads
-    res = getattr(cfg.resources, cfg.train.strategy)
-    return max(1, math.ceil(res.cpu))
+    return max(1, math.ceil(getattr(cfg.resources, cfg.train.strategy).cpu))
 
 
-def run_trial(payload: dict) -> dict:
-    """Run every stage of one trial. `payload` is what the sweep driver prepared (see
-    memlab.sweep.run.trial_payload). Returns the trial's result record."""
+def _say(plan: TrialPlan, stage: str, out) -> None:
+    how = (f"computed in {out.manifest.get('train_time_s', 0):.0f} s of training"
+           if stage == "train" and out.computed else "computed" if out.computed else
+           "reused" + (f" after waiting {out.waited_s:.0f} s for another trial"
+                       if out.waited_s > 1 else " (finished earlier)"))
+    print(f"[memlab] {plan.name}: {stage} {out.folder.name} {how}", file=sys.stderr, flush=True)
+
+
+def run_trial(plan: TrialPlan) -> dict:
+    """Every stage of one trial (each reused when done), result.json, then MLflow."""
     import torch
 
     from memlab.stages.generate import run_generate
-    from memlab.stages.score import run_score
-    from memlab.stages.train import run_train, run_train_workers
-    from memlab.tracking.mlflow_log import trial_run
+    from memlab.stages.score import flat_metrics, read_summary, run_score
+    from memlab.stages.train import run_train
 
-    problems: list[str] = []
-    cfg = from_dict(StudyConfig, payload["config"], "", Located(), problems)
-    if problems:
-        raise ValueError("; ".join(problems))
-    key = payload["key"]
+    cfg = plan.config
     threads = trial_threads(cfg)
     torch.set_num_threads(threads)
-    tdir = trial_dir(cfg, key)
-    tdir.mkdir(parents=True, exist_ok=True)
-    data_dir = Path(payload["data_dir"])
-
-    run = trial_run(payload["tracking_uri"], payload["experiment_id"], key, payload["name"],
-                    params=flatten(payload["config"]), tags=payload["tags"],
-                    parent_run_id=payload.get("parent_run_id"))
+    plan.dir.mkdir(parents=True, exist_ok=True)
+    node = {}
     try:
         import ray
 
         if ray.is_initialized():
-            run.set_tags({"ray.trial_node": ray.get_runtime_context().get_node_id()})
-        train_dir = stage_dir(cfg, key, "train")
-        if cfg.train.strategy == "full":  # DeepSpeed across Ray Train workers
-            train = run_train_workers(cfg, payload["base_model"], data_dir, train_dir,
-                                      (payload["tracking_uri"], run.run_id), tdir / "_ray_train")
-        else:
-            train = run_train(cfg, payload["base_model"], data_dir, train_dir,
-                              on_loss=lambda step, loss: run.log_metric("train_loss", loss, step)
-                              if step % cfg.train.log_every == 0 else None)
-        for note in train.get("notes", []):
-            run.set_tags({"note.head_untied": note})
-        gen = run_generate(cfg, train_dir, data_dir,
-                           stage_dir(cfg, key, "gen"), threads)
-        scores = run_score(cfg, key, stage_dir(cfg, key, "gen"), data_dir,
-                           stage_dir(cfg, key, "scores"), threads)
-        train_metrics = {k: train[k] for k in ("trainable_params", "total_params",
-                                                "trainable_frac", "train_steps",
-                                                "train_time_s", "train_tokens_per_s",
-                                                "final_loss")}
-        metrics = {**train_metrics, **scores["metrics"],
-                   "generated_samples": gen["rows"]}
-        run.log_metrics({k: v for k, v in metrics.items() if _finite(v)})
-        result = {"key": key, "name": payload["name"], "point": payload["point"],
-                  "strategy": cfg.train.strategy, "model": payload["model_label"],
-                  "dup_factor": cfg.data.dup_factor, "seed": cfg.seed,
-                  "mlflow_run_id": run.run_id, "metrics": metrics}
-        # a rerun of a finished trial checks (and repairs) every stage but rewrites nothing
-        _write_if_changed(result, tdir / "result.json")
-        _write_if_changed(payload["config"], tdir / "config.json")
-        run.log_artifact(tdir / "config.json")
-        run.log_artifact(tdir / "result.json")
-        run.log_artifact(stage_dir(cfg, key, "train") / "metrics.json", "train")
-        run.log_artifact(stage_dir(cfg, key, "scores") / "summary.parquet", "scores")
-        _loss_plot(tdir, run)
-        run.finish(ok=True)
-        return result
-    except BaseException:
-        run.finish(ok=False)
-        raise
+            node = {"ray.trial_node": ray.get_runtime_context().get_node_id()}
+    except ImportError:
+        pass
+    live = _live_run(plan, node)
+    data = plan.stage("data")
+    train = run_train(cfg, plan.base_model, data, plan.stage("train"), on_loss=live,
+                      ray_workers=cfg.train.strategy == "full")
+    _say(plan, "train", train)
+    gen = run_generate(cfg, train.folder, data, plan.stage("gen"), threads)
+    _say(plan, "gen", gen)
+    score = run_score(cfg, plan.key, gen.folder, data, plan.stage("score"), threads)
+    _say(plan, "score", score)
+    train_metrics = {k: train.manifest[k] for k in (
+        "trainable_params", "total_params", "trainable_frac", "train_steps", "train_time_s",
+        "train_tokens_per_s", "final_loss")}
+    result = {"key": plan.key, "name": plan.name, "point": plan.point,
+              "strategy": cfg.train.strategy, "model": plan.model_label,
+              "dup_factor": cfg.data.dup_factor, "seed": cfg.seed,
+              "keys": dataclasses.asdict(plan.keys),
+              "train": train_metrics, "generated_samples": gen.manifest["rows"],
+              "metrics": {**train_metrics, **flat_metrics(read_summary(score.folder))}}
+    # a rerun of a finished trial checks (and repairs) every stage but rewrites nothing
+    _write_if_changed(to_dict(cfg), plan.dir / "config.json")
+    _write_if_changed(result, plan.dir / "result.json")
+    if not (plan.dir / "train_loss.png").is_file():
+        _loss_plot(train.folder / "metrics.json", plan.dir / "train_loss.png")
+    try:
+        if not is_logged(plan):
+            log_trial(plan, node)
+        result["logged"] = True
+    except TrackingError as e:
+        print(f"[memlab] {plan.name}: results on disk ({plan.dir}), NOT logged to MLflow: "
+              f"{e}", file=sys.stderr, flush=True)
+        result["logged"] = False
+    return result
+
+
+def _live_run(plan: TrialPlan, tags: dict) -> LiveLoss | None:
+    """The trial's MLflow run opened before training, so the loss shows as it trains (one
+    attempt: a trial never waits for tracking before it computes)."""
+    t = plan.tracking
+    try:
+        run = trial_run(Client(t.uri, retry_s=0), t.experiment_id, plan.key, plan.name,
+                        params=flatten(to_dict(plan.config)), tags={**plan.tags, **tags},
+                        parent_run_id=t.parent_run_id)
+    except TrackingError as e:
+        log.warning("%s: MLflow not reachable before training (%s); logging at the end",
+                    plan.name, e)
+        return None
+    return LiveLoss(t.uri, run.run_id)
+
+
+def is_logged(plan: TrialPlan) -> bool:
+    """Its result.json, as it is now, is in an MLflow run at the sweep's tracking URI."""
+    marker, result = plan.dir / LOGGED, plan.dir / "result.json"
+    if not (marker.is_file() and result.is_file()):
+        return False
+    done = json.loads(marker.read_text())
+    return done.get("uri") == plan.tracking.uri and done.get("result") == _digest(result)
+
+
+def log_trial(plan: TrialPlan, tags: dict | None = None) -> str:
+    """Log a finished trial (its result.json and stage outputs) to its MLflow run: params,
+    tags, metrics, the loss curve (points logged live are not repeated), artifacts. Safe to
+    repeat; raises TrackingError when MLflow stays unreachable. Returns the run id."""
+    cfg, t = plan.config, plan.tracking
+    result = json.loads((plan.dir / "result.json").read_text())
+    train_dir = plan.stage("train")
+    train = json.loads((train_dir / "metrics.json").read_text())
+    client = Client(t.uri, t.retry_s)
+    run = trial_run(client, t.experiment_id, plan.key, plan.name,
+                    params=flatten(to_dict(cfg)),
+                    tags={**plan.tags, **(tags or {}), **plan.keys.tags(),
+                          **{f"note.{i}": n for i, n in enumerate(train["notes"])}},
+                    parent_run_id=t.parent_run_id)
+    man = json.loads((train_dir / "_MANIFEST.json").read_text())
+    if man.get("worker_nodes"):
+        run.set_tags({"ray.train_worker_nodes": ",".join(man["worker_nodes"])})
+    run.log_metrics({k: v for k, v in result["metrics"].items() if _finite(v)})
+    run.log_history("train_loss", train["losses"], cfg.train.log_every)
+    for path, subdir in ((plan.dir / "config.json", None), (plan.dir / "result.json", None),
+                         (train_dir / "metrics.json", "train"),
+                         (plan.stage("score") / "summary.parquet", "scores"),
+                         (plan.dir / "train_loss.png", "plots")):
+        run.log_artifact(path, subdir)
+    run.finish(ok=True)
+    write_json_atomic({"uri": t.uri, "run_id": run.run_id,
+                       "result": _digest(plan.dir / "result.json")}, plan.dir / LOGGED)
+    return run.run_id
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_if_changed(obj: dict, path: Path) -> None:
@@ -102,38 +203,38 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-def _loss_plot(tdir: Path, run) -> None:
-    import json
-
+def _loss_plot(metrics_json: Path, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    losses = json.loads((tdir / "train" / "metrics.json").read_text())["losses"]
+    losses = json.loads(metrics_json.read_text())["losses"]
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.plot(range(len(losses)), losses)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("training loss")
     fig.tight_layout()
-    out = tdir / "train_loss.png"
-    fig.savefig(out, dpi=100)
+    tmp = out.with_name(out.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    run.log_artifact(out, "plots")
+    os.replace(tmp, out)
 
 
-def tune_trainable(tune_config: dict, payloads: dict) -> None:
+def tune_trainable(tune_config: dict, plans: dict) -> None:
     """Ray Tune function trainable: run the trial named by `trial_key` in the config and report
-    its headline metrics. `payloads` (trial_key -> payload) is bound by tune.with_parameters."""
+    its headline metrics. `plans` (trial_key -> TrialPlan) is bound by tune.with_parameters."""
     from ray import tune
 
     logging.basicConfig(level=os.environ.get("MEMLAB_LOG", "INFO"),
                         format="%(levelname)s %(name)s: %(message)s")
-    result = run_trial(payloads[tune_config["trial_key"]])
+    t0 = time.time()
+    result = run_trial(plans[tune_config["trial_key"]])
     m = result["metrics"]
     shown = {k: v for k, v in m.items()
              if k in HEADLINE or (k.startswith("exact_pct/") and _finite(v))}
-    tune.report({k.replace("/", "."): v for k, v in shown.items()})
+    tune.report({**{k.replace("/", "."): v for k, v in shown.items()},
+                 "logged": int(result["logged"]), "trial_s": time.time() - t0})
 
 
 HEADLINE = ("train_time_s", "trainable_params", "final_loss", "heldout_ppl")

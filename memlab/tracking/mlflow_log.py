@@ -7,6 +7,11 @@ its runs instead of opening new ones. Params once per run, metrics from rank 0 o
 per-document tables as Parquet artifacts (never as metrics), provenance as tags. Everything
 goes through MlflowClient to the tracking URI (an HTTP server for cluster runs: artifacts are
 proxied by the server, nothing is written to a local ./mlruns on workers).
+
+Tracking never decides whether work is done: every call is retried with exponential backoff
+(tenacity) for up to `retry_s` seconds and then raises TrackingError, which the caller turns
+into "not logged yet" while the computed results stay on disk. MLflow's own HTTP retries are
+turned down (unless set in the environment) so that this is the one retry policy.
 """
 
 from __future__ import annotations
@@ -15,12 +20,20 @@ import importlib.metadata
 import logging
 import os
 import subprocess
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 PACKAGES = ("memlab", "torch", "transformers", "peft", "deepspeed", "ray", "mlflow",
             "sentence-transformers", "pyarrow")
+# MLflow error codes that another attempt cannot fix
+PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
+             "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_STATE", "PERMISSION_DENIED"}
+
+
+class TrackingError(RuntimeError):
+    """MLflow could not be reached (or refused a call) within the retry budget."""
 
 
 def provenance(cwd: str | os.PathLike | None = None) -> dict[str, str]:
@@ -45,87 +58,157 @@ def provenance(cwd: str | os.PathLike | None = None) -> dict[str, str]:
     return tags
 
 
-def ensure_experiment(uri: str, name: str, artifact_root: str | None = None) -> str:
-    """Create the sweep's experiment once (in the driver, before trials start)."""
-    from mlflow.tracking import MlflowClient
+def _transient(e: BaseException) -> bool:
+    from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(name)
+    return not (isinstance(e, MlflowException) and e.error_code in PERMANENT)
+
+
+class Client:
+    """MlflowClient whose calls are retried with backoff for up to `retry_s` seconds."""
+
+    def __init__(self, uri: str, retry_s: float = 60.0):
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        from mlflow.tracking import MlflowClient
+
+        self.uri, self.retry_s = uri, retry_s
+        self.mlflow = MlflowClient(tracking_uri=uri)
+
+    def call(self, method: str, *args, **kwargs):
+        from tenacity import (
+            Retrying,
+            retry_if_exception,
+            stop_after_delay,
+            wait_exponential_jitter,
+        )
+
+        try:
+            for attempt in Retrying(stop=stop_after_delay(self.retry_s), reraise=True,
+                                    wait=wait_exponential_jitter(initial=0.5, max=15),
+                                    retry=retry_if_exception(_transient)):
+                with attempt:
+                    return getattr(self.mlflow, method)(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001  (any failure of the tracking side)
+            first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise TrackingError(f"MLflow at {self.uri}: {method} failed: {first}") from e
+
+
+def ensure_experiment(client: Client, name: str, artifact_root: str | None = None) -> str:
+    """Create the sweep's experiment once (in the driver, before trials start)."""
+    exp = client.call("get_experiment_by_name", name)
     if exp is not None:
         return exp.experiment_id
-    location = None
-    if artifact_root is not None:
-        location = Path(artifact_root, name).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    location = Path(artifact_root, name).as_uri() if artifact_root is not None else None
+    return client.call("create_experiment", name, artifact_location=location)
 
 
 class TrackedRun:
     """A handle on one MLflow run. Create trial runs on rank 0 only."""
 
-    def __init__(self, uri: str, run_id: str):
-        from mlflow.tracking import MlflowClient
-
-        self.client, self.run_id = MlflowClient(tracking_uri=uri), run_id
+    def __init__(self, client: Client, run_id: str):
+        self.client, self.run_id = client, run_id
 
     @classmethod
-    def find_or_create(cls, uri: str, experiment_id: str, match: dict, run_name: str,
+    def find_or_create(cls, client: Client, experiment_id: str, match: dict, run_name: str,
                        params: dict, tags: dict) -> TrackedRun:
-        """The run with the `match` tags (resumed: status back to RUNNING), or a new one with
-        `params` logged once."""
-        run = cls(uri, "")
+        """The run with the `match` tags (resumed: status back to RUNNING), or a new one.
+        Params are logged each time (the same values again are accepted), so a run whose
+        creation was cut short gets them on the next attempt."""
         query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in match.items())
-        found = run.client.search_runs([experiment_id], filter_string=query, max_results=1)
+        found = client.call("search_runs", [experiment_id], filter_string=query, max_results=1)
         if found:
-            run.run_id = found[0].info.run_id
-            run.client.update_run(run.run_id, status="RUNNING")
-            log.info("mlflow: resuming run %s (%s)", run.run_id, query)
+            run = cls(client, found[0].info.run_id)
+            client.call("update_run", run.run_id, status="RUNNING")
         else:
-            run.run_id = run.client.create_run(
-                experiment_id, run_name=run_name,
-                tags={k: str(v) for k, v in {**match, **tags}.items()}).info.run_id
-            from mlflow.entities import Param
-
-            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
-            for i in range(0, len(items), 100):
-                run.client.log_batch(run.run_id, params=items[i:i + 100])
-        # provenance of this attempt (a resumed run gets the code and versions that resumed it)
-        run.set_tags({"mlflow.runName": run_name, **tags})
+            created = client.call("create_run", experiment_id, run_name=run_name,
+                                  tags={k: str(v) for k, v in {**match, **tags}.items()})
+            run = cls(client, created.info.run_id)
+        run.log_params(params)
+        run.set_tags(tags)  # provenance of this attempt (e.g. the code that resumed it)
         return run
 
-    def set_tags(self, tags: dict) -> None:
-        for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, str(v))
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
 
-    def log_metric(self, name: str, value: float, step: int = 0) -> None:
-        self.client.log_metric(self.run_id, name, float(value), step=step)
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for i in range(0, len(items), 100):
+            self.client.call("log_batch", self.run_id, params=items[i:i + 100])
+
+    def set_tags(self, tags: dict) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, len(items), 100):
+            self.client.call("log_batch", self.run_id, tags=items[i:i + 100])
 
     def log_metrics(self, metrics: dict, step: int = 0) -> None:
-        import time
-
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items()]
         for i in range(0, len(items), 500):
-            self.client.log_batch(self.run_id, metrics=items[i:i + 500])
+            self.client.call("log_batch", self.run_id, metrics=items[i:i + 500])
+
+    def log_history(self, name: str, values: list[float], every: int = 1) -> int:
+        """Log `values[step]` at each step (every `every`) not in the run's history yet
+        (points logged live during training are not logged twice); returns how many."""
+        from mlflow.entities import Metric
+
+        have = {m.step for m in self.client.call("get_metric_history", self.run_id, name)}
+        now = int(time.time() * 1000)
+        items = [Metric(name, float(v), now, s) for s, v in enumerate(values)
+                 if s % every == 0 and s not in have]
+        for i in range(0, len(items), 500):
+            self.client.call("log_batch", self.run_id, metrics=items[i:i + 500])
+        return len(items)
 
     def log_artifact(self, path: str | os.PathLike, subdir: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path=subdir)
+        self.client.call("log_artifact", self.run_id, str(path), artifact_path=subdir)
 
     def finish(self, ok: bool = True) -> None:
-        self.client.set_terminated(self.run_id, status="FINISHED" if ok else "FAILED")
+        self.client.call("set_terminated", self.run_id, status="FINISHED" if ok else "FAILED")
 
 
-def sweep_run(uri: str, experiment_id: str, sweep: str, params: dict, tags: dict) -> TrackedRun:
+def sweep_run(client: Client, experiment_id: str, sweep: str, params: dict,
+              tags: dict) -> TrackedRun:
     """The sweep's parent run (one per sweep name in its experiment)."""
-    return TrackedRun.find_or_create(uri, experiment_id, {"memlab.role": "sweep", "sweep": sweep},
-                                     sweep, params, tags)
+    return TrackedRun.find_or_create(client, experiment_id,
+                                     {"memlab.role": "sweep", "sweep": sweep}, sweep, params,
+                                     tags)
 
 
-def trial_run(uri: str, experiment_id: str, trial_key: str, run_name: str, params: dict,
+def trial_run(client: Client, experiment_id: str, trial_key: str, run_name: str, params: dict,
               tags: dict, parent_run_id: str | None = None) -> TrackedRun:
     """A trial's run, a child of the sweep's run when `parent_run_id` is given."""
     parent = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
-    return TrackedRun.find_or_create(uri, experiment_id,
+    return TrackedRun.find_or_create(client, experiment_id,
                                      {"memlab.role": "trial", "trial_key": trial_key},
                                      run_name, params, {**tags, **parent})
+
+
+class LiveLoss:
+    """`on_loss(step, loss)` of a training run: the loss logged to a run as it trains, best
+    effort (one attempt; after a failure it stops trying and the trial logs the whole curve
+    from the train stage's metrics.json once training is over). Picklable: it travels to Ray
+    Train workers and builds its client where it is called."""
+
+    def __init__(self, uri: str, run_id: str):
+        self.uri, self.run_id, self.client, self.off = uri, run_id, None, False
+
+    def __getstate__(self) -> dict:
+        return {"uri": self.uri, "run_id": self.run_id}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["uri"], state["run_id"])
+
+    def __call__(self, step: int, loss: float) -> None:
+        if self.off:
+            return
+        try:
+            if self.client is None:
+                self.client = Client(self.uri, retry_s=0)
+            self.client.call("log_metric", self.run_id, "train_loss", float(loss), step=step)
+        except TrackingError as e:
+            self.off = True
+            log.warning("live loss logging stopped (%s); the trial logs the curve later", e)

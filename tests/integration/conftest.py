@@ -34,7 +34,8 @@ def smoke_sweep(tmp_path_factory):
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     study = load_study(SMOKE, [f"sweep.runs_root={runs}"])
-    return {"runs": runs, "cmd": cmd, "study": study, "stdout": first.stdout}
+    return {"runs": runs, "cmd": cmd, "study": study, "stdout": first.stdout,
+            "stderr": first.stderr}
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,9 @@ import subprocess
 import pyarrow.parquet as pq
 import pytest
 
-from memlab.io.shards import GENERATION_SCHEMA, SCORE_SCHEMA, read_manifest, read_shards
+from memlab.io.paths import stage_dir
+from memlab.io.shards import GENERATION_SCHEMA, read_manifest, read_shards, score_schema
+from memlab.scoring import suite
 from tests.conftest import ROOT
 
 
@@ -38,18 +40,18 @@ def test_sweep_prints_results_and_ui_command(sweep):
 
 def test_stage_outputs_schemas_and_row_counts(sweep):
     study = sweep["study"]
-    root = sweep["runs"] / "smoke"
     n_docs = study.base.data.num_members + study.base.data.num_nonmembers
+    schema = score_schema([(c.name, c.type) for c in suite.columns(study.base.score)])
     for t in study.trials:
-        tdir = root / t.key
-        train = read_manifest(tdir / "train")
+        train = read_manifest(stage_dir(t.config, "train", t.keys.train))
         assert train["strategy"] == t.config.train.strategy
         assert train["train_steps"] == 8  # (6x1 + 6x4) sequences / batch 4, same for all
-        gen = read_shards(tdir / "gen", GENERATION_SCHEMA)
-        scores = read_shards(tdir / "scores", SCORE_SCHEMA)
+        gen_dir = stage_dir(t.config, "gen", t.keys.gen)
+        gen = read_shards(gen_dir, GENERATION_SCHEMA)
+        scores = read_shards(stage_dir(t.config, "score", t.key), schema)
         assert gen.num_rows == scores.num_rows == n_docs * t.config.attack.samples_per_prompt
-        assert len(list((tdir / "gen").glob("part-*.parquet"))) == 3  # one per dataset shard
-        assert not list(tdir.rglob("*.tmp"))
+        assert len(list(gen_dir.glob("part-*.parquet"))) == 3  # one per dataset shard
+        assert not list(sweep["runs"].rglob("*.tmp"))
         s = scores.to_pandas()
         assert set(s.split) == {"member", "nonmember"}
         assert sorted(s[s.split == "member"].dup_count.unique()) == [1, 4]
@@ -62,12 +64,12 @@ def test_stage_outputs_schemas_and_row_counts(sweep):
         g = gen.to_pandas()
         assert (g.prompt_ids.map(len) == t.config.attack.prefix_tokens).all()
         assert (g.gen_ids.map(len) <= t.config.attack.max_new_tokens).all()
-        assert read_manifest(tdir / "gen")["engines"] == ["hf on cpu, float32"]  # what ran
+        assert read_manifest(gen_dir)["engines"] == ["hf on cpu, float32"]  # what ran
     full = next(t for t in study.trials if t.config.train.strategy == "full")
-    man = read_manifest(root / full.key / "train")
+    man = read_manifest(stage_dir(full.config, "train", full.keys.train))
     assert man["engine"] == "deepspeed-zero2"
     head = next(t for t in study.trials if t.config.train.strategy == "head")
-    man = read_manifest(root / head.key / "train")
+    man = read_manifest(stage_dir(head.config, "train", head.keys.train))
     assert any("untied" in n for n in man["notes"])  # the tiny Llama ties its head
     assert man["trainable_params"] == 64 * man["vocab_size"]  # exactly the head
 
@@ -90,19 +92,21 @@ def test_mlflow_runs_hold_metrics_params_artifacts(sweep):
         assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert r.info.status == "FINISHED"
         m = r.data.metrics
-        for key in ("exact_pct/member", "exact_pct/member/dup1", "exact_pct/member/dup4",
-                    "exact_pct/nonmember", "sim_src_ge_0.8_pct/member/dup4", "heldout_ppl",
-                    "trainable_params", "train_time_s", "lcs_tokens/member",
-                    "verbatim_pct/member/dup4", "paraphrase_pct/member", "idea_pct/nonmember",
-                    "plagiarism_any_pct/nonmember"):
+        for key in ("exact_pct/member", "exact_pct/member_dup1", "exact_pct/member_dup4",
+                    "exact_pct/nonmember", "sim_src_ge_0.8_pct/member_dup4", "heldout_ppl",
+                    "trainable_params", "train_time_s", "lcs_tokens_mean/member",
+                    "verbatim_pct/member_dup4", "paraphrase_pct/member", "idea_pct/nonmember",
+                    "plagiarism_any_pct/nonmember", "ppl/member", "match_pct/nonmember"):
             assert key in m, key
         assert m["heldout_ppl"] > 1
         hist = client.get_metric_history(r.info.run_id, "train_loss")
         assert len(hist) == 8
         assert r.data.params["train.strategy"] == r.data.tags["strategy"]
         assert r.data.params["data.dup_mix"] == "[1, 4]"
-        for tag in ("git_sha", "version.torch", "data_sha256", "model.source"):
+        for tag in ("git_sha", "version.torch", "data_sha256", "model.source", "data_key",
+                    "train_key", "gen_key", "score_key"):
             assert tag in r.data.tags
+        assert r.data.tags["score_key"] == r.data.tags["trial_key"]  # a trial is a leaf
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert {"config.json", "result.json", "scores", "plots", "train"} <= arts
         assert [a.path for a in client.list_artifacts(r.info.run_id, "scores")] == \
@@ -110,7 +114,7 @@ def test_mlflow_runs_hold_metrics_params_artifacts(sweep):
 
 
 def test_rerun_redoes_nothing_and_lost_shard_is_redone_alone(sweep):
-    root = sweep["runs"] / "smoke"
+    root = sweep["runs"]
     before = _mtimes(root)
     again = subprocess.run(sweep["cmd"], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -119,7 +123,7 @@ def test_rerun_redoes_nothing_and_lost_shard_is_redone_alone(sweep):
     # lose one generation shard of one trial: only that shard is redone; what it holds is the
     # same (greedy decoding), so the scores built from it stay valid and are kept
     t = sweep["study"].trials[1]
-    lost = root / t.key / "gen" / "part-00001.parquet"
+    lost = stage_dir(t.config, "gen", t.keys.gen) / "part-00001.parquet"
     lost.unlink()
     third = subprocess.run(sweep["cmd"], capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert third.returncode == 0, third.stderr[-3000:]

@@ -24,7 +24,7 @@ def _finished_files(root):
                 out[p.relative_to(root)] = p.stat().st_mtime_ns
     for p in root.rglob("part-*.parquet"):  # shards are written atomically: present = finished
         out[p.relative_to(root)] = p.stat().st_mtime_ns
-    for p in root.glob("*/result.json"):
+    for p in root.glob("*/*/result.json"):  # <runs>/<sweep>/<trial>/
         out[p.relative_to(root)] = p.stat().st_mtime_ns
     return out
 
@@ -41,7 +41,8 @@ def test_driver_sigkill_mid_sweep_then_resume(tmp_path, smoke_sweep):
     # kill once one trial has finished and the next has started its work
     while time.time() < deadline and driver.poll() is None:
         done = list(root.glob("*/result.json"))
-        started = [p for p in root.glob("*/train") if not (p.parent / "result.json").exists()]
+        started = [p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")
+                   and not (p / "result.json").exists()] if root.is_dir() else []
         if done and started:
             break
         time.sleep(0.2)
@@ -55,14 +56,14 @@ def test_driver_sigkill_mid_sweep_then_resume(tmp_path, smoke_sweep):
         pass
     time.sleep(2)
     log.close()
-    finished = _finished_files(root)
+    finished = _finished_files(runs)
     trials_done = {p.parent.name for p in root.glob("*/result.json")}
     assert 1 <= len(trials_done) < len(smoke_sweep["study"].trials)
 
     resume = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, cwd=ROOT,
                             timeout=900)
     assert resume.returncode == 0, resume.stdout[-3000:] + resume.stderr[-3000:]
-    after = _finished_files(root)
+    after = _finished_files(runs)
     rewritten = {p for p, t in finished.items() if after.get(p) != t}
     assert not rewritten, f"finished work was redone: {sorted(map(str, rewritten))[:10]}"
 

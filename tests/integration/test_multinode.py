@@ -13,6 +13,7 @@ import time
 import pytest
 
 from memlab.config.expand import load_study
+from memlab.io.paths import stage_dir
 from tests.conftest import ROOT
 from tests.integration.conftest import SMOKE, RayCluster
 
@@ -92,7 +93,7 @@ def test_sweep_spreads_over_two_nodes_and_logs_every_trial(cluster, server, refe
     for strategy, r in by_strategy.items():
         assert r.info.status == "FINISHED"
         assert r.data.tags["mlflow.parentRunId"]
-        assert {"exact_pct/member/dup4", "verbatim_pct/member", "heldout_ppl",
+        assert {"exact_pct/member_dup4", "verbatim_pct/member", "heldout_ppl",
                 "final_loss"} <= set(r.data.metrics)
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert {"result.json", "config.json", "scores", "train", "plots"} <= arts
@@ -102,8 +103,9 @@ def test_sweep_spreads_over_two_nodes_and_logs_every_trial(cluster, server, refe
     full = by_strategy["full"]
     assert full.data.tags["ray.train_worker_nodes"].split(",") == [nodes["b"]] * 2
     assert len(client.get_metric_history(full.info.run_id, "train_loss")) == 240  # rank 0 only
-    man = json.loads((study.root / _full_trial(study).key / "train" / "_MANIFEST.json")
-                     .read_text())
+    full_trial = _full_trial(study)
+    man = json.loads((stage_dir(full_trial.config, "train", full_trial.keys.train) /
+                      "_MANIFEST.json").read_text())
     assert man["workers"] == 2 and man["engine"] == "deepspeed-zero2"
     assert man["resumed_from_step"] == 0
 
@@ -113,7 +115,8 @@ def test_second_node_killed_mid_trial_then_retried(cluster, server, reference,
                                                    tmp_path_factory):
     runs = tmp_path_factory.mktemp("multinode-kill")
     cmd, study = _sweep_cmd("multinode-kill", runs, server)
-    ckpt = study.root / _full_trial(study).key / "train" / "ckpt" / "latest"
+    full_trial = _full_trial(study)
+    ckpt = stage_dir(full_trial.config, "train", full_trial.keys.train) / "ckpt" / "latest"
     log = open(runs / "driver.log", "w")
     driver = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                               env={**cluster.env, "RAY_ADDRESS": cluster.address})

@@ -6,7 +6,8 @@ import collections
 
 import pytest
 
-from memlab.scoring.plagiarism import CorpusIndex, Judge, Params, type_texts
+from memlab.config.schema import PlagiarismSection
+from memlab.scoring.plagiarism import CorpusIndex, Judge, type_texts
 from tests.reference.plagiarism_ref import RefParams, ref_retrieve, ref_type_text
 from tests.reference.texts import demo_corpus, make_generated_texts
 
@@ -16,7 +17,7 @@ def judged(tmp_path_factory):
     corpus = demo_corpus(num_docs=2000, seed=0)
     ids, texts = [d["doc_id"] for d in corpus], [d["text"] for d in corpus]
     gen = make_generated_texts(corpus, n=600, seed=7)
-    p = Params()
+    p = PlagiarismSection()
     folder = CorpusIndex.build(ids, texts, tmp_path_factory.mktemp("idx") / "index", p)
     judge = Judge("all-MiniLM-L6-v2")
     ours = []

@@ -5,7 +5,8 @@ import pytest
 import yaml
 
 from memlab.config.expand import load_study
-from memlab.config.load import ConfigError, to_dict, trial_key
+from memlab.config.keys import stage_keys
+from memlab.config.load import ConfigError, to_dict
 from memlab.config.schema import StudyConfig
 from tests.conftest import ROOT, SWEEPS
 
@@ -38,17 +39,60 @@ def test_round_trip_through_yaml(tmp_path):
         assert again[0].key == t.key
 
 
-def test_trial_key_is_content_addressed():
+def test_stage_keys_are_content_addressed():
     a, b = StudyConfig(), StudyConfig()
-    assert trial_key(a) == trial_key(b)
+    assert stage_keys(a) == stage_keys(b)
     b.sweep.runs_root = "/elsewhere"  # where a trial runs is not what it computes
+    b.sweep.name = "another"
     b.resources.full.cpu = 8
-    assert trial_key(a) == trial_key(b)
+    b.attack.actors, b.score.corpus_block = 4, 128
+    assert stage_keys(a) == stage_keys(b)
     b.train.full.lr = 1e-6  # a LoRA trial (the default strategy) ignores full's settings
-    assert trial_key(a) == trial_key(b)
+    assert stage_keys(a) == stage_keys(b)
     b.train.lora.lr = 1e-6
-    assert trial_key(a) != trial_key(b)
-    assert len(trial_key(a)) == 12
+    assert stage_keys(a).trial != stage_keys(b).trial
+    assert len(stage_keys(a).trial) == 12
+
+
+@pytest.mark.parametrize("field, value, same", [
+    ("score.headline_threshold", 0.5, ("data", "train", "gen")),  # rescore only
+    ("score.plagiarism.enabled", False, ("data", "train", "gen")),
+    ("attack.max_new_tokens", 60, ("data", "train")),  # regenerate and rescore
+    ("attack.decoding", "sample", ("data", "train")),
+    ("train.lora.r", 8, ("data",)),  # retrain
+    ("seed", 3, ("data",)),
+    ("model.tiny.hidden", 32, ("data",)),
+    ("data.num_members", 40, ()),  # another dataset
+])
+def test_a_field_changes_its_own_stage_and_those_after_it(field, value, same):
+    a = StudyConfig()
+    b = StudyConfig()
+    node = b
+    *path, leaf = field.split(".")
+    for part in path:
+        node = getattr(node, part)
+    setattr(node, leaf, value)
+    ka, kb = stage_keys(a), stage_keys(b)
+    for stage in ("data", "train", "gen", "score"):
+        assert (getattr(ka, stage) == getattr(kb, stage)) == (stage in same), stage
+
+
+def test_a_local_dataset_is_keyed_by_its_content_not_its_path_or_mtime(tmp_path):
+    import os
+
+    here, moved = tmp_path / "here" / "notes.jsonl", tmp_path / "moved" / "notes.jsonl"
+    for p in (here, moved):
+        p.parent.mkdir()
+        p.write_text('{"text": "a document"}\n')
+    a, b = StudyConfig(), StudyConfig()
+    a.data.source = b.data.source = "local"
+    a.data.path, b.data.path = str(here), os.path.relpath(moved)
+    assert stage_keys(a) == stage_keys(b)  # the same content under another path
+    os.utime(moved, ns=(1, 1))  # touched, not changed
+    assert stage_keys(a) == stage_keys(b)
+    moved.write_text('{"text": "an edited document"}\n')
+    assert stage_keys(a).data != stage_keys(b).data
+    assert stage_keys(a).train != stage_keys(b).train  # and everything after it
 
 
 def test_set_override_changes_trials():

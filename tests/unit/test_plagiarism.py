@@ -8,10 +8,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from memlab.components.corpus import generate_demo_corpus
+from memlab.config.schema import PlagiarismSection
 from memlab.scoring.plagiarism import (
     CorpusIndex,
     Judge,
-    Params,
     longest_common_word_run,
     split_sentences,
     type_texts,
@@ -50,7 +50,7 @@ def corpus():
 
 @pytest.fixture(scope="module")
 def typer(corpus, tmp_path_factory):
-    p = Params()
+    p = PlagiarismSection()
     folder = tmp_path_factory.mktemp("idx") / "index"
     CorpusIndex.build([d["doc_id"] for d in corpus], [d["text"] for d in corpus], folder, p)
     index, judge = CorpusIndex(folder, p), Judge("all-MiniLM-L6-v2")

@@ -36,9 +36,41 @@ def test_longest_common_run():
         assert longest_common_run(a, b) == brute
 
 
-def test_registry_metadata():
-    assert SCORERS["exact_extracted"].aggregation == "rate"
-    assert not SCORERS["lcs_tokens"].higher_is_better
+def test_the_registry_drives_columns_aggregations_and_report_headings():
+    import pandas as pd
+
+    from memlab.config.schema import ScoreSection
+    from memlab.scoring import suite
+
+    sec = ScoreSection(sim_thresholds=[0.8, 0.9], headline_threshold=0.8)
+    cols = {c.name: c for c in suite.columns(sec)}
+    assert list(cols)[:4] == ["exact_extracted", "token_match_frac", "lcs_tokens",
+                              "sim_to_source"]
+    assert {"sim_to_corpus", "plag_label", "plag_doc_id"} <= set(cols)
+    assert not cols["lcs_tokens"].higher_is_better
+    assert cols["exact_extracted"].aggregate(pd.Series([True, False, True, True]), sec) == \
+        {"exact_pct": 75.0}
+    assert cols["token_match_frac"].aggregate(pd.Series([0.5, 1.0]), sec) == {"match_pct": 75.0}
+    got = cols["sim_to_source"].aggregate(pd.Series([0.5, 0.85, 0.95]), sec)
+    assert got == pytest.approx({"sim_to_source_mean": 2.3 / 3, "sim_src_ge_0.8_pct": 200 / 3,
+                                 "sim_src_ge_0.9_pct": 100 / 3})
+    assert cols["sim_to_source"].report(sec) == {"sim_src_ge_0.8_pct": "sim>=0.8_%"}
+    labels = pd.Series(["verbatim", "none", "idea", "none"])
+    assert cols["plag_label"].aggregate(labels, sec) == {
+        "verbatim_pct": 25.0, "paraphrase_pct": 0.0, "idea_pct": 25.0,
+        "plagiarism_any_pct": 50.0}
+    assert cols["plag_label"].table == "plagiarism"
+    assert cols["plag_doc_id"].aggregate is None and cols["plag_doc_id"].report is None
+
+
+def test_a_column_name_cannot_be_registered_twice():
+    import pyarrow as pa
+
+    from memlab.scoring.registry import scorer
+
+    with pytest.raises(ValueError, match="registered twice"):
+        scorer("exact_extracted", pa.bool_())(lambda g, s: True)
+    assert SCORERS["exact_extracted"].columns[0].type == pa.bool_()
 
 
 def test_max_cosine_blockwise_matches_dense():

@@ -48,7 +48,7 @@ def test_manifest_written_last_marks_stage_done(tmp_path):
 
 def test_finished_shards_are_skipped_without_work(tmp_path):
     from memlab.config.schema import StudyConfig
-    from memlab.stages.generate import run_shard_pool
+    from memlab.stages.pool import run_shard_pool
 
     dst = tmp_path / "out" / "part-00000.parquet"
     write_shard(_table(4), dst, DATASET_SCHEMA)
@@ -151,7 +151,8 @@ def test_a_gpu_actor_takes_CALLS_shards_at_once(tmp_path):
     import ray
 
     from memlab.config.schema import StudyConfig
-    from memlab.stages.generate import GenerateShards, run_shard_pool
+    from memlab.stages.generate import GenerateShards
+    from memlab.stages.pool import run_shard_pool
 
     assert GenerateShards.CALLS > 1
     cfg = StudyConfig()

@@ -26,7 +26,7 @@ def _crash_at(step_to_fail: int):
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, strategy):
     cfg, base, data = _setup(tmp_path, "llama", strategy, checkpoint_every=1, epochs=2)
     cfg.train.lora.dropout = 0.3  # resumed dropout masks must match too (RNG state restored)
-    assert run_train(cfg, base, data, tmp_path / "ref")["resumed_from_step"] == 0
+    assert run_train(cfg, base, data, tmp_path / "ref").manifest["resumed_from_step"] == 0
     ref_losses = json.loads((tmp_path / "ref" / "metrics.json").read_text())["losses"]
     assert len(ref_losses) == 6 and not (tmp_path / "ref" / CKPT).exists()
 
@@ -36,7 +36,7 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, strategy)
     assert (out / CKPT).is_dir() and not (out / "_MANIFEST.json").exists()
 
     seen = []
-    man = run_train(cfg, base, data, out, on_loss=lambda s, v: seen.append(s))
+    man = run_train(cfg, base, data, out, on_loss=lambda s, v: seen.append(s)).manifest
     assert man["resumed_from_step"] == 3 and seen == [3, 4, 5]
     losses = json.loads((out / "metrics.json").read_text())["losses"]
     assert losses == ref_losses

@@ -33,7 +33,7 @@ def _setup(tmp_path, family: str, strategy: str, **train):
 def test_head_only_trains_only_the_untied_head(tmp_path, family):
     cfg, base, data = _setup(tmp_path, family, "head")
     cfg.train.head.lr = 1e-2
-    man = run_train(cfg, base, data, tmp_path / "train")
+    man = run_train(cfg, base, data, tmp_path / "train").manifest
     before = load_causal_lm(base).state_dict()
     after, _ = load_trained(tmp_path / "train")
     after_sd = after.state_dict()
@@ -49,7 +49,7 @@ def test_head_only_trains_only_the_untied_head(tmp_path, family):
 
 def test_lora_saves_an_adapter_that_merges(tmp_path):
     cfg, base, data = _setup(tmp_path, "gpt2", "lora")
-    man = run_train(cfg, base, data, tmp_path / "train")
+    man = run_train(cfg, base, data, tmp_path / "train").manifest
     assert man["saved"] == "lora_adapter"
     assert (tmp_path / "train" / "model" / "adapter_config.json").is_file()
     merged, _ = load_trained(tmp_path / "train")
@@ -68,7 +68,7 @@ def test_full_under_deepspeed_zero3_exports_the_whole_model(tmp_path):
     cfg, base, data = _setup(tmp_path, "llama", "full")
     cfg.train.full.zero_stage = 3
     cfg.train.full.lr = 1e-3
-    man = run_train(cfg, base, data, tmp_path / "train")
+    man = run_train(cfg, base, data, tmp_path / "train").manifest
     assert man["engine"] == "deepspeed-zero3"
     assert man["trainable_params"] == man["total_params"]
     model, _ = load_trained(tmp_path / "train")

@@ -1,0 +1,7 @@
+"""`python -m memlab ...`: the memlab command line."""
+
+import sys
+
+from memlab.cli import main
+
+sys.exit(main())

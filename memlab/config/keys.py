@@ -1,0 +1,133 @@
+"""Stage identities: each stage's output is addressed by a key of what it computes.
+
+    data_key  = the data section + the content digest of its source
+    train_key = data_key + the model section + the trial's own training settings + seed
+    gen_key   = train_key + the attack section
+    score_key = gen_key + the score section (+ the content of scorer plugin files)
+
+Each key hashes its own inputs and its upstream's key, so trials that share a prefix of the
+chain share its outputs: a changed score field rescores, a changed attack field regenerates
+and rescores, and neither retrains. Fields that say where or how a trial runs
+(`NON_IDENTITY_KEYS`) are in no key. A trial is a leaf of the chain: its key is its score_key.
+
+Content, not mtimes: a local dataset is identified by the SHA-256 of its files (an in-process
+cache keyed by path, size and mtime only avoids hashing the same file twice).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from memlab.config.load import flatten, to_dict
+from memlab.config.schema import (
+    DEMO_CORPUS_VERSION,
+    LOCAL_SUFFIXES,
+    NON_IDENTITY_KEYS,
+    STRATEGIES,
+    DataSection,
+    StudyConfig,
+)
+
+
+def content_key(obj: Any) -> str:
+    """Short content hash of a JSON-serialisable object (12 hex digits of SHA-1)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes (cached in this process while its size and mtime hold)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    memo = (str(p), st.st_size, st.st_mtime_ns)
+    if memo not in _DIGESTS:
+        with open(p, "rb") as f:
+            _DIGESTS[memo] = hashlib.file_digest(f, "sha256").hexdigest()
+    return _DIGESTS[memo]
+
+
+def local_files(path: str | os.PathLike) -> list[Path]:
+    """The files a local source is read from: the file itself, or every data file under the
+    folder (by suffix), in a stable order."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        return sorted(f for f in p.rglob("*") if f.suffix in LOCAL_SUFFIXES and f.is_file())
+    return [p]
+
+
+def source_digest(data: DataSection) -> str:
+    """What the data section's source holds, beyond its settings: the content of a local
+    source's files; the generator version of the demo corpus; for a hub dataset its name and
+    split (already in the section: a hub revision is not pinned)."""
+    if data.source == "local" and data.path:
+        root = Path(data.path).expanduser()
+        files = local_files(root)
+        rel = lambda f: str(f.relative_to(root)) if root.is_dir() else f.name  # noqa: E731
+        return content_key([(rel(f), file_sha256(f)) for f in files if f.is_file()])
+    if data.source == "demo":
+        return f"demo-corpus-v{DEMO_CORPUS_VERSION}"
+    return "hub"
+
+
+def _identity(cfg: StudyConfig) -> dict[str, Any]:
+    """Every field that changes what the trial computes, flattened (dotted keys)."""
+    other = tuple(f"train.{s}" for s in STRATEGIES if s != cfg.train.strategy)
+    skip = NON_IDENTITY_KEYS + other
+    return {k: v for k, v in flatten(to_dict(cfg)).items()
+            if not any(k == n or k.startswith(n + ".") for n in skip)}
+
+
+def config_identity(cfg: StudyConfig) -> str:
+    """A key of the config alone (no file is read): trials with equal identities are one."""
+    return content_key(_identity(cfg))
+
+
+def _section(ident: dict[str, Any], name: str) -> dict[str, Any]:
+    return {k: v for k, v in ident.items() if k.startswith(name + ".")}
+
+
+@dataclass(frozen=True)
+class StageKeys:
+    data: str
+    train: str
+    gen: str
+    score: str
+
+    @property
+    def trial(self) -> str:
+        """A trial is the leaf of its chain."""
+        return self.score
+
+    def tags(self) -> dict[str, str]:
+        return {f"{k}_key": v for k, v in dataclasses.asdict(self).items()}
+
+
+def plugin_digests(plugins: list[str]) -> list[str]:
+    """Scorer plugins named by file are identified by their content, by module by name."""
+    return [file_sha256(p) if p.endswith(".py") and Path(p).expanduser().is_file() else p
+            for p in plugins]
+
+
+# fields whose content is hashed instead of their text: the same dataset or plugin file under
+# another path (relative, absolute, moved) keeps its keys
+BY_CONTENT = ("data.path", "score.plugins")
+
+
+def stage_keys(cfg: StudyConfig) -> StageKeys:
+    ident = {k: v for k, v in _identity(cfg).items() if k not in BY_CONTENT}
+    data = content_key({"data": _section(ident, "data"), "source": source_digest(cfg.data)})
+    train = content_key({"data": data, "model": _section(ident, "model"),
+                         "train": _section(ident, "train"), "seed": cfg.seed})
+    gen = content_key({"train": train, "attack": _section(ident, "attack")})
+    score = content_key({"gen": gen, "score": _section(ident, "score"),
+                         "plugins": plugin_digests(cfg.score.plugins)})
+    return StageKeys(data, train, gen, score)

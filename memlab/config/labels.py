@@ -1,0 +1,22 @@
+"""How a trial's model and duplication are named in tables, plans and run names."""
+
+from __future__ import annotations
+
+from memlab.config.schema import StudyConfig
+
+
+def model_label(cfg: StudyConfig) -> str:
+    m = cfg.model
+    if m.scale:
+        return m.scale
+    if m.source == "smollm2":
+        return "SmolLM2-135M"
+    if m.source == "tiny":
+        return f"tiny-{m.tiny.family}-{m.tiny.hidden}x{m.tiny.layers}"
+    return str(m.name)
+
+
+def dup_label(cfg: StudyConfig) -> str:
+    """The copies of a member in the training stream, per duplication subset: '2/8/32'."""
+    d = cfg.data
+    return "/".join(str(k * d.dup_factor) for k in d.dup_mix)

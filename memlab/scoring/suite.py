@@ -1,0 +1,25 @@
+"""The scorers of a study: memlab's own (exact extraction, relaxed similarity, plagiarism
+typing, each registering itself on import) then the study's plugins, always in this order (the
+score shards' column order does not depend on which module a process imported first)."""
+
+from __future__ import annotations
+
+from memlab.config.keys import content_key
+from memlab.config.schema import ScoreSection
+from memlab.scoring import exact, plagiarism, similarity  # noqa: F401  (they register)
+from memlab.scoring.registry import SCORERS, Column, Scorer, load_plugins
+
+BUILTIN = ("exact_extracted", "token_match_frac", "lcs_tokens", "similarity", "plagiarism")
+
+
+def scorers(sec: ScoreSection) -> list[Scorer]:
+    return [SCORERS[n] for n in (*BUILTIN, *load_plugins(sec.plugins))]
+
+
+def columns(sec: ScoreSection) -> list[Column]:
+    return [c for s in scorers(sec) for c in s.columns]
+
+
+def fingerprint(sec: ScoreSection) -> str:
+    """Which columns the scorers make: score shards made by another set are stale."""
+    return content_key([(c.name, str(c.type)) for c in columns(sec)])

@@ -1,0 +1,115 @@
+"""Stages keyed by what they compute, through a real sweep: a grid of 2 attack settings x 2
+score settings x 3 strategies, plus a scorer plugin, run over the runs root of the finished
+smoke sweep (whose trials are this grid's first attack and score settings).
+
+- Nothing trains again: the 12 trials share the smoke sweep's 3 trainings (one per strategy),
+  whose files are untouched, and the log holds no training.
+- A changed attack field regenerates and rescores (3 new generation stages, one per strategy,
+  each shared by the two score settings); a changed score field (or the plugin) rescores only.
+- The plugin's scorer, registered in tests/integration/scorer_plugin.py and named in
+  score.plugins, is a score-shard column, an MLflow metric and a report column.
+"""
+
+import csv
+import subprocess
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from memlab.config.expand import load_study
+from memlab.io.paths import stage_dir
+from memlab.io.shards import read_shards
+from tests.conftest import ROOT, SWEEPS
+from tests.integration.conftest import SMOKE, memlab_exe
+
+PLUGIN = ROOT / "tests" / "integration" / "scorer_plugin.py"
+
+
+def _files(folder):
+    return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def grid(smoke_sweep, tmp_path_factory):
+    runs = smoke_sweep["runs"]
+    study_dir = tmp_path_factory.mktemp("grid-study")
+    (study_dir / "_defaults.yaml").write_text((SWEEPS / "_defaults.yaml").read_text())
+    study = yaml.safe_load(SMOKE.read_text())
+    study["sweep"]["name"] = "reuse"
+    study["grid"] = {"train.strategy": ["full", "head", "lora"],
+                     "attack.max_new_tokens": [24, 20],  # smoke: 24
+                     "score.plagiarism.enabled": [True, False]}  # smoke: true
+    path = study_dir / "grid.yaml"
+    path.write_text(yaml.safe_dump(study))
+    sets = [f"sweep.runs_root={runs}", f"score.plugins=[{PLUGIN}]"]
+    before = {s: _files(runs / "stages" / s) for s in ("train", "gen", "score")}
+    cmd = memlab_exe() + ["run", str(path)] + [a for s in sets for a in ("--set", s)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    return {"runs": runs, "study": load_study(path, sets), "before": before,
+            "log": proc.stdout + proc.stderr, "smoke": smoke_sweep["study"],
+            "smoke_log": smoke_sweep["stdout"] + smoke_sweep["stderr"]}
+
+
+def test_the_grid_trains_three_times_and_nothing_again(grid):
+    study, runs = grid["study"], grid["runs"]
+    assert len(study.trials) == 12
+    train_keys = {t.keys.train for t in study.trials}
+    assert len(train_keys) == 3  # one training per strategy ...
+    assert train_keys == {t.keys.train for t in grid["smoke"].trials}  # ... the smoke's
+    assert {p.name for p in (runs / "stages" / "train").iterdir() if p.is_dir()} == train_keys
+    assert _files(runs / "stages" / "train") == grid["before"]["train"]  # untouched
+    for strategy in ("full", "head", "lora"):
+        assert f"train {strategy}:" not in grid["log"]  # no training step was logged
+        assert f"train {strategy}: 8/8 steps" in grid["smoke_log"]  # (as the smoke sweep did)
+
+
+def test_a_changed_attack_regenerates_and_a_changed_score_only_rescores(grid):
+    study, runs, smoke = grid["study"], grid["runs"], grid["smoke"]
+    smoke_gen = {t.config.train.strategy: t.keys.gen for t in smoke.trials}
+    new_gen = set()
+    for t in study.trials:
+        same_attack = t.config.attack.max_new_tokens == 24
+        assert (t.keys.gen == smoke_gen[t.config.train.strategy]) == same_attack
+        if not same_attack:
+            new_gen.add(t.keys.gen)
+        assert (runs / "stages" / "score" / t.key / "_MANIFEST.json").is_file()
+        assert t.key not in {s.key for s in smoke.trials}  # new score settings: new scores
+    assert len(new_gen) == 3  # one generation per strategy, shared by both score settings
+    gen_now = _files(runs / "stages" / "gen")
+    assert {p: gen_now[p] for p in grid["before"]["gen"]} == grid["before"]["gen"]
+    assert {p.parent.name for p in gen_now if p.name == "_MANIFEST.json"} == \
+        set(smoke_gen.values()) | new_gen
+    assert _files(runs / "stages" / "score").items() >= grid["before"]["score"].items()
+
+
+def test_a_registered_plugin_scorer_is_a_column_a_metric_and_a_report_column(grid):
+    from mlflow.tracking import MlflowClient
+
+    study, runs = grid["study"], grid["runs"]
+    for t in study.trials:
+        scores = read_shards(stage_dir(t.config, "score", t.key)).to_pandas()
+        gen = read_shards(stage_dir(t.config, "gen", t.keys.gen)).to_pandas()
+        want = [len(g) >= len(s) for g, s in zip(gen.gen_ids, gen.suffix_ids)]
+        assert scores.covers_suffix.tolist() == want
+        assert scores.plag_label.isna().all() != t.config.score.plagiarism.enabled
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs}/mlflow.db")
+    exp = client.get_experiment_by_name("reuse")
+    runs_ = client.search_runs([exp.experiment_id], "tags.`memlab.role` = 'trial'")
+    assert len(runs_) == 12
+    for r in runs_:
+        scores = read_shards(runs / "stages" / "score" / r.data.tags["trial_key"]).to_pandas()
+        members = scores[scores.split == "member"]
+        assert r.data.metrics["covers_pct/member"] == pytest.approx(
+            100 * members.covers_suffix.mean())
+        assert "covers_pct/member_dup4" in r.data.metrics
+        assert r.data.params["score.plugins"] == f"['{PLUGIN}']"
+        assert ("verbatim_pct/member" in r.data.metrics) == \
+            (r.data.params["score.plagiarism.enabled"] == "True")
+    assert "covers_%" in grid["log"] and "floor_covers_%" in grid["log"]
+    with open(runs / "reuse" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 24 and {"covers_%", "floor_covers_%"} <= set(rows[0])
+    assert pq.read_schema(next((runs / "stages" / "score" / study.trials[0].key)
+                               .glob("part-*.parquet"))).names[-1] == "covers_suffix"
