@@ -157,6 +157,20 @@ def shard_digests(folder: str | os.PathLike) -> dict[str, str]:
     return {p.name: file_digest(p) for p in sorted(Path(folder).glob("part-*.parquet"))}
 
 
+def _built_from(folder: Path, man: dict | None) -> str | None:
+    marker = folder / UPSTREAM
+    return marker.read_text().strip() if marker.is_file() else (man or {}).get("upstream")
+
+
+def stage_done(folder: str | os.PathLike, upstream: str) -> bool:
+    """Whether the stage in `folder` finished from `upstream` with all its outputs (reads
+    only)."""
+    folder = Path(folder)
+    man = read_manifest(folder)
+    return man is not None and _built_from(folder, man) == upstream and \
+        all((folder / name).exists() for name in man.get("outputs", []))
+
+
 def begin_stage(folder: str | os.PathLike, upstream: str) -> dict | None:
     """The stage's manifest if it finished from `upstream` and its outputs are all present;
     otherwise None, with the folder made ready for a (re)run: outputs built from another
@@ -165,7 +179,7 @@ def begin_stage(folder: str | os.PathLike, upstream: str) -> dict | None:
     folder.mkdir(parents=True, exist_ok=True)
     man = read_manifest(folder)
     marker = folder / UPSTREAM
-    built_from = marker.read_text().strip() if marker.is_file() else (man or {}).get("upstream")
+    built_from = _built_from(folder, man)
     if built_from is not None and built_from != upstream:
         for p in folder.iterdir():
             shutil.rmtree(p) if p.is_dir() else p.unlink()

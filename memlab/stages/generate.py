@@ -263,13 +263,17 @@ class GenerateShards:
         return {"dst": list(batch["dst"]), "rows": rows_out}
 
 
+def gen_upstream(train_dir: Path, data_dir: Path) -> str:
+    """What a finished generation stage was built from: the trained model and the dataset."""
+    return content_key({"train": manifest_digest(train_dir), "data": manifest_digest(data_dir)})
+
+
 def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Path,
                  threads: int = 1) -> StageOutput:
     """The attack on every document of the dataset with the trained model of `train_dir`."""
     from memlab.stages.pool import run_shard_pool
 
-    upstream = content_key({"train": manifest_digest(train_dir),
-                            "data": manifest_digest(data_dir)})
+    upstream = gen_upstream(train_dir, data_dir)
     with claim_stage(out_dir, upstream) as stage:
         if stage.done is None:
             jobs = [(s, out_dir / s.name) for s in sorted(Path(data_dir).glob("part-*.parquet"))]

@@ -34,15 +34,17 @@ TITLES = {  # tables after the first, by the `table` of their registered columns
 }
 
 
-def headings(sec: ScoreSection) -> dict[str, list[tuple[str, str, str]]]:
-    """table -> [(summary metric, heading, legend text)] of the registered columns."""
+def headings(secs: list[ScoreSection]) -> dict[str, list[tuple[str, str, str]]]:
+    """table -> [(summary metric, heading, legend text)] of the registered columns of every
+    score section given (the trials may differ in thresholds or plugins), in first-seen
+    order."""
     out: dict[str, list[tuple[str, str, str]]] = {}
-    for c in suite.columns(sec):
-        if c.report is None:
-            continue
-        for metric, head in c.report(sec).items():
-            out.setdefault(c.table, []).append(
-                (metric, head, c.doc.format(t=f"{sec.headline_threshold:g}")))
+    for sec in secs:
+        for c in suite.columns(sec):
+            for metric, head in (c.report(sec) if c.report else {}).items():
+                entry = (metric, head, c.doc.format(t=f"{sec.headline_threshold:g}"))
+                if entry not in out.setdefault(c.table, []):
+                    out[c.table].append(entry)
     return out
 
 
@@ -56,8 +58,6 @@ def _human(n: float) -> str:
 def collect(study: Study) -> list[dict]:
     """A row per finished trial and member duplication level: every reported metric of its
     members at that level (`<heading>`) and of the non-members (`floor_<heading>`)."""
-    sec = study.base.score
-    tables = headings(sec)
     rows = []
     for t in study.trials:
         path = sweep_root(t.config) / t.key / "result.json"
@@ -73,7 +73,7 @@ def collect(study: Study) -> list[dict]:
                    "heldout_ppl": values.get(("nonmember", -1, "ppl")),
                    "trainable_params": res["train"]["trainable_params"],
                    "train_s": res["train"]["train_time_s"], "trial_key": res["key"]}
-            for cols in tables.values():
+            for cols in headings([t.config.score]).values():
                 for metric, head, _ in cols:
                     row[head] = values.get(("member", d, metric))
                     row[f"floor_{head}"] = values.get(("nonmember", -1, metric))
@@ -87,6 +87,8 @@ def collect(study: Study) -> list[dict]:
 def _cell(col: str, v) -> str:
     if v is None:
         return "-"
+    if isinstance(v, list):  # a grid axis over a list (e.g. score.plugins): short names
+        return ",".join(Path(x).name for x in v) or "-"
     if col == "trainable_params":
         return _human(v)
     if col == "heldout_ppl":
@@ -101,47 +103,55 @@ def _columns(table: list[tuple[str, str, str]]) -> list[str]:
     return heads + [f"floor_{h}" for h in heads]
 
 
-def plot(rows: list[dict], out: Path, panels: list[tuple[str, str, str]]) -> None:
-    """One panel per heading of the first table: members against duplication, per strategy,
-    with the non-member floor dotted."""
+def plot(rows: list[dict], out: Path, panels: list[tuple[str, str, str]],
+         keys: list[str]) -> None:
+    """One panel per heading of the first table: members against duplication, one line per
+    trial setting (strategy and every other key column that varies), the non-member floor
+    dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    varying = [k for k in keys if k != "dup" and len({_cell(k, r[k]) for r in rows}) > 1]
+    lines: dict[tuple, list[dict]] = {}
+    for r in rows:
+        lines.setdefault(tuple(_cell(k, r[k]) for k in varying), []).append(r)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8), squeeze=False)
     dups = sorted({r["dup"] for r in rows})
     for ax, (_, col, doc) in zip(axes[0], panels):
         floor = f"floor_{col}"
-        for strat in dict.fromkeys(r["strategy"] for r in rows):
-            sel = [r for r in rows if r["strategy"] == strat and r[col] is not None]
+        for label, sel in lines.items():
+            sel = [r for r in sel if r.get(col) is not None]
             if not sel:
                 continue
-            ax.plot([r["dup"] for r in sel], [r[col] for r in sel], marker="o", label=strat)
-            if sel[0][floor] is not None:
+            ax.plot([r["dup"] for r in sel], [r[col] for r in sel], marker="o",
+                    label=", ".join(label) or None)
+            if sel[0].get(floor) is not None:
                 ax.axhline(sel[0][floor], linestyle=":", linewidth=1,
                            color=ax.lines[-1].get_color())
         ax.set_xscale("log", base=2)
         ax.set_xticks(dups, [str(d) for d in dups])
         ax.minorticks_off()
-        top = max([v for r in rows for v in (r[col], r[floor]) if v is not None], default=0)
+        top = max([v for r in rows for v in (r.get(col), r.get(floor)) if v is not None],
+                  default=0)
         ax.set_ylim(0, max(5.0, 1.15 * top))
         ax.set_xlabel("copies of the document in the training set (dup_count)")
         ax.set_ylabel(col)
         ax.set_title(f"{doc or col}\n(dotted: non-member floor)", fontsize=8)
-        ax.legend(fontsize=8)
+        if len(lines) > 1:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
 def write_report(study: Study) -> str:
-    sec = study.base.score
     rows = collect(study)
     root = sweep_root(study.base)
     if not rows:
         return f"no finished trials under {root}"
-    tables = headings(sec)
+    tables = headings([t.config.score for t in study.trials])
     keys = KEYS[:2] + axes(study) + KEYS[2:]
     # the printed tables leave out columns that are the same on every row (said in the title)
     same = [c for c in ("model", "seed") if len({r[c] for r in rows}) == 1]
@@ -170,7 +180,7 @@ def write_report(study: Study) -> str:
     md = tabulate([[_cell(c, r.get(c)) for c in columns] for r in rows], headers=columns,
                   tablefmt="github", disable_numparse=True)
     (root / "results.md").write_text(md + "\n")
-    plot(rows, root / "results.png", first)
+    plot(rows, root / "results.png", first, keys)
     fixed = ", ".join(f"{c} {rows[0][c]}" for c in same)
     return (f"\nResults of sweep '{study.name}' ({fixed}; {root}/results.csv, .md, .png)\n"
             f"{text}")

@@ -125,13 +125,17 @@ def read_summary(score_dir: Path) -> pa.Table:
     return table
 
 
+def score_upstream(cfg: StudyConfig, gen_dir: Path) -> str:
+    """What a finished score stage was built from: the generations and the set of scorer
+    columns (score shards made by another set, e.g. before a new built-in scorer, are stale)."""
+    return content_key({"gen": manifest_digest(gen_dir), "scorers": suite.fingerprint(cfg.score)})
+
+
 def run_score(cfg: StudyConfig, trial_key: str, gen_dir: Path, data_dir: Path, out_dir: Path,
               threads: int = 1) -> StageOutput:
     from memlab.stages.pool import run_shard_pool
 
-    # score shards made by another set of scorers (a new plugin, a new built-in) are stale
-    upstream = content_key({"gen": manifest_digest(gen_dir),
-                            "scorers": suite.fingerprint(cfg.score)})
+    upstream = score_upstream(cfg, gen_dir)
     with claim_stage(out_dir, upstream) as stage:
         if stage.done is None:
             read_shards(gen_dir, GENERATION_SCHEMA)  # validate the boundary before scoring

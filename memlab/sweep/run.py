@@ -17,7 +17,7 @@ from memlab.config.labels import dup_label, model_label
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import artifact_root, default_tracking_uri, stage_dir, sweep_root
-from memlab.sweep.trial import Tracking, TrialPlan
+from memlab.sweep.trial import Tracking, TrialPlan, stages_done
 
 log = logging.getLogger("memlab")
 
@@ -187,6 +187,22 @@ def _init_ray() -> None:
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
 
 
+def finish_here(plans: list[TrialPlan]) -> int:
+    """Trials whose stages are all done need no Ray trial: their records are written and
+    logged in this process (a rerun of a finished sweep, a new sweep over finished work).
+    Returns how many failed."""
+    from memlab.sweep.trial import run_trial
+
+    failed = 0
+    for p in plans:
+        try:
+            run_trial(p)
+        except Exception as e:  # noqa: BLE001  (one trial's failure is reported, not fatal)
+            failed += 1
+            print(f"[memlab] trial {p.name} failed: {e!r}", file=sys.stderr)
+    return failed
+
+
 def run_tune(study: Study, plans: list[TrialPlan], resume: bool) -> int:
     """Run the trials; return how many failed."""
     from ray import tune
@@ -241,9 +257,14 @@ def run_sweep(study: Study, tracking_uri: str | None = None, resume: bool = Fals
     print(f"[memlab] sweep '{study.name}': {len(study.trials)} trials", flush=True)
     tracking = open_tracking(study, tracking_uri)
     plans = prepare(study, tracking)
-    print(f"[memlab] prepared in {time.time() - start:.0f} s; starting Ray Tune", flush=True)
-    _init_ray()
-    failed = run_tune(study, plans, resume)
+    done = [p for p in plans if stages_done(p)]
+    todo = [p for p in plans if p not in done]
+    print(f"[memlab] prepared in {time.time() - start:.0f} s; {len(done)} trial(s) with every "
+          f"stage done (recorded here), {len(todo)} to run on Ray Tune", flush=True)
+    failed = finish_here(done)
+    if todo:
+        _init_ray()
+        failed += run_tune(study, todo, resume)
     print(write_report(study))
     unlogged = log_pending(plans)
     try:

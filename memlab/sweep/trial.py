@@ -75,11 +75,27 @@ def trial_threads(cfg: StudyConfig) -> int:
 
 
 def _say(plan: TrialPlan, stage: str, out) -> None:
-    how = (f"computed in {out.manifest.get('train_time_s', 0):.0f} s of training"
-           if stage == "train" and out.computed else "computed" if out.computed else
-           "reused" + (f" after waiting {out.waited_s:.0f} s for another trial"
-                       if out.waited_s > 1 else " (finished earlier)"))
+    if out.computed:
+        how = "computed"
+    elif out.waited_s > 1:
+        how = f"reused, after waiting {out.waited_s:.0f} s for the trial computing it"
+    else:
+        how = "reused (finished earlier)"
     print(f"[memlab] {plan.name}: {stage} {out.folder.name} {how}", file=sys.stderr, flush=True)
+
+
+def stages_done(plan: TrialPlan) -> bool:
+    """Every stage of the trial finished from its current upstream, every output present
+    (reads manifests only): the trial needs no compute, only its record and logging."""
+    from memlab.io.shards import stage_done
+    from memlab.stages.generate import gen_upstream
+    from memlab.stages.score import score_upstream
+    from memlab.stages.train import train_upstream
+
+    data, train, gen = plan.stage("data"), plan.stage("train"), plan.stage("gen")
+    return (stage_done(train, train_upstream(data, plan.base_model))
+            and stage_done(gen, gen_upstream(train, data))
+            and stage_done(plan.stage("score"), score_upstream(plan.config, gen)))
 
 
 def run_trial(plan: TrialPlan) -> dict:

@@ -1,13 +1,15 @@
 """Stages keyed by what they compute, through a real sweep: a grid of 2 attack settings x 2
-score settings x 3 strategies, plus a scorer plugin, run over the runs root of the finished
-smoke sweep (whose trials are this grid's first attack and score settings).
+score settings x 3 strategies, run over the runs root of the finished smoke sweep, whose 3
+trials are this grid's first attack and score settings. The second score setting is a new
+metric: a scorer plugin (tests/integration/scorer_plugin.py) named in `score.plugins`.
 
 - Nothing trains again: the 12 trials share the smoke sweep's 3 trainings (one per strategy),
-  whose files are untouched, and the log holds no training.
-- A changed attack field regenerates and rescores (3 new generation stages, one per strategy,
-  each shared by the two score settings); a changed score field (or the plugin) rescores only.
-- The plugin's scorer, registered in tests/integration/scorer_plugin.py and named in
-  score.plugins, is a score-shard column, an MLflow metric and a report column.
+  whose files are untouched, and the log holds no training step.
+- The smoke's own settings reuse every stage; a changed attack field regenerates and rescores
+  (3 new generations, one per strategy, each shared by both score settings); the new metric
+  rescores only.
+- The plugin's scorer is a score-shard column, an MLflow metric and a report column, with no
+  other edit.
 """
 
 import csv
@@ -39,10 +41,10 @@ def grid(smoke_sweep, tmp_path_factory):
     study["sweep"]["name"] = "reuse"
     study["grid"] = {"train.strategy": ["full", "head", "lora"],
                      "attack.max_new_tokens": [24, 20],  # smoke: 24
-                     "score.plagiarism.enabled": [True, False]}  # smoke: true
+                     "score.plugins": [[], [str(PLUGIN)]]}  # smoke: none
     path = study_dir / "grid.yaml"
     path.write_text(yaml.safe_dump(study))
-    sets = [f"sweep.runs_root={runs}", f"score.plugins=[{PLUGIN}]"]
+    sets = [f"sweep.runs_root={runs}"]
     before = {s: _files(runs / "stages" / s) for s in ("train", "gen", "score")}
     cmd = memlab_exe() + ["run", str(path)] + [a for s in sets for a in ("--set", s)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1500)
@@ -65,9 +67,10 @@ def test_the_grid_trains_three_times_and_nothing_again(grid):
         assert f"train {strategy}: 8/8 steps" in grid["smoke_log"]  # (as the smoke sweep did)
 
 
-def test_a_changed_attack_regenerates_and_a_changed_score_only_rescores(grid):
+def test_a_changed_attack_regenerates_and_a_new_metric_only_rescores(grid):
     study, runs, smoke = grid["study"], grid["runs"], grid["smoke"]
     smoke_gen = {t.config.train.strategy: t.keys.gen for t in smoke.trials}
+    smoke_keys = {t.key for t in smoke.trials}
     new_gen = set()
     for t in study.trials:
         same_attack = t.config.attack.max_new_tokens == 24
@@ -75,41 +78,49 @@ def test_a_changed_attack_regenerates_and_a_changed_score_only_rescores(grid):
         if not same_attack:
             new_gen.add(t.keys.gen)
         assert (runs / "stages" / "score" / t.key / "_MANIFEST.json").is_file()
-        assert t.key not in {s.key for s in smoke.trials}  # new score settings: new scores
+        # the smoke's own settings are the smoke's trials; any other setting is new scores
+        assert (t.key in smoke_keys) == (same_attack and not t.config.score.plugins)
     assert len(new_gen) == 3  # one generation per strategy, shared by both score settings
     gen_now = _files(runs / "stages" / "gen")
     assert {p: gen_now[p] for p in grid["before"]["gen"]} == grid["before"]["gen"]
     assert {p.parent.name for p in gen_now if p.name == "_MANIFEST.json"} == \
         set(smoke_gen.values()) | new_gen
-    assert _files(runs / "stages" / "score").items() >= grid["before"]["score"].items()
+    score_now = _files(runs / "stages" / "score")
+    assert {p: score_now[p] for p in grid["before"]["score"]} == grid["before"]["score"]
+    assert len([p for p in score_now if p.name == "_MANIFEST.json"]) == 12
 
 
 def test_a_registered_plugin_scorer_is_a_column_a_metric_and_a_report_column(grid):
     from mlflow.tracking import MlflowClient
 
     study, runs = grid["study"], grid["runs"]
+    with_plugin = [t for t in study.trials if t.config.score.plugins]
+    assert len(with_plugin) == 6
     for t in study.trials:
         scores = read_shards(stage_dir(t.config, "score", t.key)).to_pandas()
-        gen = read_shards(stage_dir(t.config, "gen", t.keys.gen)).to_pandas()
-        want = [len(g) >= len(s) for g, s in zip(gen.gen_ids, gen.suffix_ids)]
-        assert scores.covers_suffix.tolist() == want
-        assert scores.plag_label.isna().all() != t.config.score.plagiarism.enabled
+        assert ("covers_suffix" in scores) == (t in with_plugin)
+        if t in with_plugin:  # the plugin's column, computed on the trial's generations
+            gen = read_shards(stage_dir(t.config, "gen", t.keys.gen)).to_pandas()
+            want = [len(g) >= len(s) for g, s in zip(gen.gen_ids, gen.suffix_ids)]
+            assert scores.covers_suffix.tolist() == want
+            assert pq.read_schema(next(stage_dir(t.config, "score", t.key)
+                                       .glob("part-*.parquet"))).names[-1] == "covers_suffix"
     client = MlflowClient(tracking_uri=f"sqlite:///{runs}/mlflow.db")
     exp = client.get_experiment_by_name("reuse")
     runs_ = client.search_runs([exp.experiment_id], "tags.`memlab.role` = 'trial'")
     assert len(runs_) == 12
     for r in runs_:
         scores = read_shards(runs / "stages" / "score" / r.data.tags["trial_key"]).to_pandas()
+        if r.data.params["score.plugins"] == "[]":
+            assert not any(m.startswith("covers_pct") for m in r.data.metrics)
+            continue
+        assert r.data.params["score.plugins"] == f"['{PLUGIN}']"
         members = scores[scores.split == "member"]
         assert r.data.metrics["covers_pct/member"] == pytest.approx(
             100 * members.covers_suffix.mean())
         assert "covers_pct/member_dup4" in r.data.metrics
-        assert r.data.params["score.plugins"] == f"['{PLUGIN}']"
-        assert ("verbatim_pct/member" in r.data.metrics) == \
-            (r.data.params["score.plagiarism.enabled"] == "True")
     assert "covers_%" in grid["log"] and "floor_covers_%" in grid["log"]
     with open(runs / "reuse" / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 24 and {"covers_%", "floor_covers_%"} <= set(rows[0])
-    assert pq.read_schema(next((runs / "stages" / "score" / study.trials[0].key)
-                               .glob("part-*.parquet"))).names[-1] == "covers_suffix"
+    assert len(rows) == 24 and {"covers_%", "floor_covers_%", "score.plugins"} <= set(rows[0])
+    assert {r["covers_%"] != "" for r in rows} == {True, False}  # the plugin's trials only

@@ -1,0 +1,63 @@
+"""Tracking never decides whether work is done: its calls are retried within a budget and then
+fail with one clear error; metric names suit every MLflow store; a loss curve is logged once."""
+
+import socket
+import subprocess
+import time
+
+import pyarrow as pa
+import pytest
+
+from memlab.stages.score import flat_metrics
+from memlab.tracking.mlflow_log import Client, TrackedRun, TrackingError
+from tests.conftest import ROOT, SWEEPS
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+def test_an_unreachable_server_fails_within_the_retry_budget():
+    client = Client(f"http://127.0.0.1:{_closed_port()}", retry_s=2)
+    t0 = time.time()
+    with pytest.raises(TrackingError, match="get_experiment_by_name failed"):
+        client.call("get_experiment_by_name", "x")
+    assert 1.5 <= time.time() - t0 < 30  # retried with backoff for ~2 s, then gave up
+
+
+def test_a_sweep_whose_server_is_unreachable_stops_before_computing(memlab_cmd, tmp_path):
+    r = subprocess.run([*memlab_cmd, "run", str(SWEEPS / "smoke.yaml"),
+                        "--set", f"sweep.runs_root={tmp_path}",
+                        "--set", f"tracking.uri=http://127.0.0.1:{_closed_port()}",
+                        "--set", "tracking.retry_s=1"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: tracking: MLflow at http://")
+    assert not (tmp_path / "stages").exists()  # nothing was computed
+
+
+def test_metric_names_never_contain_one_another_as_a_folder():
+    """MLflow's file store keeps a metric as a file named by it: 'a/b' and 'a/b/c' cannot
+    both exist (measured on main before: exact_pct/member and exact_pct/member/dup1)."""
+    rows = [{"split": s, "dup_count": d, "metric": m, "value": 1.0}
+            for s, d in (("member", -1), ("member", 1), ("member", 4), ("nonmember", -1))
+            for m in ("exact_pct", "sim_src_ge_0.8_pct", "ppl")]
+    names = set(flat_metrics(pa.Table.from_pylist(rows)))
+    assert "exact_pct/member_dup4" in names and "heldout_ppl" in names
+    assert not [(a, b) for a in names for b in names if b.startswith(a + "/")]
+
+
+def test_a_loss_curve_is_logged_once_whatever_was_logged_live(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = Client(uri, retry_s=5)
+    exp = client.call("create_experiment", "e")
+    run = TrackedRun(client, client.call("create_run", exp).info.run_id)
+    for step in (0, 1, 3):  # live logging got some steps before it stopped
+        client.call("log_metric", run.run_id, "train_loss", 9.0, step=step)
+    assert run.log_history("train_loss", [5.0, 4.0, 3.0, 2.0, 1.0]) == 2
+    assert run.log_history("train_loss", [5.0, 4.0, 3.0, 2.0, 1.0]) == 0  # again: nothing
+    steps = sorted(m.step for m in client.call("get_metric_history", run.run_id, "train_loss"))
+    assert steps == [0, 1, 2, 3, 4]
