@@ -26,7 +26,7 @@ from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import stage_dir, trial_dir
 from memlab.io.shards import write_json_atomic
-from memlab.tracking.mlflow_log import Client, LiveLoss, TrackingError, trial_run
+from memlab.tracking.mlflow_log import Client, LiveRun, TrackingError, trial_run
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ def stages_done(plan: TrialPlan) -> bool:
 
 def run_trial(plan: TrialPlan) -> dict:
     """Every stage of one trial (each reused when done), result.json, then MLflow."""
+    import ray
     import torch
 
     from memlab.stages.generate import run_generate
@@ -110,23 +111,22 @@ def run_trial(plan: TrialPlan) -> dict:
     threads = trial_threads(cfg)
     torch.set_num_threads(threads)
     plan.dir.mkdir(parents=True, exist_ok=True)
-    node = {}
-    try:
-        import ray
-
-        if ray.is_initialized():
-            node = {"ray.trial_node": ray.get_runtime_context().get_node_id()}
-    except ImportError:
-        pass
+    node = ({"ray.trial_node": ray.get_runtime_context().get_node_id()}
+            if ray.is_initialized() else {})
     live = _live_run(plan, node)
     data = plan.stage("data")
-    train = run_train(cfg, plan.base_model, data, plan.stage("train"), on_loss=live,
-                      ray_workers=cfg.train.strategy == "full")
-    _say(plan, "train", train)
-    gen = run_generate(cfg, train.folder, data, plan.stage("gen"), threads)
-    _say(plan, "gen", gen)
-    score = run_score(cfg, plan.key, gen.folder, data, plan.stage("score"), threads)
-    _say(plan, "score", score)
+    try:
+        train = run_train(cfg, plan.base_model, data, plan.stage("train"), on_loss=live,
+                          ray_workers=cfg.train.strategy == "full")
+        _say(plan, "train", train)
+        gen = run_generate(cfg, train.folder, data, plan.stage("gen"), threads)
+        _say(plan, "gen", gen)
+        score = run_score(cfg, plan.key, gen.folder, data, plan.stage("score"), threads)
+        _say(plan, "score", score)
+    except BaseException:
+        if live is not None:
+            live.fail()  # the run opened before training does not stay RUNNING
+        raise
     train_metrics = {k: train.manifest[k] for k in (
         "trainable_params", "total_params", "trainable_frac", "train_steps", "train_time_s",
         "train_tokens_per_s", "final_loss")}
@@ -152,7 +152,7 @@ def run_trial(plan: TrialPlan) -> dict:
     return result
 
 
-def _live_run(plan: TrialPlan, tags: dict) -> LiveLoss | None:
+def _live_run(plan: TrialPlan, tags: dict) -> LiveRun | None:
     """The trial's MLflow run opened before training, so the loss shows as it trains (one
     attempt: a trial never waits for tracking before it computes)."""
     t = plan.tracking
@@ -164,7 +164,7 @@ def _live_run(plan: TrialPlan, tags: dict) -> LiveLoss | None:
         log.warning("%s: MLflow not reachable before training (%s); logging at the end",
                     plan.name, e)
         return None
-    return LiveLoss(t.uri, run.run_id)
+    return LiveRun(t.uri, run.run_id)
 
 
 def is_logged(plan: TrialPlan) -> bool:

@@ -187,10 +187,11 @@ def trial_run(client: Client, experiment_id: str, trial_key: str, run_name: str,
                                      run_name, params, {**tags, **parent})
 
 
-class LiveLoss:
-    """`on_loss(step, loss)` of a training run: the loss logged to a run as it trains, best
-    effort (one attempt; after a failure it stops trying and the trial logs the whole curve
-    from the train stage's metrics.json once training is over). Picklable: it travels to Ray
+class LiveRun:
+    """A trial's run while it computes, best effort (one attempt per call, no retries): as
+    `on_loss(step, loss)` it logs the loss as the model trains (after a failure it stops
+    trying; the trial logs the whole curve from the train stage's metrics.json once training
+    is over); `fail()` marks the run FAILED when the trial fails. Picklable: it travels to Ray
     Train workers and builds its client where it is called."""
 
     def __init__(self, uri: str, run_id: str):
@@ -212,3 +213,9 @@ class LiveLoss:
         except TrackingError as e:
             self.off = True
             log.warning("live loss logging stopped (%s); the trial logs the curve later", e)
+
+    def fail(self) -> None:
+        try:
+            Client(self.uri, retry_s=0).call("set_terminated", self.run_id, status="FAILED")
+        except TrackingError as e:
+            log.warning("could not mark run %s FAILED: %s", self.run_id, e)
