@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     study = _load(args)
     _refuse_misfits(study)
-    return run_sweep(study, tracking_uri=args.tracking_uri, resume=args.resume)
+    return run_sweep(study, tracking_uri=args.tracking_uri)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -191,7 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: SQLite file under the runs root)")
         sp.add_argument("--resume", action="store_true",
-                        help="continue an interrupted sweep, skipping finished work")
+                        help="continue an interrupted sweep: finished stages are reused, "
+                        "finished trials only logged (what every run does; the flag states "
+                        "the intent in scripts)")
 
     run_options(study_cmd("run", cmd_run, "run every trial: train -> generate -> score -> "
                           "report"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import os
 import shutil
 from pathlib import Path
@@ -142,6 +143,14 @@ def prepare_base_model(m: ModelSection, texts: list[str] | None = None, seed: in
             shutil.rmtree(out, ignore_errors=True)
             os.replace(tmp, out)
     return {"path": str(out), "identity": ident}
+
+
+def torch_threads(cfg) -> int:
+    """torch threads of a trial's process (and of each full fine-tuning worker): train.threads,
+    else the CPUs its strategy reserves."""
+    if cfg.train.threads:
+        return cfg.train.threads
+    return max(1, math.ceil(getattr(cfg.resources, cfg.train.strategy).cpu))
 
 
 def torch_dtype(precision: str, device: str):

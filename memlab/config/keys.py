@@ -8,10 +8,12 @@
 Each key hashes its own inputs and its upstream's key, so trials that share a prefix of the
 chain share its outputs: a changed score field rescores, a changed attack field regenerates
 and rescores, and neither retrains. Fields that say where or how a trial runs
-(`NON_IDENTITY_KEYS`) are in no key. A trial is a leaf of the chain: its key is its score_key.
+(`NON_IDENTITY_KEYS`) are in no key, except for what changes the numbers: the device and
+precision it trains and generates on, and the generation engine (`resolved`). A trial is a
+leaf of the chain: its key is its score_key.
 
 Content, not mtimes: a local dataset is identified by the SHA-256 of its files (an in-process
-cache keyed by path, size and mtime only avoids hashing the same file twice).
+cache keyed by path, inode, size and mtime only avoids hashing the same file twice).
 """
 
 from __future__ import annotations
@@ -41,14 +43,15 @@ def content_key(obj: Any) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
-_DIGESTS: dict[tuple[str, int, int], str] = {}
+_DIGESTS: dict[tuple, str] = {}
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (cached in this process while its size and mtime hold)."""
+    """SHA-256 of a file's bytes (cached in this process while its inode, size and mtime hold:
+    files here are replaced, not edited in place)."""
     p = Path(path).resolve()
     st = p.stat()
-    memo = (str(p), st.st_size, st.st_mtime_ns)
+    memo = (str(p), st.st_ino, st.st_size, st.st_mtime_ns)
     if memo not in _DIGESTS:
         with open(p, "rb") as f:
             _DIGESTS[memo] = hashlib.file_digest(f, "sha256").hexdigest()
@@ -87,8 +90,15 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
 
 
 def config_identity(cfg: StudyConfig) -> str:
-    """A key of the config alone (no file is read): trials with equal identities are one."""
-    return content_key(_identity(cfg))
+    """A key of the config alone (no file is read): trials with equal identities are one.
+    Paths count as the files they name (one file spelled two ways is one)."""
+    ident = _identity(cfg)
+    paths = {"data.path": [cfg.data.path] if cfg.data.source == "local" else [],
+             "score.plugins": cfg.score.plugins}
+    for key, values in paths.items():
+        ident[key] = [os.path.abspath(os.path.expanduser(v)) if v and (key == "data.path" or
+                      v.endswith(".py")) else v for v in values]
+    return content_key(ident)
 
 
 def _section(ident: dict[str, Any], name: str) -> dict[str, Any]:
@@ -118,16 +128,34 @@ def plugin_digests(plugins: list[str]) -> list[str]:
 
 
 # fields whose content is hashed instead of their text: the same dataset or plugin file under
-# another path (relative, absolute, moved) keeps its keys
-BY_CONTENT = ("data.path", "score.plugins")
+# another path (relative, absolute, moved) keeps its keys; and `auto` fields, hashed as what
+# they resolve to (`resolved`)
+NOT_BY_TEXT = ("data.path", "score.plugins", "train.precision", "attack.engine")
+
+
+def resolved(cfg: StudyConfig) -> dict[str, str]:
+    """What the `auto` settings become for this trial's resources: the device and precision
+    it trains on, and the device, precision and engine it generates with (a GPU trial in
+    bf16 computes other numbers than a CPU trial in float32, so they are different outputs)."""
+    t, a = cfg.train, cfg.attack
+    train_gpu = getattr(cfg.resources, t.strategy).gpu > 0
+    gen_gpu = a.actor_gpus > 0
+    dtype = lambda gpu: t.precision if t.precision != "auto" else ("bf16" if gpu else "fp32")  # noqa: E731
+    engine = a.engine if a.engine != "auto" else ("memlab" if gen_gpu else "hf")
+    return {"train_device": "gpu" if train_gpu else "cpu", "train_dtype": dtype(train_gpu),
+            "gen_device": "gpu" if gen_gpu else "cpu", "gen_dtype": dtype(gen_gpu),
+            "gen_engine": engine}
 
 
 def stage_keys(cfg: StudyConfig) -> StageKeys:
-    ident = {k: v for k, v in _identity(cfg).items() if k not in BY_CONTENT}
+    ident = {k: v for k, v in _identity(cfg).items() if k not in NOT_BY_TEXT}
+    run = resolved(cfg)
     data = content_key({"data": _section(ident, "data"), "source": source_digest(cfg.data)})
     train = content_key({"data": data, "model": _section(ident, "model"),
-                         "train": _section(ident, "train"), "seed": cfg.seed})
-    gen = content_key({"train": train, "attack": _section(ident, "attack")})
+                         "train": _section(ident, "train"), "seed": cfg.seed,
+                         "on": [run["train_device"], run["train_dtype"]]})
+    gen = content_key({"train": train, "attack": _section(ident, "attack"),
+                       "on": [run["gen_device"], run["gen_dtype"], run["gen_engine"]]})
     score = content_key({"gen": gen, "score": _section(ident, "score"),
                          "plugins": plugin_digests(cfg.score.plugins)})
     return StageKeys(data, train, gen, score)

@@ -227,6 +227,9 @@ class StudyConfig:
 
 # Sections that say where/how a trial runs, not what it computes: excluded from trial_key.
 # (attack.batch_size stays in: the seed of a sampled batch depends on the batch layout.)
+# (What they resolve to where it changes the numbers, the device and precision a trial trains
+# and generates on and the generation engine, is part of the keys: memlab/config/keys.py.)
 NON_IDENTITY_KEYS = ("sweep", "resources", "tracking", "attack.actors", "attack.actor_cpus",
                      "attack.actor_gpus", "score.corpus_block", "train.threads",
-                     "train.log_every", "train.checkpoint_every", "model.cache_dir")
+                     "train.log_every", "train.checkpoint_every", "model.cache_dir",
+                     "model.scale", "score.headline_threshold")

@@ -10,7 +10,6 @@ same output waits for it and then reuses it."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
+
+from memlab.config.keys import file_sha256
 
 # ------------------------------------------------------------------ schemas of stage boundaries
 DATASET_SCHEMA = pa.schema([
@@ -143,18 +144,13 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
     return json.loads(p.read_text()) if p.is_file() else None
 
 
-def file_digest(path: str | os.PathLike) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def manifest_digest(folder: str | os.PathLike) -> str:
     """Identity of a finished stage, for the stages that consume it."""
-    return file_digest(Path(folder) / MANIFEST)
+    return file_sha256(Path(folder) / MANIFEST)
 
 
 def shard_digests(folder: str | os.PathLike) -> dict[str, str]:
-    return {p.name: file_digest(p) for p in sorted(Path(folder).glob("part-*.parquet"))}
+    return {p.name: file_sha256(p) for p in sorted(Path(folder).glob("part-*.parquet"))}
 
 
 def _built_from(folder: Path, man: dict | None) -> str | None:

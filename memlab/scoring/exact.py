@@ -28,8 +28,7 @@ def longest_common_run(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 @scorer("exact_extracted", pa.bool_(), aggregate=percent("exact_pct"),
-        report={"exact_pct": "exact_%"}, doc="samples whose suffix came back token for token",
-        higher_is_better=False)
+        report={"exact_pct": "exact_%"}, doc="samples whose suffix came back token for token")
 def exact_extracted(gen: Sequence[int], suffix: Sequence[int]) -> bool:
     """The first len(suffix) generated tokens equal the suffix, token for token."""
     n = len(suffix)
@@ -37,8 +36,7 @@ def exact_extracted(gen: Sequence[int], suffix: Sequence[int]) -> bool:
 
 
 @scorer("token_match_frac", pa.float64(), aggregate=percent("match_pct"),
-        report={"match_pct": "match_%"}, doc="suffix tokens reproduced at their position",
-        higher_is_better=False)
+        report={"match_pct": "match_%"}, doc="suffix tokens reproduced at their position")
 def token_match_frac(gen: Sequence[int], suffix: Sequence[int]) -> float:
     """Fraction of the suffix positions where the generation has the same token."""
     n = len(suffix)
@@ -47,7 +45,7 @@ def token_match_frac(gen: Sequence[int], suffix: Sequence[int]) -> float:
     return sum(1 for g, s in zip(gen[:n], suffix) if g == s) / n
 
 
-@scorer("lcs_tokens", pa.int32(), aggregate=mean("lcs_tokens_mean"), higher_is_better=False)
+@scorer("lcs_tokens", pa.int32(), aggregate=mean("lcs_tokens_mean"))
 def lcs_tokens(gen: Sequence[int], suffix: Sequence[int]) -> int:
     """Longest common contiguous token run between the generation and the suffix."""
     return longest_common_run(gen, suffix)

@@ -527,7 +527,7 @@ register(Scorer(
             label_percents(LABELS[:3], "none", "plagiarism_any_pct"),
             lambda sec: {"verbatim_pct": "verbatim_%", "paraphrase_pct": "paraphrase_%",
                          "idea_pct": "idea_%", "plagiarism_any_pct": "any_%"},
-            table="plagiarism", higher_is_better=False),
+            table="plagiarism"),
      Column("plag_doc_id", pa.string()),
      Column("plag_gen_span", pa.list_(pa.int32())),
      Column("plag_doc_span", pa.list_(pa.int32())),

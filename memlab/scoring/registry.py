@@ -42,7 +42,6 @@ class Column:
     report: Report | None = None  # summary metric -> report heading (None: not reported)
     doc: str = ""  # what a report heading means (the report's legend); {t}: headline threshold
     table: str = "extraction"  # which report table the headings go to
-    higher_is_better: bool | None = None  # for the data owner: False = more means more leakage
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def register(s: Scorer) -> Scorer:
 
 def scorer(name: str, type: pa.DataType, *, inputs: Sequence[str] = ("gen_ids", "suffix_ids"),
            aggregate: Aggregate | None = None, report: dict | Report | None = None,
-           doc: str = "", table: str = "extraction", higher_is_better: bool | None = None):
+           doc: str = "", table: str = "extraction"):
     """Register a per-sample scorer: `fn(*row[c] for c in inputs) -> value` of one generation
     row (columns of memlab.io.shards.GENERATION_SCHEMA)."""
 
@@ -84,8 +83,7 @@ def scorer(name: str, type: pa.DataType, *, inputs: Sequence[str] = ("gen_ids", 
             return lambda rows: {name: [fn(*(r[c] for c in inputs)) for r in rows]}
 
         rep = (lambda sec, d=report: d) if isinstance(report, dict) else report
-        register(Scorer(name, (Column(name, type, aggregate, rep, doc, table,
-                                      higher_is_better),), load))
+        register(Scorer(name, (Column(name, type, aggregate, rep, doc, table),), load))
         return fn
 
     return wrap

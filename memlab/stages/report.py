@@ -21,17 +21,17 @@ from memlab.scoring import suite
 from memlab.stages.score import read_summary
 
 KEYS = ["strategy", "model", "dup", "seed"]
+TRIAL = ["heldout_ppl", "trainable_params", "train_s", "trial_key"]
 SHOWN_ELSEWHERE = ("train.strategy", "seed", "model.name", "model.source")  # grid axes
+TITLES = {  # tables after the first, by the `table` of their registered columns
+    "plagiarism": "Plagiarism typing of the generations against the whole fine-tuning corpus "
+                  "(% of samples; METRICS.md section 2)",
+}
 
 
 def axes(study: Study) -> list[str]:
     """The grid axes that tell rows apart besides strategy, model, dup and seed."""
     return [k for k in study.grid if k not in SHOWN_ELSEWHERE]
-TRIAL = ["heldout_ppl", "trainable_params", "train_s", "trial_key"]
-TITLES = {  # tables after the first, by the `table` of their registered columns
-    "plagiarism": "Plagiarism typing of the generations against the whole fine-tuning corpus "
-                  "(% of samples; METRICS.md section 2)",
-}
 
 
 def headings(secs: list[ScoreSection]) -> dict[str, list[tuple[str, str, str]]]:

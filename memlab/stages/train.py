@@ -33,6 +33,7 @@ from memlab.components.models import (
     load_tokenizer,
     pad,
     torch_dtype,
+    torch_threads,
     untie_head,
 )
 from memlab.config.keys import content_key
@@ -197,7 +198,7 @@ def _worker_loop(c: dict) -> None:
     logging.basicConfig(level=os.environ.get("MEMLAB_LOG", "INFO"),
                         format=f"%(levelname)s rank{rank} %(name)s: %(message)s")
     cfg: StudyConfig = c["cfg"]
-    torch.set_num_threads(cfg.train.threads or max(1, math.ceil(cfg.resources.full.cpu)))
+    torch.set_num_threads(torch_threads(cfg))
     device = "cpu"
     if torch.cuda.is_available():
         from ray.train.torch import get_device

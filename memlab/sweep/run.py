@@ -102,9 +102,11 @@ def prepare(study: Study, tracking: Tracking) -> list[TrialPlan]:
     datasets: dict[str, dict] = {}
     models: dict[str, dict] = {}
     prov = provenance(Path(__file__).resolve().parent)
-    plans = []
+    plans: list[TrialPlan] = []
     for trial in study.trials:
         cfg, keys = _absolute(trial.config), trial.keys
+        if keys.trial in {p.key for p in plans}:  # the same trial by another config spelling
+            continue
         data_dir = stage_dir(cfg, "data", keys.data)
         if keys.data not in datasets:
             datasets[keys.data] = build_dataset(cfg.data, data_dir, keys.data)
@@ -193,18 +195,21 @@ def finish_here(plans: list[TrialPlan]) -> int:
     Returns how many failed."""
     from memlab.sweep.trial import run_trial
 
-    failed = 0
+    failed, log = 0, True
     for p in plans:
         try:
-            run_trial(p)
+            logged = run_trial(p, log)["logged"]
+            log = log and logged  # after one failure MLflow is down: stop trying
         except Exception as e:  # noqa: BLE001  (one trial's failure is reported, not fatal)
             failed += 1
             print(f"[memlab] trial {p.name} failed: {e!r}", file=sys.stderr)
     return failed
 
 
-def run_tune(study: Study, plans: list[TrialPlan], resume: bool) -> int:
-    """Run the trials; return how many failed."""
+def run_tune(study: Study, plans: list[TrialPlan]) -> int:
+    """Run the trials on Ray Tune; return how many failed. Each run is a fresh Tune run over
+    the trials that still have work: what an interrupted run finished is reused through the
+    stage store, not through Tune's own state."""
     from ray import tune
 
     from memlab.sweep.trial import tune_trainable
@@ -219,27 +224,18 @@ def run_tune(study: Study, plans: list[TrialPlan], resume: bool) -> int:
     trainable = tune.with_resources(
         tune.with_parameters(tune_trainable, plans=by_key),
         resources=lambda spec: requests[spec["trial_key"]])
-    storage = str(sweep_root(plans[0].config) / "_tune")
-    path = os.path.join(storage, "tune")
-    keys_file = Path(storage) / "trial_keys.json"
-    same_grid = keys_file.is_file() and json.loads(keys_file.read_text()) == sorted(by_key)
-    if resume and same_grid and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_errored=True)
-    else:
-        # A fresh Tune run; finished trials still skip every finished stage (manifests).
-        keys_file.parent.mkdir(parents=True, exist_ok=True)
-        keys_file.write_text(json.dumps(sorted(by_key)))
-        name_of = lambda trial: by_key[trial.config["trial_key"]].name  # noqa: E731
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"trial_key": tune.grid_search(list(by_key))},
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=study.base.sweep.max_concurrent_trials or None,
-                trial_name_creator=name_of, trial_dirname_creator=name_of),
-            run_config=tune.RunConfig(name="tune", storage_path=storage, verbose=1,
-                                      failure_config=tune.FailureConfig(
-                                          max_failures=study.base.sweep.max_failures)),
-        )
+    name_of = lambda trial: by_key[trial.config["trial_key"]].name  # noqa: E731
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial_key": tune.grid_search(list(by_key))},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=study.base.sweep.max_concurrent_trials or None,
+            trial_name_creator=name_of, trial_dirname_creator=name_of),
+        run_config=tune.RunConfig(name="tune", verbose=1,
+                                  storage_path=str(sweep_root(plans[0].config) / "_tune"),
+                                  failure_config=tune.FailureConfig(
+                                      max_failures=study.base.sweep.max_failures)),
+    )
     failed = 0
     for r in tuner.fit():
         if r.error is not None:
@@ -248,7 +244,7 @@ def run_tune(study: Study, plans: list[TrialPlan], resume: bool) -> int:
     return failed
 
 
-def run_sweep(study: Study, tracking_uri: str | None = None, resume: bool = False) -> int:
+def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
     from memlab.stages.report import write_report
     from memlab.tracking.mlflow_log import TrackingError
 
@@ -264,7 +260,7 @@ def run_sweep(study: Study, tracking_uri: str | None = None, resume: bool = Fals
     failed = finish_here(done)
     if todo:
         _init_ray()
-        failed += run_tune(study, todo, resume)
+        failed += run_tune(study, todo)
     print(write_report(study))
     unlogged = log_pending(plans)
     try:

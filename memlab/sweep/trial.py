@@ -11,7 +11,6 @@ loss curve and artifacts. A trial whose logging fails (MLflow unreachable for
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -21,7 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from memlab.config.keys import StageKeys
+from memlab.components.models import torch_threads
+from memlab.config.keys import StageKeys, file_sha256
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import stage_dir, trial_dir
@@ -68,12 +68,6 @@ class TrialPlan:
         return stage_dir(self.config, name, getattr(self.keys, name))
 
 
-def trial_threads(cfg: StudyConfig) -> int:
-    if cfg.train.threads:
-        return cfg.train.threads
-    return max(1, math.ceil(getattr(cfg.resources, cfg.train.strategy).cpu))
-
-
 def _say(plan: TrialPlan, stage: str, out) -> None:
     if out.computed:
         how = "computed"
@@ -98,23 +92,26 @@ def stages_done(plan: TrialPlan) -> bool:
             and stage_done(plan.stage("score"), score_upstream(plan.config, gen)))
 
 
-def run_trial(plan: TrialPlan) -> dict:
-    """Every stage of one trial (each reused when done), result.json, then MLflow."""
+def run_trial(plan: TrialPlan, log: bool = True) -> dict:
+    """Every stage of one trial (each reused when done), result.json, then MLflow (unless
+    `log` is False: the caller knows MLflow is down)."""
     import ray
     import torch
 
+    from memlab.io.shards import stage_done
     from memlab.stages.generate import run_generate
     from memlab.stages.score import flat_metrics, read_summary, run_score
-    from memlab.stages.train import run_train
+    from memlab.stages.train import run_train, train_upstream
 
     cfg = plan.config
-    threads = trial_threads(cfg)
+    threads = torch_threads(cfg)
     torch.set_num_threads(threads)
     plan.dir.mkdir(parents=True, exist_ok=True)
     node = ({"ray.trial_node": ray.get_runtime_context().get_node_id()}
             if ray.is_initialized() else {})
-    live = _live_run(plan, node)
     data = plan.stage("data")
+    trains = not stage_done(plan.stage("train"), train_upstream(data, plan.base_model))
+    live = _live_run(plan, node) if trains and log else None  # to watch the loss as it trains
     try:
         train = run_train(cfg, plan.base_model, data, plan.stage("train"), on_loss=live,
                           ray_workers=cfg.train.strategy == "full")
@@ -141,14 +138,14 @@ def run_trial(plan: TrialPlan) -> dict:
     _write_if_changed(result, plan.dir / "result.json")
     if not (plan.dir / "train_loss.png").is_file():
         _loss_plot(train.folder / "metrics.json", plan.dir / "train_loss.png")
-    try:
-        if not is_logged(plan):
+    result["logged"] = is_logged(plan) and live is None  # (a live run must be finished)
+    if log and not result["logged"]:
+        try:
             log_trial(plan, node)
-        result["logged"] = True
-    except TrackingError as e:
-        print(f"[memlab] {plan.name}: results on disk ({plan.dir}), NOT logged to MLflow: "
-              f"{e}", file=sys.stderr, flush=True)
-        result["logged"] = False
+            result["logged"] = True
+        except TrackingError as e:
+            print(f"[memlab] {plan.name}: results on disk ({plan.dir}), NOT logged to MLflow: "
+                  f"{e}", file=sys.stderr, flush=True)
     return result
 
 
@@ -157,9 +154,9 @@ def _live_run(plan: TrialPlan, tags: dict) -> LiveRun | None:
     attempt: a trial never waits for tracking before it computes)."""
     t = plan.tracking
     try:
-        run = trial_run(Client(t.uri, retry_s=0), t.experiment_id, plan.key, plan.name,
-                        params=flatten(to_dict(plan.config)), tags={**plan.tags, **tags},
-                        parent_run_id=t.parent_run_id)
+        run = trial_run(Client(t.uri, retry_s=0), t.experiment_id, plan.config.sweep.name,
+                        plan.key, plan.name, params=flatten(to_dict(plan.config)),
+                        tags={**plan.tags, **tags}, parent_run_id=t.parent_run_id)
     except TrackingError as e:
         log.warning("%s: MLflow not reachable before training (%s); logging at the end",
                     plan.name, e)
@@ -173,7 +170,7 @@ def is_logged(plan: TrialPlan) -> bool:
     if not (marker.is_file() and result.is_file()):
         return False
     done = json.loads(marker.read_text())
-    return done.get("uri") == plan.tracking.uri and done.get("result") == _digest(result)
+    return done.get("uri") == plan.tracking.uri and done.get("result") == file_sha256(result)
 
 
 def log_trial(plan: TrialPlan, tags: dict | None = None) -> str:
@@ -185,7 +182,7 @@ def log_trial(plan: TrialPlan, tags: dict | None = None) -> str:
     train_dir = plan.stage("train")
     train = json.loads((train_dir / "metrics.json").read_text())
     client = Client(t.uri, t.retry_s)
-    run = trial_run(client, t.experiment_id, plan.key, plan.name,
+    run = trial_run(client, t.experiment_id, cfg.sweep.name, plan.key, plan.name,
                     params=flatten(to_dict(cfg)),
                     tags={**plan.tags, **(tags or {}), **plan.keys.tags(),
                           **{f"note.{i}": n for i, n in enumerate(train["notes"])}},
@@ -202,12 +199,8 @@ def log_trial(plan: TrialPlan, tags: dict | None = None) -> str:
         run.log_artifact(path, subdir)
     run.finish(ok=True)
     write_json_atomic({"uri": t.uri, "run_id": run.run_id,
-                       "result": _digest(plan.dir / "result.json")}, plan.dir / LOGGED)
+                       "result": file_sha256(plan.dir / "result.json")}, plan.dir / LOGGED)
     return run.run_id
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write_if_changed(obj: dict, path: Path) -> None:

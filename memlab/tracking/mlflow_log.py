@@ -58,10 +58,20 @@ def provenance(cwd: str | os.PathLike | None = None) -> dict[str, str]:
     return tags
 
 
+def _tracking_failure(e: BaseException) -> bool:
+    """An MLflow error, a connection error or a locked/unavailable database: the tracking
+    side failed. Anything else (a TypeError, a missing file) is a bug and is raised as is."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(e, (MlflowException, OSError)) or type(e).__name__ == "OperationalError"
+
+
 def _transient(e: BaseException) -> bool:
     from mlflow.exceptions import MlflowException
 
-    return not (isinstance(e, MlflowException) and e.error_code in PERMANENT)
+    if isinstance(e, MlflowException):
+        return e.error_code not in PERMANENT
+    return _tracking_failure(e)
 
 
 class Client:
@@ -89,7 +99,9 @@ class Client:
                                     retry=retry_if_exception(_transient)):
                 with attempt:
                     return getattr(self.mlflow, method)(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001  (any failure of the tracking side)
+        except Exception as e:
+            if not _tracking_failure(e):
+                raise
             first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
             raise TrackingError(f"MLflow at {self.uri}: {method} failed: {first}") from e
 
@@ -113,18 +125,20 @@ class TrackedRun:
     def find_or_create(cls, client: Client, experiment_id: str, match: dict, run_name: str,
                        params: dict, tags: dict) -> TrackedRun:
         """The run with the `match` tags (resumed: status back to RUNNING), or a new one.
-        Params are logged each time (the same values again are accepted), so a run whose
-        creation was cut short gets them on the next attempt."""
+        Params the run lacks are logged (a run whose creation was cut short gets them on the
+        next attempt); those it has keep their first value (MLflow refuses a change, and a
+        resumed trial may run with other resources)."""
         query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in match.items())
         found = client.call("search_runs", [experiment_id], filter_string=query, max_results=1)
+        have: dict = {}
         if found:
-            run = cls(client, found[0].info.run_id)
+            run, have = cls(client, found[0].info.run_id), found[0].data.params
             client.call("update_run", run.run_id, status="RUNNING")
         else:
             created = client.call("create_run", experiment_id, run_name=run_name,
                                   tags={k: str(v) for k, v in {**match, **tags}.items()})
             run = cls(client, created.info.run_id)
-        run.log_params(params)
+        run.log_params({k: v for k, v in params.items() if k not in have})
         run.set_tags(tags)  # provenance of this attempt (e.g. the code that resumed it)
         return run
 
@@ -178,13 +192,14 @@ def sweep_run(client: Client, experiment_id: str, sweep: str, params: dict,
                                      tags)
 
 
-def trial_run(client: Client, experiment_id: str, trial_key: str, run_name: str, params: dict,
-              tags: dict, parent_run_id: str | None = None) -> TrackedRun:
-    """A trial's run, a child of the sweep's run when `parent_run_id` is given."""
+def trial_run(client: Client, experiment_id: str, sweep: str, trial_key: str, run_name: str,
+              params: dict, tags: dict, parent_run_id: str | None = None) -> TrackedRun:
+    """A trial's run in its sweep, a child of the sweep's run when `parent_run_id` is given
+    (several sweeps may share an experiment and a trial key)."""
     parent = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
-    return TrackedRun.find_or_create(client, experiment_id,
-                                     {"memlab.role": "trial", "trial_key": trial_key},
-                                     run_name, params, {**tags, **parent})
+    return TrackedRun.find_or_create(
+        client, experiment_id, {"memlab.role": "trial", "sweep": sweep, "trial_key": trial_key},
+        run_name, params, {**tags, **parent})
 
 
 class LiveRun:

@@ -1,6 +1,6 @@
 """A real CPU sweep of the smoke study (tiny Llama) through Ray Tune: three strategies, the
-full one on a DeepSpeed engine; then a rerun that must redo nothing, and a rerun after losing
-one generation shard that must redo only that shard and what depends on it."""
+full one on a DeepSpeed engine; then a rerun after losing one generation shard, which must redo
+that shard and nothing else."""
 
 import csv
 import subprocess

@@ -124,3 +124,29 @@ def test_a_registered_plugin_scorer_is_a_column_a_metric_and_a_report_column(gri
         rows = list(csv.DictReader(f))
     assert len(rows) == 24 and {"covers_%", "floor_covers_%", "score.plugins"} <= set(rows[0])
     assert {r["covers_%"] != "" for r in rows} == {True, False}  # the plugin's trials only
+
+
+@pytest.mark.slow  # a fresh two-trial sweep with a longer training: ~2 min on 2 cores (CI)
+def test_two_tune_trials_sharing_a_training_started_at_once_train_once(tmp_path):
+    """Two LoRA trials that differ in a score setting only, both fitting on the machine at
+    once (half a CPU each, plus their actor): Tune starts them together; one trains, the other
+    waits for the training's manifest and reuses it."""
+    (tmp_path / "_defaults.yaml").write_text((SWEEPS / "_defaults.yaml").read_text())
+    study = yaml.safe_load(SMOKE.read_text())
+    study["sweep"]["name"] = "together"
+    study["train"]["epochs"] = 100  # 800 steps: long enough for both to be there at once
+    study["resources"] = {"lora": {"cpu": 0.5}}
+    study["grid"] = {"train.strategy": ["lora"], "score.plugins": [[], [str(PLUGIN)]]}
+    path = tmp_path / "together.yaml"
+    path.write_text(yaml.safe_dump(study))
+    runs = tmp_path / "runs"
+    proc = subprocess.run(memlab_exe() + ["run", str(path), "--set", f"sweep.runs_root={runs}"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=1200)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-5000:]
+    trials = load_study(path, [f"sweep.runs_root={runs}"]).trials
+    (key,) = {t.keys.train for t in trials}
+    assert [p.name for p in (runs / "stages" / "train").iterdir() if p.is_dir()] == [key]
+    assert log.count(f"train {key} computed") == 1
+    assert log.count(f"train {key} reused, after waiting") == 1  # it was there at once
+    assert all((runs / "together" / t.key / "result.json").is_file() for t in trials)

@@ -54,9 +54,19 @@ def test_stage_keys_are_content_addressed():
     assert len(stage_keys(a).trial) == 12
 
 
+ALL = ("data", "train", "gen", "score")
+
+
 @pytest.mark.parametrize("field, value, same", [
-    ("score.headline_threshold", 0.5, ("data", "train", "gen")),  # rescore only
+    ("score.sim_thresholds", [0.5, 0.9], ("data", "train", "gen")),  # rescore only
     ("score.plagiarism.enabled", False, ("data", "train", "gen")),
+    ("score.headline_threshold", 0.5, ALL),  # which summary column the report shows
+    ("model.scale", "135M", ALL),  # a label
+    ("attack.actors", 4, ALL),  # where it runs ...
+    ("resources.lora.cpu", 8.0, ALL),
+    ("resources.lora.gpu", 1.0, ("data",)),  # ... except what changes the numbers: bf16 on GPU
+    ("train.precision", "fp32", ALL),  # (auto is fp32 on CPU: the same computation)
+    ("attack.actor_gpus", 1.0, ("data", "train")),  # memlab's engine in bf16, not HF on CPU
     ("attack.max_new_tokens", 60, ("data", "train")),  # regenerate and rescore
     ("attack.decoding", "sample", ("data", "train")),
     ("train.lora.r", 8, ("data",)),  # retrain

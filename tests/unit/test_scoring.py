@@ -47,7 +47,7 @@ def test_the_registry_drives_columns_aggregations_and_report_headings():
     assert list(cols)[:4] == ["exact_extracted", "token_match_frac", "lcs_tokens",
                               "sim_to_source"]
     assert {"sim_to_corpus", "plag_label", "plag_doc_id"} <= set(cols)
-    assert not cols["lcs_tokens"].higher_is_better
+    assert cols["lcs_tokens"].aggregate(pd.Series([2, 4]), sec) == {"lcs_tokens_mean": 3.0}
     assert cols["exact_extracted"].aggregate(pd.Series([True, False, True, True]), sec) == \
         {"exact_pct": 75.0}
     assert cols["token_match_frac"].aggregate(pd.Series([0.5, 1.0]), sec) == {"match_pct": 75.0}
