@@ -80,10 +80,19 @@ class Client:
     def __init__(self, uri: str, retry_s: float = 60.0):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+        if uri.startswith("file:") or "://" not in uri:
+            # a file store, named by the user: MLflow 3 keeps it in maintenance mode and
+            # refuses it unless asked (https://mlflow.org/docs/latest/self-hosting)
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         from mlflow.tracking import MlflowClient
 
         self.uri, self.retry_s = uri, retry_s
-        self.mlflow = MlflowClient(tracking_uri=uri)
+        try:
+            self.mlflow = MlflowClient(tracking_uri=uri)
+        except Exception as e:
+            if not _tracking_failure(e):
+                raise
+            raise TrackingError(f"MLflow at {uri}: {str(e).strip()[:300]}") from e
 
     def call(self, method: str, *args, **kwargs):
         from tenacity import (

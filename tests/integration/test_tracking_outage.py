@@ -88,14 +88,17 @@ def test_server_stopped_mid_sweep_then_resume_logs_without_rerunning(server, tmp
 
 
 @pytest.mark.slow  # a whole smoke sweep: ~2 min on 2 cores (CI runs it)
-def test_a_sweep_tracking_to_an_mlflow_file_store_completes(tmp_path):
+def test_a_sweep_tracking_to_an_mlflow_file_store_completes(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # memlab sets it itself
 
     store = tmp_path / "file-store"
     cmd = memlab_exe() + ["run", str(SMOKE), "--set", f"sweep.runs_root={tmp_path / 'runs'}",
                           "--set", "sweep.name=file-store", "--tracking-uri", f"file:{store}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # (for this test's own client)
     client = MlflowClient(tracking_uri=store.as_uri())
     exp = client.get_experiment_by_name("file-store")
     runs = client.search_runs([exp.experiment_id], "tags.`memlab.role` = 'trial'")
