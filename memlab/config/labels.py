@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from memlab.config.schema import StudyConfig
 
 
 def model_label(cfg: StudyConfig) -> str:
+    """model.scale if set; else a short name: the hub id, or the file or folder name of a
+    local model (not its whole path)."""
     m = cfg.model
     if m.scale:
         return m.scale
@@ -13,7 +17,12 @@ def model_label(cfg: StudyConfig) -> str:
         return "SmolLM2-135M"
     if m.source == "tiny":
         return f"tiny-{m.tiny.family}-{m.tiny.hidden}x{m.tiny.layers}"
-    return str(m.name)
+    name = str(m.name)
+    if m.source == "gguf":
+        return os.path.splitext(os.path.basename(name))[0]
+    if name.startswith((".", "/", "~")):  # a local checkpoint folder
+        return os.path.basename(os.path.normpath(os.path.expanduser(name)))
+    return name
 
 
 def dup_label(cfg: StudyConfig) -> str:

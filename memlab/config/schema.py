@@ -96,8 +96,14 @@ class LoraFT:
     alpha: int = _f(32, "LoRA alpha (scaling = alpha / r).")
     dropout: float = _f(0.05, "Dropout on the LoRA path.")
     target_modules: list[str] = _f(
-        ["q_proj", "k_proj", "v_proj", "o_proj"], "Module names that get adapters."
-    )
+        [], "Module names (or name suffixes) that get adapters; empty: every attention "
+        "projection of the architecture (LORA_TARGETS in memlab/stages/train.py: q/k/v/o_proj "
+        "for Llama, Mistral, Qwen, Gemma; attn.c_attn and attn.c_proj for GPT-2; "
+        "query_key_value and attention.dense for GPT-NeoX), peft's default for others.")
+    bias: Literal["none", "all", "lora_only"] = _f(
+        "none", "Which biases train with the adapters (peft's LoraConfig.bias).")
+    modules_to_save: list[str] = _f(
+        [], "Modules trained in full and saved with the adapter (e.g. lm_head).")
 
 
 @dataclass

@@ -309,7 +309,7 @@ class TorchSetup:
     engine, rank, world = "torch", 0, 1
 
     def __init__(self, model, cfg: StudyConfig, lr: float, saved: str, device: str, dtype,
-                 notes: list[str] | None = None):
+                 notes: list[str] | None = None, record: dict | None = None):
         import torch
 
         self.model = self.module = model.to(device)
@@ -319,6 +319,7 @@ class TorchSetup:
         self.optim = torch.optim.AdamW(self.params, lr=lr, weight_decay=cfg.train.weight_decay)
         self.sched = _warmup(self.optim, cfg.train.warmup_steps)
         self.lr, self.saved, self.notes = lr, saved, notes or []
+        self.record = record or {}  # what the manifest says of this strategy's setup
         self.device, self.dtype = device, dtype
 
     def step(self, ids, mask, labels, empty: bool):
@@ -371,7 +372,7 @@ class DeepSpeedSetup:
         numel = lambda p: getattr(p, "ds_numel", p.numel())  # noqa: E731  (ZeRO-3 partitions)
         self.trainable = sum(numel(p) for p in self.module.parameters() if p.requires_grad)
         self.total = sum(numel(p) for p in self.module.parameters())
-        self.zero_stage, self.lr, self.notes = t.full.zero_stage, t.full.lr, []
+        self.zero_stage, self.lr, self.notes, self.record = t.full.zero_stage, t.full.lr, [], {}
         self.engine = f"deepspeed-zero{t.full.zero_stage}"
 
     def step(self, ids, mask, labels, empty: bool):
@@ -409,14 +410,33 @@ def setup_full(cfg: StudyConfig, model, device: str, dtype) -> DeepSpeedSetup:
 
 def setup_head(cfg: StudyConfig, model, device: str, dtype) -> TorchSetup:
     notes = []
-    if untie_head(model):
+    untied = untie_head(model)
+    if untied:
         notes.append("lm_head was tied to the input embedding: untied (copied) before "
                      "training, so only the head trains and the embedding stays frozen")
         log.warning("head-only: %s", notes[-1])
     for p in model.parameters():
         p.requires_grad_(False)
     model.get_output_embeddings().weight.requires_grad_(True)
-    return TorchSetup(model, cfg, cfg.train.head.lr, "full_model", device, dtype, notes)
+    return TorchSetup(model, cfg, cfg.train.head.lr, "full_model", device, dtype, notes,
+                      {"head_untied": untied})
+
+
+# The attention projections LoRA adapts when train.lora.target_modules is empty, by model type
+# (names match as peft does: the module's name or its last dotted parts). GPT-2's `c_proj`
+# exists in attention and MLP: `attn.c_proj` is the attention's.
+_QKVO = ["q_proj", "k_proj", "v_proj", "o_proj"]
+LORA_TARGETS = {
+    **dict.fromkeys(("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2"), _QKVO),
+    "gpt2": ["attn.c_attn", "attn.c_proj"],
+    "gpt_neox": ["query_key_value", "attention.dense"],
+}
+
+
+def lora_targets(cfg: StudyConfig, model_type: str) -> list[str] | None:
+    """The configured targets, else the architecture's attention projections, else None
+    (peft's own default for the architecture)."""
+    return list(cfg.train.lora.target_modules) or LORA_TARGETS.get(model_type)
 
 
 def setup_lora(cfg: StudyConfig, model, device: str, dtype) -> TorchSetup:
@@ -424,9 +444,13 @@ def setup_lora(cfg: StudyConfig, model, device: str, dtype) -> TorchSetup:
 
     lo = cfg.train.lora
     model = get_peft_model(model, LoraConfig(
-        r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout,
-        target_modules=list(lo.target_modules), task_type="CAUSAL_LM"))
-    return TorchSetup(model, cfg, lo.lr, "lora_adapter", device, dtype)
+        r=lo.r, lora_alpha=lo.alpha, lora_dropout=lo.dropout, bias=lo.bias,
+        target_modules=lora_targets(cfg, model.config.model_type),
+        modules_to_save=list(lo.modules_to_save) or None, task_type="CAUSAL_LM"))
+    targets = model.peft_config["default"].target_modules
+    return TorchSetup(model, cfg, lo.lr, "lora_adapter", device, dtype,
+                      record={"lora_targets": sorted(targets) if not isinstance(targets, str)
+                              else [targets]})
 
 
 SETUPS = {"full": setup_full, "head": setup_head, "lora": setup_lora}
@@ -509,6 +533,6 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
                        engine=setup.engine, workers=setup.world,
                        vocab_size=setup.module.config.vocab_size, device=device,
                        dtype=str(dtype).removeprefix("torch."), resumed_from_step=first,
-                       notes=setup.notes, **metrics, **(record or {}))
+                       notes=setup.notes, **setup.record, **metrics, **(record or {}))
         shutil.rmtree(ckpt, ignore_errors=True)  # the finished stage no longer needs it
     setup.sync()

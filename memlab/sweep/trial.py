@@ -190,6 +190,9 @@ def log_trial(plan: TrialPlan, tags: dict | None = None) -> str:
     man = json.loads((train_dir / "_MANIFEST.json").read_text())
     if man.get("worker_nodes"):
         run.set_tags({"ray.train_worker_nodes": ",".join(man["worker_nodes"])})
+    # what the strategy's setup did that the config does not say
+    run.log_params({f"train.{k}": v for k, v in man.items()
+                    if k in ("head_untied", "lora_targets")})
     run.log_metrics({k: v for k, v in result["metrics"].items() if _finite(v)})
     run.log_history("train_loss", train["losses"], cfg.train.log_every)
     for path, subdir in ((plan.dir / "config.json", None), (plan.dir / "result.json", None),

@@ -229,3 +229,19 @@ def test_a_grid_over_zero_stage_runs_head_and_lora_once(tmp_path):
     study = load_study(p)
     assert sorted(t.config.train.strategy for t in study.trials) == \
         ["full", "full", "head", "lora"]
+
+
+@pytest.mark.parametrize("source, name, label", [
+    ("gguf", "/models/llama/Llama-3.2-1B-Instruct.Q4_K_M.gguf", "Llama-3.2-1B-Instruct.Q4_K_M"),
+    ("hf", "./checkpoints/gpt2-medium/", "gpt2-medium"),
+    ("hf", "meta-llama/Llama-3.2-1B", "meta-llama/Llama-3.2-1B"),
+    ("smollm2", None, "SmolLM2-135M"),
+])
+def test_model_labels_are_short_names_not_paths(source, name, label):
+    from memlab.config.labels import model_label
+
+    cfg = StudyConfig()
+    cfg.model.source, cfg.model.name = source, name
+    assert model_label(cfg) == label
+    cfg.model.scale = "1B"
+    assert model_label(cfg) == "1B"

@@ -17,8 +17,6 @@ def _setup(tmp_path, family: str, strategy: str, **train):
     cfg.model.source, cfg.model.cache_dir = "tiny", str(tmp_path / "cache")
     cfg.model.tiny.family = family
     cfg.train.strategy, cfg.train.seq_len, cfg.train.batch_size = strategy, 32, 2
-    if family == "gpt2":
-        cfg.train.lora.target_modules = ["c_attn"]
     for k, v in train.items():
         setattr(cfg.train, k, v)
     data = tmp_path / "data"
@@ -38,6 +36,7 @@ def test_head_only_trains_only_the_untied_head(tmp_path, family):
     after, _ = load_trained(tmp_path / "train")
     after_sd = after.state_dict()
     assert any("untied" in n for n in man["notes"])  # tiny models tie their head by default
+    assert man["head_untied"] is True  # (logged as the run's param train.head_untied)
     head = after.get_output_embeddings().weight
     assert head.data_ptr() != after.get_input_embeddings().weight.data_ptr()
     changed = {k for k in before if not torch.equal(before[k], after_sd[k])}
@@ -48,15 +47,20 @@ def test_head_only_trains_only_the_untied_head(tmp_path, family):
 
 
 def test_lora_saves_an_adapter_that_merges(tmp_path):
+    """GPT-2 with the default targets: adapters on its attention's c_attn (q, k, v in one
+    Conv1D) and attn.c_proj, never on the MLP's c_proj or c_fc."""
     cfg, base, data = _setup(tmp_path, "gpt2", "lora")
+    assert cfg.train.lora.target_modules == []  # the default
     man = run_train(cfg, base, data, tmp_path / "train").manifest
     assert man["saved"] == "lora_adapter"
+    assert man["lora_targets"] == ["attn.c_attn", "attn.c_proj"]
     assert (tmp_path / "train" / "model" / "adapter_config.json").is_file()
     merged, _ = load_trained(tmp_path / "train")
     before = load_causal_lm(base).state_dict()
     diff = [k for k, v in merged.state_dict().items() if k in before
             and not torch.equal(before[k], v)]
-    assert diff and all("c_attn" in k for k in diff)
+    assert {k.rsplit(".", 2)[-2] for k in diff} == {"c_attn", "c_proj"}  # both changed
+    assert all(".attn." in k for k in diff)
     assert 0 < man["trainable_frac"] < 0.5
     # a rerun is a no-op: the manifest says the stage is done
     mtime = (tmp_path / "train" / "_MANIFEST.json").stat().st_mtime_ns
@@ -77,3 +81,20 @@ def test_full_under_deepspeed_zero3_exports_the_whole_model(tmp_path):
     assert before.keys() == after.keys()
     assert all(after[k].shape == before[k].shape for k in before)  # gathered, not partitions
     assert sum(not torch.equal(before[k], after[k]) for k in before) > len(before) // 2
+
+
+def test_lora_defaults_per_architecture_and_its_peft_options(tmp_path):
+    import json
+
+    from memlab.stages.train import lora_targets
+
+    cfg, base, data = _setup(tmp_path, "llama", "lora")
+    cfg.train.lora.bias, cfg.train.lora.modules_to_save = "lora_only", ["lm_head"]
+    man = run_train(cfg, base, data, tmp_path / "train").manifest
+    assert man["lora_targets"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    adapter = json.loads((tmp_path / "train" / "model" / "adapter_config.json").read_text())
+    assert adapter["bias"] == "lora_only" and adapter["modules_to_save"] == ["lm_head"]
+    assert lora_targets(cfg, "bloom") is None  # peft's own default for other architectures
+    cfg.train.lora.target_modules = ["q_proj"]
+    assert lora_targets(cfg, "llama") == ["q_proj"]  # what the config names wins
+
