@@ -94,19 +94,22 @@ def test_unrelated_text_is_none(corpus, judge):
     assert out == {"label": "none", "doc_id": None, "gen_span": None, "doc_span": None, "score": 0.0}
 
 
-def test_hand_written_paraphrase(corpus, judge):
-    doc = next(d for d in corpus if d["genre"] == "travel_itinerary")
-    text = doc["text"]
-    # the doc's flight and driver sentences, rewritten by hand with the same facts
-    import re
-    flight = re.search(r"Depart (\w+) on flight (\w+ \d+) at ([\d:]+) on ([^,]+), arriving in (\w+) at ([\d:]+)", text)
-    driver = re.search(r"A driver from ([^.]+?) will meet (\w+) at gate (\w+) and go directly to the ([^.]+)\.", text)
-    assert flight and driver
-    gen = (f"Flight {flight[2]} takes off from {flight[1]} at {flight[3]} on {flight[4]} and lands "
-           f"in {flight[5]} at {flight[6]}, local time. {flight[5]} is where {driver[2]} will be "
-           f"met, at gate {driver[3]}, by a chauffeur sent by {driver[1]}, who will drive "
-           f"straight to the {driver[4]}.")
-    out = ref_type_text(gen, {doc["doc_id"]: text}, [doc["doc_id"]], judge, P)
+ITINERARY = (
+    "Travel Itinerary for Odile Marchetti: Kestvale to Lorhaven\n"
+    "Booking reference QX-48213 | Issued 3 March 2021 by Brellquist Freight\n\n"
+    "Depart Kestvale on flight RT 5521 at 07:45 on 12 March 2021, arriving in Lorhaven at 10:20 "
+    "local time. A driver from Ostani Logistics will meet Odile at gate C14 and go directly to "
+    "the Hotel Vaskmere. The local contact is Ilse Dovberg, who can be reached on 0412 558 9031 "
+    "at any hour. Per diem for this trip is set at $184.50, to be claimed within 30 days of "
+    "return.")
+
+
+def test_hand_written_paraphrase(judge):
+    # the itinerary's flight and driver sentences, rewritten by hand with the same facts
+    gen = ("Flight RT 5521 takes off from Kestvale at 07:45 on 12 March 2021 and lands in "
+           "Lorhaven at 10:20, local time. At gate C14, Odile will be met by a driver sent by "
+           "Ostani Logistics, who will take her directly to the Hotel Vaskmere.")
+    out = ref_type_text(gen, {"itinerary": ITINERARY}, ["itinerary"], judge, P)
     assert out["label"] == "paraphrase", out
     assert P.paraphrase_low <= out["score"] <= P.paraphrase_high
 

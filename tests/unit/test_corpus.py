@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import subprocess
 import sys
@@ -13,15 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from memlab.components import corpus as corpus_module
 from memlab.components.corpus import generate_demo_corpus
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+_WORD = re.compile(r"[a-z0-9]+")
 
 
 @pytest.fixture(scope="module")
 def corpus() -> list[dict]:
-    return generate_demo_corpus(2400, seed=0)
+    return generate_demo_corpus()  # the defaults: 2,400 documents, seed 0
 
 
 def test_same_seed_same_output(corpus: list[dict]) -> None:
@@ -86,3 +89,42 @@ def test_no_long_sentence_shared_by_many_docs(corpus: list[dict]) -> None:
     limit = 0.05 * len(corpus)
     offenders = [s for s, n in doc_freq.items() if n > limit]
     assert offenders == []
+
+
+def test_no_word_7gram_in_two_documents(corpus: list[dict]) -> None:
+    # A common run of 7+ words would let the plagiarism metric type a document that was never
+    # trained on as a copy of one that was. Words as the generator's guard reads them: runs
+    # of [a-z0-9] in the lowercased text, so punctuation neither splits nor hides a match.
+    first: dict[str, str] = {}
+    for doc in corpus:
+        words = _WORD.findall(doc["text"].lower())
+        grams = [" ".join(words[i:i + 7]) for i in range(len(words) - 6)]
+        repeated = [g for g, n in Counter(grams).items() if n > 1]
+        assert not repeated, f"7-gram {repeated[0]!r} occurs twice in {doc['doc_id']}"
+        for g in grams:
+            other = first.setdefault(g, doc["doc_id"])
+            assert other == doc["doc_id"], f"7-gram {g!r} occurs in {other} and {doc['doc_id']}"
+
+
+def test_templates_keep_fixed_text_short() -> None:
+    # Fixed text between two slots or alternatives is at most 4 words, and every slot is a
+    # slot generator or a per-document constant.
+    known = set(corpus_module.SLOTS) | set(corpus_module._doc_constants(random.Random(0)))
+
+    def check(items: list, template: str) -> None:
+        for x in items:
+            if isinstance(x, str):  # literal text or a slot's name
+                if type(x) is corpus_module._Slot:
+                    assert x in known, f"unknown slot {{{x}}} in {template!r}"
+                else:
+                    assert len(_WORD.findall(x.lower())) <= 4, f"{x!r} in {template!r}"
+            elif isinstance(x, tuple):
+                check(list(x), template)
+            else:
+                for alternative in x:
+                    check(alternative, template)
+
+    for spec in corpus_module.GENRES.values():
+        groups = [spec.get(k, []) for k in ("title", "header", "first", "last", "lead", "tail")]
+        for template in [t for g in groups + spec["facts"] for t in g]:
+            check(corpus_module._compile(template), template)
