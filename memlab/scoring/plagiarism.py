@@ -241,6 +241,34 @@ def _norm(s: str) -> str:
     return " ".join(s.lower().split())
 
 
+_NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]*")
+
+
+def _word(w: str) -> str:
+    w = w.rstrip("'-")
+    return w[:-2] if w.endswith("'s") else w
+
+
+def facts(sentence: str) -> tuple[set[str], set[str]]:
+    """(the sentence's facts: its numbers (thousands commas dropped: 2,310 = 2310) and its
+    capitalised words other than the first word and the pronoun I, lowercased; every number
+    and word it holds, lowercased)."""
+    nums = {n.rstrip(".,:/").replace(",", "") for n in _NUMBER.findall(sentence)}
+    words = [_word(w) for w in _WORD.findall(sentence)]
+    caps = {w.lower() for i, w in enumerate(words)
+            if i > 0 and w[:1].isupper() and w.split("'")[0] != "I"}
+    return nums | caps, nums | {w.lower() for w in words}
+
+
+def facts_agree(a: str, b: str) -> bool:
+    """Each sentence's facts occur among the other's words (in any case and position, so a
+    name moved to the front still counts): the paraphrase judge's entity condition."""
+    fa, wa = facts(a)
+    fb, wb = facts(b)
+    return fa <= wb and fb <= wa
+
+
 # ------------------------------------------------------------------------ the typer
 @dataclass
 class _Pending:
@@ -404,17 +432,19 @@ def type_texts(texts: list[str], index: CorpusIndex, judge: Judge) -> list[dict]
                     a = text[g.spans[i, 0]:g.spans[i, 1]]
                     for j in range(c.d0, c.d1 + 1):
                         b = d.text[d.spans[j, 0]:d.spans[j, 1]]
-                        if _norm(a) != _norm(b):
+                        if _norm(a) != _norm(b) and (not p.paraphrase_entities
+                                                     or facts_agree(a, b)):
                             pend.pairs.append((a, b))
                 pending.append(pend)
     # one batched judge call for every case that needs it (skip texts already verbatim)
     pending = [x for x in pending if best[x.text_idx][0][0] < SEVERITY["verbatim"]]
     scores = judge.scores([pr for x in pending for pr in x.pairs])
+    low, high = p.window()
     k = 0
     for x in pending:
         s = scores[k:k + len(x.pairs)]
         k += len(x.pairs)
-        inside = [v for v in s if p.paraphrase_low <= v <= p.paraphrase_high]
+        inside = [v for v in s if low <= v <= high]
         if inside:
             offer(x.text_idx, "paraphrase", max(inside), x.cand_rank, x.case_idx, x.doc_id,
                   x.case.gspan, x.case.dspan)

@@ -40,8 +40,9 @@ class RefParams:
     verbatim_chars: int = 50
     idea_max_gap: int = 24
     idea_ratio: float = 3.0
-    paraphrase_low: float = 0.5
+    paraphrase_low: float = 0.80  # the embedding judge's calibrated window
     paraphrase_high: float = 0.99
+    paraphrase_entities: bool = True
 
 
 @dataclass
@@ -277,6 +278,31 @@ def _norm(s: str) -> str:
     return " ".join(s.lower().split())
 
 
+def _numbers(s: str) -> set[str]:
+    return {m.group(0).rstrip(".,:/").replace(",", "")
+            for m in re.finditer(r"[0-9]+([.,:/][0-9]+)*", s)}
+
+
+def _words(s: str) -> list[str]:
+    """Letter-initial words, without a trailing possessive 's or apostrophe / hyphen."""
+    out = []
+    for m in re.finditer(r"[A-Za-z][A-Za-z0-9'\-]*", s):
+        w = m.group(0).rstrip("'-")
+        out.append(w[:-2] if w.endswith("'s") else w)
+    return out
+
+
+def _facts(s: str) -> set[str]:
+    """Section 6's entities: numbers, and capitalised words after the first (not I, I'm...)."""
+    words = _words(s)
+    caps = {w.lower() for w in words[1:] if w[0].isupper() and w.split("'")[0] != "I"}
+    return _numbers(s) | caps
+
+
+def _tokens(s: str) -> set[str]:
+    return _numbers(s) | {w.lower() for w in _words(s)}
+
+
 def type_case(case: Case, gen_text: str, doc_text: str, p: RefParams,
               judge: Callable[[str, str], float], idea_cases: Callable[[], list[Case]]) -> tuple[str, float]:
     """Section 6: (type, case score) of one surviving case, checked verbatim, idea, paraphrase."""
@@ -297,6 +323,8 @@ def type_case(case: Case, gen_text: str, doc_text: str, p: RefParams,
             b = doc_text[doc[j].start:doc[j].end]
             if _norm(a) == _norm(b):
                 continue
+            if p.paraphrase_entities and not (_facts(a) <= _tokens(b) and _facts(b) <= _tokens(a)):
+                continue  # the two sentences do not carry the same numbers and names
             score = float(judge(a, b))  # one call per sentence pair, no batching
             if p.paraphrase_low <= score <= p.paraphrase_high and (best is None or score > best):
                 best = score
