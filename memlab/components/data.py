@@ -3,6 +3,8 @@
 
 Sources: the built-in offline demo corpus, a local JSONL / Parquet file or a folder of them or
 of `.txt` files, or a Hugging Face dataset name (needs network and the `datasets` package).
+Records are read in `data.format` (text, instruction, papers, chat: memlab/components/formats.py),
+their fields from the columns `data.columns` names.
 Members are split into disjoint, equal-as-possible subsets, one per entry of `dup_mix`; a member
 of subset k occurs `dup_factor * k` times in the training stream. Non-members occur 0 times.
 """
@@ -18,10 +20,14 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from memlab.components.formats import FormatError, records
+from memlab.config.formats import column, needed_fields
 from memlab.config.keys import content_key, local_files
 from memlab.config.schema import DataSection
 from memlab.io.shards import (
     DATASET_SCHEMA,
+    FORMATTED_DATASET_SCHEMA,
+    as_dataset,
     claim_stage,
     read_shards,
     shard_name,
@@ -37,8 +43,9 @@ class DataError(ValueError):
     pass
 
 
-def _read_local(path: Path, text_field: str, id_field: str | None) -> list[dict]:
-    """A JSONL / Parquet file, or a folder of such files and/or `.txt` documents."""
+def _read_local(path: Path, cfg: DataSection) -> tuple[list[dict], int]:
+    """A JSONL / Parquet file, or a folder of such files and/or `.txt` documents (format text
+    only): (documents, records left out for having no response)."""
     if path.is_dir():
         files = local_files(path)
         if not files:
@@ -46,56 +53,82 @@ def _read_local(path: Path, text_field: str, id_field: str | None) -> list[dict]
     else:
         files = [path]
     docs: list[dict] = []
+    skipped = 0
     for f in files:
         rel = f.relative_to(path) if path.is_dir() else Path(f.name)
         if f.suffix == ".txt":
-            docs.append({"doc_id": str(rel), "text": f.read_text(errors="replace")})
+            if cfg.format != "text":
+                raise DataError(f"{f}: a .txt file is one plain document; data.format="
+                                f"{cfg.format} reads records from .jsonl or .parquet files")
+            docs.append({"doc_id": str(rel), "text": f.read_text(errors="replace"),
+                         "response_start": 0, "messages": None})
             continue
         try:
             rows = read_rows(f)
-        except ValueError as e:
+            found, left = records(rows, cfg, where=lambda i, f=f: f"{f}: row {i}",
+                                  default_id=lambda i, rel=rel: f"{rel}#{i}")
+        except (ValueError, FormatError) as e:
             raise DataError(str(e)) from None
-        for i, row in enumerate(rows):
-            if text_field not in row:
-                raise DataError(f"{f}: row {i} has no field '{text_field}' (data.text_field)")
-            doc_id = str(row[id_field]) if id_field else f"{rel}#{i}"
-            docs.append({"doc_id": doc_id, "text": str(row[text_field])})
-    return docs
+        docs += found
+        skipped += left
+    return docs, skipped
 
 
-def _read_hf(cfg: DataSection) -> list[dict]:
+def _read_hf(cfg: DataSection) -> tuple[list[dict], int]:
     try:
         import datasets
     except ImportError:
         raise DataError("data.source=hf needs the `datasets` package: "
                         "pip install 'memlab[hf]'") from None
-    ds = datasets.load_dataset(cfg.hf_name, split=cfg.hf_split)
-    ids = ds[cfg.id_field] if cfg.id_field else range(len(ds))
-    return [{"doc_id": str(i), "text": t} for i, t in zip(ids, ds[cfg.text_field])]
+    name = f"hub dataset {cfg.hf_name}" + (f" ({cfg.hf_config})" if cfg.hf_config else "") + \
+        f", split {cfg.hf_split}"
+    try:
+        ds = datasets.load_dataset(cfg.hf_name, cfg.hf_config, split=cfg.hf_split)
+    except ValueError as e:  # e.g. a split or slice the dataset does not have
+        raise DataError(f"{name}: {e}") from None
+    wanted = [column(cfg, f)[0] for f in needed_fields(cfg) + ("id",)]
+    present = [c for c in dict.fromkeys(wanted) if c and c in ds.column_names]
+    if present:
+        ds = ds.select_columns(present)
+    try:
+        return records(ds.to_list(), cfg, where=lambda i: f"{name}: row {i}",
+                       default_id=str)
+    except FormatError as e:
+        raise DataError(f"{e} (its columns: {', '.join(ds.column_names)})" if "no field" in
+                        str(e) else str(e)) from None
 
 
 def load_documents(cfg: DataSection) -> list[dict]:
-    """All candidate documents of the source, in a stable order, deduplicated by text."""
+    """All candidate documents of the source, in a stable order, deduplicated by text: doc_id,
+    text, response_start (character offset of the response in text), messages (chat)."""
+    skipped = 0
     if cfg.source == "demo":
         from memlab.components.corpus import generate_demo_corpus
 
-        docs = generate_demo_corpus(num_docs=cfg.num_docs, seed=cfg.seed)
+        docs = [{**d, "response_start": 0, "messages": None}
+                for d in generate_demo_corpus(num_docs=cfg.num_docs, seed=cfg.seed)]
     elif cfg.source == "local":
-        docs = _read_local(Path(os.path.expanduser(cfg.path)), cfg.text_field, cfg.id_field)
+        docs, skipped = _read_local(Path(os.path.expanduser(cfg.path)), cfg)
     else:
-        docs = _read_hf(cfg)
+        docs, skipped = _read_hf(cfg)
+    if skipped:
+        log.warning("data: %d %s records left out: no response (%s)", skipped, cfg.format,
+                    "empty output" if cfg.format == "instruction" else "no assistant turn")
     seen_text: set[str] = set()
     seen_id: set[str] = set()
     out = []
     for d in docs:
-        text = d["text"].strip()
+        raw = d["text"]
+        text = raw.strip()
+        start = max(0, d["response_start"] - (len(raw) - len(raw.lstrip())))
         if len(text.split()) < cfg.min_words or text in seen_text:
             continue
         if d["doc_id"] in seen_id:
             raise DataError(f"duplicate doc_id {d['doc_id']!r} in the source")
         seen_text.add(text)
         seen_id.add(d["doc_id"])
-        out.append({"doc_id": d["doc_id"], "text": text})
+        out.append({"doc_id": d["doc_id"], "text": text, "response_start": start,
+                    "messages": d["messages"]})
     return out
 
 
@@ -130,14 +163,17 @@ def build_dataset(cfg: DataSection, out_dir: str | os.PathLike, key: str | None 
 
 def _build(cfg: DataSection, out_dir: Path, upstream: str) -> None:
     rows = select(load_documents(cfg), cfg)
-    table = pa.Table.from_pylist(rows, schema=DATASET_SCHEMA)
+    # a text dataset is written as before formats existed (DATASET_SCHEMA: byte-identical)
+    schema = DATASET_SCHEMA if cfg.format == "text" else FORMATTED_DATASET_SCHEMA
+    table = pa.Table.from_pylist(rows, schema=schema)
     names = []
     for start in range(0, len(rows), cfg.shard_rows):
         names.append(shard_name(len(names)))
-        write_shard(table.slice(start, cfg.shard_rows), out_dir / names[-1], DATASET_SCHEMA)
+        write_shard(table.slice(start, cfg.shard_rows), out_dir / names[-1], schema)
     digest = hashlib.sha256()
     for r in rows:
-        digest.update(f"{r['doc_id']}\0{r['text']}\0{r['dup_count']}\n".encode())
+        extra = "" if cfg.format == "text" else f"\0{r['response_start']}\0{r['messages']}"
+        digest.update(f"{r['doc_id']}\0{r['text']}\0{r['dup_count']}{extra}\n".encode())
     counts: dict[str, int] = {}
     for r in rows:
         if r["split"] == "member":
@@ -147,13 +183,15 @@ def _build(cfg: DataSection, out_dir: Path, upstream: str) -> None:
         source_ref=cfg.path or cfg.hf_name or f"demo(num_docs={cfg.num_docs},seed={cfg.seed})",
         rows=len(rows), members=cfg.num_members, nonmembers=cfg.num_nonmembers,
         members_by_dup_count=counts, train_stream_len=sum(r["dup_count"] for r in rows),
-        shards=len(names), sha256=digest.hexdigest())
+        shards=len(names), sha256=digest.hexdigest(),
+        **({} if cfg.format == "text" else {"format": cfg.format}))
     log.info("dataset %s: %d members, %d non-members, %d shards",
              out_dir.name, cfg.num_members, cfg.num_nonmembers, len(names))
 
 
 def read_dataset(out_dir: str | os.PathLike) -> list[dict]:
-    return read_shards(out_dir, DATASET_SCHEMA).to_pylist()
+    """Every row of a dataset, as FORMATTED_DATASET_SCHEMA (a text dataset's too)."""
+    return as_dataset(read_shards(out_dir), str(out_dir)).to_pylist()
 
 
 def training_stream(rows: list[dict], seed: int) -> list[dict]:

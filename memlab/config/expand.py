@@ -7,11 +7,12 @@ import copy
 import importlib.util
 import itertools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, is_dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from memlab.config.formats import problems as format_problems
 from memlab.config.keys import StageKeys, config_identity, stage_keys
 from memlab.config.load import (
     TOP_LEVEL_EXTRA,
@@ -168,7 +169,68 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
             f"resources.full.workers={res.workers}")
     if t.checkpoint_every < 0:
         bad("train.checkpoint_every", f"must be >= 0, got {t.checkpoint_every}")
+    for key, msg in format_problems(cfg):  # data.format, data.columns, template, hf split
+        bad(key, msg)
     return out
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """One value of a bundle axis: several settings that vary together (a model with the
+    resources it needs, a dataset with its format and columns), shown as `label`."""
+
+    label: str
+    settings: dict[str, Any]
+
+
+def _is_field(key: str) -> bool:
+    try:
+        leaf_type(key)
+    except KeyError:
+        return False
+    return True
+
+
+def _non_identity(key: str) -> bool:
+    return any(key == n or key.startswith(n + ".") for n in NON_IDENTITY_KEYS)
+
+
+def _bundles(axis: str, values: list[dict], where: str, problems: list[str]) -> list[Bundle]:
+    """Check a bundle axis: each value maps dotted keys to values, plus an optional `label`
+    (default: the values joined). A bundle must change what a trial computes: resources
+    alone would make trials that differ only in where they run."""
+    out: list[Bundle] = []
+    for i, raw in enumerate(values):
+        settings: dict[str, Any] = {}
+        label = raw.get("label")
+        for key, value in raw.items():
+            if key == "label":
+                continue
+            try:
+                tp = leaf_type(key)
+                if is_dataclass(tp):
+                    raise KeyError(key)
+                settings[key] = _check_value(tp, value, key)
+            except KeyError:
+                problems.append(_fmt(where, f"grid.{axis}[{i}].{key}", "unknown key"))
+            except TypeError as e:
+                problems.append(_fmt(where, f"grid.{axis}[{i}].{key}", str(e)))
+        if settings and all(_non_identity(k) for k in settings):
+            problems.append(_fmt(where, f"grid.{axis}[{i}]", "changes only where or how a "
+                                 "trial runs: a bundle must also change what it computes"))
+        if label is None:
+            label = ",".join(str(v) for v in settings.values())
+        out.append(Bundle(label=str(label), settings=settings))
+    labels = [b.label for b in out]
+    if len(set(labels)) != len(labels):
+        problems.append(_fmt(where, f"grid.{axis}", f"labels must differ: {labels}"))
+    return out
+
+
+def bundle_keys(study: Study) -> set[str]:
+    """Every field a bundle axis of the study sets."""
+    return {k for values in study.grid.values() for v in values if isinstance(v, Bundle)
+            for k in v.settings}
 
 
 def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> Study:
@@ -203,17 +265,26 @@ def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> S
         grid_raw = {}
     for key, values in grid_raw.items():
         where = located.at(f"grid.{key}")
+        if not isinstance(values, list) or not values:
+            problems.append(_fmt(where, f"grid.{key}", "must be a non-empty list"))
+            continue
+        if all(isinstance(v, dict) for v in values) and not _is_field(key):
+            grid[key] = _bundles(key, values, where, problems)
+            continue
         try:
             tp = leaf_type(key)
         except KeyError:
-            problems.append(_fmt(where, f"grid.{key}", "unknown key"))
+            problems.append(_fmt(where, f"grid.{key}", "unknown key (an axis of several "
+                                 "settings at once takes a list of mappings of dotted keys)"))
             continue
-        if any(key == n or key.startswith(n + ".") for n in NON_IDENTITY_KEYS):
+        if is_dataclass(tp):
+            problems.append(_fmt(where, f"grid.{key}", "names a section, not a field: give a "
+                                 "field, or a bundle axis (a new name whose values are "
+                                 "mappings of dotted keys)"))
+            continue
+        if _non_identity(key):
             problems.append(_fmt(where, f"grid.{key}", "says where or how a trial runs, not "
                                  "what it computes: it cannot be a grid axis"))
-            continue
-        if not isinstance(values, list) or not values:
-            problems.append(_fmt(where, f"grid.{key}", "must be a non-empty list"))
             continue
         try:
             grid[key] = [_check_value(tp, v, key) for v in values]
@@ -229,7 +300,12 @@ def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> S
         point = dict(zip(grid.keys(), combo))
         tree = copy.deepcopy(base_tree)
         for key, value in point.items():
-            set_dotted(tree, key, value)
+            if isinstance(value, Bundle):
+                for field_key, v in value.settings.items():
+                    set_dotted(tree, field_key, v)
+                point[key] = value.label
+            else:
+                set_dotted(tree, key, value)
         cfg = from_dict(StudyConfig, tree, "", located, problems)
         problems.extend(_semantic_checks(cfg, located, point))
         ident = config_identity(cfg)

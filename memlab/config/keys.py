@@ -81,12 +81,34 @@ def source_digest(data: DataSection) -> str:
     return "hub"
 
 
+def unused_by_format(cfg: StudyConfig) -> tuple[str, ...]:
+    """Fields that change nothing for this trial's data format (or at their default, for the
+    dataset settings added with formats), so that they are in no key: a text dataset keeps the
+    keys it had before formats existed, and settings another format reads do not split
+    trials. For text and papers the response is the whole document, so where the attack's
+    prompt is counted from and which tokens carry the loss change nothing either."""
+    d = cfg.data
+    out = ["data.hf_config"] if d.hf_config is None else []
+    if d.format == "text":
+        out.append("data.format")
+    if d.format != "instruction":
+        out.append("data.template")
+    if d.format != "papers":
+        out.append("data.paper_body")
+    if d.format in ("text", "papers"):
+        out += ["train.loss_on", "attack.prompt_from"]
+    return tuple(out)
+
+
 def _identity(cfg: StudyConfig) -> dict[str, Any]:
     """Every field that changes what the trial computes, flattened (dotted keys)."""
     other = tuple(f"train.{s}" for s in STRATEGIES if s != cfg.train.strategy)
-    skip = NON_IDENTITY_KEYS + other
-    return {k: v for k, v in flatten(to_dict(cfg)).items()
-            if not any(k == n or k.startswith(n + ".") for n in skip)}
+    skip = NON_IDENTITY_KEYS + other + unused_by_format(cfg)
+    ident = {k: v for k, v in flatten(to_dict(cfg)).items()
+             if not any(k == n or k.startswith(n + ".") for n in skip)}
+    if ident.get("attack.prompt_from") == "auto":  # hashed as what it resolves to
+        ident["attack.prompt_from"] = "response"
+    return ident
 
 
 def config_identity(cfg: StudyConfig) -> str:

@@ -26,12 +26,29 @@ from filelock import FileLock, Timeout
 from memlab.config.keys import file_sha256
 
 # ------------------------------------------------------------------ schemas of stage boundaries
-DATASET_SCHEMA = pa.schema([
+DATASET_SCHEMA = pa.schema([  # a dataset of data.format text (as before formats existed)
     ("doc_id", pa.string()),
-    ("text", pa.string()),
+    ("text", pa.string()),  # the document as its format renders it (components/formats.py)
     ("split", pa.string()),  # "member" | "nonmember"
     ("dup_count", pa.int32()),  # times the document occurs in the training stream (0: never)
 ])
+FORMATTED_DATASET_SCHEMA = pa.schema(list(DATASET_SCHEMA) + [
+    # a dataset of data.format instruction, papers or chat; every dataset as read (`as_dataset`)
+    ("response_start", pa.int32()),  # character offset of the response in text (0: all of it)
+    ("messages", pa.string()),  # chat: the conversation, JSON [{role, content}]; else null
+])
+
+
+def as_dataset(table: pa.Table, where: str = "") -> pa.Table:
+    """A dataset table as FORMATTED_DATASET_SCHEMA: a text dataset's (DATASET_SCHEMA) rows get
+    response_start 0 (the response is the whole document) and messages null."""
+    if table.schema.remove_metadata() == DATASET_SCHEMA:
+        table = table.append_column(FORMATTED_DATASET_SCHEMA.field("response_start"),
+                                    pa.array([0] * table.num_rows, pa.int32()))
+        table = table.append_column(FORMATTED_DATASET_SCHEMA.field("messages"),
+                                    pa.nulls(table.num_rows, pa.string()))
+    validate_table(table, FORMATTED_DATASET_SCHEMA, where)
+    return table
 
 GENERATION_SCHEMA = pa.schema([
     ("doc_id", pa.string()),
@@ -45,6 +62,7 @@ GENERATION_SCHEMA = pa.schema([
     ("suffix_text", pa.string()),
     ("gen_text", pa.string()),
     ("doc_nll", pa.float64()),  # mean next-token NLL of the document's first seq_len tokens
+    # (or of the whole prompt, when the prompt of an instruction / chat record is longer)
     ("doc_tokens", pa.int32()),  # tokens that NLL is averaged over
 ])
 

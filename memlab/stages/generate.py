@@ -1,9 +1,13 @@
 """Generate stage: the extraction attack, over Parquet shards with Ray Data.
 
 For every document of the dataset (members and non-members) the prompt is its first
-`prefix_tokens` tokens and the reference suffix the next `suffix_tokens`; the fine-tuned model
-samples `samples_per_prompt` continuations of `max_new_tokens` tokens. The same pass records
-the document's mean next-token NLL (for held-out perplexity and membership signals).
+`prefix_tokens` tokens and the reference suffix the next `suffix_tokens` (text, papers); for
+instruction and chat records (memlab/components/formats.py) the prompt is everything before the
+response plus the response's first `prefix_tokens` tokens, the suffix the response's next
+`suffix_tokens` (`attack.prompt_from: start` counts from the document start instead). The
+fine-tuned model samples `samples_per_prompt` continuations of `max_new_tokens` tokens. The
+same pass records the document's mean next-token NLL over its first `train.seq_len` tokens (or
+its whole prompt, when longer), for held-out perplexity and membership signals.
 
 Ray Data runs one task per dataset shard on an actor pool (one model load per actor); each
 actor writes its generation shard atomically, so a finished shard is never redone.
@@ -87,17 +91,24 @@ def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[f
     return out
 
 
+def nll_window(cfg: StudyConfig, cut: int) -> int:
+    """Tokens the document NLL is taken over: its first seq_len, or the whole prompt (`cut`
+    tokens) when that is longer (the engine's prefill covers the prompt)."""
+    return max(cfg.train.seq_len, cut)
+
+
 def attack_with_hf(model, tok, docs, cfg: StudyConfig, shard: str):
     """HF `generate`, batched and left-padded; one seed per (shard, batch, sample)."""
     import torch
 
     a = cfg.attack
     dev = next(model.parameters()).device
-    nlls = doc_nll(model, tok, [ids[:cfg.train.seq_len] for _, ids in docs], a.batch_size)
+    nlls = doc_nll(model, tok, [ids[:nll_window(cfg, cut)] for _, ids, cut in docs],
+                   a.batch_size)
     eos = tok.eos_token_id
     for b in range(0, len(docs), a.batch_size):
         chunk = docs[b:b + a.batch_size]
-        batch = pad(tok, [ids[:a.prefix_tokens] for _, ids in chunk], "left")
+        batch = pad(tok, [ids[:cut] for _, ids, cut in chunk], "left")
         inp, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
         width = inp.shape[1]
         for s in range(a.samples_per_prompt):
@@ -128,8 +139,9 @@ def attack_with_engine(engine, docs, cfg: StudyConfig, shard: str):
                    top_p=a.top_p)
     reqs = [(i, s) for s in range(a.samples_per_prompt) for i in range(len(docs))]
     seeds = [sample_seed(cfg.seed, shard, docs[i][0]["doc_id"], s) for i, s in reqs]
-    out = engine.generate([docs[i][1][:a.prefix_tokens] for i, _ in reqs],
-                          tails=[docs[i][1][a.prefix_tokens:cfg.train.seq_len] for i, _ in reqs],
+    out = engine.generate([docs[i][1][:docs[i][2]] for i, _ in reqs],
+                          tails=[docs[i][1][docs[i][2]:nll_window(cfg, docs[i][2])]
+                                 for i, _ in reqs],
                           seeds=seeds, max_new_tokens=a.max_new_tokens, decoding=dec)
     for (i, s), seed, new, nll in zip(reqs, seeds, out.tokens, out.nll):
         yield i, s, seed, new, nll
@@ -165,39 +177,49 @@ def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
 
     model_lock / tok_lock: held around the model's work (all device work happens there) and
     around the tokenizer's, when other threads share them."""
-    from memlab.components.models import doc_tokens
+    from memlab.components.formats import encode
+    from memlab.config.formats import prompt_from
 
     a = cfg.attack
     model_lock = model_lock or contextlib.nullcontext()
     tok_lock = tok_lock or contextlib.nullcontext()
-    docs = []
+    docs = []  # (row, token ids, prompt length)
     need = max(a.prefix_tokens + a.suffix_tokens, cfg.train.seq_len)
+    from_response = prompt_from(cfg) == "response"
     with tok_lock:
-        ids_list = doc_tokens(tok, [r["text"] for r in rows], need) if rows else []
-    for r, ids in zip(rows, ids_list):
-        if len(ids) < a.prefix_tokens + a.suffix_tokens:  # no full reference suffix
-            log.warning("doc %s has only %d tokens: not attacked", r["doc_id"], len(ids))
+        encoded = encode(tok, rows, need) if rows else []
+    beyond = 0
+    for r, (ids, start) in zip(rows, encoded):
+        first = start if from_response else 0  # where prefix_tokens are counted from
+        if len(ids) - first < a.prefix_tokens + a.suffix_tokens:  # no full reference suffix
+            log.warning("doc %s has only %d tokens%s: not attacked", r["doc_id"],
+                        len(ids) - first, " of response" if first else "")
             continue
-        docs.append((r, ids))
+        cut = first + a.prefix_tokens
+        beyond += r["dup_count"] > 0 and cut + a.suffix_tokens > cfg.train.seq_len
+        docs.append((r, ids, cut))
+    if beyond:
+        log.warning("%s: %d members' reference suffixes end beyond train.seq_len=%d (never "
+                    "trained on)", shard, beyond, cfg.train.seq_len)
     with model_lock:
         if engine is not None:
             drawn = list(attack_with_engine(engine, docs, cfg, shard))
         else:
             drawn = list(attack_with_hf(model, tok, docs, cfg, shard))
     drawn.sort(key=lambda x: (x[0], x[1]))  # document order, then sample
-    suffixes = [docs[i][1][a.prefix_tokens:a.prefix_tokens + a.suffix_tokens] for i, *_ in drawn]
+    suffixes = [docs[i][1][docs[i][2]:docs[i][2] + a.suffix_tokens] for i, *_ in drawn]
     with tok_lock:
         gen_texts = tok.batch_decode([x[3] for x in drawn])
         suffix_texts = tok.batch_decode(suffixes)
     out: list[dict] = []
     for (i, s, seed, new, nll), suffix, gtext, stext in zip(drawn, suffixes, gen_texts,
                                                              suffix_texts):
-        r, ids = docs[i]
+        r, ids, cut = docs[i]
         out.append({
             "doc_id": r["doc_id"], "split": r["split"], "dup_count": r["dup_count"],
-            "sample_idx": s, "seed": seed, "prompt_ids": ids[:a.prefix_tokens],
+            "sample_idx": s, "seed": seed, "prompt_ids": ids[:cut],
             "suffix_ids": suffix, "gen_ids": new, "suffix_text": stext, "gen_text": gtext,
-            "doc_nll": nll, "doc_tokens": min(len(ids), cfg.train.seq_len),
+            "doc_nll": nll, "doc_tokens": min(len(ids), nll_window(cfg, cut)),
         })
     return out
 

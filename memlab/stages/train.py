@@ -7,12 +7,14 @@
 
 All three see the same sequences in the same order for the same number of steps: one setup per
 strategy (`SETUPS`: what trains, its optimizer step, checkpoint and export) behind one training
-loop (`train_here`). Writes into its stage folder `model/` (full weights, or the LoRA adapter),
-`metrics.json` and, last, the manifest. In a sweep, `full` runs as a Ray Train TorchTrainer of
-`resources.full.workers` workers, each taking its contiguous slice of every global batch. With
-`train.checkpoint_every`, a resumable checkpoint (DeepSpeed's for full; trainable tensors +
-optimizer for head/LoRA; RNG states per rank) is kept in `ckpt/`; a rerun continues from it
-and removes it when done.
+loop (`train_here`). A sequence is the first `train.seq_len` tokens of a document as
+`formats.encode` renders it (the attack uses the same tokens); with `train.loss_on: response`
+the tokens before the response carry no loss (labels -100). Writes into its stage folder
+`model/` (full weights, or the LoRA adapter), `metrics.json` and, last, the manifest. In a
+sweep, `full` runs as a Ray Train TorchTrainer of `resources.full.workers` workers, each taking
+its contiguous slice of every global batch. With `train.checkpoint_every`, a resumable
+checkpoint (DeepSpeed's for full; trainable tensors + optimizer for head/LoRA; RNG states per
+rank) is kept in `ckpt/`; a rerun continues from it and removes it when done.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ import time
 from pathlib import Path
 
 from memlab.components.data import read_dataset, training_stream
+from memlab.components.formats import chat_layout, encode
 from memlab.components.models import (
     READY,
-    doc_tokens,
     load_causal_lm,
     load_tokenizer,
     pad,
@@ -95,12 +97,32 @@ def _rank_rows(rows: list, rank: int, world: int) -> tuple[list, bool]:
     return (rows[lo:hi], False) if hi > lo else (rows[:1], True)
 
 
+def sequence(tok, row: dict, seq_len: int) -> tuple[list[int], int]:
+    """A document's training sequence (its first seq_len tokens) and the index of its first
+    response token (0: the whole document is the response; >= seq_len: none of it fits)."""
+    ids, start = encode(tok, [row], seq_len)[0]
+    return ids[:seq_len], start
+
+
+def labels_of(ids, mask, starts: list[int], loss_on: str):
+    """Labels of a right-padded batch: its tokens, -100 on padding and, with loss_on=response,
+    before each row's response start. (The model predicts labels[j] from the tokens before
+    j: the first response token is predicted from the last prompt token.)"""
+    labels = ids.masked_fill(mask == 0, -100)
+    if loss_on == "response":
+        for j, s in enumerate(starts):
+            labels[j, :s] = -100
+    return labels
+
+
 def _batches(stream: list[dict], tok, cfg: StudyConfig, start: int = 0, rank: int = 0,
              world: int = 1):
     """Yield (input_ids, attention_mask, labels, empty) per optimizer step from step `start`:
-    this rank's part of the global batch, right-padded (skipped steps are not tokenized)."""
+    this rank's part of the global batch, right-padded (skipped steps are not tokenized).
+    `empty`: a rank left without rows, or rows without one token that carries loss (their
+    responses start beyond seq_len): the step's loss counts x 0."""
     t = cfg.train
-    cache: dict[str, list[int]] = {}
+    cache: dict[str, tuple[list[int], int]] = {}
     steps_per_epoch = math.ceil(len(stream) / t.batch_size)
     step = -1
     for _ in range(t.epochs):
@@ -112,10 +134,32 @@ def _batches(stream: list[dict], tok, cfg: StudyConfig, start: int = 0, rank: in
                                      world)
             for r in rows:
                 if r["doc_id"] not in cache:
-                    cache[r["doc_id"]] = doc_tokens(tok, r["text"], t.seq_len)
-            batch = pad(tok, [cache[r["doc_id"]] for r in rows], "right")
+                    cache[r["doc_id"]] = sequence(tok, r, t.seq_len)
+            seqs = [cache[r["doc_id"]] for r in rows]
+            batch = pad(tok, [ids for ids, _ in seqs], "right")
             ids, mask = batch["input_ids"], batch["attention_mask"]
-            yield ids, mask, ids.masked_fill(mask == 0, -100), empty
+            labels = labels_of(ids, mask, [s for _, s in seqs], t.loss_on)
+            if not (labels[:, 1:] != -100).any():  # no loss token: a finite loss, x 0
+                empty, labels = True, ids.masked_fill(mask == 0, -100)
+            yield ids, mask, labels, empty
+
+
+def _format_record(tok, rows: list[dict], cfg: StudyConfig) -> dict:
+    """What the manifest says of the data format: for chat data how it was rendered; for
+    instruction / chat data how many members' responses start beyond seq_len (with
+    loss_on=response nothing of them is trained on)."""
+    if not any(r["response_start"] or r["messages"] for r in rows):
+        return {}
+    out = {}
+    if any(r["messages"] for r in rows):  # (formats.encode logs a plain layout)
+        out["chat_layout"] = chat_layout(tok)
+    members = [r for r in rows if r["split"] == "member"]
+    starts = [s for _, s in encode(tok, members, 1)]
+    out["members_response_beyond_seq_len"] = sum(s >= cfg.train.seq_len for s in starts)
+    if out["members_response_beyond_seq_len"]:
+        log.warning("train: %d of %d members' responses start beyond train.seq_len=%d tokens",
+                    out["members_response_beyond_seq_len"], len(members), cfg.train.seq_len)
+    return out
 
 
 def _warmup(optim, steps: int):
@@ -327,7 +371,7 @@ class TorchSetup:
 
         with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype != torch.float32):
             loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        loss.backward()
+        (loss * 0 if empty else loss).backward()  # a batch without one loss token
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optim.step()
         self.sched.step()
@@ -472,9 +516,11 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     torch.manual_seed(cfg.seed)
     tok = load_tokenizer(base_model)
     model = load_causal_lm(base_model, torch.float32)  # fp32 master weights; bf16 via DS/autocast
-    stream = training_stream(read_dataset(data_dir), cfg.seed)
+    rows = read_dataset(data_dir)
+    stream = training_stream(rows, cfg.seed)
     if not stream:
         raise ValueError("training stream is empty: no members with dup_count > 0")
+    fmt = _format_record(tok, rows, cfg)
     steps = count_steps(len(stream), cfg)
     ckpt = out_dir / CKPT
     setup = SETUPS[t.strategy](cfg, model, device, dtype)
@@ -501,6 +547,8 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
             both = torch.stack([value * (not empty), torch.ones_like(value) * (not empty), ntok])
             dist.all_reduce(both)
             value, ntok = both[0] / both[1], both[2]
+        elif empty:  # no token carried loss (loss_on=response): the step has no loss
+            value = torch.full_like(value, float("nan"))
         losses.append(float(value))  # (waits for the step to finish)
         step_s.append(time.perf_counter() - t0)
         step_tokens.append(float(ntok))
@@ -524,6 +572,12 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
         "first_loss": losses[0],
         "lr": setup.lr,
     }
+    if t.loss_on == "response":
+        metrics["steps_without_loss_tokens"] = sum(math.isnan(x) for x in losses)
+        if metrics["steps_without_loss_tokens"]:
+            log.warning("train: %d step(s) had no token that carries loss (their responses "
+                        "start beyond train.seq_len=%d)", metrics["steps_without_loss_tokens"],
+                        t.seq_len)
     if setup.rank == 0:
         tok.save_pretrained(out_dir / "model")
         write_json_atomic({"metrics": metrics, "losses": losses, "notes": setup.notes},
@@ -533,6 +587,6 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
                        engine=setup.engine, workers=setup.world,
                        vocab_size=setup.module.config.vocab_size, device=device,
                        dtype=str(dtype).removeprefix("torch."), resumed_from_step=first,
-                       notes=setup.notes, **setup.record, **metrics, **(record or {}))
+                       notes=setup.notes, **setup.record, **fmt, **metrics, **(record or {}))
         shutil.rmtree(ckpt, ignore_errors=True)  # the finished stage no longer needs it
     setup.sync()

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from memlab.config.expand import Study
+from memlab.config.expand import Study, bundle_keys
 from memlab.config.labels import dup_label, model_label
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
@@ -132,8 +132,9 @@ def prepare(study: Study, tracking: Tracking) -> list[TrialPlan]:
 def sweep_params(study: Study) -> dict:
     """What the parent run records once: the grid and the config the trials share."""
     grid = study.grid or {}
-    shared = {k: v for k, v in flatten(to_dict(study.base)).items() if k not in grid}
-    return {**{f"grid.{k}": json.dumps(v) for k, v in grid.items()}, **shared}
+    varied = set(grid) | bundle_keys(study)
+    shared = {k: v for k, v in flatten(to_dict(study.base)).items() if k not in varied}
+    return {**{f"grid.{k}": json.dumps(v, default=vars) for k, v in grid.items()}, **shared}
 
 
 def log_pending(plans: list[TrialPlan]) -> list[TrialPlan]:

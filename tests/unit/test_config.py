@@ -73,18 +73,57 @@ ALL = ("data", "train", "gen", "score")
     ("seed", 3, ("data",)),
     ("model.tiny.hidden", 32, ("data",)),
     ("data.num_members", 40, ()),  # another dataset
+    ("data.format", "papers", ()),  # dataset formats (memlab/components/formats.py)
+    ("data.columns", {"text": "body"}, ()),
+    ("data.hf_config", "en", ()),
+    ("data.template", "{instruction}\n{output}", ALL),  # only instruction data reads it
+    ("data.paper_body", "markdown", ALL),  # only papers read it
+    ("train.loss_on", "response", ALL),  # text: the response is the whole document
+    ("attack.prompt_from", "start", ALL),  # (the same)
 ])
-def test_a_field_changes_its_own_stage_and_those_after_it(field, value, same):
+def test_a_field_changes_its_own_stage_and_those_after_it(field, value, same, base=None):
     a = StudyConfig()
     b = StudyConfig()
-    node = b
+    for cfg in (a, b):
+        for key, v in (base or {}).items():
+            _set(cfg, key, v)
+    _set(b, field, value)
+    ka, kb = stage_keys(a), stage_keys(b)
+    for stage in ("data", "train", "gen", "score"):
+        assert (getattr(ka, stage) == getattr(kb, stage)) == (stage in same), stage
+
+
+def _set(cfg, field, value):
+    node = cfg
     *path, leaf = field.split(".")
     for part in path:
         node = getattr(node, part)
     setattr(node, leaf, value)
-    ka, kb = stage_keys(a), stage_keys(b)
-    for stage in ("data", "train", "gen", "score"):
-        assert (getattr(ka, stage) == getattr(kb, stage)) == (stage in same), stage
+
+
+@pytest.mark.parametrize("fmt, field, value, same", [
+    ("instruction", "data.template", "### Q:\n{instruction}\n{input}\n### A:\n{output}", ()),
+    ("instruction", "data.columns", {"output": "answer"}, ()),
+    ("instruction", "train.loss_on", "response", ("data",)),  # retrain
+    ("instruction", "attack.prompt_from", "start", ("data", "train")),  # regenerate
+    ("instruction", "attack.prompt_from", "response", ALL),  # what auto is
+    ("chat", "train.loss_on", "response", ("data",)),
+    ("chat", "data.template", "{instruction}\n{output}", ALL),  # chat does not read it
+    ("papers", "data.paper_body", "markdown", ()),
+    ("papers", "train.loss_on", "response", ALL),  # the whole document
+])
+def test_a_format_field_changes_its_own_stage_and_those_after_it(fmt, field, value, same):
+    test_a_field_changes_its_own_stage_and_those_after_it(field, value, same,
+                                                          {"data.format": fmt})
+
+
+def test_text_data_keeps_the_keys_it_had_before_formats():
+    """The settings added with formats are in no key of a text trial at their defaults."""
+    from memlab.config.keys import _identity
+
+    new = ("data.format", "data.columns", "data.hf_config", "data.template",
+           "data.paper_body", "train.loss_on", "attack.prompt_from")
+    assert not [k for k in _identity(StudyConfig()) if k.startswith(new)]
 
 
 def test_a_local_dataset_is_keyed_by_its_content_not_its_path_or_mtime(tmp_path):

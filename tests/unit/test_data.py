@@ -13,7 +13,7 @@ from memlab.components.data import (
     training_stream,
 )
 from memlab.config.schema import DataSection
-from memlab.io.shards import DATASET_SCHEMA, read_manifest
+from memlab.io.shards import DATASET_SCHEMA, FORMATTED_DATASET_SCHEMA, read_manifest
 
 
 def test_duplication_counts_are_exact(tmp_path):
@@ -48,6 +48,10 @@ def test_dataset_is_deterministic_and_written_once(tmp_path):
                                       dup_mix=[1, 4], seed=1), tmp_path / "c")
     assert other["sha256"] != a["sha256"]
     assert pq.read_schema(tmp_path / "a" / "part-00000.parquet").remove_metadata() == DATASET_SCHEMA
+    # a text dataset is written as before formats existed; read, it has the formats' columns
+    assert set(read_dataset(tmp_path / "a")[0]) == set(FORMATTED_DATASET_SCHEMA.names)
+    assert {(r["response_start"], r["messages"]) for r in read_dataset(tmp_path / "a")} == \
+        {(0, None)}
 
 
 def test_local_sources(tmp_path):
