@@ -15,6 +15,7 @@ from pathlib import Path
 from memlab.config.expand import Study, load_study
 from memlab.config.labels import dup_label, model_label
 from memlab.config.load import ConfigError
+from memlab.config.schema import STRATEGIES
 from memlab.tracking.mlflow_log import TrackingError
 
 EXIT_CONFIG = 2
@@ -58,9 +59,36 @@ def cmd_plan(args: argparse.Namespace) -> int:
                    disable_numparse=True, colalign=["left"] * 5 + ["right"] * 6))
     print(f"estimated GPU-hours: {total:.1f} (at {args.tflops:g} effective TFLOP/s per GPU; "
           "'?' = model shape unknown offline, '-' = no GPU reserved)")
+    _print_models(study, ests)
     if problems:
         raise ConfigError(problems)
     return 0
+
+
+def _print_models(study: Study, ests: list) -> None:
+    """Per base model: training memory per GPU of each strategy against its reservation."""
+    from tabulate import tabulate
+
+    from memlab.sweep.plan import by_model
+
+    models = by_model(study, ests)
+    strategies = [s for s in STRATEGIES if any(s in m["fits"] for m in models)]
+
+    def fit(f: dict | None) -> str:
+        if f is None:
+            return "?"
+        how = f" (ZeRO-{f['zero']} x{f['workers']})" if f["zero"] is not None else ""
+        if f["cap"] is None:
+            return f"{f['mem']:.1f}{how} no GPU"
+        return f"{f['mem']:.1f}/{f['cap']:g}{how} {'fits' if f['mem'] <= f['cap'] else 'NO'}"
+
+    rows = [[m["model"], "?" if m["params_m"] is None else f"{m['params_m']:.0f}M",
+             *(fit(m["fits"].get(s)) for s in strategies), fit(m.get("gen")), m["trials"],
+             f"{m['gpu_hours']:.1f}"] for m in models]
+    print("\nper model: GiB per GPU (largest trial) / GiB reserved")
+    print(tabulate(rows, headers=["model", "params", *strategies, "generation actor", "trials",
+                                  "GPU-h"],
+                   disable_numparse=True))
 
 
 def _refuse_misfits(study: Study) -> None:

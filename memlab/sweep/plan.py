@@ -174,3 +174,30 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
         more = f" and {len(names) - 1} more" if len(names) > 1 else ""
         msgs.append(f"trial {names[0]}{more}: {msg}")
     return rows, msgs
+
+
+def by_model(study, ests: list[dict | None]) -> list[dict]:
+    """One row per base model of the grid: its size, the largest training memory per GPU of
+    each strategy against what that strategy's trials reserve, its trials and GPU-hours."""
+    rows: dict[str, dict] = {}
+    for trial, est in zip(study.trials, ests):
+        c = trial.config
+        row = rows.setdefault(model_label(c), {"model": model_label(c), "params_m": None,
+                                               "trials": 0, "gpu_hours": 0.0, "fits": {}})
+        row["trials"] += 1
+        if est is None:
+            continue
+        s = c.train.strategy
+        res = getattr(c.resources, s)
+        row["params_m"] = est["params_m"]
+        if res.gpu or c.attack.actor_gpus:
+            row["gpu_hours"] += est["gpu_hours"]
+        cap = c.resources.gpu_mem_gb * min(res.gpu, 1) if res.gpu else None
+        gen_cap = c.resources.gpu_mem_gb * min(c.attack.actor_gpus, 1) or None
+        if est["gen_mem_gib"] > row.get("gen", {"mem": -1})["mem"]:
+            row["gen"] = {"mem": est["gen_mem_gib"], "cap": gen_cap, "workers": 1, "zero": None}
+        old = row["fits"].get(s)
+        if old is None or est["train_mem_gib"] > old["mem"]:
+            row["fits"][s] = {"mem": est["train_mem_gib"], "cap": cap, "workers": res.workers,
+                              "zero": c.train.full.zero_stage if s == "full" else None}
+    return list(rows.values())
