@@ -237,6 +237,16 @@ def longest_common_word_run(a: str, b: str) -> int:
     return max(best - 1, 0)
 
 
+def _bm25s():
+    """bm25s, kept off the GPU: where JAX is installed bm25s imports it for its top-k, and JAX
+    then takes most of a GPU's memory in every scoring process (several trials and actors
+    sharing one GPU run out of memory). memlab's retrieval needs numpy only."""
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    import bm25s
+
+    return bm25s
+
+
 def _norm(s: str) -> str:
     return " ".join(s.lower().split())
 
@@ -318,7 +328,7 @@ class CorpusIndex:
     VERSION = 1
 
     def __init__(self, folder: str | os.PathLike, p: PlagiarismSection):
-        import bm25s
+        bm25s = _bm25s()
 
         folder = Path(folder)
         meta = json.loads((folder / "meta.json").read_text())
@@ -339,7 +349,7 @@ class CorpusIndex:
         """Pre-process and index the corpus; written to `<folder>.tmp` then renamed."""
         import shutil
 
-        import bm25s
+        bm25s = _bm25s()
 
         folder = Path(folder)
         if (folder / "meta.json").is_file():
@@ -377,7 +387,7 @@ class CorpusIndex:
         return Prepared(self.texts[i], np.asarray(self.spans[s0:s1]), toks)
 
     def retrieve(self, texts: list[str]) -> list[list[int]]:
-        import bm25s
+        bm25s = _bm25s()
 
         n = min(self.p.n_candidates, len(self.doc_ids))
         q = bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
