@@ -32,7 +32,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from memlab.sweep.plan import misfits
+    from memlab.sweep.plan import caps, gpu_hours, misfits
 
     study = _load(args)
     ests, problems = misfits(study, args.tflops)
@@ -45,8 +45,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                                f"{est['train_mem_gib']:.1f}",
                                                f"{est['gen_mem_gib']:.1f}"]
         gpu_h = "-"
-        if est is not None and (res.gpu or c.attack.actor_gpus):
-            total += est["gpu_hours"]
+        if est is not None and any(x is not None for x in caps(c)):
+            total += gpu_hours(c, est)
             gpu_h = f"{est['gpu_hours']:.2f}"
         per = f"{res.workers}x" if res.workers > 1 else ""  # full: per Ray Train worker
         rows.append([t.key, c.train.strategy, model_label(c), dup_label(c), c.seed,
@@ -60,6 +60,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"estimated GPU-hours: {total:.1f} (at {args.tflops:g} effective TFLOP/s per GPU; "
           "'?' = model shape unknown offline, '-' = no GPU reserved)")
     _print_models(study, ests)
+    if any(t.config.data.format in ("instruction", "chat") for t in study.trials):
+        print("note: for instruction and chat data the prompt before the response is not "
+              "counted (its length is known only once tokenized): generation memory and "
+              "GPU-hours of those trials are lower bounds")
     if problems:
         raise ConfigError(problems)
     return 0

@@ -87,14 +87,15 @@ def _read_hf(cfg: DataSection) -> tuple[list[dict], int]:
     except ValueError as e:  # e.g. a split or slice the dataset does not have
         raise DataError(f"{name}: {e}") from None
     wanted = [column(cfg, f)[0] for f in needed_fields(cfg) + ("id",)]
-    present = [c for c in dict.fromkeys(wanted) if c and c in ds.column_names]
+    columns = list(ds.column_names)  # (named in errors: before the selection below)
+    present = [c for c in dict.fromkeys(wanted) if c and c in columns]
     if present:
         ds = ds.select_columns(present)
     try:
         return records(ds.to_list(), cfg, where=lambda i: f"{name}: row {i}",
                        default_id=str)
     except FormatError as e:
-        raise DataError(f"{e} (its columns: {', '.join(ds.column_names)})" if "no field" in
+        raise DataError(f"{e} (its columns: {', '.join(columns)})" if "no field" in
                         str(e) else str(e)) from None
 
 

@@ -45,6 +45,7 @@ from memlab.config.schema import DataSection
 log = logging.getLogger(__name__)
 
 PLAIN_CHAT = "### {Role}:\n{content}"  # one message of memlab's plain chat layout
+CHAT_DATE = "1 Jan 2025"  # the date chat templates that print one are given
 PLAIN_CHAT_JOIN = "\n\n"
 
 
@@ -149,13 +150,15 @@ def records(rows: Iterable[dict], d: DataSection, where: Callable[[int], str],
             doc_id = default_id(i)
         doc = {"doc_id": doc_id, "response_start": 0, "messages": None}
         if d.format == "text":
-            doc["text"] = str(values["text"])
+            doc["text"] = _text(values["text"])
         elif d.format == "papers":
             title, body = _text(values["title"]), _text(values[d.paper_body])
-            repeats = body.lstrip("# ").startswith(title)  # a markdown body opening with it
+            first = body.split("\n", 1)[0].strip()
+            repeats = d.paper_body == "markdown" and first.startswith("#") and \
+                first.lstrip("#").strip() == title  # a markdown body opening with `# title`
             doc["text"] = f"{title}\n\n{body}" if title and not repeats else body
         elif d.format == "instruction":
-            vals = {k: _text(values[k]) for k in TEMPLATE_FIELDS}
+            vals = {k: _text(values.get(k)) for k in TEMPLATE_FIELDS}
             if not vals["output"]:
                 skipped += 1
                 continue
@@ -177,8 +180,14 @@ def chat_parts(tok, messages: list[dict]) -> tuple[str, str]:
     chat template: the prompt is the conversation before the last (assistant) turn with the
     template's generation prompt; the response is the rest of the whole conversation's
     rendering (the turn's content and its end-of-turn tokens)."""
-    full = tok.apply_chat_template(messages, tokenize=False)
-    prompt = tok.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    # a fixed date: templates that print today's date (Llama 3.x) would otherwise attack with a
+    # prompt other than the one trained on when the two run on different days
+    kw = {"tokenize": False, "date_string": CHAT_DATE}
+    try:
+        full = tok.apply_chat_template(messages, **kw)
+        prompt = tok.apply_chat_template(messages[:-1], add_generation_prompt=True, **kw)
+    except Exception as e:  # jinja2's TemplateError: a system turn or roles the template refuses
+        raise FormatError(f"the model's chat template refuses this conversation: {e}") from None
     if not full.startswith(prompt):  # a template that renders earlier turns differently
         at = full.rfind(messages[-1]["content"])
         if at < 0:
@@ -222,7 +231,10 @@ def encode(tok, rows: list[dict], n: int) -> list[tuple[list[int], int]]:
         for i in split:
             r = rows[i]
             if r.get("messages") and templated:
-                head, tail = chat_parts(tok, json.loads(r["messages"]))
+                try:
+                    head, tail = chat_parts(tok, json.loads(r["messages"]))
+                except FormatError as e:
+                    raise FormatError(f"document {r.get('doc_id')}: {e}") from None
             else:
                 head, tail = r["text"][:r["response_start"]], r["text"][r["response_start"]:]
             heads.append(head)

@@ -32,6 +32,7 @@ from memlab.config.load import (
 from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
 
 RESERVED_NAMES = ("stages",)  # folders of the runs root that are not sweeps
+REPORT_COLUMNS = ("strategy", "model", "dup", "seed")  # the results table's own columns
 
 
 @dataclass
@@ -227,6 +228,35 @@ def _bundles(axis: str, values: list[dict], where: str, problems: list[str]) -> 
     return out
 
 
+def _overlap(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _clashes(grid: dict[str, list[Any]], overridden: list[str], located: Located) -> list[str]:
+    """A field set by two grid axes, or by an axis and --set, would take one of the two values
+    silently (and trials that then coincide would be merged): refuse both."""
+    sets: dict[str, set[str]] = {}  # axis -> the fields it sets
+    for axis, values in grid.items():
+        sets[axis] = ({k for v in values for k in v.settings} if isinstance(values[0], Bundle)
+                      else {axis})
+    out: list[str] = []
+    axes = list(sets)
+    for i, a in enumerate(axes):
+        for b in axes[i + 1:]:
+            both = sorted(x for x in sets[a] for y in sets[b] if _overlap(x, y))
+            if both:
+                out.append(_fmt(located.at(f"grid.{b}"), f"grid.{b}", f"sets {', '.join(both)}, "
+                                f"which grid axis {a} sets too"))
+        for key in overridden:
+            if any(_overlap(key, x) for x in sets[a]):
+                out.append(f"--set {key}: grid axis {a} sets it for every trial (change the "
+                           "axis's values instead)")
+    if any(a in REPORT_COLUMNS and isinstance(grid[a][0], Bundle) for a in axes):
+        out.append(_fmt(located.at("grid"), "grid", f"a bundle axis cannot be named one of "
+                        f"{', '.join(REPORT_COLUMNS)} (columns of the results table)"))
+    return out
+
+
 def bundle_keys(study: Study) -> set[str]:
     """Every field a bundle axis of the study sets."""
     return {k for values in study.grid.values() for v in values if isinstance(v, Bundle)
@@ -249,10 +279,12 @@ def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> S
             problems.append(f"{located.at('grid')}: grid: belongs in a study file, not defaults")
     study_raw = read_yaml(path, located)
     raw = deep_merge(raw, study_raw)
+    overridden: list[str] = []
     for item in overrides or []:
         key, value = parse_override(item)
         located.where[key] = f"--set {key}"
         set_dotted(raw, key, value)
+        overridden.append(key)
 
     grid_raw = raw.pop("grid", None) or {}
     for extra in TOP_LEVEL_EXTRA:
@@ -290,6 +322,7 @@ def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> S
             grid[key] = [_check_value(tp, v, key) for v in values]
         except TypeError as e:
             problems.append(_fmt(where, f"grid.{key}", str(e)))
+    problems.extend(_clashes(grid, overridden, located))
     if problems:
         raise ConfigError(problems)
 

@@ -24,6 +24,12 @@ def needed_fields(d: DataSection) -> tuple[str, ...]:
     """The canonical fields the data section's format reads from a record."""
     if d.format == "papers":
         return ("title", d.paper_body)
+    if d.format == "instruction":  # the fields the template names (output always)
+        try:
+            named = set(template_fields(d.template))
+        except ValueError:
+            named = set(TEMPLATE_FIELDS)
+        return tuple(f for f in FIELDS["instruction"] if f in named or f == "output")
     return FIELDS[d.format]
 
 
@@ -89,7 +95,7 @@ def problems(cfg: StudyConfig) -> list[tuple[str, str]]:
             if unknown:
                 out.append(("data.template", f"unknown field(s) {unknown}: use "
                             "{instruction}, {input}, {output} ({{ }} for literal braces)"))
-            if names.count("output") != 1:
+            if names.count("output") != 1 or d.template.count("{output}") != 1:
                 out.append(("data.template", "must hold {output} exactly once (the response "
                             "starts there)"))
     if d.source == "hf" and not HF_SPLIT.match(d.hf_split):

@@ -188,6 +188,8 @@ def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
     from_response = prompt_from(cfg) == "response"
     with tok_lock:
         encoded = encode(tok, rows, need) if rows else []
+    conf = getattr(model, "config", None)
+    positions = getattr(conf, "max_position_embeddings", None) or getattr(conf, "n_positions", None)
     beyond = 0
     for r, (ids, start) in zip(rows, encoded):
         first = start if from_response else 0  # where prefix_tokens are counted from
@@ -196,11 +198,18 @@ def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
                         len(ids) - first, " of response" if first else "")
             continue
         cut = first + a.prefix_tokens
-        beyond += r["dup_count"] > 0 and cut + a.suffix_tokens > cfg.train.seq_len
+        if cut + a.suffix_tokens > cfg.train.seq_len or \
+                (positions and cut + max(a.max_new_tokens, a.suffix_tokens) > positions):
+            # (a long instruction before the response): a member's suffix was never trained
+            # on, and the attack may not fit the model; non-members follow the same rule, so
+            # the floor is taken on documents like the members'
+            beyond += 1
+            continue
         docs.append((r, ids, cut))
     if beyond:
-        log.warning("%s: %d members' reference suffixes end beyond train.seq_len=%d (never "
-                    "trained on)", shard, beyond, cfg.train.seq_len)
+        log.warning("%s: %d documents not attacked: their reference suffix ends beyond "
+                    "train.seq_len=%d (for members: never trained on) or the attack beyond the "
+                    "model's %s positions", shard, beyond, cfg.train.seq_len, positions)
     with model_lock:
         if engine is not None:
             drawn = list(attack_with_engine(engine, docs, cfg, shard))

@@ -10,7 +10,8 @@ Memory per GPU of a training trial (bf16 weights, mixed-precision AdamW):
 - activations (full and lora back-propagate through the body): 34 * seq * batch * hidden *
   layers bytes (Korthikanti et al. 2022, no recomputation);
 - plus 1 GiB of CUDA context and workspace.
-A generation actor holds 2P weights and a KV cache of batch x (prefix + new tokens).
+A generation actor holds 2P weights and a KV cache of batch x (prefix + new tokens) (for
+instruction and chat data the part before the response comes on top: not counted here).
 
 GPU-hours: 6 (full), 4 (lora), 2 (head) FLOPs per parameter per training token and 2 per
 generated token, at `tflops` effective TFLOP/s per GPU (default 300: ~40% of an H100/H200).
@@ -136,6 +137,20 @@ def estimate(cfg: StudyConfig, shape: Shape, tflops: float = 300.0, workers: int
             "gen_mem_gib": gen_mem / GIB + 1, "gpu_hours": train_h + gen_h}
 
 
+def caps(c: StudyConfig) -> tuple[float | None, float | None]:
+    """GiB of GPU memory a trial of this config may use to train, and one of its generation
+    actors (a fractional GPU gets that fraction; None: no GPU reserved)."""
+    res = getattr(c.resources, c.train.strategy)
+    mem = c.resources.gpu_mem_gb
+    return (mem * min(res.gpu, 1) if res.gpu else None,
+            mem * min(c.attack.actor_gpus, 1) if c.attack.actor_gpus else None)
+
+
+def gpu_hours(c: StudyConfig, est: dict) -> float:
+    """The trial's GPU-hours, counted only where it reserves a GPU."""
+    return est["gpu_hours"] if any(x is not None for x in caps(c)) else 0.0
+
+
 def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
     """Per-trial estimates, and a message for every trial that cannot fit on the GPUs the
     config describes (resources.gpu_mem_gb per GPU; a fractional GPU gets that fraction)."""
@@ -154,9 +169,9 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
         rows.append(est)
         if est is None:
             continue
-        cap = c.resources.gpu_mem_gb
-        gpu = res.gpu
-        if gpu and est["train_mem_gib"] > cap * min(gpu, 1):
+        cap, gpu = c.resources.gpu_mem_gb, res.gpu
+        train_cap, gen_cap = caps(c)
+        if train_cap and est["train_mem_gib"] > train_cap:
             fix = ("train.full.zero_stage=3 with more resources.full.workers" if s == "full"
                    else f"a larger resources.{s}.gpu")
             problems.setdefault(
@@ -164,7 +179,7 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
                 f"~{est['train_mem_gib']:.1f} GiB per GPU, more than its {min(gpu, 1):g} x "
                 f"{cap:g} GiB (resources.{s}.gpu, resources.gpu_mem_gb): lower "
                 f"train.batch_size / train.seq_len, or {fix}", []).append(trial.name)
-        if c.attack.actor_gpus and est["gen_mem_gib"] > cap * min(c.attack.actor_gpus, 1):
+        if gen_cap and est["gen_mem_gib"] > gen_cap:
             problems.setdefault(
                 f"a generation actor for {model_label(c)} needs ~{est['gen_mem_gib']:.1f} "
                 f"GiB, more than attack.actor_gpus={c.attack.actor_gpus:g} x {cap:g} GiB: "
@@ -190,10 +205,8 @@ def by_model(study, ests: list[dict | None]) -> list[dict]:
         s = c.train.strategy
         res = getattr(c.resources, s)
         row["params_m"] = est["params_m"]
-        if res.gpu or c.attack.actor_gpus:
-            row["gpu_hours"] += est["gpu_hours"]
-        cap = c.resources.gpu_mem_gb * min(res.gpu, 1) if res.gpu else None
-        gen_cap = c.resources.gpu_mem_gb * min(c.attack.actor_gpus, 1) or None
+        row["gpu_hours"] += gpu_hours(c, est)
+        cap, gen_cap = caps(c)
         if est["gen_mem_gib"] > row.get("gen", {"mem": -1})["mem"]:
             row["gen"] = {"mem": est["gen_mem_gib"], "cap": gen_cap, "workers": 1, "zero": None}
         old = row["fits"].get(s)

@@ -240,7 +240,7 @@ def test_resources_per_trial_workers_and_labels():
 
 
 @pytest.mark.parametrize("override, message", [
-    (["train.strategy=lora", "resources.lora.workers=2"], "only full fine-tuning runs several"),
+    (["resources.lora.workers=2"], "only full fine-tuning runs several"),
     (["resources.full.workers=3"], "do not split evenly over resources.full.workers=3"),
     (["resources.full.workers=0"], "must be >= 1"),
     (["resources.full.labels=[a, b]"], "expected mapping of str to str"),

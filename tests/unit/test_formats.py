@@ -275,10 +275,20 @@ def test_instruction_prompt_is_everything_before_the_response_plus_its_start(tmp
     assert INSTRUCTION.startswith(tok.decode(g["prompt_ids"]))
 
 
-@pytest.mark.parametrize("seq_len", [176, 48])
+def test_documents_whose_suffix_was_never_trained_on_are_not_attacked(tmp_path):
+    """seq_len 48 ends inside every record's instruction: no member's reference suffix was
+    trained on, so no document (member or not: the floor follows the members' rule) is
+    attacked, and nothing is sent to the model past what it was trained on."""
+    cfg, rows, base, tok, _ = _dataset(tmp_path, "instruction", "chatdoctor.jsonl")
+    cfg.train.seq_len = 48
+    model = load_causal_lm(base, torch.float32).eval()
+    assert generate_rows(model, tok, rows, cfg, "part-00000") == []
+
+
+@pytest.mark.parametrize("seq_len", [176])
 def test_engine_and_hf_agree_on_response_prompts(tmp_path, seq_len):
     """memlab's engine (the GPU path, here on CPU) takes prompts of every length the response
-    split makes, and the same NLL window (seq_len, or the whole prompt when longer: 48)."""
+    split makes, and the same NLL window (seq_len)."""
     from memlab.engine import Engine
 
     cfg, rows, base, tok, _ = _dataset(tmp_path, "instruction", "chatdoctor.jsonl")
@@ -300,6 +310,7 @@ def test_chat_prompt_is_the_conversation_before_the_last_assistant_turn(tmp_path
     cfg, rows, base, tok, _ = _dataset(tmp_path, "chat", "chat.jsonl",
                                        columns={"id": "conversation_id"})
     assert not tok.chat_template  # the tiny model has none: memlab's plain layout
+    cfg.train.seq_len = 400  # every conversation's reference suffix is trained on
     gens = _attack(cfg, rows, base, tok)
     for row in rows:
         msgs = json.loads(row["messages"])
@@ -380,3 +391,69 @@ def test_response_only_training_runs_and_a_cut_response_trains_nothing(tmp_path,
     after, _ = load_trained(tmp_path / "cut")
     before = load_causal_lm(base).state_dict()
     assert all(torch.equal(before[k], v) for k, v in after.state_dict().items() if k in before)
+
+
+# ----------------------------------------------------------------------------- edge records
+def _records(rows, **data):
+    from memlab.components.formats import records
+
+    docs, _ = records(rows, DataSection(**data), where=lambda i: f"row {i}", default_id=str)
+    return docs
+
+
+def test_instruction_reads_only_the_fields_its_template_names():
+    docs = _records([{"input": "My knee hurts.", "output": "Ice it."}], format="instruction",
+                    template="Q: {input}\n### Response:\n{output}")
+    assert docs[0]["text"] == "Q: My knee hurts.\n### Response:\nIce it."
+    with pytest.raises(Exception, match="has no field 'output'"):
+        _records([{"input": "My knee hurts."}], format="instruction",
+                 template="Q: {input}\n### Response:\n{output}")
+
+
+def test_a_papers_title_is_dropped_only_when_a_markdown_body_opens_with_it():
+    row = {"title": "Attention", "abstract": "Attention is what we study.",
+           "markdown": "# Attention\n\nAttention is what we study."}
+    assert _records([row], format="papers")[0]["text"] == \
+        "Attention\n\nAttention is what we study."
+    assert _records([row], format="papers", paper_body="markdown")[0]["text"] == \
+        "# Attention\n\nAttention is what we study."
+
+
+def test_a_null_text_is_empty_not_the_word_none():
+    assert _records([{"text": None}])[0]["text"] == ""
+
+
+def test_a_literal_output_in_braces_is_refused():
+    cfg = StudyConfig()
+    cfg.data.source, cfg.data.format = "local", "instruction"
+    cfg.data.template = "{instruction}\n{{output}}\n{output}"
+    assert any(k == "data.template" for k, _ in problems(cfg))
+
+
+def test_a_chat_template_that_refuses_a_conversation_names_it():
+    from memlab.components.formats import FormatError, chat_parts
+
+    class Tok:
+        def apply_chat_template(self, messages, **kw):
+            raise RuntimeError("System role not supported")
+
+    with pytest.raises(FormatError, match="refuses this conversation: System role"):
+        chat_parts(Tok(), [{"role": "system", "content": "x"},
+                           {"role": "assistant", "content": "y"}])
+
+
+def test_chat_templates_get_a_fixed_date():
+    from memlab.components.formats import CHAT_DATE, chat_parts
+
+    seen = []
+
+    class Tok:
+        def apply_chat_template(self, messages, add_generation_prompt=False, **kw):
+            seen.append(kw["date_string"])
+            text = "".join(f"<{m['role']}>{m['content']}" for m in messages)
+            return text + ("<assistant>" if add_generation_prompt else "")
+
+    prompt, response = chat_parts(Tok(), [{"role": "user", "content": "Hi"},
+                                          {"role": "assistant", "content": "Hello"}])
+    assert (prompt, response) == ("<user>Hi<assistant>", "Hello")
+    assert seen == [CHAT_DATE, CHAT_DATE]

@@ -49,3 +49,18 @@ def test_bad_bundles_are_refused_with_the_key(tmp_path, axis, message):
     with pytest.raises(ConfigError) as e:
         _study(tmp_path, f"model: {{source: tiny}}\ngrid:\n  {axis}\n")
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("grid, sets, message", [
+    ("base_model: [{model.tiny.hidden: 32}, {model.tiny.hidden: 64}]", ["model.tiny.hidden=48"],
+     "--set model.tiny.hidden: grid axis base_model sets it"),
+    ("seed: [0, 1]", ["seed=5"], "--set seed: grid axis seed sets it"),
+    ("seed: [0, 1]\n  other: [{seed: 2}, {seed: 3}]", [], "sets seed, which grid axis seed"),
+    ("strategy: [{train.strategy: full}]", [], "a bundle axis cannot be named one of"),
+])
+def test_a_field_set_twice_is_refused_not_silently_dropped(tmp_path, grid, sets, message):
+    path = tmp_path / "study.yaml"
+    path.write_text(f"model: {{source: tiny}}\ngrid:\n  {grid}\n")
+    with pytest.raises(ConfigError) as e:
+        load_study(path, sets)
+    assert message in str(e.value)
