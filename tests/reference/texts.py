@@ -322,7 +322,10 @@ def make_generated_texts(corpus: list[dict], n: int = 600, seed: int = 0) -> lis
         doc = rng.choice(corpus)
         src: str | None = doc["doc_id"]
         if kind == "copy":
-            text = _passage(rng, doc["text"], 60, 600, 0.25)
+            # at least 120 characters: a shorter fragment that straddles a sentence boundary
+            # cannot make a 50-character case on both sides (PLAGIARISM.md section 5), so the
+            # published method (and the reference) do not type it at all
+            text = _passage(rng, doc["text"], 120, 600, 0.25)
             if rng.random() < 0.3:
                 text = rng.choice(FILLER) + " " + text
             if rng.random() < 0.3:
