@@ -15,6 +15,7 @@ bench/results/study_gpu.json, a plot (study_gpu.png) and a Markdown table (study
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -128,7 +129,9 @@ def plot(agg: dict, path: Path) -> None:
         ax.set_xticks(dups, [str(d) for d in dups])
         ax.set_xlabel("copies of the member in the training set")
         ax.set_title(RATES[m], fontsize=9)
-        ax.set_ylim(-3, 103)
+        top = max(max(v[m]["mean"] + v[m]["ci95"] for v in e["member"].values())
+                  for e in agg.values())
+        ax.set_ylim(-0.5, max(5.0, 1.15 * top))
     axes[0].set_ylabel("% of samples (mean of 3 seeds, 95% CI)")
     axes[0].legend(title="dotted: non-member floor", fontsize=8, title_fontsize=8)
     fig.tight_layout()
@@ -140,8 +143,17 @@ def main() -> int:
     ap.add_argument("--sweep", default=str(ROOT / "sweeps" / "gpu-1.yaml"))
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--no-run", action="store_true", help="only record a finished sweep")
+    ap.add_argument("--replot", action="store_true",
+                    help="only draw the plot again from the record at --out")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "study_gpu.json"))
     args = ap.parse_args()
+
+    if args.replot:  # the recorded means and intervals, drawn again (no sweep, no record)
+        agg = json.loads(Path(args.out).read_text())["aggregate"]
+        for e in agg.values():
+            e["member"] = {int(d): v for d, v in e["member"].items()}
+        plot(agg, Path(args.out).with_suffix(".png"))
+        return 0
 
     from memlab.config.expand import load_study
 
