@@ -9,7 +9,7 @@ bench/results/study_gpu.json, a plot (study_gpu.png) and a Markdown table (study
     python bench/study_gpu.py                      # run the sweep, then record
     python bench/study_gpu.py --no-run             # record a finished sweep again
     python bench/study_gpu.py --set data.num_members=30 --set data.num_nonmembers=15 \\
-        --out /tmp/s.json                          # a small dry run (e.g. on CPU)
+        --out small/study_gpu.json                 # a small dry run (e.g. on CPU)
 """
 
 from __future__ import annotations
