@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from memlab.config.formats import problems as format_problems
-from memlab.config.keys import StageKeys, config_identity, stage_keys
+from memlab.config.keys import StageKeys, config_identity, stage_keys, under
 from memlab.config.load import (
     TOP_LEVEL_EXTRA,
     ConfigError,
@@ -193,7 +193,7 @@ def _is_field(key: str) -> bool:
 
 
 def _non_identity(key: str) -> bool:
-    return any(key == n or key.startswith(n + ".") for n in NON_IDENTITY_KEYS)
+    return under(key, NON_IDENTITY_KEYS)
 
 
 def _bundles(axis: str, values: list[dict], where: str, problems: list[str]) -> list[Bundle]:
@@ -229,7 +229,7 @@ def _bundles(axis: str, values: list[dict], where: str, problems: list[str]) -> 
 
 
 def _overlap(a: str, b: str) -> bool:
-    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+    return under(a, (b,)) or under(b, (a,))
 
 
 def _clashes(grid: dict[str, list[Any]], overridden: list[str], located: Located) -> list[str]:

@@ -100,12 +100,17 @@ def unused_by_format(cfg: StudyConfig) -> tuple[str, ...]:
     return tuple(out)
 
 
+def under(key: str, names) -> bool:
+    """The dotted key is one of `names` or a field inside one of them."""
+    return any(key == n or key.startswith(n + ".") for n in names)
+
+
 def _identity(cfg: StudyConfig) -> dict[str, Any]:
     """Every field that changes what the trial computes, flattened (dotted keys)."""
     other = tuple(f"train.{s}" for s in STRATEGIES if s != cfg.train.strategy)
     skip = NON_IDENTITY_KEYS + other + unused_by_format(cfg)
     ident = {k: v for k, v in flatten(to_dict(cfg)).items()
-             if not any(k == n or k.startswith(n + ".") for n in skip)}
+             if not under(k, skip)}
     if ident.get("attack.prompt_from") == "auto":  # hashed as what it resolves to
         ident["attack.prompt_from"] = "response"
     return ident

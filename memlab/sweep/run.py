@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from memlab.config.expand import Study, bundle_keys
+from memlab.config.keys import under
 from memlab.config.labels import dup_label, model_label
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
@@ -133,7 +134,7 @@ def sweep_params(study: Study) -> dict:
     """What the parent run records once: the grid and the config the trials share."""
     grid = study.grid or {}
     varied = set(grid) | bundle_keys(study)
-    shared = {k: v for k, v in flatten(to_dict(study.base)).items() if k not in varied}
+    shared = {k: v for k, v in flatten(to_dict(study.base)).items() if not under(k, varied)}
     return {**{f"grid.{k}": json.dumps(v, default=vars) for k, v in grid.items()}, **shared}
 
 

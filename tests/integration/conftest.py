@@ -1,3 +1,4 @@
+import contextlib
 import os
 import shutil
 import socket
@@ -26,16 +27,22 @@ def memlab_exe() -> list[str]:
     return [str(exe)] if exe.exists() else ["memlab"]
 
 
+def run_sweep(study_file: Path, runs: Path) -> dict:
+    """`memlab run` of a study file into the runs root `runs`, from the repository root (study
+    files may name fixture paths relative to it); fails the test if it does not exit 0."""
+    cmd = memlab_exe() + ["run", str(study_file), "--set", f"sweep.runs_root={runs}"]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    with contextlib.chdir(ROOT):
+        study = load_study(study_file, [f"sweep.runs_root={runs}"])
+    return {"runs": runs, "cmd": cmd, "study": study, "stdout": out.stdout,
+            "stderr": out.stderr}
+
+
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory):
     """One uninterrupted CPU sweep of sweeps/smoke.yaml (the reference other tests compare to)."""
-    runs = tmp_path_factory.mktemp("runs")
-    cmd = memlab_exe() + ["run", str(SMOKE), "--set", f"sweep.runs_root={runs}"]
-    first = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    study = load_study(SMOKE, [f"sweep.runs_root={runs}"])
-    return {"runs": runs, "cmd": cmd, "study": study, "stdout": first.stdout,
-            "stderr": first.stderr}
+    return run_sweep(SMOKE, tmp_path_factory.mktemp("runs"))
 
 
 @pytest.fixture(scope="module")

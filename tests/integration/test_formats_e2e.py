@@ -4,32 +4,23 @@ instruction records, Arxiver-shaped papers and chat conversations, each through 
 columns). The prompt / reference-suffix split each format's generations hold is checked against
 the dataset shards, and the report has one row per dataset and duplication level."""
 
-import contextlib
 import csv
-import subprocess
 
 import pytest
 
 from memlab.components.data import read_dataset
 from memlab.components.models import load_tokenizer
-from memlab.config.expand import load_study
 from memlab.io.paths import stage_dir
 from memlab.io.shards import GENERATION_SCHEMA, read_manifest, read_shards
 from tests.conftest import ROOT
-from tests.integration.conftest import memlab_exe
+from tests.integration.conftest import run_sweep
 
 FORMATS = ROOT / "tests" / "fixtures" / "formats.yaml"
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    cmd = memlab_exe() + ["run", str(FORMATS), "--set", f"sweep.runs_root={runs}"]
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    with contextlib.chdir(ROOT):  # the study's fixture paths are relative to the repository
-        study = load_study(FORMATS, [f"sweep.runs_root={runs}"])
-    return {"runs": runs, "study": study, "stdout": out.stdout}
+    return run_sweep(FORMATS, tmp_path_factory.mktemp("runs"))
 
 
 def test_every_format_runs_end_to_end(sweep):
