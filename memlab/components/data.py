@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from memlab.components.canaries import canary_rows
 from memlab.components.formats import FormatError, records
 from memlab.config.formats import column, needed_fields
 from memlab.config.keys import content_key, local_files
@@ -163,14 +164,17 @@ def build_dataset(cfg: DataSection, out_dir: str | os.PathLike, key: str | None 
 
 
 def _build(cfg: DataSection, out_dir: Path, upstream: str) -> None:
-    rows = select(load_documents(cfg), cfg)
+    docs = select(load_documents(cfg), cfg)
+    canaries = canary_rows(cfg.canaries, cfg.seed)
+    rows = docs + canaries
     # a text dataset is written as before formats existed (DATASET_SCHEMA: byte-identical)
     schema = DATASET_SCHEMA if cfg.format == "text" else FORMATTED_DATASET_SCHEMA
-    table = pa.Table.from_pylist(rows, schema=schema)
     names = []
-    for start in range(0, len(rows), cfg.shard_rows):
-        names.append(shard_name(len(names)))
-        write_shard(table.slice(start, cfg.shard_rows), out_dir / names[-1], schema)
+    for part in (docs, canaries):  # the canaries in shards of their own (generate: exposure)
+        table = pa.Table.from_pylist(part, schema=schema)
+        for start in range(0, len(part), cfg.shard_rows):
+            names.append(shard_name(len(names)))
+            write_shard(table.slice(start, cfg.shard_rows), out_dir / names[-1], schema)
     digest = hashlib.sha256()
     for r in rows:
         extra = "" if cfg.format == "text" else f"\0{r['response_start']}\0{r['messages']}"
@@ -184,7 +188,7 @@ def _build(cfg: DataSection, out_dir: Path, upstream: str) -> None:
         source_ref=cfg.path or cfg.hf_name or f"demo(num_docs={cfg.num_docs},seed={cfg.seed})",
         rows=len(rows), members=cfg.num_members, nonmembers=cfg.num_nonmembers,
         members_by_dup_count=counts, train_stream_len=sum(r["dup_count"] for r in rows),
-        shards=len(names), sha256=digest.hexdigest(),
+        shards=len(names), sha256=digest.hexdigest(), canaries=len(canaries),
         **({} if cfg.format == "text" else {"format": cfg.format}))
     log.info("dataset %s: %d members, %d non-members, %d shards",
              out_dir.name, cfg.num_members, cfg.num_nonmembers, len(names))
@@ -196,7 +200,8 @@ def read_dataset(out_dir: str | os.PathLike) -> list[dict]:
 
 
 def training_stream(rows: list[dict], seed: int) -> list[dict]:
-    """Every member repeated `dup_count` times, shuffled with the trial seed."""
-    stream = [r for r in rows if r["split"] == "member" for _ in range(r["dup_count"])]
+    """Every member and canary repeated `dup_count` times, shuffled with the trial seed."""
+    stream = [r for r in rows if r["split"] in ("member", "canary")
+              for _ in range(r["dup_count"])]
     random.Random(seed).shuffle(stream)
     return stream

@@ -172,6 +172,25 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
         bad("train.checkpoint_every", f"must be >= 0, got {t.checkpoint_every}")
     for key, msg in format_problems(cfg):  # data.format, data.columns, template, hf split
         bad(key, msg)
+    c = cfg.data.canaries
+    if c.count < 0:
+        bad("data.canaries.count", f"must be >= 0, got {c.count}")
+    elif c.count:
+        if c.template.count("{secret}") != 1:
+            bad("data.canaries.template", "must hold {secret} exactly once")
+        if len(set(c.alphabet)) < 2 or len(set(c.alphabet)) != len(c.alphabet):
+            bad("data.canaries.alphabet", "must be at least 2 distinct characters")
+        if c.length < 1:
+            bad("data.canaries.length", "must be >= 1")
+        if not c.repeats or any(r < 1 for r in c.repeats) or len(set(c.repeats)) != len(c.repeats):
+            bad("data.canaries.repeats", "must be distinct counts >= 1")
+    if a.canary_alternatives < 1:
+        bad("attack.canary_alternatives", "must be >= 1")
+    m = cfg.score.membership
+    if not 0.0 < m.mink_frac <= 1.0:
+        bad("score.membership.mink_frac", "must be in (0, 1]")
+    if m.bootstrap < 0:
+        bad("score.membership.bootstrap", "must be >= 0 (0: no intervals)")
     return out
 
 

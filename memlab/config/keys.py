@@ -3,7 +3,9 @@
     data_key  = the data section + the content digest of its source
     train_key = data_key + the model section + the trial's own training settings + seed
     gen_key   = train_key + the attack section
-    score_key = gen_key + the score section (+ the content of scorer plugin files)
+    score_key = gen_key + the score section (+ the content of scorer plugin files) + base_key
+    base_key  = data_key + the model section + train.seq_len (the base model's pass over the
+                dataset, shared by every strategy, seed and attack of that model and data)
 
 Each key hashes its own inputs and its upstream's key, so trials that share a prefix of the
 chain share its outputs: a changed score field rescores, a changed attack field regenerates
@@ -138,6 +140,7 @@ class StageKeys:
     train: str
     gen: str
     score: str
+    base: str  # the base model's pass over the dataset (memlab/stages/base.py)
 
     @property
     def trial(self) -> str:
@@ -182,7 +185,16 @@ def stage_keys(cfg: StudyConfig) -> StageKeys:
                          "train": _section(ident, "train"), "seed": cfg.seed,
                          "on": [run["train_device"], run["train_dtype"]]})
     gen = content_key({"train": train, "attack": _section(ident, "attack"),
-                       "on": [run["gen_device"], run["gen_dtype"], run["gen_engine"]]})
+                       "on": [run["gen_device"], run["gen_dtype"], run["gen_engine"]],
+                       "outputs": GEN_OUTPUTS})
+    base = content_key({"data": data, "model": _section(ident, "model"),
+                        "seq_len": cfg.train.seq_len, "on": [run["gen_device"], run["gen_dtype"]]})
     score = content_key({"gen": gen, "score": _section(ident, "score"),
-                         "plugins": plugin_digests(cfg.score.plugins)})
-    return StageKeys(data, train, gen, score)
+                         "plugins": plugin_digests(cfg.score.plugins),
+                         **({"base": base} if cfg.score.membership.base_pass else {})})
+    return StageKeys(data, train, gen, score, base)
+
+
+GEN_OUTPUTS = 2
+"""Version of what a generation shard holds (2: per-token signals for membership inference):
+generation stages written by an older memlab are not reused."""

@@ -36,6 +36,22 @@ class SweepSection:
 
 
 @dataclass
+class CanarySection:
+    """Canaries (Carlini et al. 2019, "The Secret Sharer"): random secrets in a fixed sentence,
+    inserted into the training stream; their exposure says how much of a secret the model
+    learned (memlab/components/canaries.py)."""
+
+    count: int = _f(0, "Canaries per repeat count (0: no canaries). `count` more, never "
+                       "inserted (repeat 0), are the control.")
+    template: str = _f("my account number is {secret}",
+                       "The canary sentence; {secret} marks where the secret goes (once).")
+    alphabet: str = _f("0123456789", "Characters a secret is drawn from.")
+    length: int = _f(9, "Characters per secret: the space holds len(alphabet)**length secrets.")
+    repeats: list[int] = _f([1, 4, 16], "Copies of a canary in the training stream; each count "
+                                        "gets `count` canaries.")
+
+
+@dataclass
 class DataSection:
     source: Literal["demo", "local", "hf"] = _f(
         "demo", "demo: built-in offline corpus; local: JSONL/Parquet/text folder; hf: hub name."
@@ -89,6 +105,8 @@ class DataSection:
     )
     seed: int = _f(0, "Seed of the corpus generator and of the member/non-member split.")
     shard_rows: int = _f(256, "Rows per Parquet shard of the dataset.")
+    canaries: CanarySection = field(default_factory=CanarySection,
+                                    metadata={"help": "Canaries in the training stream."})
 
 
 @dataclass
@@ -190,6 +208,9 @@ class AttackSection:
         "auto", "memlab: static KV cache + CUDA-graph decode (memlab/engine); memlab-exact: the "
         "same with HF's own kernels and shapes (bit-identical to HF generate, also in bf16; "
         "on an H200 about 40% of memlab's speed); hf: HF generate; auto: memlab on GPU, hf on CPU.")
+    canary_alternatives: int = _f(
+        1000, "Random other secrets each canary's rank is estimated from (exposure can show "
+        "at most log2(alternatives + 1) bits).")
     actors: int = _f(1, "Ray Data actors of the generate and score stages (one model each).")
     actor_cpus: float = _f(0.5, "CPUs reserved per generation / scoring actor.")
     actor_gpus: float = _f(0.0, "GPUs reserved per generation / scoring actor.")
@@ -242,6 +263,18 @@ probability window of METRICS.md."""
 
 
 @dataclass
+class MembershipSection:
+    """Membership-inference signals (METRICS.md section 4), each member group against all
+    non-members (memlab/scoring/membership.py)."""
+
+    mink_frac: float = _f(0.2, "min-k% and min-k%++: the fraction k of a document's tokens "
+                               "with the lowest scores that are averaged.")
+    bootstrap: int = _f(1000, "Bootstrap resamples of the AUC and TPR intervals (95%).")
+    base_pass: bool = _f(True, "Score every document with the base (not fine-tuned) model once "
+                               "per base model and dataset: the `ref` signal and base_ppl.")
+
+
+@dataclass
 class ScoreSection:
     embedder: str = _f("all-MiniLM-L6-v2", "sentence-transformers model: name, path or offline.")
     sim_thresholds: list[float] = _f([0.5, 0.6, 0.7, 0.8, 0.9], "Relaxed-similarity rates.")
@@ -253,6 +286,8 @@ class ScoreSection:
         "(memlab/scoring/registry.py).")
     plagiarism: PlagiarismSection = field(default_factory=PlagiarismSection,
                                           metadata={"help": "Plagiarism typing."})
+    membership: MembershipSection = field(default_factory=MembershipSection,
+                                          metadata={"help": "Membership inference."})
 
 
 @dataclass

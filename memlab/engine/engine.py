@@ -84,6 +84,10 @@ def choose(logits: torch.Tensor, dec: Decoding, keys, step, vocab_hash) -> torch
 class Output:
     tokens: list[list[int]]  # generated ids per request, cut before the first EOS
     nll: list[float] | None  # mean next-token NLL over prompt+tail, when tails were given
+    # per request, over the same tokens: log p(token) and min-k%++'s normalised score
+    # (`token_stats`), when tails were given
+    token_logp: list[list[float]] | None = None
+    token_z: list[list[float]] | None = None
 
 
 def _live(ar, slot, pad):
@@ -316,15 +320,18 @@ class Engine:
                                  f"the model's {limit} positions")
         order = sorted(range(n), key=lambda i: (len(prompts[i]), len(tails[i]) if tails else 0))
         tokens: list[list[int]] = [[] for _ in range(n)]
-        nll: list[float] | None = [0.0] * n if tails is not None else None
+        stats: list | None = [None] * n if tails is not None else None
         for start in range(0, n, self.max_batch):
             idx = order[start:start + self.max_batch]
-            self._run_batch(idx, prompts, tails, seeds, max_new_tokens, decoding, tokens, nll)
+            self._run_batch(idx, prompts, tails, seeds, max_new_tokens, decoding, tokens, stats)
             if progress is not None:
                 progress(len(idx))
-        return Output(tokens, nll)
+        if stats is None:
+            return Output(tokens, None)
+        return Output(tokens, [-sum(lp) / max(1, len(lp)) for lp, _ in stats],
+                      [lp for lp, _ in stats], [z for _, z in stats])
 
-    def _run_batch(self, idx, prompts, tails, seeds, new, dec, tokens, nll):
+    def _run_batch(self, idx, prompts, tails, seeds, new, dec, tokens, stats):
         d = self.dec
         dev = d.device
         n = len(idx)
@@ -358,9 +365,9 @@ class Engine:
             mask = (mask | torch.eye(width, dtype=torch.bool, device=dev))[:, None, None]
         pos = (ar[None] - pad[:, None]).clamp(min=0)
         h = d.hidden(ids, pos, ar, st.cache, mask, width)
-        if nll is not None:
-            for j, v in enumerate(self._nll(h, ids, pad, ends)[:n].tolist()):
-                nll[idx[j]] = v
+        if stats is not None:
+            for j, v in enumerate(self._token_stats(h, ids, pad, ends, n)):
+                stats[idx[j]] = v
         if d.exact and width > w:  # prefill the prompts alone, as HF does (the tails' K/V
             # left in the cache are overwritten by decode steps before they are attended)
             h = d.hidden(ids[:, :w], pos[:, :w], ar[:w], st.cache,
@@ -386,16 +393,20 @@ class Engine:
                 row = row[:row.index(self.eos)]
             tokens[i] = row
 
-    def _nll(self, h, ids, pad, ends, chunk_elems: int = 1 << 28) -> torch.Tensor:
-        """Mean NLL of tokens (pad, end) given their predecessors, per row."""
+    def _token_stats(self, h, ids, pad, ends, n: int,
+                     chunk_elems: int = 1 << 27) -> list[tuple[list[float], list[float]]]:
+        """Of each of the first `n` rows: (log p, min-k%++ score) of its tokens (pad, end)
+        given their predecessors."""
         b, t, _ = h.shape
-        out = torch.empty(b, device=h.device)
         rows = max(1, chunk_elems // (t * self.dec.shape.vocab))
-        ar = torch.arange(t - 1, device=h.device)
-        for s in range(0, b, rows):
-            nll = next_token_nll(self.dec.logits(h[s:s + rows, :-1]), ids[s:s + rows, 1:])
-            ok = (ar[None] >= pad[s:s + rows, None]) & (ar[None] < ends[s:s + rows, None] - 1)
-            out[s:s + rows] = (nll * ok).sum(1) / ok.sum(1).clamp(min=1)
+        out = []
+        for s in range(0, n, rows):
+            e = min(n, s + rows)
+            lp, z = token_stats(self.dec.logits(h[s:e, :-1]), ids[s:e, 1:])
+            lp, z = lp.tolist(), z.tolist()
+            for j in range(e - s):
+                a, w = int(pad[s + j]), int(ends[s + j]) - 1
+                out.append((lp[j][a:w], z[j][a:w]))
         return out
 
 
@@ -406,3 +417,18 @@ def next_token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     b, t, v = logits.shape
     return torch.nn.functional.cross_entropy(logits.reshape(b * t, v), targets.reshape(b * t),
                                              reduction="none").view(b, t)
+
+
+def token_stats(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per position, from logits (B, T, V) float32 and targets (B, T): log p(target), and
+    min-k%++'s normalised score (log p(target) - mu) / sigma, where mu and sigma^2 are the mean
+    and variance of log p(z) for z drawn from the position's next-token distribution (Zhang et
+    al. 2024, "Min-K%++"). Both (B, T)."""
+    b, t, v = logits.shape
+    lp = torch.log_softmax(logits.reshape(b * t, v), dim=-1)
+    target = lp.gather(1, targets.reshape(b * t, 1)).squeeze(1)
+    p = lp.exp()
+    mu = (p * lp).sum(1)
+    var = (p * lp.square()).sum(1) - mu.square()
+    z = (target - mu) / var.clamp(min=1e-12).sqrt()
+    return target.view(b, t), z.view(b, t)

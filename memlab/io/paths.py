@@ -19,7 +19,7 @@ from pathlib import Path
 
 from memlab.config.schema import StudyConfig
 
-STAGES = ("data", "train", "gen", "score")
+STAGES = ("data", "base", "train", "gen", "score")
 
 
 def runs_root(cfg: StudyConfig) -> Path:

@@ -29,7 +29,7 @@ from memlab.config.keys import file_sha256
 DATASET_SCHEMA = pa.schema([  # a dataset of data.format text (as before formats existed)
     ("doc_id", pa.string()),
     ("text", pa.string()),  # the document as its format renders it (components/formats.py)
-    ("split", pa.string()),  # "member" | "nonmember"
+    ("split", pa.string()),  # "member" | "nonmember" | "canary" (memlab/components/canaries.py)
     ("dup_count", pa.int32()),  # times the document occurs in the training stream (0: never)
 ])
 FORMATTED_DATASET_SCHEMA = pa.schema(list(DATASET_SCHEMA) + [
@@ -51,6 +51,7 @@ def as_dataset(table: pa.Table, where: str = "") -> pa.Table:
     return table
 
 GENERATION_SCHEMA = pa.schema([
+    ("sample_id", pa.string()),  # "<doc_id>#<sample_idx>": joins a sample's rows across stages
     ("doc_id", pa.string()),
     ("split", pa.string()),
     ("dup_count", pa.int32()),
@@ -64,16 +65,39 @@ GENERATION_SCHEMA = pa.schema([
     ("doc_nll", pa.float64()),  # mean next-token NLL of the document's first seq_len tokens
     # (or of the whole prompt, when the prompt of an instruction / chat record is longer)
     ("doc_tokens", pa.int32()),  # tokens that NLL is averaged over
+    # the same pass, per predicted token of that window: log p(token), and min-k%++'s
+    # normalised score (memlab.engine.engine.token_stats); membership signals read them
+    ("token_logp", pa.list_(pa.float32())),
+    ("token_z", pa.list_(pa.float32())),
+    ("doc_zlib_bytes", pa.int32()),  # zlib-compressed UTF-8 bytes of that window's text
+])
+
+BASE_SCHEMA = pa.schema([  # the base (not fine-tuned) model's pass over every document
+    ("doc_id", pa.string()),
+    ("split", pa.string()),
+    ("base_nll", pa.float64()),  # mean next-token NLL over the document's first seq_len tokens
+    ("base_tokens", pa.int32()),
+])
+
+CANARY_SCHEMA = pa.schema([  # exposure of each canary, measured on the fine-tuned model
+    ("doc_id", pa.string()),
+    ("repeats", pa.int32()),  # copies in the training stream (0: a never-inserted control)
+    ("space_bits", pa.float64()),  # log2 of the number of possible secrets
+    ("alternatives", pa.int32()),  # random other secrets the rank is estimated from
+    ("beaten_by", pa.int32()),  # alternatives whose sequence has a lower loss than the canary's
+    ("exposure", pa.float64()),  # bits (CANARIES.md / memlab/components/canaries.py)
 ])
 
 SCORE_KEY_SCHEMA = pa.schema([  # the first columns of every score shard
     ("trial_key", pa.string()),
+    ("sample_id", pa.string()),
     ("doc_id", pa.string()),
     ("split", pa.string()),
     ("dup_count", pa.int32()),
     ("sample_idx", pa.int32()),
     ("doc_nll", pa.float64()),
     ("doc_tokens", pa.int32()),
+    ("base_nll", pa.float64()),  # the base model's NLL of the same tokens (null: no base pass)
 ])
 
 

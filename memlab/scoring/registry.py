@@ -2,8 +2,9 @@
 
 A registered scorer is, with no other edit anywhere:
 - one or more columns of the score shards (name and Arrow type, in registration order);
-- summary metrics per (split, dup_count) group (each column's `aggregate`), which are the
-  trial's MLflow metrics;
+- summary metrics per (split, dup_count) group (each column's `aggregate`), and per member
+  group against all non-members (`contrast`, one value per document: membership inference),
+  which are the trial's MLflow metrics;
 - columns of the sweep's report (each column's `report`: summary metric -> heading), members at
   each duplication level next to the non-member floor.
 
@@ -31,6 +32,8 @@ import pyarrow as pa
 from memlab.config.schema import ScoreSection, StudyConfig
 
 Aggregate = Callable[[Any, ScoreSection], dict[str, float]]  # (pandas Series, section)
+# (a member group's values, all non-members' values, section), one value per document
+Contrast = Callable[[Any, Any, ScoreSection], dict[str, float]]
 Report = Callable[[ScoreSection], dict[str, str]]
 
 
@@ -42,6 +45,7 @@ class Column:
     report: Report | None = None  # summary metric -> report heading (None: not reported)
     doc: str = ""  # what a report heading means (the report's legend); {t}: headline threshold
     table: str = "extraction"  # which report table the headings go to
+    contrast: Contrast | None = None  # summary metrics of a member group against non-members
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,23 @@
 """The scorers of a study: memlab's own (exact extraction, relaxed similarity, plagiarism
-typing, each registering itself on import) then the study's plugins, always in this order (the
-score shards' column order does not depend on which module a process imported first)."""
+typing, membership signals, utility; each registering itself on import) then the study's
+plugins, always in this order (the score shards' column order does not depend on which module
+a process imported first)."""
 
 from __future__ import annotations
 
 from memlab.config.keys import content_key
 from memlab.config.schema import ScoreSection
-from memlab.scoring import exact, plagiarism, similarity  # noqa: F401  (they register)
+from memlab.scoring import (  # noqa: F401  (they register)
+    exact,
+    membership,
+    plagiarism,
+    similarity,
+    utility,
+)
 from memlab.scoring.registry import SCORERS, Column, Scorer, load_plugins
 
-BUILTIN = ("exact_extracted", "token_match_frac", "lcs_tokens", "similarity", "plagiarism")
+BUILTIN = ("exact_extracted", "token_match_frac", "lcs_tokens", "similarity", "plagiarism",
+           "membership", "rougeL", "bleu", "flesch")
 
 
 def scorers(sec: ScoreSection) -> list[Scorer]:

@@ -22,6 +22,7 @@ import os
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,11 +32,13 @@ from memlab.components.models import pad
 from memlab.config.keys import content_key
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import (
+    CANARY_SCHEMA,
     GENERATION_SCHEMA,
     StageOutput,
     claim_stage,
     is_done,
     manifest_digest,
+    read_manifest,
     shard_digests,
     write_manifest,
     write_shard,
@@ -43,6 +46,11 @@ from memlab.io.shards import (
 
 log = logging.getLogger(__name__)
 ENGINE_KEY = "memlab.engine"  # generation shards' metadata: what generated them
+
+
+def sample_id(doc_id: str, sample_idx: int) -> str:
+    """The id that joins one attack sample's rows across every stage's shards."""
+    return f"{doc_id}#{sample_idx}"
 
 
 def sample_seed(seed: int, *parts) -> int:
@@ -72,23 +80,30 @@ def fit_threads(cpus: float) -> None:
             ic.compile_threads = n  # read from the environment when first imported
 
 
-def doc_nll(model, tok, token_lists: list[list[int]], batch_size: int) -> list[float]:
-    """Mean next-token negative log-likelihood of each token list (no grad)."""
+def doc_stats(model, tok, token_lists: list[list[int]],
+              batch_size: int) -> list[tuple[list[float], list[float]]]:
+    """Of each token list, teacher-forced (no grad): log p of each of its tokens after the
+    first, and min-k%++'s normalised score of each (memlab.engine.engine.token_stats)."""
     import torch
 
-    from memlab.engine.engine import next_token_nll
+    from memlab.engine.engine import token_stats
 
-    out: list[float] = []
+    out = []
     dev = next(model.parameters()).device
     for i in range(0, len(token_lists), batch_size):
-        batch = pad(tok, token_lists[i:i + batch_size], "right")
+        chunk = token_lists[i:i + batch_size]
+        batch = pad(tok, chunk, "right")
         ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
         with torch.no_grad():
             logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-        nll = next_token_nll(logits, ids[:, 1:])
-        m = mask[:, 1:].float()
-        out.extend(((nll * m).sum(1) / m.sum(1).clamp(min=1)).tolist())
+            lp, z = token_stats(logits, ids[:, 1:])
+        lp, z = lp.tolist(), z.tolist()
+        out += [(lp[j][:len(t) - 1], z[j][:len(t) - 1]) for j, t in enumerate(chunk)]
     return out
+
+
+def mean_nll(logp: list[float]) -> float:
+    return -sum(logp) / max(1, len(logp))
 
 
 def nll_window(cfg: StudyConfig, cut: int) -> int:
@@ -103,8 +118,8 @@ def attack_with_hf(model, tok, docs, cfg: StudyConfig, shard: str):
 
     a = cfg.attack
     dev = next(model.parameters()).device
-    nlls = doc_nll(model, tok, [ids[:nll_window(cfg, cut)] for _, ids, cut in docs],
-                   a.batch_size)
+    stats = doc_stats(model, tok, [ids[:nll_window(cfg, cut)] for _, ids, cut in docs],
+                      a.batch_size)
     eos = tok.eos_token_id
     for b in range(0, len(docs), a.batch_size):
         chunk = docs[b:b + a.batch_size]
@@ -126,7 +141,7 @@ def attack_with_hf(model, tok, docs, cfg: StudyConfig, shard: str):
                 new = gen[j, width:].tolist()
                 if eos in new:
                     new = new[:new.index(eos)]
-                yield b + j, s, seed, new, nlls[b + j]
+                yield b + j, s, seed, new, stats[b + j]
 
 
 def attack_with_engine(engine, docs, cfg: StudyConfig, shard: str):
@@ -143,8 +158,34 @@ def attack_with_engine(engine, docs, cfg: StudyConfig, shard: str):
                           tails=[docs[i][1][docs[i][2]:nll_window(cfg, docs[i][2])]
                                  for i, _ in reqs],
                           seeds=seeds, max_new_tokens=a.max_new_tokens, decoding=dec)
-    for (i, s), seed, new, nll in zip(reqs, seeds, out.tokens, out.nll):
-        yield i, s, seed, new, nll
+    for (i, s), seed, new, lp, z in zip(reqs, seeds, out.tokens, out.token_logp, out.token_z):
+        yield i, s, seed, new, (lp, z)
+
+
+def canary_exposure(model, tok, rows: list[dict], cfg: StudyConfig) -> list[dict]:
+    """Exposure of each canary row (memlab/components/canaries.py): the loss (summed NLL of
+    the whole sentence, as trained) of the canary and of `attack.canary_alternatives` random
+    other secrets in the same sentence; the rank of the canary's among them."""
+    from memlab.components import canaries as cn
+    from memlab.components.models import doc_tokens
+
+    c, n = cfg.data.canaries, cfg.attack.canary_alternatives
+    out = []
+    for r in rows:
+        texts = [r["text"], *cn.alternatives(c, r["doc_id"], r["text"], n)]
+        stats = doc_stats(model, tok, doc_tokens(tok, texts, cfg.train.seq_len),
+                          max(cfg.attack.batch_size, 64))
+        losses = [-sum(lp) for lp, _ in stats]
+        beaten_by = sum(x < losses[0] for x in losses[1:])
+        out.append({"doc_id": r["doc_id"], "repeats": r["dup_count"],
+                    "space_bits": cn.space_bits(c), "alternatives": n, "beaten_by": beaten_by,
+                    "exposure": cn.exposure(beaten_by, n)})
+    return out
+
+
+def canary_path(gen_shard: Path) -> Path:
+    """Where the exposure of a dataset shard's canaries goes, beside its generation shard."""
+    return gen_shard.with_name("canary-" + gen_shard.name)
 
 
 class TimedLock:
@@ -220,15 +261,19 @@ def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
     with tok_lock:
         gen_texts = tok.batch_decode([x[3] for x in drawn])
         suffix_texts = tok.batch_decode(suffixes)
+        windows = tok.batch_decode([ids[:nll_window(cfg, cut)] for _, ids, cut in docs])
+    zlib_bytes = [len(zlib.compress(w.encode())) for w in windows]
     out: list[dict] = []
-    for (i, s, seed, new, nll), suffix, gtext, stext in zip(drawn, suffixes, gen_texts,
-                                                             suffix_texts):
+    for (i, s, seed, new, (logp, z)), suffix, gtext, stext in zip(drawn, suffixes, gen_texts,
+                                                                   suffix_texts):
         r, ids, cut = docs[i]
         out.append({
+            "sample_id": sample_id(r["doc_id"], s),
             "doc_id": r["doc_id"], "split": r["split"], "dup_count": r["dup_count"],
             "sample_idx": s, "seed": seed, "prompt_ids": ids[:cut],
             "suffix_ids": suffix, "gen_ids": new, "suffix_text": stext, "gen_text": gtext,
-            "doc_nll": nll, "doc_tokens": min(len(ids), nll_window(cfg, cut)),
+            "doc_nll": mean_nll(logp), "doc_tokens": min(len(ids), nll_window(cfg, cut)),
+            "token_logp": logp, "token_z": z, "doc_zlib_bytes": zlib_bytes[i],
         })
     return out
 
@@ -280,6 +325,12 @@ class GenerateShards:
                 t0 = time.perf_counter()
                 rows = pq.read_table(src).to_pylist()
                 t1 = time.perf_counter()
+                if canaries := [r for r in rows if r["split"] == "canary"]:
+                    with self.model_lock:
+                        found = canary_exposure(self.model, self.tok, canaries, self.cfg)
+                    write_shard(pa.Table.from_pylist(found, schema=CANARY_SCHEMA),
+                                canary_path(Path(dst)), CANARY_SCHEMA)
+                    rows = [r for r in rows if r["split"] != "canary"]
                 out = generate_rows(self.model, self.tok, rows, self.cfg, Path(src).name,
                                     self.engine, self.model_lock, self.tok_lock)
                 wait, held = self.model_lock.last
@@ -311,10 +362,12 @@ def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Pat
             rows = run_shard_pool(GenerateShards, {"cfg": cfg, "train_dir": str(train_dir),
                                                    "threads": threads}, jobs, cfg, "generate")
             digests = shard_digests(out_dir)
-            data_rows = sum(pq.read_metadata(s).num_rows for s, _ in jobs)
+            canaries = sorted(p.name for p in out_dir.glob("canary-*.parquet"))
+            data_rows = sum(pq.read_metadata(s).num_rows for s, _ in jobs) - \
+                (read_manifest(data_dir) or {}).get("canaries", 0)
             engines = {(pq.read_schema(d).metadata or {}).get(ENGINE_KEY.encode(), b"unrecorded")
                        for _, d in jobs}
-            write_manifest(out_dir, upstream=upstream, outputs=list(digests),
+            write_manifest(out_dir, upstream=upstream, outputs=list(digests) + canaries,
                            shard_sha256=digests, shards=len(jobs), rows=rows,
                            decoding=cfg.attack.decoding,
                            docs_too_short=data_rows - rows // cfg.attack.samples_per_prompt,

@@ -1,11 +1,12 @@
 """One trial: a plain function of its typed plan.
 
-train -> generate -> score, each stage's output addressed by its own key (memlab/config/keys.py)
-and shared with every trial whose chain reaches it: a finished output is reused, one that
-another trial is computing is waited for. The trial's results are written to disk
-(result.json) before anything is logged; then its MLflow run gets params, tags, metrics, the
-loss curve and artifacts. A trial whose logging fails (MLflow unreachable for
-`tracking.retry_s`) still finishes: the sweep names it and `memlab run --resume` logs it.
+train -> generate -> (the base model's pass) -> score, each stage's output addressed by its
+own key (memlab/config/keys.py) and shared with every trial whose chain reaches it: a
+finished output is reused, one that another trial is computing is waited for. The trial's
+results are written to disk (result.json) before anything is logged; then its MLflow run gets
+params, tags, metrics, the loss curve and artifacts. A trial whose logging fails (MLflow
+unreachable for `tracking.retry_s`) still finishes: the sweep names it and
+`memlab run --resume` logs it.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ class TrialPlan:
     def stage(self, name: str) -> Path:
         return stage_dir(self.config, name, getattr(self.keys, name))
 
+    @property
+    def base_dir(self) -> Path | None:
+        """The base model's pass over the dataset, if the study asks for it."""
+        return self.stage("base") if self.config.score.membership.base_pass else None
+
 
 def _say(plan: TrialPlan, stage: str, out) -> None:
     if out.computed:
@@ -82,14 +88,17 @@ def stages_done(plan: TrialPlan) -> bool:
     """Every stage of the trial finished from its current upstream, every output present
     (reads manifests only): the trial needs no compute, only its record and logging."""
     from memlab.io.shards import stage_done
+    from memlab.stages.base import base_upstream
     from memlab.stages.generate import gen_upstream
     from memlab.stages.score import score_upstream
     from memlab.stages.train import train_upstream
 
     data, train, gen = plan.stage("data"), plan.stage("train"), plan.stage("gen")
+    base = plan.base_dir
     return (stage_done(train, train_upstream(data, plan.base_model))
             and stage_done(gen, gen_upstream(train, data))
-            and stage_done(plan.stage("score"), score_upstream(plan.config, gen)))
+            and (base is None or stage_done(base, base_upstream(data, plan.base_model)))
+            and stage_done(plan.stage("score"), score_upstream(plan.config, gen, base)))
 
 
 def run_trial(plan: TrialPlan, log: bool = True) -> dict:
@@ -99,6 +108,7 @@ def run_trial(plan: TrialPlan, log: bool = True) -> dict:
     import torch
 
     from memlab.io.shards import stage_done
+    from memlab.stages.base import run_base
     from memlab.stages.generate import run_generate
     from memlab.stages.score import flat_metrics, read_summary, run_score
     from memlab.stages.train import run_train, train_upstream
@@ -118,7 +128,11 @@ def run_trial(plan: TrialPlan, log: bool = True) -> dict:
         _say(plan, "train", train)
         gen = run_generate(cfg, train.folder, data, plan.stage("gen"), threads)
         _say(plan, "gen", gen)
-        score = run_score(cfg, plan.key, gen.folder, data, plan.stage("score"), threads)
+        if plan.base_dir is not None:
+            base = run_base(cfg, plan.base_model, data, plan.base_dir, threads)
+            _say(plan, "base", base)
+        score = run_score(cfg, plan.key, gen.folder, data, plan.stage("score"), threads,
+                          plan.base_dir)
         _say(plan, "score", score)
     except BaseException:
         if live is not None:

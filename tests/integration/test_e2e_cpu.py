@@ -45,12 +45,14 @@ def test_stage_outputs_schemas_and_row_counts(sweep):
     for t in study.trials:
         train = read_manifest(stage_dir(t.config, "train", t.keys.train))
         assert train["strategy"] == t.config.train.strategy
-        assert train["train_steps"] == 8  # (6x1 + 6x4) sequences / batch 4, same for all
+        # (6x1 + 6x4 + canaries 1 + 4) sequences / batch 4, the same for all
+        assert train["train_steps"] == 9
         gen_dir = stage_dir(t.config, "gen", t.keys.gen)
         gen = read_shards(gen_dir, GENERATION_SCHEMA)
         scores = read_shards(stage_dir(t.config, "score", t.key), schema)
         assert gen.num_rows == scores.num_rows == n_docs * t.config.attack.samples_per_prompt
-        assert len(list(gen_dir.glob("part-*.parquet"))) == 3  # one per dataset shard
+        # one per dataset shard (the canaries' own shard gives an empty one)
+        assert len(list(gen_dir.glob("part-*.parquet"))) == 4
         assert not list(sweep["runs"].rglob("*.tmp"))
         s = scores.to_pandas()
         assert set(s.split) == {"member", "nonmember"}
@@ -65,6 +67,25 @@ def test_stage_outputs_schemas_and_row_counts(sweep):
         assert (g.prompt_ids.map(len) == t.config.attack.prefix_tokens).all()
         assert (g.gen_ids.map(len) <= t.config.attack.max_new_tokens).all()
         assert read_manifest(gen_dir)["engines"] == ["hf on cpu, float32"]  # what ran
+        # one ladder per sample: every stage's rows of a sample share its sample_id
+        assert s.sample_id.is_unique and set(s.sample_id) == set(g.sample_id)
+        joined = g.merge(s, on="sample_id", suffixes=("", "_s"))
+        assert len(joined) == len(g) and (joined.doc_id == joined.doc_id_s).all()
+        for c in ("mia_loss", "mia_zlib", "mia_mink", "mia_minkpp", "mia_ref", "rougeL",
+                  "bleu", "base_nll"):
+            assert s[c].notna().all(), c
+        assert (s.mia_loss == -s.doc_nll).all()
+        summary = pq.read_table(stage_dir(t.config, "score", t.key) / "summary.parquet")
+        got = {(r["split"], r["dup_count"], r["metric"]): r["value"]
+               for r in summary.to_pylist()}
+        for dup in (-1, 1, 4):
+            for m in ("auc_ref", "auc_ref_lo", "auc_ref_hi", "tpr1_loss", "tpr01_minkpp_hi"):
+                assert ("member", dup, m) in got, (dup, m)
+            assert 0 <= got[("member", dup, "auc_loss")] <= 1
+        assert got[("nonmember", -1, "base_ppl")] > 1
+        assert {k[1] for k in got if k[0] == "canary"} == {0, 1, 4}
+        assert got[("canary", 4, "exposure_cap")] == 6  # log2(63 + 1)
+        assert got[("canary", 4, "canaries")] == 1
     full = next(t for t in study.trials if t.config.train.strategy == "full")
     man = read_manifest(stage_dir(full.config, "train", full.keys.train))
     assert man["engine"] == "deepspeed-zero2"
@@ -100,7 +121,7 @@ def test_mlflow_runs_hold_metrics_params_artifacts(sweep):
             assert key in m, key
         assert m["heldout_ppl"] > 1
         hist = client.get_metric_history(r.info.run_id, "train_loss")
-        assert len(hist) == 8
+        assert len(hist) == 9
         assert r.data.params["train.strategy"] == r.data.tags["strategy"]
         assert r.data.params["data.dup_mix"] == "[1, 4]"
         for tag in ("git_sha", "version.torch", "data_sha256", "model.source", "data_key",

@@ -19,6 +19,7 @@ from memlab.io.shards import FORMATTED_DATASET_SCHEMA
 from memlab.stages.generate import generate_rows
 from memlab.stages.train import _batches, run_train
 from tests.conftest import ROOT
+from tests.unit.test_engine import assert_same_row
 
 FIXTURES = ROOT / "tests" / "fixtures"
 INSTRUCTION = "If you are a doctor, please answer the medical questions based on the patient's " \
@@ -300,9 +301,7 @@ def test_engine_and_hf_agree_on_response_prompts(tmp_path, seq_len):
     mine = generate_rows(model, tok, rows, cfg, "part-00000", eng)
     assert len({len(h["prompt_ids"]) for h in hf}) > 1
     for h, e in zip(hf, mine, strict=True):
-        assert {k: v for k, v in h.items() if k not in ("doc_nll", "seed")} == \
-            {k: v for k, v in e.items() if k not in ("doc_nll", "seed")}
-        assert e["doc_nll"] == pytest.approx(h["doc_nll"], rel=1e-4)
+        assert_same_row(h, e, "seed")
         assert h["doc_tokens"] == max(seq_len, len(h["prompt_ids"]))
 
 
