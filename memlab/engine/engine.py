@@ -304,7 +304,7 @@ class Engine:
         """
         n = len(prompts)
         if n == 0:
-            return Output([], [] if tails is not None else None)
+            return Output([], *([[]] * 3 if tails is not None else [None] * 3))
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
         if any(len(p) == 0 for p in prompts):
