@@ -15,14 +15,14 @@ Per member group (all members, and members of each dup_count) against all non-me
 value per document: ROC AUC (ties count 1/2: sklearn's roc_auc_score), TPR at 1% and at 0.1% FPR
 (the largest TPR of a threshold whose FPR is at most that: sklearn's roc_curve read off), each
 with a percentile bootstrap 95% interval (members and non-members resampled separately,
-`score.membership.bootstrap` times, fixed seed). The per-document signals stay in the score
-shards, so the worst cases are there to read.
+`score.membership.bootstrap` times, fixed seed; `roc_metrics`). The per-document signals stay
+in the score shards, so the worst cases are there to read.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -58,53 +58,70 @@ def signals(row: dict, frac: float) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ ROC statistics
-def _auc(pos: np.ndarray, neg: np.ndarray, axis: int = -1) -> np.ndarray:
-    """P(member score > non-member score) + P(tie) / 2, along `axis` (rank-sum form)."""
-    from scipy.stats import rankdata
+def _weighted_roc(pos: np.ndarray, neg: np.ndarray, d: np.ndarray,
+                  c: np.ndarray) -> np.ndarray:
+    """AUC and the TPR at each of FPRS (percent) of B weighted samples, (1 + len(FPRS), B).
 
-    n1, n0 = pos.shape[axis], neg.shape[axis]
-    ranks = rankdata(np.concatenate([pos, neg], axis=axis), axis=axis)
-    r1 = np.take(ranks, np.arange(n1), axis=axis).sum(axis=axis)
-    return (r1 - n1 * (n1 + 1) / 2) / (n1 * n0)
+    pos, neg: the scores, each sorted ascending; d (B, n1), c (B, n0): how many times each
+    member / non-member is in each sample (all ones: the data itself; a bootstrap resample:
+    multiplicities summing to n1 / n0). Counting over the once-sorted scores instead of sorting
+    every resample: O(B (n1 + n0)).
+    AUC = P(member > non-member) + P(tie) / 2; TPR at FPR f = the share of members above the
+    (m+1)-th largest non-member, m = floor(f * n0): the largest TPR over thresholds t (member
+    if score >= t) with at most m non-members at or above t."""
+    b, n1, n0 = d.shape[0], len(pos), len(neg)
+    ccum = np.zeros((b, n0 + 1))
+    np.cumsum(c, axis=1, out=ccum[:, 1:])
+    dcum = np.zeros((b, n1 + 1))
+    np.cumsum(d, axis=1, out=dcum[:, 1:])
+    below = ccum[:, np.searchsorted(neg, pos, "left")]  # non-members below each member
+    ties = ccum[:, np.searchsorted(neg, pos, "right")] - below
+    out = [(d * (below + 0.5 * ties)).sum(axis=1) / (n1 * n0)]
+    at_or_above = n0 - ccum[:, :-1]  # non-members at sorted position >= j
+    for f in FPRS.values():
+        m = math.floor(f * n0 + 1e-9)
+        if m >= n0:
+            out.append(np.full(b, 100.0))
+            continue
+        cut = neg[(at_or_above >= m + 1).sum(axis=1) - 1]
+        above = n1 - dcum[np.arange(b), np.searchsorted(pos, cut, "right")]
+        out.append(100.0 * above / n1)
+    return np.stack(out)
 
 
-def _tpr_at(pos: np.ndarray, neg: np.ndarray, fpr: float, axis: int = -1) -> np.ndarray:
-    """The largest TPR over thresholds t (member if score >= t) with FPR(t) <= fpr: the share
-    of members above the (m+1)-th largest non-member score, m = floor(fpr * n0)."""
-    n0 = neg.shape[axis]
-    m = math.floor(fpr * n0 + 1e-9)
-    if m >= n0:
-        return np.ones(np.delete(pos.shape, axis))
-    cut = np.take(np.sort(neg, axis=axis), n0 - 1 - m, axis=axis)
-    return (pos > np.expand_dims(cut, axis)).mean(axis=axis)
-
-
-def _stats(pos, neg, axis=-1):
-    """AUC, then TPR at each of FPRS (in percent), stacked."""
-    return np.stack([_auc(pos, neg, axis)] +
-                    [100.0 * _tpr_at(pos, neg, f, axis) for f in FPRS.values()])
+@functools.lru_cache(maxsize=4)
+def _multiplicities(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n): how many times each of n items is drawn in each resample of size n
+    (kept: every signal of a group is resampled by the same draws)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(resamples, n)) + (np.arange(resamples) * n)[:, None]
+    out = np.bincount(draws.ravel(), minlength=resamples * n).reshape(resamples, n)
+    out.flags.writeable = False
+    return out
 
 
 def roc_metrics(pos, neg, name: str, resamples: int = 1000, seed: int = 0) -> dict[str, float]:
-    """auc_<name>, tpr1_<name>, tpr01_<name>, each with _lo and _hi (bootstrap 95% interval;
-    none when `resamples` is 0 or a side has fewer than 2 documents)."""
+    """auc_<name>, tpr1_<name>, tpr01_<name>, each with _lo and _hi: the 2.5th and 97.5th
+    percentiles over `resamples` bootstrap resamples (members and non-members drawn with
+    replacement separately, fixed seed: the same draws for every signal of a group); none when
+    `resamples` is 0 or a side has fewer than 2 documents. Hand-written rather than
+    scipy.stats.bootstrap, which sorts every resample anew (about 7x slower here)."""
     pos = np.asarray(pos, dtype=np.float64)
     neg = np.asarray(neg, dtype=np.float64)
     pos, neg = pos[~np.isnan(pos)], neg[~np.isnan(neg)]
     if not len(pos) or not len(neg):
         return {}
     names = [f"auc_{name}"] + [f"{p}_{name}" for p in FPRS]
-    out = dict(zip(names, _stats(pos, neg).tolist()))
+    po, no = np.argsort(pos, kind="stable"), np.argsort(neg, kind="stable")
+    pos, neg = pos[po], neg[no]
+    point = _weighted_roc(pos, neg, np.ones((1, len(pos))), np.ones((1, len(neg))))[:, 0]
+    out = dict(zip(names, point.tolist()))
     if resamples and len(pos) > 1 and len(neg) > 1:
-        from scipy.stats import bootstrap
-
-        with warnings.catch_warnings():  # a statistic constant over resamples (e.g. AUC 1)
-            warnings.simplefilter("ignore")
-            ci = bootstrap((pos, neg), _stats, n_resamples=resamples, vectorized=True,
-                           paired=False, method="percentile", confidence_level=0.95,
-                           rng=np.random.default_rng(seed)).confidence_interval
-        for n, lo, hi in zip(names, ci.low, ci.high):
-            out[f"{n}_lo"], out[f"{n}_hi"] = float(lo), float(hi)
+        d = _multiplicities(len(pos), resamples, seed)[:, po]  # (drawn in document order)
+        c = _multiplicities(len(neg), resamples, seed + 1)[:, no]
+        lo, hi = np.percentile(_weighted_roc(pos, neg, d, c), [2.5, 97.5], axis=1)
+        for n, a, z in zip(names, lo, hi):
+            out[f"{n}_lo"], out[f"{n}_hi"] = float(a), float(z)
     return out
 
 

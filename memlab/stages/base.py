@@ -54,14 +54,14 @@ class BaseShards:
 
     def rows(self, rows: list[dict]) -> list[dict]:
         from memlab.components.formats import encode
-        from memlab.stages.generate import doc_stats, mean_nll
+        from memlab.stages.generate import nll_sums
 
         rows = [r for r in rows if r["split"] != "canary"]
         seq = self.cfg.train.seq_len
         ids = [i[:seq] for i, _ in encode(self.tok, rows, seq)] if rows else []
-        stats = doc_stats(self.model, self.tok, ids, self.cfg.attack.batch_size)
-        return [{"doc_id": r["doc_id"], "split": r["split"], "base_nll": mean_nll(lp),
-                 "base_tokens": len(i)} for r, i, (lp, _) in zip(rows, ids, stats)]
+        sums = nll_sums(self.model, self.tok, ids, self.cfg.attack.batch_size)
+        return [{"doc_id": r["doc_id"], "split": r["split"], "base_nll": s / max(1, len(i) - 1),
+                 "base_tokens": len(i)} for r, i, s in zip(rows, ids, sums)]
 
     def __call__(self, batch: dict) -> dict:
         counts = []

@@ -102,6 +102,24 @@ def doc_stats(model, tok, token_lists: list[list[int]],
     return out
 
 
+def nll_sums(model, tok, token_lists: list[list[int]], batch_size: int) -> list[float]:
+    """Of each token list, teacher-forced (no grad): the summed NLL of its tokens after the
+    first (reduced on the device: no per-token numbers leave it)."""
+    import torch
+
+    from memlab.engine.engine import next_token_nll
+
+    out: list[float] = []
+    dev = next(model.parameters()).device
+    for i in range(0, len(token_lists), batch_size):
+        batch = pad(tok, token_lists[i:i + batch_size], "right")
+        ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+            out += (next_token_nll(logits, ids[:, 1:]) * mask[:, 1:]).sum(1).tolist()
+    return out
+
+
 def mean_nll(logp: list[float]) -> float:
     return -sum(logp) / max(1, len(logp))
 
@@ -170,13 +188,13 @@ def canary_exposure(model, tok, rows: list[dict], cfg: StudyConfig) -> list[dict
     from memlab.components.models import doc_tokens
 
     c, n = cfg.data.canaries, cfg.attack.canary_alternatives
+    texts = [t for r in rows for t in (r["text"], *cn.alternatives(c, r["doc_id"], r["text"], n))]
+    losses = nll_sums(model, tok, doc_tokens(tok, texts, cfg.train.seq_len) if texts else [],
+                      max(cfg.attack.batch_size, 256))
     out = []
-    for r in rows:
-        texts = [r["text"], *cn.alternatives(c, r["doc_id"], r["text"], n)]
-        stats = doc_stats(model, tok, doc_tokens(tok, texts, cfg.train.seq_len),
-                          max(cfg.attack.batch_size, 64))
-        losses = [-sum(lp) for lp, _ in stats]
-        beaten_by = sum(x < losses[0] for x in losses[1:])
+    for i, r in enumerate(rows):
+        mine, others = losses[i * (n + 1)], losses[i * (n + 1) + 1:(i + 1) * (n + 1)]
+        beaten_by = sum(x < mine for x in others)
         out.append({"doc_id": r["doc_id"], "repeats": r["dup_count"],
                     "space_bits": cn.space_bits(c), "alternatives": n, "beaten_by": beaten_by,
                     "exposure": cn.exposure(beaten_by, n)})

@@ -34,6 +34,27 @@ def test_auc_and_tpr_at_fpr_equal_scikit_learn(seed):
     assert "auc_x_lo" not in got  # no resamples: no interval
 
 
+def test_a_weighted_resample_equals_scikit_learn_on_the_resample_itself():
+    """The bootstrap counts multiplicities over the sorted scores: each resample's AUC and TPRs
+    equal sklearn's on the resample written out."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    from memlab.scoring.membership import _multiplicities, _weighted_roc
+
+    pos, neg = _scores(4, 50, 400)
+    pos, neg = np.sort(pos), np.sort(neg)
+    d, c = _multiplicities(len(pos), 5, 9), _multiplicities(len(neg), 5, 10)
+    assert (d.sum(1) == 50).all() and (c.sum(1) == 400).all()
+    got = _weighted_roc(pos, neg, d, c)
+    for b in range(5):
+        p, n = np.repeat(pos, d[b]), np.repeat(neg, c[b])
+        y, s = np.r_[np.ones(len(p)), np.zeros(len(n))], np.r_[p, n]
+        fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+        assert got[0, b] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert got[1, b] == pytest.approx(100 * tpr[fpr <= 0.01].max(), abs=1e-12)
+        assert got[2, b] == pytest.approx(100 * tpr[fpr <= 0.001].max(), abs=1e-12)
+
+
 def test_tpr_at_fpr_on_a_hand_made_case():
     # 10 non-members, 1% FPR allows none above the threshold: members above the top non-member
     pos, neg = np.array([5.0, 4.0, 3.0, 0.5]), np.arange(10) / 2.0  # neg max 4.5
