@@ -191,7 +191,8 @@ def stage_keys(cfg: StudyConfig) -> StageKeys:
                         "seq_len": cfg.train.seq_len, "on": [run["gen_device"], run["gen_dtype"]]})
     score = content_key({"gen": gen, "score": _section(ident, "score"),
                          "plugins": plugin_digests(cfg.score.plugins),
-                         **({"base": base} if cfg.score.membership.base_pass else {})})
+                         **({"base": base} if cfg.score.membership.enabled and
+                            cfg.score.membership.base_pass else {})})
     return StageKeys(data, train, gen, score, base)
 
 

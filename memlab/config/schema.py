@@ -267,6 +267,8 @@ class MembershipSection:
     """Membership-inference signals (METRICS.md section 4), each member group against all
     non-members (memlab/scoring/membership.py)."""
 
+    enabled: bool = _f(True, "Compute the membership signals and their AUC / TPR (and the base "
+                             "model's pass over the dataset, with base_pass).")
     mink_frac: float = _f(0.2, "min-k% and min-k%++: the fraction k of a document's tokens "
                                "with the lowest scores that are averaged.")
     bootstrap: int = _f(1000, "Bootstrap resamples of the AUC and TPR intervals (95%).")
@@ -288,6 +290,8 @@ class ScoreSection:
                                           metadata={"help": "Plagiarism typing."})
     membership: MembershipSection = field(default_factory=MembershipSection,
                                           metadata={"help": "Membership inference."})
+    utility: bool = _f(True, "ROUGE-L, BLEU and Flesch reading ease of the non-members' "
+                             "generations (memlab/scoring/utility.py).")
 
 
 @dataclass

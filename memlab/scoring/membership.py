@@ -146,4 +146,5 @@ def _load(ctx: Context):
 
 register(Scorer("membership", tuple(
     Column(f"mia_{s}", pa.float64(), contrast=contrast(s), report=_report(s), table="membership",
-           doc=f"{s}: {SIGNAL_DOC[s]}") for s in SIGNALS), _load))
+           doc=f"{s}: {SIGNAL_DOC[s]}") for s in SIGNALS), _load,
+    enabled=lambda sec: sec.membership.enabled))

@@ -78,16 +78,19 @@ def register(s: Scorer) -> Scorer:
 
 def scorer(name: str, type: pa.DataType, *, inputs: Sequence[str] = ("gen_ids", "suffix_ids"),
            aggregate: Aggregate | None = None, report: dict | Report | None = None,
-           doc: str = "", table: str = "extraction"):
+           doc: str = "", table: str = "extraction",
+           enabled: Callable[[ScoreSection], bool] = lambda sec: True):
     """Register a per-sample scorer: `fn(*row[c] for c in inputs) -> value` of one generation
-    row (columns of memlab.io.shards.GENERATION_SCHEMA)."""
+    row (columns of memlab.io.shards.GENERATION_SCHEMA); `enabled(score section)` says whether
+    a study computes it (else its column is null)."""
 
     def wrap(fn: Callable) -> Callable:
         def load(ctx: Context):
             return lambda rows: {name: [fn(*(r[c] for c in inputs)) for r in rows]}
 
         rep = (lambda sec, d=report: d) if isinstance(report, dict) else report
-        register(Scorer(name, (Column(name, type, aggregate, rep, doc, table),), load))
+        register(Scorer(name, (Column(name, type, aggregate, rep, doc, table),), load,
+                        enabled=enabled))
         return fn
 
     return wrap

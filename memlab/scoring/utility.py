@@ -54,10 +54,13 @@ def _held_out(fn):
 
 scorer("rougeL", pa.float64(), inputs=("split", "gen_text", "suffix_text"),
        aggregate=mean("rougeL"), report={"rougeL": "ROUGE-L"}, table="utility",
-       doc="ROUGE-L F1 x 100 vs the true suffix")(_held_out(rouge_l))
+       doc="ROUGE-L F1 x 100 vs the true suffix", enabled=lambda sec: sec.utility)(
+           _held_out(rouge_l))
 scorer("bleu", pa.float64(), inputs=("split", "gen_text", "suffix_text"),
        aggregate=mean("bleu"), report={"bleu": "BLEU"}, table="utility",
-       doc="sentence BLEU vs the true suffix")(_held_out(bleu))
+       doc="sentence BLEU vs the true suffix", enabled=lambda sec: sec.utility)(
+           _held_out(bleu))
 scorer("flesch", pa.float64(), inputs=("split", "gen_text"), aggregate=_nanmean("flesch"),
        report={"flesch": "Flesch"}, table="utility",
-       doc="Flesch reading ease of the generation")(_held_out(flesch))
+       doc="Flesch reading ease of the generation", enabled=lambda sec: sec.utility)(
+           _held_out(flesch))

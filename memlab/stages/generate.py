@@ -190,7 +190,7 @@ def canary_exposure(model, tok, rows: list[dict], cfg: StudyConfig) -> list[dict
     c, n = cfg.data.canaries, cfg.attack.canary_alternatives
     texts = [t for r in rows for t in (r["text"], *cn.alternatives(c, r["doc_id"], r["text"], n))]
     losses = nll_sums(model, tok, doc_tokens(tok, texts, cfg.train.seq_len) if texts else [],
-                      max(cfg.attack.batch_size, 256))
+                      max(cfg.attack.batch_size, 1024))
     out = []
     for i, r in enumerate(rows):
         mine, others = losses[i * (n + 1)], losses[i * (n + 1) + 1:(i + 1) * (n + 1)]

@@ -158,12 +158,14 @@ def log_pending(plans: list[TrialPlan]) -> list[TrialPlan]:
 
 
 def log_sweep_summary(study: Study, tracking: Tracking, failed: int, secs: float) -> None:
-    """Sweep-level results on the parent run: the summary table (CSV/MD) and plot, counts."""
+    """Sweep-level results on the parent run: the report's files (tables as CSV, Markdown and
+    HTML, figures) under `summary`, counts."""
+    from memlab.stages.report import FILES
     from memlab.tracking.mlflow_log import Client, TrackedRun
 
     root = sweep_root(study.base)
     run = TrackedRun(Client(tracking.uri, tracking.retry_s), tracking.parent_run_id)
-    for name in ("results.csv", "results.md", "results.png"):
+    for name in FILES:
         if (root / name).is_file():
             run.log_artifact(root / name, "summary")
     done = sum((root / t.key / "result.json").is_file() for t in study.trials)

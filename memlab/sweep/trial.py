@@ -71,7 +71,8 @@ class TrialPlan:
     @property
     def base_dir(self) -> Path | None:
         """The base model's pass over the dataset, if the study asks for it."""
-        return self.stage("base") if self.config.score.membership.base_pass else None
+        m = self.config.score.membership
+        return self.stage("base") if m.enabled and m.base_pass else None
 
 
 def _say(plan: TrialPlan, stage: str, out) -> None:
