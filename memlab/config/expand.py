@@ -32,7 +32,7 @@ from memlab.config.load import (
 from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
 
 RESERVED_NAMES = ("stages",)  # folders of the runs root that are not sweeps
-REPORT_COLUMNS = ("strategy", "model", "dup", "seed")  # the results table's own columns
+REPORT_COLUMNS = ("strategy", "model", "dup", "seed", "n", "repeats")  # the tables' own columns
 
 
 @dataclass

@@ -32,7 +32,9 @@ def test_sweep_prints_results_and_ui_command(sweep):
     with open(sweep["runs"] / "smoke" / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6  # 3 strategies x 2 duplication levels
-    assert {"verbatim_%", "paraphrase_%", "idea_%", "any_%", "floor_any_%"} <= set(rows[0])
+    assert {"verbatim_%_mean", "paraphrase_%_mean", "idea_%_mean", "any_%_mean",
+            "floor_any_%_mean", "floor_any_%_lo", "AUC ref_mean", "AUC ref_lo",
+            "TPR@1%FPR loss_hi"} <= set(rows[0])
     assert {r["strategy"] for r in rows} == {"full", "head", "lora"}
     assert {r["dup"] for r in rows} == {"1", "4"}
     assert (sweep["runs"] / "smoke" / "results.png").stat().st_size > 1000
@@ -109,7 +111,8 @@ def test_mlflow_runs_hold_metrics_params_artifacts(sweep):
     assert parent.data.params["grid.train.strategy"] == '["full", "head", "lora"]'
     assert parent.data.metrics["trials_finished"] == len(study.trials)
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "summary")} == \
-        {"summary/results.csv", "summary/results.md", "summary/results.png"}
+        {f"summary/{f}" for f in ("results.csv", "results.md", "results.png", "results.html",
+                                  "scale.png", "roc.png")}
     for r in runs:
         assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert r.info.status == "FINISHED"

@@ -1,0 +1,137 @@
+"""A two-seed smoke sweep (sweeps/smoke.yaml, three strategies x seeds 0 and 1): the report
+aggregates the two trials of each strategy, every cell of every table with n = 2 and a 95%
+interval, and writes its figures, its self-contained HTML page and the parent run's summary."""
+
+import csv
+import io
+import json
+import re
+import statistics
+
+import pytest
+import yaml
+
+from memlab.io.paths import stage_dir
+from memlab.stages.report import FIGURES, FILES, build_report, layout
+from memlab.stages.score import read_summary
+from tests.conftest import SWEEPS
+from tests.integration.conftest import SMOKE, run_sweep
+
+pytestmark = pytest.mark.slow
+
+STRATEGIES = ["full", "head", "lora"]
+INTERVAL = re.compile(r"-?[\d.]+ \[-?[\d.]+, -?[\d.]+\]")
+
+
+@pytest.fixture(scope="module")  # six trials: ~4 min on 2 cores
+def sweep(tmp_path_factory):
+    study_dir = tmp_path_factory.mktemp("seeds-study")
+    (study_dir / "_defaults.yaml").write_text((SWEEPS / "_defaults.yaml").read_text())
+    study = yaml.safe_load(SMOKE.read_text())
+    study["sweep"]["name"] = "seeds"
+    study["grid"] = {"train.strategy": STRATEGIES, "seed": [0, 1]}
+    path = study_dir / "seeds.yaml"
+    path.write_text(yaml.safe_dump(study))
+    out = run_sweep(path, tmp_path_factory.mktemp("runs"))
+    root = out["root"] = out["runs"] / "seeds"
+    out["written"] = {n: (root / n).read_bytes() for n in FILES if (root / n).exists()}
+    out["report"] = build_report(out["study"])  # what the sweep printed, with its figures
+    return out
+
+
+def _summaries(study, strategy):
+    """{(split, dup, metric): [value per seed]} of one strategy's trials, read directly."""
+    out: dict = {}
+    for t in study.trials:
+        if t.config.train.strategy == strategy:
+            for r in read_summary(stage_dir(t.config, "score", t.key)).to_pylist():
+                out.setdefault((r["split"], r["dup_count"], r["metric"]), []).append(r["value"])
+    return out
+
+
+def test_every_cell_of_every_table_averages_two_seeds_with_an_interval(sweep):
+    assert "Results of sweep 'seeds'" in sweep["stdout"] and "seeds 0, 1" in sweep["stdout"]
+    tables = sweep["report"].tables
+    titles = [t.title for t in tables]
+    assert any(t.startswith("Extraction") for t in titles)
+    assert any(t.startswith("Plagiarism") for t in titles)
+    assert "Membership inference: AUC" in titles  # the pipeline's membership metrics
+    assert "Membership inference: TPR at 1% FPR (%)" in titles
+    assert any(t.startswith("Utility") for t in titles)
+    canaries = sweep["study"].base.data.canaries
+    repeats = [0, *canaries.repeats] if canaries.count else []  # 0: the never-inserted control
+    assert ("Canary exposure (bits)" in titles) == bool(repeats)
+    for t in tables:
+        head, body, _ = layout(t, hide=["model"])
+        first = head.index("n") + 1
+        metrics = head[first:len(head) - len(t.extra)]
+        assert metrics, t.title
+        levels = (1 if t.title.startswith("Utility") else
+                  len(repeats) if t.title.startswith("Canary") else 2)
+        assert len(body) == 3 * levels, t.title  # 3 strategies x dup (or repeat) levels
+        for row in body:
+            assert row[head.index("n")] == "2", (t.title, row)
+            for h, cell in zip(metrics, row[first:]):
+                assert INTERVAL.fullmatch(cell), (t.title, h, row)
+        assert sweep["report"].text.count(t.title) == 1
+
+
+def test_results_csv_is_one_row_per_cell_with_mean_interval_and_n(sweep):
+    text = sweep["written"]["results.csv"]  # as the sweep wrote it
+    assert (sweep["root"] / "results.csv").read_bytes() == text  # the same report again
+    rows = list(csv.DictReader(io.StringIO(text.decode(), newline="")))
+    assert [(r["strategy"], r["dup"]) for r in rows] == [(s, d) for s in STRATEGIES
+                                                         for d in ("1", "4")]
+    stems = [c.removesuffix("_mean") for c in rows[0] if c.endswith("_mean")]
+    assert {"exact_%", "floor_exact_%", "any_%", "auc_loss", "tpr1_loss", "heldout_ppl",
+            "rougeL", "bleu", "flesch"} <= set(stems)
+    for r in rows:
+        assert r["seeds"] == "0 1"
+        for stem in stems:
+            assert r[f"{stem}_mean"] != "", (r["strategy"], stem)
+            assert r[f"{stem}_n"] == "2" and r[f"{stem}_lo"] and r[f"{stem}_hi"], stem
+            assert float(r[f"{stem}_lo"]) <= float(r[f"{stem}_mean"]) <= float(r[f"{stem}_hi"])
+        values = _summaries(sweep["study"], r["strategy"])
+        dup = int(r["dup"])
+        assert float(r["exact_%_mean"]) == pytest.approx(
+            statistics.fmean(values[("member", dup, "exact_pct")]))
+        assert float(r["floor_exact_%_mean"]) == pytest.approx(
+            statistics.fmean(values[("nonmember", -1, "exact_pct")]))
+        assert float(r["auc_loss_mean"]) == pytest.approx(
+            statistics.fmean(values[("member", dup, "auc_loss")]))
+
+
+def test_figures_draw_a_line_per_strategy_and_model_and_each_strategys_floor(sweep):
+    study, figures = sweep["study"], sweep["report"].figures
+    (model,) = {json.loads((sweep["root"] / t.key / "result.json").read_text())["model"]
+                for t in study.trials}
+    dup = figures["results.png"]
+    assert f"exact_%, {model}" in dup  # a panel per model (one here) and heading
+    for title, panel in dup.items():
+        assert panel["lines"] == STRATEGIES and panel["bands"] == STRATEGIES, title
+        assert list(panel["floors"]) == STRATEGIES, title
+    metric = "exact_pct"  # each strategy's own floor, its mean over the seeds
+    for s in STRATEGIES:
+        floors = _summaries(study, s)[("nonmember", -1, metric)]
+        assert dup[f"exact_%, {model}"]["floors"][s] == pytest.approx(statistics.fmean(floors))
+    scale = figures["scale.png"]
+    assert set(scale) >= {"exact_%, members at dup 4", "exact_%, all members"}
+    for title, panel in scale.items():
+        assert panel["lines"] == STRATEGIES and list(panel["floors"]) == STRATEGIES, title
+    assert figures["roc.png"] == {s: [model] for s in STRATEGIES}
+
+
+def test_files_html_page_and_parent_run_summary(sweep):
+    written = sweep["written"]
+    assert set(written) == set(FILES)
+    assert all(len(data) > 500 for data in written.values())
+    page = written["results.html"].decode()
+    assert page.count("data:image/png;base64,") == len(FIGURES)
+    assert "<table>" in page and "Membership inference: AUC" in page
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep['runs']}/mlflow.db")
+    exp = client.get_experiment_by_name("seeds")
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`memlab.role` = 'sweep'")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "summary")} == \
+        {f"summary/{name}" for name in FILES}
