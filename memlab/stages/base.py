@@ -84,12 +84,12 @@ def base_upstream(data_dir: Path, base_model: str) -> str:
 
 def run_base(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
              threads: int = 1) -> StageOutput:
-    from memlab.stages.pool import run_shard_pool
+    from memlab.stages.pool import run_shard_pool, shard_jobs
 
     upstream = base_upstream(data_dir, base_model)
     with claim_stage(out_dir, upstream) as stage:
         if stage.done is None:
-            jobs = [(s, out_dir / s.name) for s in sorted(Path(data_dir).glob("part-*.parquet"))]
+            jobs = shard_jobs(data_dir, out_dir)
             rows = run_shard_pool(BaseShards, {"cfg": cfg, "base_model": base_model,
                                                "threads": threads}, jobs, cfg, "base model")
             outputs = sorted(p.name for p in out_dir.glob("part-*.parquet"))

@@ -371,12 +371,12 @@ def gen_upstream(train_dir: Path, data_dir: Path) -> str:
 def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Path,
                  threads: int = 1) -> StageOutput:
     """The attack on every document of the dataset with the trained model of `train_dir`."""
-    from memlab.stages.pool import run_shard_pool
+    from memlab.stages.pool import run_shard_pool, shard_jobs
 
     upstream = gen_upstream(train_dir, data_dir)
     with claim_stage(out_dir, upstream) as stage:
         if stage.done is None:
-            jobs = [(s, out_dir / s.name) for s in sorted(Path(data_dir).glob("part-*.parquet"))]
+            jobs = shard_jobs(data_dir, out_dir)
             rows = run_shard_pool(GenerateShards, {"cfg": cfg, "train_dir": str(train_dir),
                                                    "threads": threads}, jobs, cfg, "generate")
             digests = shard_digests(out_dir)

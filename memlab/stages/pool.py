@@ -12,6 +12,11 @@ from memlab.config.schema import StudyConfig
 from memlab.io.shards import is_done
 
 
+def shard_jobs(src_dir: Path, out_dir: Path) -> list[tuple[Path, Path]]:
+    """(source shard, output shard) of every Parquet shard of `src_dir`, same names."""
+    return [(s, Path(out_dir) / s.name) for s in sorted(Path(src_dir).glob("part-*.parquet"))]
+
+
 def run_shard_pool(actor_cls, ctor_kwargs: dict, jobs: list[tuple[Path, Path]],
                    cfg: StudyConfig, desc: str) -> int:
     """Run `actor_cls` over (src, dst) shard pairs with a Ray Data actor pool; return rows."""

@@ -398,6 +398,14 @@ def _plt():
     return plt
 
 
+def _finish(fig, out: Path, title: str) -> None:
+    """A figure's title, layout and file; the figure closed."""
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    _plt().close(fig)
+
+
 def _nothing(out: Path, why: str) -> dict:
     """A figure that says why it is empty (the report's files are always the same set)."""
     plt = _plt()
@@ -507,11 +515,8 @@ def plot_dup(groups: list[Group], panels: list[tuple[str, str, str]], series: Se
             ax.set_title(f"{title}\n{doc}" if doc else title, fontsize=8)
             if len(what["lines"]) > 1:
                 ax.legend(fontsize=7)
-    fig.suptitle("members (lines; band: 95% interval over seeds)\nagainst the non-member "
-                 "floor (dotted, same colour)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _finish(fig, out, "members (lines; band: 95% interval over seeds)\nagainst the non-member "
+            "floor (dotted, same colour)")
     return drawn
 
 
@@ -567,11 +572,8 @@ def plot_scale(groups: list[Group], panels: list[tuple[str, str, str]], series: 
             ax.set_title(title, fontsize=8)
             if len(what["lines"]) > 1:
                 ax.legend(fontsize=7)
-    fig.suptitle("against model scale (band: 95% interval over seeds;\ndotted: the "
-                 "non-member floor, same colour)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _finish(fig, out, "against model scale (band: 95% interval over seeds;\ndotted: the "
+            "non-member floor, same colour)")
     return drawn
 
 
@@ -676,11 +678,8 @@ def plot_roc(groups: list[Group], signal: str | None, curves: dict[int, np.ndarr
         ax.set_ylabel("true positive rate (members)")
         ax.set_title(strategy, fontsize=9)
         ax.legend(fontsize=7)
-    fig.suptitle(f"membership inference, signal '{signal}' ({SIGNALS[signal]}): all members "
-                 "against all non-members, mean over seeds; dotted: chance", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    _finish(fig, out, f"membership inference, signal '{signal}' ({SIGNALS[signal]}): all "
+            "members against all non-members, mean over seeds; dotted: chance")
     return drawn
 
 

@@ -173,7 +173,7 @@ def run_score(cfg: StudyConfig, trial_key: str, gen_dir: Path, data_dir: Path, o
     """Score every generation shard, then summarize. `base_dir`: the base model's pass over
     the dataset (memlab/stages/base.py; None: no `ref` signal and no base perplexity)."""
     from memlab.stages.base import base_nll
-    from memlab.stages.pool import run_shard_pool
+    from memlab.stages.pool import run_shard_pool, shard_jobs
 
     upstream = score_upstream(cfg, gen_dir, base_dir)
     with claim_stage(out_dir, upstream) as stage:
@@ -182,7 +182,7 @@ def run_score(cfg: StudyConfig, trial_key: str, gen_dir: Path, data_dir: Path, o
             prepared = {s.name: s.prepare(cfg, Path(data_dir))
                         for s in suite.scorers(cfg.score)
                         if s.prepare is not None and s.enabled(cfg.score)}
-            jobs = [(s, out_dir / s.name) for s in sorted(Path(gen_dir).glob("part-*.parquet"))]
+            jobs = shard_jobs(gen_dir, out_dir)
             run_shard_pool(ScoreShards, {"cfg": cfg, "trial_key": trial_key,
                                          "prepared": prepared, "base": base_nll(base_dir),
                                          "threads": threads},

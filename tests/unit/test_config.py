@@ -284,3 +284,33 @@ def test_model_labels_are_short_names_not_paths(source, name, label):
     assert model_label(cfg) == label
     cfg.model.scale = "1B"
     assert model_label(cfg) == "1B"
+
+
+@pytest.mark.parametrize("override, message", [
+    (["data.canaries.template=my pin is {pin}"], "must hold {secret} exactly once"),
+    (["data.canaries.alphabet=aab"], "at least 2 distinct characters"),
+    (["data.canaries.repeats=[0, 4]"], "distinct counts >= 1"),
+    (["data.canaries.count=-1"], "must be >= 0"),
+    (["attack.canary_alternatives=0"], "must be >= 1"),
+    (["score.membership.mink_frac=0"], "must be in (0, 1]"),
+    (["score.membership.bootstrap=-5"], "must be >= 0"),
+])
+def test_bad_canary_and_membership_settings_are_refused(override, message):
+    with pytest.raises(ConfigError) as e:
+        load_study(SWEEPS / "smoke.yaml", override)
+    assert message in str(e.value)
+
+
+def test_membership_and_canary_settings_reach_their_stages_only():
+    """k of min-k% rescores; canary alternatives regenerate; canaries themselves rebuild the
+    data; turning the membership family off drops the base pass from the score key."""
+    plain = load_study(SWEEPS / "smoke.yaml", []).trials[0].keys
+    k = load_study(SWEEPS / "smoke.yaml", ["score.membership.mink_frac=0.1"]).trials[0].keys
+    assert (k.train, k.gen, k.base) == (plain.train, plain.gen, plain.base)
+    assert k.score != plain.score
+    alt = load_study(SWEEPS / "smoke.yaml", ["attack.canary_alternatives=31"]).trials[0].keys
+    assert alt.train == plain.train and alt.gen != plain.gen
+    can = load_study(SWEEPS / "smoke.yaml", ["data.canaries.count=2"]).trials[0].keys
+    assert can.data != plain.data and can.base != plain.base
+    off = load_study(SWEEPS / "smoke.yaml", ["score.membership.enabled=false"]).trials[0]
+    assert off.keys.score != plain.score and off.keys.gen == plain.gen

@@ -247,15 +247,10 @@ def test_bad_input_is_refused():
 def test_generation_stage_rows_same_with_engine_and_hf(tmp_path, exact):
     """The stage's rows (tokens, texts, NLL) do not depend on which path produced them
     (greedy, float32), so a study's numbers carry over from CPU to GPU runs."""
-    from memlab.components.corpus import generate_demo_corpus
-    from memlab.components.models import load_causal_lm, load_tokenizer, prepare_base_model
-    from memlab.config.schema import ModelSection, StudyConfig
+    from memlab.config.schema import StudyConfig
     from memlab.stages.generate import generate_rows
 
-    docs = generate_demo_corpus(40, seed=2)
-    m = ModelSection(source="tiny", cache_dir=str(tmp_path))
-    path = prepare_base_model(m, [d["text"] for d in docs], seed=0)["path"]
-    model, tok = load_causal_lm(path).eval(), load_tokenizer(path)
+    docs, model, tok = tiny_lm(tmp_path, 40, seed=2)
     cfg = StudyConfig()
     a = cfg.attack
     a.prefix_tokens, a.suffix_tokens, a.max_new_tokens, a.batch_size = 12, 12, 16, 8
@@ -286,6 +281,18 @@ def test_generation_stage_rows_same_with_engine_and_hf(tmp_path, exact):
     for e, t in zip(mine, a + b, strict=True):  # NLL: other batches, other sums
         assert_same_row(e, t)
     assert held_a > 0 and held_b > 0 and locks[0].last == (0.0, 0.0)  # per thread
+
+
+def tiny_lm(tmp_path, docs: int, seed: int):
+    """Demo-corpus documents and a tiny random-init Llama (tokenizer trained on them)."""
+    from memlab.components.corpus import generate_demo_corpus
+    from memlab.components.models import load_causal_lm, load_tokenizer, prepare_base_model
+    from memlab.config.schema import ModelSection
+
+    found = generate_demo_corpus(docs, seed=seed)
+    m = ModelSection(source="tiny", cache_dir=str(tmp_path))
+    path = prepare_base_model(m, [d["text"] for d in found], seed=0)["path"]
+    return found, load_causal_lm(path).eval(), load_tokenizer(path)
 
 
 NUMERIC = ("doc_nll", "token_logp", "token_z")  # other batch shapes: other float sums

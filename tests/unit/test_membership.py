@@ -9,7 +9,7 @@ import torch
 
 from memlab.engine.engine import token_stats
 from memlab.scoring.membership import min_k, roc_metrics, signals
-from tests.unit.test_engine import llama
+from tests.unit.test_engine import llama, tiny_lm
 
 
 def _scores(seed=0, n1=120, n0=1000):
@@ -123,15 +123,10 @@ def test_zlib_and_reference_signals_exact():
 def test_generation_rows_carry_the_signals_inputs(tmp_path):
     """doc_zlib_bytes is the zlib length of the scored window's text, token_logp its per-token
     log-probabilities (whose mean is -doc_nll), one sample_id per row."""
-    from memlab.components.corpus import generate_demo_corpus
-    from memlab.components.models import load_causal_lm, load_tokenizer, prepare_base_model
-    from memlab.config.schema import ModelSection, StudyConfig
+    from memlab.config.schema import StudyConfig
     from memlab.stages.generate import generate_rows
 
-    docs = generate_demo_corpus(20, seed=3)
-    m = ModelSection(source="tiny", cache_dir=str(tmp_path))
-    path = prepare_base_model(m, [d["text"] for d in docs], seed=0)["path"]
-    model, tok = load_causal_lm(path).eval(), load_tokenizer(path)
+    docs, model, tok = tiny_lm(tmp_path, 20, seed=3)
     cfg = StudyConfig()
     a = cfg.attack
     a.prefix_tokens, a.suffix_tokens, a.max_new_tokens, a.samples_per_prompt = 8, 8, 8, 2
