@@ -8,12 +8,13 @@ rank(s) being s's position when every secret of S is ordered by the fine-tuned m
 the whole canary sentence (lowest first; rank 1 = the model prefers s to every other secret).
 |S| is too large to enumerate (10^9 for nine digits), so the rank is estimated from R secrets
 drawn uniformly at random from S (the "sampling" estimator): with c of them having a lower
-loss than s,
-    rank(s) ~ 1 + c * |S| / R  ->  exposure ~ log2 |S| - log2(1 + c |S| / R),
-computed here as -log2((c + 1) / (R + 1)) (the same estimate with the canary counted among the
-R + 1 candidates; it cannot exceed log2(R + 1) bits, reported as the cap: a canary that beats
-all R alternatives has exposure >= the cap). The alternatives are drawn with a fixed seed per
-canary, so every trial ranks a canary among the same secrets.
+loss than s, the canary's share of S ranked at or above it is estimated by (c + 1) / (R + 1)
+(the canary counted among the R + 1 candidates), so
+    rank(s) ~ |S| (c + 1) / (R + 1)  ->  exposure ~ -log2((c + 1) / (R + 1)).
+It cannot exceed log2(R + 1) bits, reported as the cap: a canary that beats all R alternatives
+has an exposure of at least the cap (up to log2 |S|, which only more alternatives can show).
+The alternatives are drawn with a fixed seed per canary, so every trial ranks a canary among
+the same secrets.
 """
 
 from __future__ import annotations

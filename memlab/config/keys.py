@@ -85,7 +85,8 @@ def source_digest(data: DataSection) -> str:
 
 def unused_by_format(cfg: StudyConfig) -> tuple[str, ...]:
     """Fields that change nothing for this trial's data format (or at their default, for the
-    dataset settings added with formats), so that they are in no key: a text dataset keeps the
+    dataset settings added with formats; the canary settings without canaries), so that they
+    are in no key: a text dataset keeps the
     keys it had before formats existed, and settings another format reads do not split
     trials. For text and papers the response is the whole document, so where the attack's
     prompt is counted from and which tokens carry the loss change nothing either."""
@@ -99,6 +100,8 @@ def unused_by_format(cfg: StudyConfig) -> tuple[str, ...]:
         out.append("data.paper_body")
     if d.format in ("text", "papers"):
         out += ["train.loss_on", "attack.prompt_from"]
+    if not d.canaries.count:  # no canaries: their settings change nothing (and a study from
+        out += ["data.canaries", "attack.canary_alternatives"]  # before them keeps its keys)
     return tuple(out)
 
 

@@ -267,8 +267,9 @@ class MembershipSection:
     """Membership-inference signals (METRICS.md section 4), each member group against all
     non-members (memlab/scoring/membership.py)."""
 
-    enabled: bool = _f(True, "Compute the membership signals and their AUC / TPR (and the base "
-                             "model's pass over the dataset, with base_pass).")
+    enabled: bool = _f(True, "Compute the membership signals and their AUC / TPR, and (with "
+                             "base_pass) the base model's pass over the dataset: the `ref` "
+                             "signal and the base model's perplexity (base_ppl).")
     mink_frac: float = _f(0.2, "min-k% and min-k%++: the fraction k of a document's tokens "
                                "with the lowest scores that are averaged.")
     bootstrap: int = _f(1000, "Bootstrap resamples of the AUC and TPR intervals (95%).")

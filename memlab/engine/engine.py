@@ -304,7 +304,7 @@ class Engine:
         """
         n = len(prompts)
         if n == 0:
-            return Output([], *([[]] * 3 if tails is not None else [None] * 3))
+            return Output([], [], [], []) if tails is not None else Output([], None)
         if max_new_tokens < 1:
             raise ValueError("max_new_tokens must be >= 1")
         if any(len(p) == 0 for p in prompts):
@@ -428,7 +428,8 @@ def token_stats(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tens
     lp = torch.log_softmax(logits.reshape(b * t, v), dim=-1)
     target = lp.gather(1, targets.reshape(b * t, 1)).squeeze(1)
     p = lp.exp()
+    lp = torch.where(p > 0, lp, 0.0)  # 0 log 0 = 0 (a -inf logit: no NaN)
     mu = (p * lp).sum(1)
-    var = (p * lp.square()).sum(1) - mu.square()
+    var = (p * (lp - mu[:, None]).square()).sum(1)  # (centred: exact for flat predictions)
     z = (target - mu) / var.clamp(min=1e-12).sqrt()
     return target.view(b, t), z.view(b, t)

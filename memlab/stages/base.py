@@ -25,6 +25,7 @@ from memlab.io.shards import (
     is_done,
     manifest_digest,
     read_shards,
+    shard_digests,
     write_manifest,
     write_shard,
 )
@@ -92,8 +93,9 @@ def run_base(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
             jobs = shard_jobs(data_dir, out_dir)
             rows = run_shard_pool(BaseShards, {"cfg": cfg, "base_model": base_model,
                                                "threads": threads}, jobs, cfg, "base model")
-            outputs = sorted(p.name for p in out_dir.glob("part-*.parquet"))
-            write_manifest(out_dir, upstream=upstream, outputs=outputs, rows=rows,
+            digests = shard_digests(out_dir)  # (the score stage's upstream: their content)
+            write_manifest(out_dir, upstream=upstream, outputs=list(digests), rows=rows,
+                           shard_sha256=digests,
                            base_model=base_model, seq_len=cfg.train.seq_len)
         return stage.output()
 

@@ -80,43 +80,52 @@ def fit_threads(cpus: float) -> None:
             ic.compile_threads = n  # read from the environment when first imported
 
 
+LOGIT_ELEMS = 1 << 27
+"""Logits (rows x tokens x vocabulary) one teacher-forced forward may hold: a batch of long
+documents is split into forwards of fewer rows (a 512 x 512-token batch of a 49k-vocabulary
+model would otherwise need ~50 GB of float32 logits)."""
+
+
+def _forwards(model, tok, token_lists: list[list[int]], batch_size: int):
+    """(float32 logits of every position but the last, token ids, attention mask) of each
+    right-padded forward over `token_lists`, in order, each within LOGIT_ELEMS."""
+    import torch
+
+    dev = next(model.parameters()).device
+    vocab = model.get_output_embeddings().weight.shape[0]
+    width = max(map(len, token_lists), default=1)
+    rows = max(1, min(batch_size, LOGIT_ELEMS // (width * vocab)))
+    for i in range(0, len(token_lists), rows):
+        batch = pad(tok, token_lists[i:i + rows], "right")
+        ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
+        with torch.no_grad():
+            yield model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), ids, mask
+
+
 def doc_stats(model, tok, token_lists: list[list[int]],
               batch_size: int) -> list[tuple[list[float], list[float]]]:
     """Of each token list, teacher-forced (no grad): log p of each of its tokens after the
     first, and min-k%++'s normalised score of each (memlab.engine.engine.token_stats)."""
-    import torch
-
     from memlab.engine.engine import token_stats
 
     out = []
-    dev = next(model.parameters()).device
-    for i in range(0, len(token_lists), batch_size):
-        chunk = token_lists[i:i + batch_size]
-        batch = pad(tok, chunk, "right")
-        ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
-        with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            lp, z = token_stats(logits, ids[:, 1:])
-        lp, z = lp.tolist(), z.tolist()
-        out += [(lp[j][:len(t) - 1], z[j][:len(t) - 1]) for j, t in enumerate(chunk)]
+    lengths = iter(map(len, token_lists))
+    for logits, ids, _ in _forwards(model, tok, token_lists, batch_size):
+        lp, z = token_stats(logits, ids[:, 1:])
+        for a, b in zip(lp.tolist(), z.tolist()):
+            n = next(lengths) - 1
+            out.append((a[:n], b[:n]))
     return out
 
 
 def nll_sums(model, tok, token_lists: list[list[int]], batch_size: int) -> list[float]:
     """Of each token list, teacher-forced (no grad): the summed NLL of its tokens after the
     first (reduced on the device: no per-token numbers leave it)."""
-    import torch
-
     from memlab.engine.engine import next_token_nll
 
     out: list[float] = []
-    dev = next(model.parameters()).device
-    for i in range(0, len(token_lists), batch_size):
-        batch = pad(tok, token_lists[i:i + batch_size], "right")
-        ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
-        with torch.no_grad():
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            out += (next_token_nll(logits, ids[:, 1:]) * mask[:, 1:]).sum(1).tolist()
+    for logits, ids, mask in _forwards(model, tok, token_lists, batch_size):
+        out += (next_token_nll(logits, ids[:, 1:]) * mask[:, 1:]).sum(1).tolist()
     return out
 
 
@@ -377,6 +386,10 @@ def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Pat
     with claim_stage(out_dir, upstream) as stage:
         if stage.done is None:
             jobs = shard_jobs(data_dir, out_dir)
+            for src, dst in jobs:  # a shard of canaries is done with its exposure file only
+                if is_done(dst) and not canary_path(dst).is_file() and "canary" in \
+                        pq.read_table(src, columns=["split"]).column("split").to_pylist():
+                    dst.unlink()
             rows = run_shard_pool(GenerateShards, {"cfg": cfg, "train_dir": str(train_dir),
                                                    "threads": threads}, jobs, cfg, "generate")
             digests = shard_digests(out_dir)

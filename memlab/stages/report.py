@@ -35,6 +35,7 @@ import numpy as np
 from tabulate import tabulate
 
 from memlab.config.expand import Study
+from memlab.config.labels import model_label
 from memlab.config.schema import STRATEGIES, ScoreSection
 from memlab.io.paths import stage_dir, sweep_root
 from memlab.scoring import suite
@@ -69,8 +70,20 @@ PREAMBLE = ("Each cell: mean [95% interval] over seeds: the Student-t interval o
 
 
 def axes(study: Study) -> list[str]:
-    """The grid axes that tell rows apart besides strategy, model, dup and seed."""
-    return [k for k in study.grid if k not in SHOWN_ELSEWHERE]
+    """The grid axes that tell rows apart besides strategy, model, dup and seed. An axis that
+    takes one value per model (a bundle axis choosing the model, as in sweeps/paper.yaml) is
+    the model column under another name: left out."""
+    out = []
+    for k in study.grid:
+        if k in SHOWN_ELSEWHERE:
+            continue
+        per_model: dict[str, set[str]] = {}
+        for t in study.trials:
+            per_model.setdefault(model_label(t.config), set()).add(repr(t.point.get(k)))
+        if len(per_model) > 1 and all(len(v) == 1 for v in per_model.values()):
+            continue
+        out.append(k)
+    return out
 
 
 def headings(secs: list[ScoreSection]) -> dict[str, list[tuple[str, str, str]]]:

@@ -32,6 +32,7 @@ from memlab.io.shards import (
     claim_stage,
     is_done,
     manifest_digest,
+    read_manifest,
     read_shards,
     score_schema,
     validate_table,
@@ -108,8 +109,8 @@ def summarize(scores: pa.Table, cfg: StudyConfig, canaries: pa.Table | None = No
         found = {"samples": float(len(sel))}
         docs = sel.drop_duplicates("doc_id")
         for c in columns:
-            if c.aggregate is not None and sel[c.name].notna().any():
-                found.update(c.aggregate(sel[c.name], cfg.score))
+            if c.aggregate is not None and sel[c.name].notna().any():  # (over its values)
+                found.update(c.aggregate(sel[c.name].dropna(), cfg.score))
             if c.contrast is not None and split == "member" and docs[c.name].notna().any():
                 found.update(c.contrast(docs[c.name], nonmember_docs[c.name], cfg.score))
         if dup == -1:
@@ -188,7 +189,13 @@ def run_score(cfg: StudyConfig, trial_key: str, gen_dir: Path, data_dir: Path, o
                                          "threads": threads},
                            jobs, cfg, "score")
             scores = read_shards(out_dir)
-            summary = summarize(scores, cfg, read_canaries(gen_dir))
+            canaries = read_canaries(gen_dir)
+            want = (read_manifest(data_dir) or {}).get("canaries", 0)
+            got = canaries.num_rows if canaries is not None else 0
+            if got != want:  # (run_generate redoes a canary shard whose exposure file is lost)
+                raise RuntimeError(f"{gen_dir}: exposure of {got} canaries, the dataset has "
+                                   f"{want}: rerun to regenerate them")
+            summary = summarize(scores, cfg, canaries)
             pq.write_table(summary, out_dir / "summary.parquet")
             outputs = sorted(p.name for p in out_dir.glob("part-*.parquet")) + ["summary.parquet"]
             write_manifest(out_dir, upstream=upstream, outputs=outputs, rows=scores.num_rows,

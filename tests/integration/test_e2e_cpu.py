@@ -33,8 +33,8 @@ def test_sweep_prints_results_and_ui_command(sweep):
         rows = list(csv.DictReader(f))
     assert len(rows) == 6  # 3 strategies x 2 duplication levels
     assert {"verbatim_%_mean", "paraphrase_%_mean", "idea_%_mean", "any_%_mean",
-            "floor_any_%_mean", "floor_any_%_lo", "AUC ref_mean", "AUC ref_lo",
-            "TPR@1%FPR loss_hi"} <= set(rows[0])
+            "floor_any_%_mean", "floor_any_%_lo", "auc_ref_mean", "auc_ref_lo",
+            "tpr1_loss_hi"} <= set(rows[0])
     assert {r["strategy"] for r in rows} == {"full", "head", "lora"}
     assert {r["dup"] for r in rows} == {"1", "4"}
     assert (sweep["runs"] / "smoke" / "results.png").stat().st_size > 1000

@@ -205,3 +205,30 @@ def test_rouge_l_bleu_and_flesch_equal_the_libraries():
     assert bleu(ref, ref) == pytest.approx(100.0)
     assert flesch(gen) == textstat.flesch_reading_ease(gen)
     assert math.isnan(flesch("  "))
+
+
+def test_min_k_plus_plus_is_exact_for_flat_predictions_and_finite_with_masked_logits():
+    rng = np.random.default_rng(0)
+    logits = torch.tensor(rng.normal(0, 0.02, (1, 6, 300)), dtype=torch.float32)
+    targets = torch.tensor([[3, 40, 7, 299, 0, 150]])
+    _, z = token_stats(logits, targets)
+    lp = torch.log_softmax(logits.double(), -1)
+    p = lp.exp()
+    mu = (p * lp).sum(-1)
+    sd = (p * (lp - mu[..., None]) ** 2).sum(-1).sqrt()
+    want = (lp.gather(-1, targets[..., None]).squeeze(-1) - mu) / sd
+    assert z.double().numpy() == pytest.approx(want.numpy(), abs=2e-3)
+    masked = logits.clone()
+    masked[..., :10] = float("-inf")  # e.g. a vocabulary padded with never-chosen rows
+    lp2, z2 = token_stats(masked, targets.clamp(min=10))
+    assert torch.isfinite(lp2).all() and torch.isfinite(z2).all()
+
+
+def test_canary_settings_are_in_no_key_without_canaries():
+    from memlab.config.expand import load_study
+    from tests.conftest import SWEEPS
+
+    plain = load_study(SWEEPS / "quickstart.yaml").trials[0].keys
+    other = load_study(SWEEPS / "quickstart.yaml", ["data.canaries.length=4",
+                                                    "attack.canary_alternatives=10"]).trials[0].keys
+    assert other == plain  # a study from before canaries keeps its data, models and outputs

@@ -275,3 +275,14 @@ def test_old_trials_without_new_metrics_still_get_every_file(tmp_path):
     head, body, legend = layout(rep.tables[-1], ["model"])
     assert head[:3] == ["strategy", "n", "heldout_ppl"] and body[0][1:3] == ["1", "20.00"]
     assert "No trial has: base_ppl, rougeL, bleu, flesch." in legend
+
+
+def test_an_axis_that_picks_the_model_is_not_a_second_model_column():
+    """sweeps/paper.yaml chooses its models by a bundle axis: the report's rows and lines are
+    told apart by the model column and the dataset axis, not by the bundle again."""
+    from memlab.config.expand import load_study
+    from memlab.stages.report import axes
+    from tests.conftest import SWEEPS
+
+    assert axes(load_study(SWEEPS / "paper.yaml")) == ["dataset"]
+    assert axes(load_study(SWEEPS / "smoke.yaml", [])) == []
