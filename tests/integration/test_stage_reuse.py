@@ -64,7 +64,7 @@ def test_the_grid_trains_three_times_and_nothing_again(grid):
     assert _files(runs / "stages" / "train") == grid["before"]["train"]  # untouched
     for strategy in ("full", "head", "lora"):
         assert f"train {strategy}:" not in grid["log"]  # no training step was logged
-        assert f"train {strategy}: 8/8 steps" in grid["smoke_log"]  # (as the smoke sweep did)
+        assert f"train {strategy}: 9/9 steps" in grid["smoke_log"]  # (as the smoke sweep did)
 
 
 def test_a_changed_attack_regenerates_and_a_new_metric_only_rescores(grid):
