@@ -80,7 +80,7 @@ def test_server_stopped_mid_sweep_then_resume_logs_without_rerunning(server, tmp
         assert r.data.metrics["exact_pct/member_dup4"] == \
             result["metrics"]["exact_pct/member_dup4"]
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "train_loss")]
-        assert sorted(steps) == list(range(8))  # the whole curve, each step once
+        assert sorted(steps) == list(range(9))  # the whole curve, each step once
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}
         assert {"config.json", "result.json", "scores", "train", "plots"} <= arts
     (parent,) = client.search_runs([exp.experiment_id], "tags.`memlab.role` = 'sweep'")
@@ -108,4 +108,4 @@ def test_a_sweep_tracking_to_an_mlflow_file_store_completes(tmp_path, monkeypatc
         assert {"exact_pct/member", "exact_pct/member_dup1", "exact_pct/nonmember",
                 "sim_src_ge_0.8_pct/member_dup4", "heldout_ppl"} <= set(r.data.metrics)
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "train_loss")]
-        assert sorted(steps) == list(range(8))  # logged live as it trained, each step once
+        assert sorted(steps) == list(range(9))  # logged live as it trained, each step once
