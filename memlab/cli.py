@@ -81,7 +81,7 @@ def _print_models(study: Study, ests: list) -> None:
     def fit(f: dict | None) -> str:
         if f is None:
             return "?"
-        how = f" (ZeRO-{f['zero']} x{f['workers']})" if f["zero"] is not None else ""
+        how = f" ({f['engine']})" if f["engine"] is not None else ""
         if f["cap"] is None:
             return f"{f['mem']:.1f}{how} no GPU"
         return f"{f['mem']:.1f}/{f['cap']:g}{how} {'fits' if f['mem'] <= f['cap'] else 'NO'}"

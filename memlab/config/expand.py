@@ -168,6 +168,17 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
     elif t.strategy == "full" and t.batch_size % res.workers:
         bad("train.batch_size", f"{t.batch_size} sequences per step do not split evenly over "
             f"resources.full.workers={res.workers}")
+    if t.strategy == "full" and t.full.engine == "torch" and res.workers > 1:
+        bad("train.full.engine", "torch trains in the trial process, on one GPU: "
+            f"resources.full.workers={res.workers} needs deepspeed (or auto)")
+    per_worker = t.batch_size // max(1, res.workers) if t.strategy == "full" else t.batch_size
+    if t.micro_batch < 0:
+        bad("train.micro_batch", f"must be >= 0, got {t.micro_batch}")
+    elif t.micro_batch and per_worker and per_worker % t.micro_batch:
+        bad("train.micro_batch", f"{t.micro_batch} does not divide the {per_worker} sequences "
+            "each worker trains per step")
+    if t.compile_min_tokens < 0:
+        bad("train.compile_min_tokens", f"must be >= 0, got {t.compile_min_tokens}")
     if t.checkpoint_every < 0:
         bad("train.checkpoint_every", f"must be >= 0, got {t.checkpoint_every}")
     for key, msg in format_problems(cfg):  # data.format, data.columns, template, hf split

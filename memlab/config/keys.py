@@ -163,21 +163,56 @@ def plugin_digests(plugins: list[str]) -> list[str]:
 # fields whose content is hashed instead of their text: the same dataset or plugin file under
 # another path (relative, absolute, moved) keeps its keys; and `auto` fields, hashed as what
 # they resolve to (`resolved`)
-NOT_BY_TEXT = ("data.path", "score.plugins", "train.precision", "attack.engine")
+NOT_BY_TEXT = ("data.path", "score.plugins", "train.precision", "attack.engine",
+               "train.full.engine")
+
+
+def train_tokens(cfg: StudyConfig) -> int:
+    """Tokens a trial trains on at most (steps x batch x seq_len), from the config alone."""
+    d, t = cfg.data, cfg.train
+    groups = len(d.dup_mix)
+    stream = sum(d.dup_factor * k * (d.num_members // groups + (i < d.num_members % groups))
+                 for i, k in enumerate(d.dup_mix))
+    steps = -(-stream // t.batch_size) * t.epochs
+    if t.max_steps:
+        steps = min(steps, t.max_steps)
+    return steps * t.batch_size * t.seq_len
 
 
 def resolved(cfg: StudyConfig) -> dict[str, str]:
     """What the `auto` settings become for this trial's resources: the device and precision
-    it trains on, and the device, precision and engine it generates with (a GPU trial in
-    bf16 computes other numbers than a CPU trial in float32, so they are different outputs)."""
+    it trains on, the engine that trains it (full: DeepSpeed or plain torch), whether its
+    model is compiled, and the device, precision and engine it generates with (a GPU trial
+    in bf16 computes other numbers than a CPU trial in float32, so they are different
+    outputs)."""
     t, a = cfg.train, cfg.attack
-    train_gpu = getattr(cfg.resources, t.strategy).gpu > 0
+    res = getattr(cfg.resources, t.strategy)
+    train_gpu = res.gpu > 0
     gen_gpu = a.actor_gpus > 0
     dtype = lambda gpu: t.precision if t.precision != "auto" else ("bf16" if gpu else "fp32")  # noqa: E731
     engine = a.engine if a.engine != "auto" else ("memlab" if gen_gpu else "hf")
+    train_engine = "torch"
+    if t.strategy == "full":
+        train_engine = t.full.engine if t.full.engine != "auto" else (
+            "torch" if res.workers == 1 and train_gpu else "deepspeed")
+    compiled = train_gpu and (t.compile == "on" or (
+        t.compile == "auto" and train_tokens(cfg) >= t.compile_min_tokens))
     return {"train_device": "gpu" if train_gpu else "cpu", "train_dtype": dtype(train_gpu),
+            "train_engine": train_engine, "train_compiled": "yes" if compiled else "no",
             "gen_device": "gpu" if gen_gpu else "cpu", "gen_dtype": dtype(gen_gpu),
             "gen_engine": engine}
+
+
+def _train_on(run: dict[str, str], strategy: str) -> list[str]:
+    """What the train key says of how the trial trains: device and precision, plus the engine
+    and compilation where they differ from memlab's first way (full under DeepSpeed, eager),
+    so that trials trained that way keep their keys."""
+    on = [run["train_device"], run["train_dtype"]]
+    if strategy == "full" and run["train_engine"] != "deepspeed":
+        on.append(f"engine={run['train_engine']}")
+    if run["train_compiled"] == "yes":
+        on.append("compiled")
+    return on
 
 
 def stage_keys(cfg: StudyConfig) -> StageKeys:
@@ -186,7 +221,7 @@ def stage_keys(cfg: StudyConfig) -> StageKeys:
     data = content_key({"data": _section(ident, "data"), "source": source_digest(cfg.data)})
     train = content_key({"data": data, "model": _section(ident, "model"),
                          "train": _section(ident, "train"), "seed": cfg.seed,
-                         "on": [run["train_device"], run["train_dtype"]]})
+                         "on": _train_on(run, cfg.train.strategy)})
     gen = content_key({"train": train, "attack": _section(ident, "attack"),
                        "on": [run["gen_device"], run["gen_dtype"], run["gen_engine"]],
                        "outputs": GEN_OUTPUTS})

@@ -134,6 +134,12 @@ class ModelSection:
 class FullFT:
     lr: float = _f(5e-5, "Learning rate of full fine-tuning.")
     zero_stage: int = _f(2, "DeepSpeed ZeRO stage (2 or 3).")
+    engine: Literal["auto", "deepspeed", "torch"] = _f(
+        "auto", "What runs full fine-tuning. deepspeed: a DeepSpeed ZeRO engine (Ray Train "
+        "workers in a sweep); torch: plain PyTorch in the trial process (fp32 master weights, "
+        "bf16 autocast, fused AdamW on GPU), one worker only; auto: torch for a trial on one "
+        "GPU (resources.full.workers = 1, resources.full.gpu > 0), where ZeRO has nothing to "
+        "shard and its engine's per-step work costs more than the step; deepspeed otherwise.")
 
 
 @dataclass
@@ -179,6 +185,17 @@ class TrainSection:
     log_every: int = _f(1, "Log the loss to MLflow every N steps.")
     checkpoint_every: int = _f(0, "Save a resumable checkpoint every N optimizer steps (0 = "
                                   "never); a retried trial continues from the last one.")
+    micro_batch: int = _f(0, "Sequences per forward/backward pass (per worker for full): the "
+                             "step's gradient is accumulated over its micro-batches, each "
+                             "weighted by its share of the step's loss tokens (the same "
+                             "gradient as one pass, up to rounding); 0 = the whole step at once. "
+                             "Lower it when a step does not fit in GPU memory (memlab plan).")
+    compile: Literal["auto", "on", "off"] = _f(
+        "auto", "torch.compile the model for training (GPU only; inductor's compile cache "
+        "persists across trials of a node). auto: on when the trial trains on a GPU for at "
+        "least `compile_min_tokens` tokens, where the compile time pays for itself.")
+    compile_min_tokens: int = _f(20_000_000, "train.compile=auto compiles trials that train at "
+                                             "least this many tokens (steps x batch x seq_len).")
     full: FullFT = field(default_factory=FullFT, metadata={"help": "Full fine-tuning."})
     head: HeadFT = field(default_factory=HeadFT, metadata={"help": "Head-only fine-tuning."})
     lora: LoraFT = field(default_factory=LoraFT, metadata={"help": "LoRA (peft)."})
@@ -349,5 +366,6 @@ class StudyConfig:
 # and generates on and the generation engine, is part of the keys: memlab/config/keys.py.)
 NON_IDENTITY_KEYS = ("sweep", "resources", "tracking", "attack.actors", "attack.actor_cpus",
                      "attack.actor_gpus", "score.corpus_block", "train.threads",
-                     "train.log_every", "train.checkpoint_every", "model.cache_dir",
+                     "train.log_every", "train.checkpoint_every", "train.micro_batch",
+                     "train.compile", "train.compile_min_tokens", "model.cache_dir",
                      "model.scale", "score.headline_threshold")

@@ -38,7 +38,7 @@ from memlab.components.models import (
     torch_threads,
     untie_head,
 )
-from memlab.config.keys import content_key
+from memlab.config.keys import content_key, resolved
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import (
     StageOutput,
@@ -76,10 +76,12 @@ def deepspeed_config(cfg: StudyConfig, world_size: int, bf16: bool) -> dict:
     if t.batch_size % world_size:
         raise ValueError(f"train.batch_size={t.batch_size} is not divisible by "
                          f"{world_size} workers")
+    per_rank = t.batch_size // world_size
+    parts = micro_steps(cfg, world_size)
     return {
         "train_batch_size": t.batch_size,
-        "train_micro_batch_size_per_gpu": t.batch_size // world_size,
-        "gradient_accumulation_steps": 1,
+        "train_micro_batch_size_per_gpu": per_rank // parts,
+        "gradient_accumulation_steps": parts,
         "gradient_clipping": 1.0,
         "zero_optimization": {"stage": t.full.zero_stage},
         "bf16": {"enabled": bf16},
@@ -88,6 +90,12 @@ def deepspeed_config(cfg: StudyConfig, world_size: int, bf16: bool) -> dict:
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+
+
+def micro_steps(cfg: StudyConfig, world_size: int) -> int:
+    """Forward/backward passes per optimizer step on each rank (train.micro_batch)."""
+    per_rank, micro = cfg.train.batch_size // world_size, cfg.train.micro_batch
+    return max(1, math.ceil(per_rank / micro)) if micro else 1
 
 
 def _rank_rows(rows: list, rank: int, world: int) -> tuple[list, bool]:
@@ -113,6 +121,33 @@ def labels_of(ids, mask, starts: list[int], loss_on: str):
         for j, s in enumerate(starts):
             labels[j, :s] = -100
     return labels
+
+
+def _to(x, device: str):
+    """A host tensor on the device; to a GPU through pinned memory, not waiting for the copy
+    (it overlaps the kernels still queued)."""
+    if x is None or device == "cpu":
+        return x
+    return x.pin_memory().to(device, non_blocking=True)
+
+
+def micro_parts(ids, mask, labels, parts: int, empty: bool) -> list[tuple]:
+    """A rank's batch split into `parts` micro-batches (contiguous rows) of (input_ids,
+    attention_mask, labels, weight): weight = the part's share of the batch's loss tokens, so
+    that the weighted sum of the parts' mean losses is the batch's mean loss (all 0 when the
+    step's loss counts x 0). A part left without rows (a short last batch) repeats row 0 with
+    weight 0, so every step has `parts` parts (DeepSpeed counts micro-steps to step)."""
+    n = ids.shape[0]
+    bounds = [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
+    counts = [int((labels[lo:hi, 1:] != -100).sum()) for lo, hi in bounds]
+    total = sum(counts)
+    out = []
+    for (lo, hi), c in zip(bounds, counts):
+        if hi <= lo:
+            lo, hi, c = 0, 1, 0
+        out.append((ids[lo:hi], mask[lo:hi], labels[lo:hi],
+                    0.0 if empty or not total else c / total))
+    return out
 
 
 def _batches(stream: list[dict], tok, cfg: StudyConfig, start: int = 0, rank: int = 0,
@@ -339,44 +374,54 @@ def _load_deepspeed(ckpt: Path, engine) -> tuple[int, list[float]]:
     return client["step"], client["losses"]
 
 
-def _steady_rate(tokens: list[float], secs: list[float], warmup: int = 2) -> float:
-    """Tokens per second over the steps after the first `warmup` (allocator, compile,
-    communicator set-up), or over all of them when there are too few."""
-    w = warmup if len(secs) > warmup else 0
-    return sum(tokens[w:]) / max(sum(secs[w:]), 1e-9)
+WARMUP_STEPS = 2  # not timed: allocator, compilation, communicator set-up
+FLUSH_S = 2.0  # losses come to the host (one sync) at most this often, and at checkpoints
 
 
 class TorchSetup:
-    """head / LoRA: the process trains the model's trainable parameters with AdamW (autocast
-    to the trial's precision, gradient clipping, warm-up)."""
+    """head / LoRA, and full fine-tuning on one GPU: plain PyTorch trains the model's
+    trainable parameters (fp32) with AdamW (fused on GPU), autocast to the trial's
+    precision, gradient clipping, warm-up; the model compiled where train.compile says."""
 
-    engine, rank, world = "torch", 0, 1
+    rank, world = 0, 1
 
     def __init__(self, model, cfg: StudyConfig, lr: float, saved: str, device: str, dtype,
-                 notes: list[str] | None = None, record: dict | None = None):
+                 notes: list[str] | None = None, record: dict | None = None,
+                 engine: str = "torch"):
         import torch
 
         self.model = self.module = model.to(device)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.trainable = sum(p.numel() for p in self.params)
         self.total = sum(p.numel() for p in model.parameters())
-        self.optim = torch.optim.AdamW(self.params, lr=lr, weight_decay=cfg.train.weight_decay)
+        self.optim = torch.optim.AdamW(self.params, lr=lr, weight_decay=cfg.train.weight_decay,
+                                       fused=device == "cuda")
         self.sched = _warmup(self.optim, cfg.train.warmup_steps)
         self.lr, self.saved, self.notes = lr, saved, notes or []
         self.record = record or {}  # what the manifest says of this strategy's setup
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype, self.engine = device, dtype, engine
+        self.forward = self.model
+        if device == "cuda" and resolved(cfg)["train_compiled"] == "yes":
+            self.forward = torch.compile(self.model)
+            self.engine += "+compile"
 
-    def step(self, ids, mask, labels, empty: bool):
+    def step(self, parts: list[tuple], empty: bool):
+        """One optimizer step over the micro-batches of `micro_parts`; returns the step's
+        loss as a device tensor (nothing here waits for the GPU)."""
         import torch
 
-        with torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype != torch.float32):
-            loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        (loss * 0 if empty else loss).backward()  # a batch without one loss token
+        total = 0.0
+        for ids, mask, labels, w in parts:
+            with torch.autocast(self.device, dtype=self.dtype,
+                                enabled=self.dtype != torch.float32):
+                loss = self.forward(input_ids=ids, attention_mask=mask, labels=labels).loss
+            (loss * w).backward()  # w = 0: a batch without one loss token
+            total = total + loss.detach() * (w if not empty else 1.0 / len(parts))
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optim.step()
         self.sched.step()
         self.optim.zero_grad(set_to_none=True)
-        return loss
+        return total
 
     def save_ckpt(self, ckpt: Path, step: int, losses: list[float]) -> None:
         _save_local(ckpt, self.model, self.optim, self.sched, step, losses)
@@ -419,11 +464,16 @@ class DeepSpeedSetup:
         self.zero_stage, self.lr, self.notes, self.record = t.full.zero_stage, t.full.lr, [], {}
         self.engine = f"deepspeed-zero{t.full.zero_stage}"
 
-    def step(self, ids, mask, labels, empty: bool):
-        loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
-        self.model.backward(loss * 0 if empty else loss)  # a rank left without rows
-        self.model.step()
-        return loss
+    def step(self, parts: list[tuple], empty: bool):
+        """The engine steps the optimizer after `gradient_accumulation_steps` micro-steps (the
+        parts of one step) and divides each part's loss by their number: x len(parts)."""
+        total = 0.0
+        for ids, mask, labels, w in parts:
+            loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            self.model.backward(loss * (w * len(parts)))  # w = 0: a rank left without rows
+            self.model.step()
+            total = total + loss.detach() * (w if not empty else 1.0 / len(parts))
+        return total
 
     def save_ckpt(self, ckpt: Path, step: int, losses: list[float]) -> None:
         _save_deepspeed(ckpt, self.model, step, losses)
@@ -448,7 +498,10 @@ class DeepSpeedSetup:
         dist.barrier()  # a one-process group stays up: DeepSpeed caches its groups
 
 
-def setup_full(cfg: StudyConfig, model, device: str, dtype) -> DeepSpeedSetup:
+def setup_full(cfg: StudyConfig, model, device: str, dtype) -> DeepSpeedSetup | TorchSetup:
+    """DeepSpeed ZeRO across workers; plain torch for a trial on one GPU (train.full.engine)."""
+    if resolved(cfg)["train_engine"] == "torch":
+        return TorchSetup(model, cfg, cfg.train.full.lr, "full_model", device, dtype)
     return DeepSpeedSetup(model, cfg, device, dtype)
 
 
@@ -532,32 +585,63 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     start = time.time()
     bar = Progress(steps, f"train {t.strategy}", unit="step")
     bar.update(first)
-    step_s: list[float] = []  # wall time and real (unpadded) tokens of each step of this run
-    step_tokens: list[float] = []
+    parts = micro_steps(cfg, setup.world)
+    cuda = device == "cuda"
+    pending: list = []  # (step, loss on the device): no per-step wait for the GPU
+    timed = {"all": 0.0, "tokens": 0.0, "t0": None}  # tokens (of the steps after the warm-up)
+
+    def flush() -> None:
+        """Bring the pending losses to the host (one sync), log and show them."""
+        if not pending:
+            return
+        values = torch.stack([v for _, v in pending]).tolist()
+        for (step, _), value in zip(pending, values):
+            losses.append(value)
+            if on_loss is not None and step % t.log_every == 0:
+                on_loss(step, value)
+        bar.update(len(pending), postfix=f"loss {losses[-1]:.3f}")
+        pending.clear()
+
+    last_flush = time.perf_counter()
+    warm = min(WARMUP_STEPS, steps - first)  # steps not timed (when there are more)
     batches = _batches(stream, tok, cfg, first, setup.rank, setup.world)
     for step, (ids, mask, labels, empty) in enumerate(batches, start=first):
         if step >= steps:
             break
-        t0 = time.perf_counter()
-        ids, mask, labels = ids.to(device), mask.to(device), labels.to(device)
-        loss = setup.step(ids, mask, labels, empty)
-        value = loss.detach().float()
-        ntok = mask.sum().float() * (not empty)
+        ntok = float(mask.sum()) * (not empty)
+        nopad = cuda and bool(mask.all())  # causal attention without a mask: SDPA's flash path
+        work = [(_to(i, device), None if nopad else _to(m, device), _to(lab, device), w)
+                for i, m, lab, w in micro_parts(ids, mask, labels, parts, empty)]
+        value = setup.step(work, empty).float()
         if setup.world > 1:  # the loss of the global batch: mean over the ranks that had rows
-            both = torch.stack([value * (not empty), torch.ones_like(value) * (not empty), ntok])
+            had = torch.ones_like(value) * (not empty)
+            both = torch.stack([value * had, had, torch.full_like(value, ntok)])
             dist.all_reduce(both)
-            value, ntok = both[0] / both[1], both[2]
+            value, ntok = both[0] / both[1], both[2]  # (device tensors, read at a flush)
         elif empty:  # no token carried loss (loss_on=response): the step has no loss
             value = torch.full_like(value, float("nan"))
-        losses.append(float(value))  # (waits for the step to finish)
-        step_s.append(time.perf_counter() - t0)
-        step_tokens.append(float(ntok))
-        if on_loss is not None and step % t.log_every == 0:
-            on_loss(step, losses[-1])
-        bar.update(1, postfix=f"loss {losses[-1]:.3f}")
-        if t.checkpoint_every and (step + 1) % t.checkpoint_every == 0 and step + 1 < steps:
+        pending.append((step, value))
+        timed["all"] = timed["all"] + ntok
+        if timed["t0"] is not None:
+            timed["tokens"] = timed["tokens"] + ntok
+        done = step + 1 - first
+        ckpt_now = t.checkpoint_every and (step + 1) % t.checkpoint_every == 0 \
+            and step + 1 < steps
+        if done == warm or ckpt_now or time.perf_counter() - last_flush > FLUSH_S:
+            flush()
+            last_flush = time.perf_counter()
+            if done == warm and done < steps - first:
+                timed["t0"] = last_flush
+        if ckpt_now:
             setup.save_ckpt(ckpt, step + 1, losses)
+    flush()
+    if cuda:
+        torch.cuda.synchronize()
     train_time = time.time() - start
+    if timed["t0"] is not None:  # tokens per second after the warm-up, else over all steps
+        rate = float(timed["tokens"]) / max(time.perf_counter() - timed["t0"], 1e-9)
+    else:
+        rate = float(timed["all"]) / max(train_time, 1e-9)
     setup.export(out_dir / "model")
 
     metrics = {
@@ -567,7 +651,7 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
         "train_steps": len(losses),
         "train_sequences": len(losses) * t.batch_size,
         "train_time_s": train_time,
-        "train_tokens_per_s": _steady_rate(step_tokens, step_s),
+        "train_tokens_per_s": rate,
         "final_loss": losses[-1],
         "first_loss": losses[0],
         "lr": setup.lr,

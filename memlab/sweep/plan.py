@@ -5,10 +5,14 @@ known for the built-in sources): no torch, so `memlab plan` answers in well unde
 
 Memory per GPU of a training trial (bf16 weights, mixed-precision AdamW):
 - full (DeepSpeed ZeRO over `workers` GPUs): 2P weights + 2P grads + 12P fp32 master/Adam,
-  the optimizer states sharded by stage >= 1, gradients by stage >= 2, weights by stage 3;
+  the optimizer states sharded by stage >= 1, gradients by stage >= 2, weights by stage 3 (on
+  one GPU in plain torch: 4P fp32 weights + 4P grads + 8P Adam, the same 16P);
 - head: 2P weights + 16 bytes per head parameter; lora: 2P + 16 bytes per adapter parameter;
-- activations (full and lora back-propagate through the body): 34 * seq * batch * hidden *
-  layers bytes (Korthikanti et al. 2022, no recomputation);
+- activations of one forward / backward pass of `rows` sequences (train.micro_batch, else a
+  worker's share of train.batch_size; full and lora back-propagate through the body):
+  34 * seq * rows * hidden * layers bytes (Korthikanti et al. 2022, no recomputation), and
+  the logits: 10 bytes per vocabulary entry per token (bf16, their fp32 copy for the loss, its
+  gradient);
 - plus 1 GiB of CUDA context and workspace.
 A generation actor holds 2P weights and a KV cache of batch x (prefix + new tokens) (for
 instruction and chat data the part before the response comes on top: not counted here).
@@ -20,10 +24,10 @@ generated token, at `tflops` effective TFLOP/s per GPU (default 300: ~40% of an 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from memlab.config.keys import resolved, train_tokens
 from memlab.config.labels import model_label
 from memlab.config.schema import StudyConfig
 
@@ -96,17 +100,6 @@ def model_shape(cfg: StudyConfig) -> Shape | None:
     return None
 
 
-def train_tokens(cfg: StudyConfig) -> int:
-    d, t = cfg.data, cfg.train
-    groups = len(d.dup_mix)
-    stream = sum(d.dup_factor * k * (d.num_members // groups + (i < d.num_members % groups))
-                 for i, k in enumerate(d.dup_mix))
-    steps = math.ceil(stream / t.batch_size) * t.epochs
-    if t.max_steps:
-        steps = min(steps, t.max_steps)
-    return steps * t.batch_size * t.seq_len
-
-
 def gen_tokens(cfg: StudyConfig) -> int:
     d, a = cfg.data, cfg.attack
     return (d.num_members + d.num_nonmembers) * a.samples_per_prompt * a.max_new_tokens
@@ -115,19 +108,23 @@ def gen_tokens(cfg: StudyConfig) -> int:
 def estimate(cfg: StudyConfig, shape: Shape, tflops: float = 300.0, workers: int = 1) -> dict:
     """Memory per GPU (GiB) of the trial and of one generation actor; GPU-hours."""
     p, t, a = shape.params, cfg.train, cfg.attack
-    act = 34 * t.seq_len * t.batch_size * shape.hidden * shape.layers
+    rows = t.micro_batch or (t.batch_size // max(1, workers) if t.strategy == "full"
+                             else t.batch_size)  # sequences in one forward / backward pass
+    act = 34 * t.seq_len * rows * shape.hidden * shape.layers
+    logits = 10 * t.seq_len * rows * shape.vocab  # bf16 logits, their fp32 copy and gradient
     if t.strategy == "full":
         z = t.full.zero_stage
         w = max(1, workers)
-        mem = 2 * p / (w if z >= 3 else 1) + 2 * p / (w if z >= 2 else 1) + 12 * p / w + act
+        mem = 2 * p / (w if z >= 3 else 1) + 2 * p / (w if z >= 2 else 1) + 12 * p / w + act \
+            + logits
         flops_tok = 6 * p
     elif t.strategy == "head":
-        mem = 2 * p + 16 * shape.vocab * shape.hidden
+        mem = 2 * p + 16 * shape.vocab * shape.hidden + logits
         flops_tok = 2 * p
     else:
         r = t.lora.r
         adapters = shape.layers * 4 * r * 2 * shape.hidden  # q, k, v, o at most
-        mem = 2 * p + 16 * adapters + act
+        mem = 2 * p + 16 * adapters + act + logits
         flops_tok = 4 * p
     kv = a.batch_size * (a.prefix_tokens + a.max_new_tokens) * shape.layers * 2 * shape.kv_dim * 2
     gen_mem = 2 * p + kv + 4 * a.batch_size * shape.vocab * 4  # + logits / sampling buffers
@@ -174,6 +171,7 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
         if train_cap and est["train_mem_gib"] > train_cap:
             fix = ("train.full.zero_stage=3 with more resources.full.workers" if s == "full"
                    else f"a larger resources.{s}.gpu")
+            fix = f"a smaller train.micro_batch, or {fix}"
             problems.setdefault(
                 f"{s} fine-tuning of {model_label(c)} ({est['params_m']:.0f}M) needs "
                 f"~{est['train_mem_gib']:.1f} GiB per GPU, more than its {min(gpu, 1):g} x "
@@ -189,6 +187,13 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
         more = f" and {len(names) - 1} more" if len(names) > 1 else ""
         msgs.append(f"trial {names[0]}{more}: {msg}")
     return rows, msgs
+
+
+def _full_engine(c: StudyConfig) -> str:
+    """What trains a full trial: DeepSpeed's ZeRO stage over its workers, or plain torch."""
+    if resolved(c)["train_engine"] == "torch":
+        return "torch x1"
+    return f"ZeRO-{c.train.full.zero_stage} x{c.resources.full.workers}"
 
 
 def by_model(study, ests: list[dict | None]) -> list[dict]:
@@ -208,9 +213,9 @@ def by_model(study, ests: list[dict | None]) -> list[dict]:
         row["gpu_hours"] += gpu_hours(c, est)
         cap, gen_cap = caps(c)
         if est["gen_mem_gib"] > row.get("gen", {"mem": -1})["mem"]:
-            row["gen"] = {"mem": est["gen_mem_gib"], "cap": gen_cap, "workers": 1, "zero": None}
+            row["gen"] = {"mem": est["gen_mem_gib"], "cap": gen_cap, "workers": 1, "engine": None}
         old = row["fits"].get(s)
         if old is None or est["train_mem_gib"] > old["mem"]:
             row["fits"][s] = {"mem": est["train_mem_gib"], "cap": cap, "workers": res.workers,
-                              "zero": c.train.full.zero_stage if s == "full" else None}
+                              "engine": _full_engine(c) if s == "full" else None}
     return list(rows.values())

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from memlab.config.expand import Study, bundle_keys
-from memlab.config.keys import under
+from memlab.config.keys import resolved, under
 from memlab.config.labels import dup_label, model_label
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
@@ -32,13 +32,14 @@ generation and scoring actors, which are scheduled when they start, after traini
 def trial_resources(cfg: StudyConfig) -> tuple[list[dict], list[dict]]:
     """The Tune trial's placement-group bundles and their label selectors.
 
-    head / lora: the trial process (it trains), then one bundle per generation / scoring actor
-    (Ray Data work launched by the trial is scheduled inside the trial's placement group).
-    full: the trial process only (FULL_DRIVER_CPU): its workers and actors are reserved when
-    they start, so full trials waiting for workers hold almost nothing (no deadlock between
-    trials holding actor bundles and workers waiting for them)."""
+    head / lora, and full on one GPU (plain torch): the trial process (it trains), then one
+    bundle per generation / scoring actor (Ray Data work launched by the trial is scheduled
+    inside the trial's placement group). full under DeepSpeed: the trial process only
+    (FULL_DRIVER_CPU): its workers and actors are reserved when they start, so full trials
+    waiting for workers hold almost nothing (no deadlock between trials holding actor bundles
+    and workers waiting for them)."""
     res = getattr(cfg.resources, cfg.train.strategy)
-    if cfg.train.strategy == "full":
+    if resolved(cfg)["train_engine"] == "deepspeed":
         bundles = [{"CPU": FULL_DRIVER_CPU}]
     else:
         a = cfg.attack

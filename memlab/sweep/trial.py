@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memlab.components.models import torch_threads
-from memlab.config.keys import StageKeys, file_sha256
+from memlab.config.keys import StageKeys, file_sha256, resolved
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import stage_dir, trial_dir
@@ -125,7 +125,7 @@ def run_trial(plan: TrialPlan, log: bool = True) -> dict:
     live = _live_run(plan, node) if trains and log else None  # to watch the loss as it trains
     try:
         train = run_train(cfg, plan.base_model, data, plan.stage("train"), on_loss=live,
-                          ray_workers=cfg.train.strategy == "full")
+                          ray_workers=resolved(cfg)["train_engine"] == "deepspeed")
         _say(plan, "train", train)
         gen = run_generate(cfg, train.folder, data, plan.stage("gen"), threads)
         _say(plan, "gen", gen)

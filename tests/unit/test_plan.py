@@ -52,7 +52,7 @@ def test_an_impossible_grid_is_refused_before_launch(cmd):
     plan = cli("plan", str(PAPER), "--set", "resources.gpu_mem_gb=24").stdout
     (row,) = [line for line in plan.split("per model:")[1].splitlines()
               if line.startswith("llama-3.2-3b")]
-    assert "/24 (ZeRO-2 x1) NO" in row
+    assert "/24 (torch x1) NO" in row  # one GPU: plain torch (train.full.engine=auto)
 
 
 def test_memory_estimates_order_and_sharding():
@@ -69,8 +69,15 @@ def test_memory_estimates_order_and_sharding():
     c = by["full"]
     c.train.full.zero_stage = 3
     sharded = estimate(c, shape, workers=4)["train_mem_gib"]
-    # ZeRO-3 over 4 GPUs keeps a quarter of the 16 bytes/param of weights, grads, Adam states
-    assert mem["full"] - sharded == pytest.approx(16 * shape.params * 3 / 4 / 2**30, rel=1e-6)
+    # ZeRO-3 over 4 GPUs keeps a quarter of the 16 bytes/param of weights, grads, Adam states,
+    # and each worker passes a quarter of the batch (activations and logits)
+    t = c.train
+    per_row = t.seq_len * (34 * shape.hidden * shape.layers + 10 * shape.vocab)
+    assert mem["full"] - sharded == pytest.approx(
+        (16 * shape.params + per_row * t.batch_size) * 3 / 4 / 2**30, rel=1e-6)
+    c.train.micro_batch = 2  # two sequences per pass: an eighth of the batch's
+    assert sharded - estimate(c, shape, workers=4)["train_mem_gib"] == pytest.approx(
+        per_row * (t.batch_size // 4 - 2) / 2**30, rel=1e-6)
 
 
 def test_shapes_of_builtin_sources():

@@ -98,3 +98,64 @@ def test_lora_defaults_per_architecture_and_its_peft_options(tmp_path):
     cfg.train.lora.target_modules = ["q_proj"]
     assert lora_targets(cfg, "llama") == ["q_proj"]  # what the config names wins
 
+
+
+def _losses(folder) -> list[float]:
+    import json
+
+    return json.loads((folder / "metrics.json").read_text())["losses"]
+
+
+@pytest.mark.parametrize("strategy", ["lora", "full"])
+def test_micro_batches_give_the_one_pass_gradient(tmp_path, strategy):
+    """train.micro_batch: the step's gradient accumulated over passes of one sequence, each
+    weighted by its share of the step's loss tokens: the same losses as one pass (float32 on
+    CPU: up to rounding), for plain torch and for DeepSpeed's gradient accumulation."""
+    cfg, base, data = _setup(tmp_path, "llama", strategy)
+    cfg.train.batch_size, cfg.train.full.lr, cfg.train.lora.lr = 4, 1e-3, 1e-2
+    cfg.train.lora.dropout = 0.0  # (dropout masks are drawn per pass: other random numbers)
+    whole = run_train(cfg, base, data, tmp_path / "whole").manifest
+    cfg.train.micro_batch = 1
+    micro = run_train(cfg, base, data, tmp_path / "micro").manifest
+    assert micro["engine"] == whole["engine"]
+    a, b = _losses(tmp_path / "whole"), _losses(tmp_path / "micro")
+    assert len(a) == len(b) == whole["train_steps"] >= 2
+    assert b == pytest.approx(a, rel=1e-4)
+    assert a[-1] < a[0]  # it trained
+
+
+def test_full_in_plain_torch_follows_deepspeed(tmp_path):
+    """train.full.engine=torch (what auto picks for a trial on one GPU) trains every weight
+    with the same optimizer, clipping and schedule as DeepSpeed's engine: in float32 the two
+    loss curves agree, and the export is the whole model."""
+    from memlab.config.keys import resolved, stage_keys
+
+    cfg, base, data = _setup(tmp_path, "llama", "full")
+    cfg.train.full.lr, cfg.train.batch_size = 1e-3, 2
+    ds = run_train(cfg, base, data, tmp_path / "ds").manifest
+    cfg.train.full.engine = "torch"
+    pt = run_train(cfg, base, data, tmp_path / "pt").manifest
+    assert (ds["engine"], pt["engine"]) == ("deepspeed-zero2", "torch")
+    assert pt["trainable_params"] == pt["total_params"] == ds["total_params"]
+    assert _losses(tmp_path / "pt") == pytest.approx(_losses(tmp_path / "ds"), rel=1e-4)
+    model, _ = load_trained(tmp_path / "pt")
+    before = load_causal_lm(base).state_dict()
+    assert sum(not torch.equal(before[k], v) for k, v in model.state_dict().items()) > \
+        len(before) // 2
+
+    # what auto resolves to, and the keys: a CPU trial keeps the key it had (DeepSpeed, eager)
+    cfg.train.full.engine = "auto"
+    cpu = stage_keys(cfg).train
+    assert resolved(cfg)["train_engine"] == "deepspeed"
+    cfg.resources.full.gpu = 1
+    assert (resolved(cfg)["train_engine"], resolved(cfg)["train_compiled"]) == ("torch", "no")
+    gpu = stage_keys(cfg).train
+    cfg.resources.full.workers = 2
+    assert resolved(cfg)["train_engine"] == "deepspeed"
+    assert len({cpu, gpu, stage_keys(cfg).train}) == 3
+    cfg.resources.full.workers, cfg.train.compile = 1, "on"
+    assert resolved(cfg)["train_compiled"] == "yes" and stage_keys(cfg).train != gpu
+    cfg.train.compile, cfg.train.compile_min_tokens = "auto", 1
+    assert resolved(cfg)["train_compiled"] == "yes"
+    cfg.train.micro_batch = 1  # how a step is split is in no key
+    assert stage_keys(cfg).train == stage_keys(cfg).train
