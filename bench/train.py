@@ -8,8 +8,9 @@ ids). Data: demo-corpus documents joined into long ones, so every training seque
 
 Runs (each `--steps` optimizer steps; tokens/s after 2 warm-up steps, as the stage reports):
 - 135M at `--batch` x `--seq`: full (train.full.engine=auto: plain torch on one GPU), head,
-  LoRA, each with train.compile=on; and full as memlab trained it before (DeepSpeed ZeRO-2,
-  eager): the baseline;
+  LoRA, each with train.compile=on; full eager (train.compile=off: what compiling buys, and
+  what it costs at start); full as memlab trained it before this issue (DeepSpeed ZeRO-2,
+  eager; with today's data path: documents tokenized up front);
 - 135M at the GPU study's shape (sweeps/gpu-1.yaml, 32 x 128): full now and before;
 - 1B full at `--batch-1b` x `--seq` (compiled);
 - loss curves: full now (torch, compiled, bf16) against full before (DeepSpeed, bf16) and
@@ -193,6 +194,8 @@ def main() -> None:
     B, S = args.batch, args.seq
     for s in ("full", "head", "lora"):
         runs[f"{s}_135m"] = train(args, cfg, data, small, s, B, S, f"{s}_135m")
+    runs["full_135m_eager"] = train(args, cfg, data, small, "full", B, S, "full_135m_eager",
+                                    **{"train.compile": "off"})
     runs["full_135m_before"] = train(args, cfg, data, small, "full", B, S, "full_135m_before",
                                      **{"train.full.engine": "deepspeed",
                                         "train.compile": "off"})
@@ -214,9 +217,11 @@ def main() -> None:
         for s in ("lora", "head"):
             if ok(f"{s}_135m"):
                 head[f"{s}_over_full_135m"] = runs[f"{s}_135m"]["tok_s"] / full
-        if ok("full_135m_before"):
-            head["full_tok_s_135m_before"] = runs["full_135m_before"]["tok_s"]
-            head["full_speedup_135m"] = full / runs["full_135m_before"]["tok_s"]
+        for tag in ("full_135m_eager", "full_135m_before"):
+            if ok(tag):
+                head[f"tok_s_{tag.removeprefix('full_135m_')}"] = runs[tag]["tok_s"]
+                head[f"startup_s_{tag.removeprefix('full_135m_')}"] = runs[tag]["startup_s"]
+        head["startup_s_compiled"] = runs["full_135m"]["startup_s"]
     if ok("full_1b"):
         r = runs["full_1b"]
         head["mfu_full_1b"] = 6 * r["params"] * r["tok_s"] / (args.peak_tflops * 1e12)
