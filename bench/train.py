@@ -11,7 +11,8 @@ Runs (each `--steps` optimizer steps; tokens/s after 2 warm-up steps, as the sta
   LoRA, each with train.compile=on; full eager (train.compile=off: what compiling buys, and
   what it costs at start); full as memlab trained it before this issue (DeepSpeed ZeRO-2,
   eager; with today's data path: documents tokenized up front);
-- 135M at the GPU study's shape (sweeps/gpu-1.yaml, 32 x 128): full now and before;
+- 135M at the GPU study's shape (sweeps/gpu-1.yaml, 32 x 128): full now (eager: its 0.5M
+  tokens are below train.compile_min_tokens) and before;
 - 1B full at `--batch-1b` x `--seq` (compiled);
 - loss curves: full now (torch, compiled, bf16) against full before (DeepSpeed, bf16) and
   against plain torch in float32 (the reference both bf16 runs round away from): the
@@ -109,7 +110,7 @@ def dataset(work: Path, docs: int):
     return cfg, folder
 
 
-def train(args, cfg0, data: Path, model: Path, strategy: str, batch: int, seq: int,
+def train_run(args, cfg0, data: Path, model: Path, strategy: str, batch: int, seq: int,
           tag: str, **over) -> dict:
     """One run of memlab's train stage; its manifest's figures and loss curve."""
     import copy
@@ -164,51 +165,10 @@ def max_rel(a: list[float], b: list[float]) -> float:
     return max(abs(x - y) / abs(y) for x, y in zip(a, b))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--work", type=Path, required=True, help="working folder (kept)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train.json"))
-    ap.add_argument("--steps", type=int, default=30)
-    ap.add_argument("--batch", type=int, default=64, help="135M: sequences per step")
-    ap.add_argument("--batch-1b", type=int, default=32, help="1B: sequences per step")
-    ap.add_argument("--seq", type=int, default=512)
-    ap.add_argument("--peak-tflops", type=float, default=790.0,
-                    help="dense bf16 rate of the GPU (measured on the H200: 790)")
-    ap.add_argument("--skip-1b", action="store_true")
-    ap.add_argument("--dry-run", action="store_true", help="a 2-layer model on CPU")
-    args = ap.parse_args()
-    import torch
-
-    args.gpu = torch.cuda.is_available() and not args.dry_run
-    args.work.mkdir(parents=True, exist_ok=True)
-    from memlab.sweep.plan import KNOWN
-
-    shapes = {"smollm2_135m": DRY, "llama_1b": DRY} if args.dry_run else \
-        {k: KNOWN[v] for k, v in SHAPES.items()}
-    if args.dry_run:
-        args.steps, args.batch, args.batch_1b, args.seq = 4, 4, 2, 64
-    docs = max(args.batch, args.batch_1b) * args.steps + 16
-    cfg, data = dataset(args.work, docs)
-    small = build_model(args.work, "smollm2_135m", shapes["smollm2_135m"])
-    runs: dict[str, dict] = {}
+def record(args, runs: dict, docs: int) -> None:
+    """The record as far as the runs have gone (written after every run: a run cut short
+    by a time limit still leaves the figures before it)."""
     B, S = args.batch, args.seq
-    for s in ("full", "head", "lora"):
-        runs[f"{s}_135m"] = train(args, cfg, data, small, s, B, S, f"{s}_135m")
-    runs["full_135m_eager"] = train(args, cfg, data, small, "full", B, S, "full_135m_eager",
-                                    **{"train.compile": "off"})
-    runs["full_135m_before"] = train(args, cfg, data, small, "full", B, S, "full_135m_before",
-                                     **{"train.full.engine": "deepspeed",
-                                        "train.compile": "off"})
-    runs["full_135m_fp32"] = train(args, cfg, data, small, "full", B, S, "full_135m_fp32",
-                                   **{"train.full.engine": "torch", "train.compile": "off",
-                                      "train.precision": "fp32"})
-    for tag, over in (("full_135m_gpu1", {}), ("full_135m_gpu1_before", {
-            "train.full.engine": "deepspeed", "train.compile": "off"})):
-        runs[tag] = train(args, cfg, data, small, "full", 32, 128, tag, **over)
-    if not args.skip_1b:
-        big = build_model(args.work, "llama_1b", shapes["llama_1b"])
-        runs["full_1b"] = train(args, cfg, data, big, "full", args.batch_1b, S, "full_1b")
-
     ok = lambda k: k in runs and "tok_s" in runs[k]  # noqa: E731
     head: dict[str, float] = {}
     if ok("full_135m"):
@@ -239,6 +199,61 @@ def main() -> None:
         "data": f"{docs} demo-corpus documents joined 8 at a time, every sequence {S} tokens",
         "steps": args.steps, "batch_135m": B, "batch_1b": args.batch_1b, "seq_len": S,
         "peak_tflops": args.peak_tflops, "dry_run": args.dry_run}, runs=runs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", type=Path, required=True, help="working folder (kept)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train.json"))
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--batch", type=int, default=64, help="135M: sequences per step")
+    ap.add_argument("--batch-1b", type=int, default=32, help="1B: sequences per step")
+    ap.add_argument("--seq", type=int, default=512)
+    ap.add_argument("--peak-tflops", type=float, default=790.0,
+                    help="dense bf16 rate of the GPU (measured on the H200: 790)")
+    ap.add_argument("--skip-1b", action="store_true")
+    ap.add_argument("--dry-run", action="store_true", help="a 2-layer model on CPU")
+    args = ap.parse_args()
+    import torch
+
+    args.gpu = torch.cuda.is_available() and not args.dry_run
+    args.work.mkdir(parents=True, exist_ok=True)
+    from memlab.sweep.plan import KNOWN
+
+    shapes = {"smollm2_135m": DRY, "llama_1b": DRY} if args.dry_run else \
+        {k: KNOWN[v] for k, v in SHAPES.items()}
+    if args.dry_run:
+        args.steps, args.batch, args.batch_1b, args.seq = 4, 4, 2, 64
+    docs = max(args.batch, args.batch_1b) * args.steps + 16
+    cfg, data = dataset(args.work, docs)
+    small = build_model(args.work, "smollm2_135m", shapes["smollm2_135m"])
+    runs: dict[str, dict] = {}
+    B, S = args.batch, args.seq
+
+    def train(*a, **kw):  # each run recorded as soon as it finished
+        row = train_run(*a, **kw)
+        runs[a[6]] = row
+        record(args, runs, docs)
+        return row
+
+    for s in ("full", "head", "lora"):
+        runs[f"{s}_135m"] = train(args, cfg, data, small, s, B, S, f"{s}_135m")
+    runs["full_135m_eager"] = train(args, cfg, data, small, "full", B, S, "full_135m_eager",
+                                    **{"train.compile": "off"})
+    runs["full_135m_before"] = train(args, cfg, data, small, "full", B, S, "full_135m_before",
+                                     **{"train.full.engine": "deepspeed",
+                                        "train.compile": "off"})
+    runs["full_135m_fp32"] = train(args, cfg, data, small, "full", B, S, "full_135m_fp32",
+                                   **{"train.full.engine": "torch", "train.compile": "off",
+                                      "train.precision": "fp32"})
+    for tag, over in (("full_135m_gpu1", {"train.compile": "off"}), ("full_135m_gpu1_before", {
+            "train.full.engine": "deepspeed", "train.compile": "off"})):
+        runs[tag] = train(args, cfg, data, small, "full", 32, 128, tag, **over)
+    if not args.skip_1b:
+        big = build_model(args.work, "llama_1b", shapes["llama_1b"])
+        runs["full_1b"] = train(args, cfg, data, big, "full", args.batch_1b, S, "full_1b")
+
+    record(args, runs, docs)
 
 
 if __name__ == "__main__":
