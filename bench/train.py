@@ -13,7 +13,7 @@ Runs (each `--steps` optimizer steps; tokens/s after 2 warm-up steps, as the sta
   eager; with today's data path: documents tokenized up front);
 - 135M at the GPU study's shape (sweeps/gpu-1.yaml, 32 x 128): full now (eager: its 0.5M
   tokens are below train.compile_min_tokens) and before;
-- 1B full at `--batch-1b` x `--seq` (compiled);
+- 1B full, head and LoRA at `--batch-1b` x `--seq` (compiled);
 - loss curves: full now (torch, compiled, bf16) against full before (DeepSpeed, bf16) and
   against plain torch in float32 (the reference both bf16 runs round away from): the
   largest relative difference per step. "Within bf16 noise": now-vs-before is no larger
@@ -186,6 +186,9 @@ def record(args, runs: dict, docs: int) -> None:
         r = runs["full_1b"]
         head["mfu_full_1b"] = 6 * r["params"] * r["tok_s"] / (args.peak_tflops * 1e12)
         head["full_tok_s_1b"] = r["tok_s"]
+        for s in ("lora", "head"):
+            if ok(f"{s}_1b"):
+                head[f"{s}_over_full_1b"] = runs[f"{s}_1b"]["tok_s"] / r["tok_s"]
     for tag in ("full_135m_gpu1", "full_135m_gpu1_before"):
         if ok(tag):
             head[f"tok_s_{tag.removeprefix('full_135m_')}"] = runs[tag]["tok_s"]
@@ -212,6 +215,8 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=790.0,
                     help="dense bf16 rate of the GPU (measured on the H200: 790)")
     ap.add_argument("--skip-1b", action="store_true")
+    ap.add_argument("--runs", default="", help="comma-separated run tags: only these "
+                    "(e.g. lora_1b,head_1b); default all")
     ap.add_argument("--dry-run", action="store_true", help="a 2-layer model on CPU")
     args = ap.parse_args()
     import torch
@@ -230,28 +235,28 @@ def main() -> None:
     runs: dict[str, dict] = {}
     B, S = args.batch, args.seq
 
-    def train(*a, **kw):  # each run recorded as soon as it finished
-        row = train_run(*a, **kw)
-        runs[a[6]] = row
-        record(args, runs, docs)
-        return row
+    wanted = set(filter(None, args.runs.split(",")))
+
+    def train(*a, **over) -> None:  # each run recorded as soon as it finished
+        tag = a[7]
+        if not wanted or tag in wanted:
+            runs[tag] = train_run(*a, **over)
+            record(args, runs, docs)
 
     for s in ("full", "head", "lora"):
-        runs[f"{s}_135m"] = train(args, cfg, data, small, s, B, S, f"{s}_135m")
-    runs["full_135m_eager"] = train(args, cfg, data, small, "full", B, S, "full_135m_eager",
-                                    **{"train.compile": "off"})
-    runs["full_135m_before"] = train(args, cfg, data, small, "full", B, S, "full_135m_before",
-                                     **{"train.full.engine": "deepspeed",
-                                        "train.compile": "off"})
-    runs["full_135m_fp32"] = train(args, cfg, data, small, "full", B, S, "full_135m_fp32",
-                                   **{"train.full.engine": "torch", "train.compile": "off",
-                                      "train.precision": "fp32"})
+        train(args, cfg, data, small, s, B, S, f"{s}_135m")
+    train(args, cfg, data, small, "full", B, S, "full_135m_eager", **{"train.compile": "off"})
+    train(args, cfg, data, small, "full", B, S, "full_135m_before",
+          **{"train.full.engine": "deepspeed", "train.compile": "off"})
+    train(args, cfg, data, small, "full", B, S, "full_135m_fp32",
+          **{"train.full.engine": "torch", "train.compile": "off", "train.precision": "fp32"})
     for tag, over in (("full_135m_gpu1", {"train.compile": "off"}), ("full_135m_gpu1_before", {
             "train.full.engine": "deepspeed", "train.compile": "off"})):
-        runs[tag] = train(args, cfg, data, small, "full", 32, 128, tag, **over)
+        train(args, cfg, data, small, "full", 32, 128, tag, **over)
     if not args.skip_1b:
         big = build_model(args.work, "llama_1b", shapes["llama_1b"])
-        runs["full_1b"] = train(args, cfg, data, big, "full", args.batch_1b, S, "full_1b")
+        for s in ("full", "head", "lora"):
+            train(args, cfg, data, big, s, args.batch_1b, S, f"{s}_1b")
 
     record(args, runs, docs)
 
