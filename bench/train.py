@@ -170,33 +170,34 @@ def record(args, runs: dict, docs: int) -> None:
     by a time limit still leaves the figures before it)."""
     B, S = args.batch, args.seq
     ok = lambda k: k in runs and "tok_s" in runs[k]  # noqa: E731
+    tok_s = lambda k: runs[k]["tok_s"]  # noqa: E731
     head: dict[str, float] = {}
     if ok("full_135m"):
-        full = runs["full_135m"]["tok_s"]
-        head["full_tok_s_135m"] = full
-        for s in ("lora", "head"):
-            if ok(f"{s}_135m"):
-                head[f"{s}_over_full_135m"] = runs[f"{s}_135m"]["tok_s"] / full
-        for tag in ("full_135m_eager", "full_135m_before"):
-            if ok(tag):
-                head[f"tok_s_{tag.removeprefix('full_135m_')}"] = runs[tag]["tok_s"]
-                head[f"startup_s_{tag.removeprefix('full_135m_')}"] = runs[tag]["startup_s"]
-        head["startup_s_compiled"] = runs["full_135m"]["startup_s"]
+        head["full_tok_s_135m"] = tok_s("full_135m")
     if ok("full_1b"):
         r = runs["full_1b"]
         head["mfu_full_1b"] = 6 * r["params"] * r["tok_s"] / (args.peak_tflops * 1e12)
-        head["full_tok_s_1b"] = r["tok_s"]
+    for size in ("135m", "1b"):
         for s in ("lora", "head"):
-            if ok(f"{s}_1b"):
-                head[f"{s}_over_full_1b"] = runs[f"{s}_1b"]["tok_s"] / r["tok_s"]
-    for tag in ("full_135m_gpu1", "full_135m_gpu1_before"):
+            if ok(f"full_{size}") and ok(f"{s}_{size}"):
+                head[f"{s}_over_full_{size}"] = tok_s(f"{s}_{size}") / tok_s(f"full_{size}")
+    if ok("full_1b"):
+        head["full_tok_s_1b"] = tok_s("full_1b")
+    for tag, key in (("full_135m_eager", "full_tok_s_135m_eager"),
+                     ("full_135m_before", "full_tok_s_135m_deepspeed"),
+                     ("full_135m_gpu1", "full_tok_s_135m_32x128"),
+                     ("full_135m_gpu1_before", "full_tok_s_135m_32x128_deepspeed")):
         if ok(tag):
-            head[f"tok_s_{tag.removeprefix('full_135m_')}"] = runs[tag]["tok_s"]
+            head[key] = tok_s(tag)
+    for tag, key in (("full_135m", "startup_s_full_135m_compiled"),
+                     ("full_135m_eager", "startup_s_full_135m_eager")):
+        if ok(tag):
+            head[key] = runs[tag]["startup_s"]
     if ok("full_135m") and ok("full_135m_before") and ok("full_135m_fp32"):
         now, before, fp32 = (runs[k]["losses"] for k in
                              ("full_135m", "full_135m_before", "full_135m_fp32"))
-        head["loss_max_rel_diff_now_vs_before"] = max_rel(now, before)
-        head["loss_max_rel_diff_before_vs_fp32"] = max_rel(before, fp32)
+        head["loss_max_rel_diff_now_vs_deepspeed"] = max_rel(now, before)
+        head["loss_max_rel_diff_deepspeed_vs_fp32"] = max_rel(before, fp32)
         head["loss_max_rel_diff_now_vs_fp32"] = max_rel(now, fp32)
     write_result(args.out, "train.py", head, workload={
         "data": f"{docs} demo-corpus documents joined 8 at a time, every sequence {S} tokens",
