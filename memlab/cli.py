@@ -32,7 +32,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from memlab.sweep.plan import caps, gpu_hours, misfits
+    from memlab.sweep.plan import caps, gpu_hours, misfits, model_shape, sized_shares
 
     study = _load(args)
     ests, problems = misfits(study, args.tflops)
@@ -49,8 +49,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
             total += gpu_hours(c, est)
             gpu_h = f"{est['gpu_hours']:.2f}"
         per = f"{res.workers}x" if res.workers > 1 else ""  # full: per Ray Train worker
+        gpu = f"{per}{res.gpu:g}"
+        if c.resources.gpu_share == "memory" and est is not None:  # what the trial reserves
+            sized = sized_shares(c, model_shape(c))
+            gpu = f"{per}{getattr(sized.resources, c.train.strategy).gpu:g}" \
+                  f"+{c.attack.actors}x{sized.attack.actor_gpus:g}"
         rows.append([t.key, c.train.strategy, model_label(c), dup_label(c), c.seed,
-                     f"{per}{res.cpu:g}", f"{per}{res.gpu:g}", *shown, gpu_h])
+                     f"{per}{res.cpu:g}", gpu, *shown, gpu_h])
     from tabulate import tabulate
 
     print(f"sweep '{study.name}': {len(study.trials)} trials -> {study.root}/<trial_key>/")

@@ -177,6 +177,8 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
     elif t.micro_batch and per_worker and per_worker % t.micro_batch:
         bad("train.micro_batch", f"{t.micro_batch} does not divide the {per_worker} sequences "
             "each worker trains per step")
+    if cfg.resources.share_margin < 1:
+        bad("resources.share_margin", f"must be >= 1, got {cfg.resources.share_margin}")
     if t.compile_min_tokens < 0:
         bad("train.compile_min_tokens", f"must be >= 0, got {t.compile_min_tokens}")
     if t.checkpoint_every < 0:

@@ -328,6 +328,15 @@ class ResourcesSection:
     full: Resources = field(default_factory=Resources, metadata={"help": "Per full trial."})
     head: Resources = field(default_factory=Resources, metadata={"help": "Per head trial."})
     lora: Resources = field(default_factory=Resources, metadata={"help": "Per LoRA trial."})
+    gpu_share: Literal["fixed", "memory"] = _f(
+        "fixed", "fixed: every trial and actor reserves the GPU fraction configured above "
+        "(resources.<strategy>.gpu, attack.actor_gpus). memory: the fraction its memory "
+        "estimate needs (memlab plan's, x share_margin, of gpu_mem_gb; in steps of 0.01), at "
+        "most the configured one: trials that use little memory pack onto a GPU instead of "
+        "waiting behind reservations no kernel uses. Models whose shape is unknown offline "
+        "keep the configured fractions.")
+    share_margin: float = _f(1.3, "gpu_share=memory: reserve this many times the estimate "
+                                  "(allocator caching and fragmentation, kernels' workspaces).")
     gpu_mem_gb: float = _f(80.0, "Memory of one GPU of the cluster's nodes (plan/run refuse "
                                  "trials whose estimate does not fit).")
 

@@ -590,6 +590,8 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
         log.info("train: resuming from the checkpoint of step %d in %s", first, ckpt)
     setup.module.train()
 
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     start = time.time()
     bar = Progress(steps, f"train {t.strategy}", unit="step")
     bar.update(first)
@@ -664,6 +666,8 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
         "first_loss": losses[0],
         "lr": setup.lr,
     }
+    if device == "cuda":  # what the plan's memory estimate (and gpu_share=memory) is held to
+        metrics["gpu_peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
     if t.loss_on == "response":
         metrics["steps_without_loss_tokens"] = sum(math.isnan(x) for x in losses)
         if metrics["steps_without_loss_tokens"]:

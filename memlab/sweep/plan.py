@@ -24,6 +24,7 @@ generated token, at `tflops` effective TFLOP/s per GPU (default 300: ~40% of an 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +142,28 @@ def caps(c: StudyConfig) -> tuple[float | None, float | None]:
     mem = c.resources.gpu_mem_gb
     return (mem * min(res.gpu, 1) if res.gpu else None,
             mem * min(c.attack.actor_gpus, 1) if c.attack.actor_gpus else None)
+
+
+def sized_shares(c: StudyConfig, shape: Shape | None) -> StudyConfig:
+    """The config with resources.gpu_share=memory applied: the trial's (per-worker) GPU
+    fraction and each actor's sized to their memory estimates x share_margin, in steps of
+    0.01 GPU, never above the configured fractions (a copy; fixed shares or an unknown shape:
+    the config itself)."""
+    import copy
+
+    r = c.resources
+    if r.gpu_share != "memory" or shape is None:
+        return c
+    res = getattr(r, c.train.strategy)
+    est = estimate(c, shape, workers=res.workers)
+    share = lambda gib, cap: min(cap, math.ceil(gib * r.share_margin / r.gpu_mem_gb * 100) / 100)  # noqa: E731
+    c = copy.deepcopy(c)
+    res = getattr(c.resources, c.train.strategy)
+    if res.gpu:
+        res.gpu = share(est["train_mem_gib"], res.gpu)
+    if c.attack.actor_gpus:
+        c.attack.actor_gpus = share(est["gen_mem_gib"], c.attack.actor_gpus)
+    return c
 
 
 def gpu_hours(c: StudyConfig, est: dict) -> float:

@@ -18,6 +18,7 @@ from memlab.config.labels import dup_label, model_label
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import artifact_root, default_tracking_uri, stage_dir, sweep_root
+from memlab.sweep.plan import model_shape, sized_shares
 from memlab.sweep.trial import Tracking, TrialPlan, stages_done
 
 log = logging.getLogger("memlab")
@@ -107,6 +108,8 @@ def prepare(study: Study, tracking: Tracking) -> list[TrialPlan]:
     plans: list[TrialPlan] = []
     for trial in study.trials:
         cfg, keys = _absolute(trial.config), trial.keys
+        if cfg.resources.gpu_share == "memory":  # GPU fractions sized to the plan's estimates
+            cfg = sized_shares(cfg, model_shape(cfg))
         if keys.trial in {p.key for p in plans}:  # the same trial by another config spelling
             continue
         data_dir = stage_dir(cfg, "data", keys.data)

@@ -101,3 +101,36 @@ def test_more_zero3_workers_make_a_big_full_trial_fit(tmp_path):
              "--set", "resources.full.workers=4")
     assert ok.returncode == 0, ok.stderr
     assert "4x1" in ok.stdout and "(ZeRO-3 x4) fits" in ok.stdout  # 4 workers x 1 GPU each
+
+
+def test_gpu_shares_sized_by_memory():
+    """resources.gpu_share=memory: the GPU study's trials and actors reserve what their
+    memory estimates need (x share_margin, in steps of 0.01), never more than configured;
+    the stage keys do not change (resources are in no key)."""
+    import math
+
+    from memlab.config.keys import stage_keys
+    from memlab.sweep.plan import estimate, sized_shares
+    from memlab.sweep.run import trial_resources
+
+    study = load_study(ROOT / "sweeps" / "gpu-1.yaml", ["resources.gpu_share=memory"])
+    for trial in study.trials:
+        c = trial.config
+        s = c.train.strategy
+        shape = model_shape(c)
+        est = estimate(c, shape)
+        sized = sized_shares(c, shape)
+        res, old = getattr(sized.resources, s), getattr(c.resources, s)
+        r = c.resources
+        want = math.ceil(est["train_mem_gib"] * r.share_margin / r.gpu_mem_gb * 100) / 100
+        assert res.gpu == min(old.gpu, want) and 0 < res.gpu < old.gpu
+        assert 0 < sized.attack.actor_gpus <= c.attack.actor_gpus
+        assert sized.attack.actor_gpus * r.gpu_mem_gb >= est["gen_mem_gib"]
+        assert stage_keys(sized) == stage_keys(c)
+        bundles, _ = trial_resources(sized)
+        assert bundles[0]["GPU"] == res.gpu  # the trial trains in its process (one GPU)
+        assert all(b["GPU"] == sized.attack.actor_gpus for b in bundles[1:])
+    # fixed shares, or a shape unknown offline: the configured fractions
+    assert sized_shares(c, None) is c
+    c.resources.gpu_share = "fixed"
+    assert sized_shares(c, shape) is c
