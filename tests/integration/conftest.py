@@ -27,14 +27,16 @@ def memlab_exe() -> list[str]:
     return [str(exe)] if exe.exists() else ["memlab"]
 
 
-def run_sweep(study_file: Path, runs: Path) -> dict:
-    """`memlab run` of a study file into the runs root `runs`, from the repository root (study
-    files may name fixture paths relative to it); fails the test if it does not exit 0."""
-    cmd = memlab_exe() + ["run", str(study_file), "--set", f"sweep.runs_root={runs}"]
+def run_sweep(study_file: Path, runs: Path, sets: list[str] = ()) -> dict:
+    """`memlab run` of a study file into the runs root `runs` (with `--set` overrides), from
+    the repository root (study files may name fixture paths relative to it); fails the test if
+    it does not exit 0."""
+    cmd = memlab_exe() + ["run", str(study_file), "--set", f"sweep.runs_root={runs}",
+                          *(a for s in sets for a in ("--set", s))]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     with contextlib.chdir(ROOT):
-        study = load_study(study_file, [f"sweep.runs_root={runs}"])
+        study = load_study(study_file, [f"sweep.runs_root={runs}", *sets])
     return {"runs": runs, "cmd": cmd, "study": study, "stdout": out.stdout,
             "stderr": out.stderr}
 
