@@ -99,6 +99,7 @@ def study(args, model: Path, strategy: str, workers: int, steps: int, zero: int 
     t.strategy, t.seq_len, t.batch_size = strategy, args.seq, args.micro * workers
     t.max_steps, t.precision, t.threads = steps, "bf16" if gpus() else "auto", 4
     t.full.zero_stage = zero
+    t.full.engine = "deepspeed"  # (auto trains a one-GPU full trial in plain torch)
     res = cfg.resources.full
     res.workers, res.gpu, res.cpu = workers, 1 if gpus() else 0, 2 if gpus() else 1
     return cfg

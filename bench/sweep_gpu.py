@@ -88,13 +88,17 @@ class Sampler:
 
     def __exit__(self, *exc):
         self._stop.set()
+        self._thread.join(timeout=2)  # (ends at nvidia-smi's next line)
 
 
 def run(tree: Path, study_file: Path, runs: Path, sets: list[str]) -> dict:
+    """`memlab run` of the study from `tree` into `runs` (its own model cache there too: each
+    run pays its own model conversion), sampling the GPU meanwhile."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
     cmd = [sys.executable, "-m", "memlab", "run", str(study_file), "--set",
-           f"sweep.runs_root={runs}", *(a for s in sets for a in ("--set", s))]
+           f"sweep.runs_root={runs}", "--set", f"model.cache_dir={runs / 'models'}",
+           *(a for s in sets for a in ("--set", s))]
     with Sampler() as smi:
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, cwd=tree, env=env)

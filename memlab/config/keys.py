@@ -195,7 +195,7 @@ def resolved(cfg: StudyConfig) -> dict[str, str]:
     if t.strategy == "full":
         train_engine = t.full.engine if t.full.engine != "auto" else (
             "torch" if res.workers == 1 and train_gpu else "deepspeed")
-    compiled = train_gpu and (t.compile == "on" or (
+    compiled = train_gpu and train_engine == "torch" and (t.compile == "on" or (
         t.compile == "auto" and train_tokens(cfg) >= t.compile_min_tokens))
     return {"train_device": "gpu" if train_gpu else "cpu", "train_dtype": dtype(train_gpu),
             "train_engine": train_engine, "train_compiled": "yes" if compiled else "no",

@@ -1,7 +1,9 @@
 """Train stage: fine-tune the base model on the duplicated member stream, one of three ways.
 
 - full: every weight trains, through a DeepSpeed engine (ZeRO stage from config; gloo on CPU,
-  NCCL + bf16 on GPU); a torch AdamW is passed in so no DeepSpeed op needs compiling.
+  NCCL + bf16 on GPU; a torch AdamW is passed in so no DeepSpeed op needs compiling), or, for
+  a trial on one GPU, in plain torch (train.full.engine: fp32 weights, bf16 autocast, fused
+  AdamW).
 - head: only the output head trains (untied from the input embedding first when tied).
 - lora: peft adapters on the configured modules.
 
@@ -11,10 +13,13 @@ loop (`train_here`). A sequence is the first `train.seq_len` tokens of a documen
 `formats.encode` renders it (the attack uses the same tokens); with `train.loss_on: response`
 the tokens before the response carry no loss (labels -100). Writes into its stage folder
 `model/` (full weights, or the LoRA adapter), `metrics.json` and, last, the manifest. In a
-sweep, `full` runs as a Ray Train TorchTrainer of `resources.full.workers` workers, each taking
-its contiguous slice of every global batch. With `train.checkpoint_every`, a resumable
-checkpoint (DeepSpeed's for full; trainable tensors + optimizer for head/LoRA; RNG states per
-rank) is kept in `ckpt/`; a rerun continues from it and removes it when done.
+sweep, `full` under DeepSpeed runs as a Ray Train TorchTrainer of `resources.full.workers`
+workers, each taking its contiguous slice of every global batch. A step may be split into
+micro-batches (train.micro_batch) whose gradients add up to the step's; the loop does not wait
+for the GPU between steps (losses come to the host every FLUSH_S seconds). With
+`train.checkpoint_every`, a resumable checkpoint (DeepSpeed's for full; trainable tensors +
+optimizer for plain torch; RNG states per rank) is kept in `ckpt/`; a rerun continues from it
+and removes it when done.
 """
 
 from __future__ import annotations
@@ -231,9 +236,11 @@ def run_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     """Fine-tune and save, unless `out_dir` holds this training already (another process
     computing it is waited for).
 
-    `on_loss(step, loss)` is called after every optimizer step (rank 0). `ray_workers`: full
-    fine-tuning as a Ray Train fit over `resources.full.workers` workers (a sweep does this);
-    otherwise every strategy trains in this process (full in a one-process DeepSpeed group).
+    `on_loss(step, loss)` is called for every `train.log_every`-th optimizer step (rank 0),
+    in bursts as the losses reach the host (at most FLUSH_S seconds late). `ray_workers`: full
+    fine-tuning under DeepSpeed as a Ray Train fit over `resources.full.workers` workers (a
+    sweep does this); otherwise every strategy trains in this process (full in a one-process
+    DeepSpeed group, or in plain torch: train.full.engine).
     """
     upstream = train_upstream(data_dir, base_model)
     with claim_stage(out_dir, upstream) as stage:
@@ -423,8 +430,9 @@ class TorchSetup:
             with torch.autocast(self.device, dtype=self.dtype,
                                 enabled=self.dtype != torch.float32):
                 loss = self.forward(input_ids=ids, attention_mask=mask, labels=labels).loss
-            (loss * w).backward()  # w = 0: a batch without one loss token
-            total = total + loss.detach() * (w if not empty else 1.0 / len(parts))
+            (loss * w).backward()  # w = 0: a part without one loss token
+            if empty or w:  # (a part without loss tokens has a NaN mean loss)
+                total = total + loss.detach() * (w if not empty else 1.0 / len(parts))
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optim.step()
         self.sched.step()
@@ -478,9 +486,10 @@ class DeepSpeedSetup:
         total = 0.0
         for ids, mask, labels, w in parts:
             loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            self.model.backward(loss * (w * len(parts)))  # w = 0: a rank left without rows
+            self.model.backward(loss * (w * len(parts)))  # w = 0: no loss tokens in the part
             self.model.step()
-            total = total + loss.detach() * (w if not empty else 1.0 / len(parts))
+            if empty or w:  # (a part without loss tokens has a NaN mean loss)
+                total = total + loss.detach() * (w if not empty else 1.0 / len(parts))
         return total
 
     def save_ckpt(self, ckpt: Path, step: int, losses: list[float]) -> None:

@@ -5,17 +5,22 @@ known for the built-in sources): no torch, so `memlab plan` answers in well unde
 
 Memory per GPU of a training trial (bf16 weights, mixed-precision AdamW):
 - full (DeepSpeed ZeRO over `workers` GPUs): 2P weights + 2P grads + 12P fp32 master/Adam,
-  the optimizer states sharded by stage >= 1, gradients by stage >= 2, weights by stage 3 (on
-  one GPU in plain torch: 4P fp32 weights + 4P grads + 8P Adam, the same 16P);
-- head: 2P weights + 16 bytes per head parameter; lora: 2P + 16 bytes per adapter parameter;
+  the optimizer states sharded by stage >= 1, gradients by stage >= 2, weights by stage 3; on
+  one GPU in plain torch (train.full.engine): 4P fp32 weights + 4P grads + 8P Adam + the 2P
+  bf16 copies autocast keeps for the backward pass;
+- head (plain torch): 4P fp32 weights + 16 bytes per head parameter (its untied copy, grads,
+  Adam); lora: 4P + the 2P bf16 copies the backward pass through the body keeps + 16 bytes
+  per adapter parameter;
 - activations of one forward / backward pass of `rows` sequences (train.micro_batch, else a
   worker's share of train.batch_size; full and lora back-propagate through the body):
   34 * seq * rows * hidden * layers bytes (Korthikanti et al. 2022, no recomputation), and
   the logits: 10 bytes per vocabulary entry per token (bf16, their fp32 copy for the loss, its
   gradient);
 - plus 1 GiB of CUDA context and workspace.
-A generation actor holds 2P weights and a KV cache of batch x (prefix + new tokens) (for
-instruction and chat data the part before the response comes on top: not counted here).
+A generation actor holds 2P weights, a KV cache of batch x (prefix + new tokens) (for
+instruction and chat data the part before the response comes on top: not counted here) and
+the teacher-forced passes' logits (LOGIT_ELEMS = 2^27 per forward: bf16, float32 and the
+per-token statistics' temporaries, ~12 bytes each).
 
 GPU-hours: 6 (full), 4 (lora), 2 (head) FLOPs per parameter per training token and 2 per
 generated token, at `tflops` effective TFLOP/s per GPU (default 300: ~40% of an H100/H200).
@@ -113,22 +118,25 @@ def estimate(cfg: StudyConfig, shape: Shape, tflops: float = 300.0, workers: int
                              else t.batch_size)  # sequences in one forward / backward pass
     act = 34 * t.seq_len * rows * shape.hidden * shape.layers
     logits = 10 * t.seq_len * rows * shape.vocab  # bf16 logits, their fp32 copy and gradient
-    if t.strategy == "full":
+    if t.strategy == "full" and resolved(cfg)["train_engine"] == "torch":
+        mem = 18 * p + act + logits
+        flops_tok = 6 * p
+    elif t.strategy == "full":
         z = t.full.zero_stage
         w = max(1, workers)
         mem = 2 * p / (w if z >= 3 else 1) + 2 * p / (w if z >= 2 else 1) + 12 * p / w + act \
             + logits
         flops_tok = 6 * p
     elif t.strategy == "head":
-        mem = 2 * p + 16 * shape.vocab * shape.hidden + logits
+        mem = 4 * p + 16 * shape.vocab * shape.hidden + logits
         flops_tok = 2 * p
     else:
         r = t.lora.r
         adapters = shape.layers * 4 * r * 2 * shape.hidden  # q, k, v, o at most
-        mem = 2 * p + 16 * adapters + act + logits
+        mem = 6 * p + 16 * adapters + act + logits
         flops_tok = 4 * p
     kv = a.batch_size * (a.prefix_tokens + a.max_new_tokens) * shape.layers * 2 * shape.kv_dim * 2
-    gen_mem = 2 * p + kv + 4 * a.batch_size * shape.vocab * 4  # + logits / sampling buffers
+    gen_mem = 2 * p + kv + 4 * a.batch_size * shape.vocab * 4 + 12 * 2**27  # + logits
     train_h = flops_tok * train_tokens(cfg) / (tflops * 1e12) / 3600
     gen_h = 2 * p * gen_tokens(cfg) / (tflops * 1e12) / 3600
     return {"params_m": p / 1e6, "train_mem_gib": mem / GIB + 1,

@@ -66,7 +66,13 @@ def test_memory_estimates_order_and_sharding():
     assert shape.params == pytest.approx(355e6, rel=0.01)  # GPT-2 medium
     mem = {s: estimate(c, shape)["train_mem_gib"] for s, c in by.items()}
     assert mem["full"] > mem["lora"] > mem["head"]
-    c = by["full"]
+    c = by["full"]  # one GPU: plain torch keeps autocast's 2P bf16 copies on top of ZeRO's 16P
+    c.train.full.engine = "deepspeed"
+    mem["full"] = estimate(c, shape)["train_mem_gib"]
+    c.train.full.engine = "auto"
+    assert estimate(c, shape)["train_mem_gib"] - mem["full"] == pytest.approx(
+        2 * shape.params / 2**30, rel=1e-6)
+    c.train.full.engine = "deepspeed"
     c.train.full.zero_stage = 3
     sharded = estimate(c, shape, workers=4)["train_mem_gib"]
     # ZeRO-3 over 4 GPUs keeps a quarter of the 16 bytes/param of weights, grads, Adam states,

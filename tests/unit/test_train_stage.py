@@ -157,5 +157,25 @@ def test_full_in_plain_torch_follows_deepspeed(tmp_path):
     assert resolved(cfg)["train_compiled"] == "yes" and stage_keys(cfg).train != gpu
     cfg.train.compile, cfg.train.compile_min_tokens = "auto", 1
     assert resolved(cfg)["train_compiled"] == "yes"
+    key = stage_keys(cfg).train
     cfg.train.micro_batch = 1  # how a step is split is in no key
-    assert stage_keys(cfg).train == stage_keys(cfg).train
+    assert stage_keys(cfg).train == key
+    cfg.resources.full.workers = 2  # DeepSpeed is never compiled: not in its key either
+    assert resolved(cfg)["train_compiled"] == "no"
+
+
+def test_a_micro_batch_without_loss_tokens_keeps_the_step_loss_finite(tmp_path):
+    """loss_on=response, micro-batches of one row: a row whose response starts beyond seq_len
+    has no loss token (its mean loss is NaN, weight 0); the step's loss is its other rows'."""
+    from memlab.stages.train import TorchSetup, micro_parts
+
+    cfg, base, data = _setup(tmp_path, "llama", "head")
+    model = load_causal_lm(base)
+    setup = TorchSetup(model, cfg, 0.0, "full_model", "cpu", torch.float32)
+    ids = torch.randint(1, 50, (2, 8))
+    mask = torch.ones_like(ids)
+    labels = ids.clone()
+    labels[0] = -100  # row 0: no loss token
+    whole = setup.step(micro_parts(ids, mask, labels, 1, False), False)
+    parts = setup.step(micro_parts(ids, mask, labels, 2, False), False)
+    assert torch.isfinite(parts) and parts.item() == pytest.approx(whole.item(), rel=1e-5)
