@@ -54,7 +54,7 @@ def study(args) -> dict:
                    "actors": 3 if gpu else 1, "actor_cpus": 1,
                    "actor_gpus": 0.05 if gpu else 0},
         "score": ({"embedder": str(Path(args.embedder).resolve())} if args.embedder else {}),
-        "resources": {s: {"cpu": 2 if s == "full" else 1, "gpu": 0.15 if gpu else 0}
+        "resources": {s: {"cpu": 2 if s == "full" and gpu else 1, "gpu": 0.15 if gpu else 0}
                       for s in ("full", "head", "lora")} | {"gpu_mem_gb": 140},
         "grid": {"train.strategy": ["full", "head", "lora"], "seed": [0, 1, 2]},
     }

@@ -25,9 +25,10 @@ log = logging.getLogger("memlab")
 
 
 FULL_DRIVER_CPU = 0.1
-"""What the process of a `full` trial reserves: it only waits for its Ray Train workers
-(which reserve resources.full.* each, in a placement group of their own) and then drives the
-generation and scoring actors, which are scheduled when they start, after training."""
+"""What the process of a `full` trial under DeepSpeed reserves: it only waits for its Ray
+Train workers (which reserve resources.full.* each, in a placement group of their own) and
+then drives the generation and scoring actors, which are scheduled when they start, after
+training."""
 
 
 def trial_resources(cfg: StudyConfig) -> tuple[list[dict], list[dict]]:
