@@ -123,7 +123,7 @@ def labels_of(ids, mask, starts: list[int], loss_on: str):
 def _to(x, device: str):
     """A host tensor on the device; to a GPU through pinned memory, not waiting for the copy
     (it overlaps the kernels still queued)."""
-    if x is None or device == "cpu":
+    if device == "cpu":
         return x
     return x.pin_memory().to(device, non_blocking=True)
 
@@ -389,6 +389,15 @@ def _load_deepspeed(ckpt: Path, engine) -> tuple[int, list[float]]:
     return client["step"], client["losses"]
 
 
+def _part_loss(loss, w: float, empty: bool, parts: int):
+    """A part's term of the step's loss: its mean loss x its weight (0 for a part without loss
+    tokens, whose mean is NaN); for a step whose loss counts x 0, the parts' plain mean (finite:
+    such steps carry made-up labels), which is only shown as NaN or left out of the mean."""
+    if empty:
+        return loss.detach() / parts
+    return loss.detach() * w if w else 0.0
+
+
 WARMUP_STEPS = 2  # not timed: allocator, compilation, communicator set-up
 FLUSH_S = 2.0  # losses come to the host (one sync) at most this often, and at checkpoints
 
@@ -401,8 +410,7 @@ class TorchSetup:
     rank, world = 0, 1
 
     def __init__(self, model, cfg: StudyConfig, lr: float, saved: str, device: str, dtype,
-                 notes: list[str] | None = None, record: dict | None = None,
-                 engine: str = "torch"):
+                 notes: list[str] | None = None, record: dict | None = None):
         import torch
 
         self.model = self.module = model.to(device)
@@ -414,7 +422,7 @@ class TorchSetup:
         self.sched = _warmup(self.optim, cfg.train.warmup_steps)
         self.lr, self.saved, self.notes = lr, saved, notes or []
         self.record = record or {}  # what the manifest says of this strategy's setup
-        self.device, self.dtype, self.engine = device, dtype, engine
+        self.device, self.dtype, self.engine = device, dtype, "torch"
         self.forward = self.model
         if device == "cuda" and resolved(cfg)["train_compiled"] == "yes":
             self.forward = torch.compile(self.model)
@@ -431,8 +439,7 @@ class TorchSetup:
                                 enabled=self.dtype != torch.float32):
                 loss = self.forward(input_ids=ids, attention_mask=mask, labels=labels).loss
             (loss * w).backward()  # w = 0: a part without one loss token
-            if empty or w:  # (a part without loss tokens has a NaN mean loss)
-                total = total + loss.detach() * (w if not empty else 1.0 / len(parts))
+            total = total + _part_loss(loss, w, empty, len(parts))
         torch.nn.utils.clip_grad_norm_(self.params, 1.0)
         self.optim.step()
         self.sched.step()
@@ -488,8 +495,7 @@ class DeepSpeedSetup:
             loss = self.model(input_ids=ids, attention_mask=mask, labels=labels).loss
             self.model.backward(loss * (w * len(parts)))  # w = 0: no loss tokens in the part
             self.model.step()
-            if empty or w:  # (a part without loss tokens has a NaN mean loss)
-                total = total + loss.detach() * (w if not empty else 1.0 / len(parts))
+            total = total + _part_loss(loss, w, empty, len(parts))
         return total
 
     def save_ckpt(self, ckpt: Path, step: int, losses: list[float]) -> None:
