@@ -16,7 +16,7 @@ wall_speedup_vs_d8272a4 (baseline wall time / this issue's), and both wall times
 busy fractions.
 
     python bench/sweep_gpu.py --work <dir> --model <smollm2 .gguf> --embedder <folder> \\
-        --baseline-tree <d8272a4 copy> [--set resources.gpu_share=memory]
+        --baseline-tree <d8272a4 copy> [--set resources.gpu_share=memory] [--limit-s S]
     python bench/sweep_gpu.py --work <dir> --dry-run    # CPU: a 12-member sweep, this tree only
 """
 
@@ -91,9 +91,11 @@ class Sampler:
         self._thread.join(timeout=2)  # (ends at nvidia-smi's next line)
 
 
-def run(tree: Path, study_file: Path, runs: Path, sets: list[str]) -> dict:
+def run(tree: Path, study_file: Path, runs: Path, sets: list[str],
+        limit_s: float | None = None) -> dict:
     """`memlab run` of the study from `tree` into `runs` (its own model cache there too: each
-    run pays its own model conversion), sampling the GPU meanwhile."""
+    run pays its own model conversion), sampling the GPU meanwhile; stopped after `limit_s`
+    (then its wall time is a lower bound: `finished` False)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(tree), *filter(None, [os.environ.get("PYTHONPATH")])])}
     cmd = [sys.executable, "-m", "memlab", "run", str(study_file), "--set",
@@ -101,12 +103,19 @@ def run(tree: Path, study_file: Path, runs: Path, sets: list[str]) -> dict:
            *(a for s in sets for a in ("--set", s))]
     with Sampler() as smi:
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=tree, env=env)
+        proc = subprocess.Popen(cmd, cwd=tree, env=env, start_new_session=True)
+        try:
+            code = proc.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)  # the driver and every Ray process it started
+            code = proc.wait()
         wall = time.perf_counter() - t0
+    finished = limit_s is None or wall < limit_s
     busy = sum(smi.samples) / len(smi.samples) if smi.samples else None
-    print(f"[bench] {tree}: exit {proc.returncode}, {wall:.0f} s, GPU busy "
-          f"{busy if busy is None else round(busy, 3)}", flush=True)
-    return {"tree": str(tree), "exit": proc.returncode, "wall_s": wall, "gpu_busy_frac": busy,
+    print(f"[bench] {tree}: exit {code}, {wall:.0f} s{'' if finished else ' (stopped)'}, GPU "
+          f"busy {busy if busy is None else round(busy, 3)}", flush=True)
+    return {"tree": str(tree), "exit": code, "finished": finished, "wall_s": wall,
+            "gpu_busy_frac": busy,
             "samples": len(smi.samples),
             "nonidle_frac": (sum(s > 0 for s in smi.samples) / len(smi.samples)
                              if smi.samples else None), "sets": sets}
@@ -125,6 +134,9 @@ def main() -> int:
     ap.add_argument("--concurrent", type=int, default=3, help="sweep.max_concurrent_trials")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="an override for this issue's run only")
+    ap.add_argument("--limit-s", type=float, help="stop each run after this many seconds "
+                    "(its wall time is then a lower bound, recorded as such)")
+    ap.add_argument("--skip-now", action="store_true", help="run the baseline tree only")
     ap.add_argument("--dry-run", action="store_true", help="CPU, 12 members, this tree only")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sweep_gpu.json"))
     args = ap.parse_args()
@@ -134,18 +146,30 @@ def main() -> int:
     spec = study(args)
     study_file = args.work / "sweep-gpu.yaml"
     study_file.write_text(yaml.safe_dump(spec, sort_keys=False))
-    runs = {"now": run(args.tree.resolve(), study_file, args.work / "runs-now", args.set)}
+    runs = {}
+    if not args.skip_now:
+        runs["now"] = run(args.tree.resolve(), study_file, args.work / "runs-now", args.set,
+                          args.limit_s)
     if args.baseline_tree:
         runs["d8272a4"] = run(args.baseline_tree.resolve(), study_file,
-                              args.work / "runs-d8272a4", [])
-    now, base = runs["now"], runs.get("d8272a4")
-    head = {"gpu_busy_frac": now["gpu_busy_frac"], "wall_s": now["wall_s"]}
-    if base:
-        head.update(wall_s_d8272a4=base["wall_s"], gpu_busy_frac_d8272a4=base["gpu_busy_frac"],
-                    wall_speedup_vs_d8272a4=base["wall_s"] / now["wall_s"])
+                              args.work / "runs-d8272a4", [], args.limit_s)
+    head = {}
+    # a run stopped at --limit-s: its wall time and busy fraction are recorded under
+    # *_at_least / *_partial names, never as a finished sweep's figures
+    for name, r in runs.items():
+        tail = "" if name == "now" else "_d8272a4"
+        if r["finished"]:
+            head.update({f"wall_s{tail}": r["wall_s"], f"gpu_busy_frac{tail}": r["gpu_busy_frac"]})
+        else:
+            head.update({f"wall_s{tail}_at_least": r["wall_s"],
+                         f"gpu_busy_frac{tail}_partial": r["gpu_busy_frac"]})
+    now, base = runs.get("now"), runs.get("d8272a4")
+    if now and base and now["finished"] and now["exit"] == 0:
+        key = "wall_speedup_vs_d8272a4" + ("" if base["finished"] else "_at_least")
+        head[key] = base["wall_s"] / now["wall_s"]
     head = {k: v for k, v in head.items() if v is not None}
     write_result(args.out, "sweep_gpu.py", head, workload=spec, runs=runs,
-                 completed={k: r["exit"] == 0 for k, r in runs.items()})
+                 completed={k: r["exit"] == 0 and r["finished"] for k, r in runs.items()})
     return 0 if all(r["exit"] == 0 for r in runs.values()) else 1
 
 

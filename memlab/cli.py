@@ -36,8 +36,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     study = _load(args)
     ests, problems = misfits(study, args.tflops)
+    from memlab.stages.warm import warm_on
+
     rows = []
     total = 0.0
+    pools: dict[tuple, None] = {}
     for t, est in zip(study.trials, ests):
         c = t.config
         res = getattr(c.resources, c.train.strategy)
@@ -50,10 +53,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
             gpu_h = f"{est['gpu_hours']:.2f}"
         per = f"{res.workers}x" if res.workers > 1 else ""  # full: per Ray Train worker
         gpu = f"{per}{res.gpu:g}"
+        sized = sized_shares(c, model_shape(c)) if est is not None else c
         if c.resources.gpu_share == "memory" and est is not None:  # what the trial reserves
-            sized = sized_shares(c, model_shape(c))
             gpu = f"{per}{getattr(sized.resources, c.train.strategy).gpu:g}" \
                   f"+{c.attack.actors}x{sized.attack.actor_gpus:g}"
+        if warm_on(c):  # its actors are the sweep's pool's (below)
+            gpu = f"{per}{getattr(sized.resources, c.train.strategy).gpu:g}"
+            a = sized.attack
+            pools[(model_label(c), a.actors, a.actor_cpus, a.actor_gpus)] = None
         rows.append([t.key, c.train.strategy, model_label(c), dup_label(c), c.seed,
                      f"{per}{res.cpu:g}", gpu, *shown, gpu_h])
     from tabulate import tabulate
@@ -64,6 +71,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
                    disable_numparse=True, colalign=["left"] * 5 + ["right"] * 6))
     print(f"estimated GPU-hours: {total:.1f} (at {args.tflops:g} effective TFLOP/s per GPU; "
           "'?' = model shape unknown offline, '-' = no GPU reserved)")
+    for model, n, cpus, gpus in pools:
+        print(f"warm pool for {model}: {n} actor(s) of {cpus:g} CPU"
+              f"{f', {gpus:g} GPU' if gpus else ''} each, held for the whole sweep "
+              "(attack.warm: they serve every trial's generate, base and score stages)")
     _print_models(study, ests)
     if any(t.config.data.format in ("instruction", "chat") for t in study.trials):
         print("note: for instruction and chat data the prompt before the response is not "

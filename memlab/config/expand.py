@@ -123,7 +123,7 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
                      ("attack.suffix_tokens", a.suffix_tokens),
                      ("attack.samples_per_prompt", a.samples_per_prompt),
                      ("attack.batch_size", a.batch_size), ("attack.actors", a.actors),
-                     ("train.lora.r", t.lora.r)):
+                     ("attack.warm_models", a.warm_models), ("train.lora.r", t.lora.r)):
         if val < 1:
             bad(key, f"must be >= 1, got {val}")
     stream = d.num_members and sum(d.dup_factor * d.dup_mix[i % len(d.dup_mix)]

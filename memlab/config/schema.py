@@ -228,7 +228,17 @@ class AttackSection:
     canary_alternatives: int = _f(
         1000, "Random other secrets each canary's rank is estimated from (exposure can show "
         "at most log2(alternatives + 1) bits).")
-    actors: int = _f(1, "Ray Data actors of the generate and score stages (one model each).")
+    actors: int = _f(1, "Actors of the generate and score stages (one model each): per trial "
+                        "(Ray Data actor pools), or, with warm pools, per base model for the "
+                        "whole sweep.")
+    warm: Literal["auto", "on", "off"] = _f(
+        "auto", "Warm pools: the sweep starts attack.actors actors per base model that serve "
+        "the generate, base and score stages of trial after trial (the base model loaded "
+        "once, each trial's weights copied into it; the embedder and corpus index loaded once "
+        "per dataset), instead of each trial starting its own Ray Data actors. auto: on where "
+        "the actors have a GPU (attack.actor_gpus > 0). Results are the same either way.")
+    warm_models: int = _f(3, "Trained models a warm actor keeps in host memory (the weights of "
+                             "the trials it serves at once, so they swap without a reload).")
     actor_cpus: float = _f(0.5, "CPUs reserved per generation / scoring actor.")
     actor_gpus: float = _f(0.0, "GPUs reserved per generation / scoring actor.")
 
@@ -374,6 +384,7 @@ class StudyConfig:
 # (What they resolve to where it changes the numbers, the device and precision a trial trains
 # and generates on and the generation engine, is part of the keys: memlab/config/keys.py.)
 NON_IDENTITY_KEYS = ("sweep", "resources", "tracking", "attack.actors", "attack.actor_cpus",
+                     "attack.warm", "attack.warm_models",
                      "attack.actor_gpus", "score.corpus_block", "train.threads",
                      "train.log_every", "train.checkpoint_every", "train.micro_batch",
                      "train.compile", "train.compile_min_tokens", "model.cache_dir",

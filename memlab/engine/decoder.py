@@ -302,6 +302,20 @@ class Decoder:
                         b.mlp.c_fc.weight, b.mlp.c_fc.bias, b.mlp.c_proj.weight,
                         b.mlp.c_proj.bias) for b in t.h]
 
+    def refresh(self) -> None:
+        """After the model's weights were overwritten in place (a warm actor serving another
+        trial): the fused q/k/v and gate/up matrices copied again, into the same storage, so
+        compiled kernels and captured CUDA graphs stay valid."""
+        if not (self.fuse and self.shape.family == "llama"):
+            return  # every other weight is the model's own tensor
+        with torch.no_grad():
+            for layer, w in zip(self.model.model.layers, self.layers):
+                a, p = layer.self_attn, layer.mlp
+                torch.cat((a.q_proj.weight, a.k_proj.weight, a.v_proj.weight), out=w[1])
+                if w[2] is not None:
+                    torch.cat((a.q_proj.bias, a.k_proj.bias, a.v_proj.bias), out=w[2])
+                torch.cat((p.gate_proj.weight, p.up_proj.weight), out=w[6])
+
     def rope_table(self, length: int):
         """cos/sin for positions [0, length), from the model's own rotary module."""
         if self._rope is None or self._rope[0].shape[0] < length:

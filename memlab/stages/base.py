@@ -54,24 +54,36 @@ class BaseShards:
               file=sys.stderr, flush=True)
 
     def rows(self, rows: list[dict]) -> list[dict]:
-        from memlab.components.formats import encode
-        from memlab.stages.generate import nll_sums
-
-        rows = [r for r in rows if r["split"] != "canary"]
-        seq = self.cfg.train.seq_len
-        ids = [i[:seq] for i, _ in encode(self.tok, rows, seq)] if rows else []
-        sums = nll_sums(self.model, self.tok, ids, self.cfg.attack.batch_size)
-        return [{"doc_id": r["doc_id"], "split": r["split"], "base_nll": s / max(1, len(i) - 1),
-                 "base_tokens": len(i)} for r, i, s in zip(rows, ids, sums)]
+        return base_rows(self.model, self.tok, self.cfg, rows)
 
     def __call__(self, batch: dict) -> dict:
         counts = []
         for src, dst in zip(batch["src"], batch["dst"]):
-            if not is_done(dst):
-                out = self.rows(pq.read_table(src).to_pylist())
-                write_shard(pa.Table.from_pylist(out, schema=BASE_SCHEMA), dst, BASE_SCHEMA)
-            counts.append(pq.read_metadata(dst).num_rows)
+            counts.append(base_shard(src, dst, self.rows))
         return {"dst": list(batch["dst"]), "rows": counts}
+
+
+def base_rows(model, tok, cfg: StudyConfig, rows: list[dict]) -> list[dict]:
+    """Each (non-canary) document's mean NLL over its first train.seq_len tokens under
+    `model` (the base model)."""
+    from memlab.components.formats import encode
+    from memlab.stages.generate import nll_sums
+
+    rows = [r for r in rows if r["split"] != "canary"]
+    seq = cfg.train.seq_len
+    ids = [i[:seq] for i, _ in encode(tok, rows, seq)] if rows else []
+    sums = nll_sums(model, tok, ids, cfg.attack.batch_size)
+    return [{"doc_id": r["doc_id"], "split": r["split"], "base_nll": s / max(1, len(i) - 1),
+             "base_tokens": len(i)} for r, i, s in zip(rows, ids, sums)]
+
+
+def base_shard(src: str, dst: str, rows_of) -> int:
+    """One dataset shard -> its base shard (rows_of: dataset rows -> base rows), unless done;
+    its rows."""
+    if not is_done(dst):
+        out = rows_of(pq.read_table(src).to_pylist())
+        write_shard(pa.Table.from_pylist(out, schema=BASE_SCHEMA), dst, BASE_SCHEMA)
+    return pq.read_metadata(dst).num_rows
 
 
 def base_upstream(data_dir: Path, base_model: str) -> str:
@@ -84,15 +96,20 @@ def base_upstream(data_dir: Path, base_model: str) -> str:
 
 
 def run_base(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
-             threads: int = 1) -> StageOutput:
+             threads: int = 1, pool=None) -> StageOutput:
+    """The base model's pass over the dataset; on `pool`'s warm actors (which hold the base
+    model) if given, else on Ray Data actors of this trial's own."""
     from memlab.stages.pool import run_shard_pool, shard_jobs
 
     upstream = base_upstream(data_dir, base_model)
     with claim_stage(out_dir, upstream) as stage:
         if stage.done is None:
             jobs = shard_jobs(data_dir, out_dir)
-            rows = run_shard_pool(BaseShards, {"cfg": cfg, "base_model": base_model,
-                                               "threads": threads}, jobs, cfg, "base model")
+            if pool is not None:
+                rows = pool.map("base", jobs, "base model", cfg)
+            else:
+                rows = run_shard_pool(BaseShards, {"cfg": cfg, "base_model": base_model,
+                                                   "threads": threads}, jobs, cfg, "base model")
             digests = shard_digests(out_dir)  # (the score stage's upstream: their content)
             write_manifest(out_dir, upstream=upstream, outputs=list(digests), rows=rows,
                            shard_sha256=digests,

@@ -316,20 +316,31 @@ class GenerateShards:
     CALLS = 2
 
     def __init__(self, cfg: StudyConfig, train_dir: str, threads: int):
+        from memlab.components.models import load_trained
+
+        t0 = self._setup(cfg, threads)
+        self.model, self.tok = load_trained(train_dir, self.dtype)
+        self._start(t0, "model load")
+
+    def _setup(self, cfg: StudyConfig, threads: int) -> float:
+        """Threads, device and dtype of the actor (before its model loads)."""
         t0 = time.perf_counter()
         self.cfg = cfg
-        fit_threads(self.cfg.attack.actor_cpus)
+        fit_threads(cfg.attack.actor_cpus)
         import torch
 
-        from memlab.components.models import load_trained, torch_dtype
+        from memlab.components.models import torch_dtype
 
         torch.set_num_threads(max(1, threads))
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        dtype = torch_dtype(self.cfg.train.precision, device)
-        self.model, self.tok = load_trained(train_dir, dtype)
-        self.model.to(device)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dtype = torch_dtype(cfg.train.precision, self.device)
+        return t0
+
+    def _start(self, t0: float, what: str) -> None:
+        """The loaded model to the device, its engine, the locks."""
+        self.model.to(self.device)
         self.engine = None
-        if use_engine(self.cfg, device):
+        if use_engine(self.cfg, self.device):
             from memlab.engine import Engine
 
             self.engine = Engine(self.model, max_batch=self.cfg.attack.batch_size,
@@ -340,36 +351,41 @@ class GenerateShards:
         # recorded in every shard it writes (and so in the stage's manifest)
         self.used = ("hf" if e is None else "memlab-exact" if e.dec.exact else
                      f"memlab ({e.decode_kernel} decode{', compiled' if e.compile else ''})") + \
-            f" on {device}, {str(dtype).removeprefix('torch.')}"
+            f" on {self.device}, {str(self.dtype).removeprefix('torch.')}"
         self.model_lock, self.tok_lock = TimedLock(), threading.Lock()
         print(f"[memlab] generate actor ready in {time.perf_counter() - t0:.1f} s (imports, "
-              f"model load; {self.used})", file=sys.stderr, flush=True)
+              f"{what}; {self.used})", file=sys.stderr, flush=True)
 
     def __call__(self, batch: dict) -> dict:
-        rows_out = []
-        for src, dst in zip(batch["src"], batch["dst"]):
-            if not is_done(dst):
-                t0 = time.perf_counter()
-                rows = pq.read_table(src).to_pylist()
-                t1 = time.perf_counter()
-                if canaries := [r for r in rows if r["split"] == "canary"]:
-                    with self.model_lock:
-                        found = canary_exposure(self.model, self.tok, canaries, self.cfg)
-                    write_shard(pa.Table.from_pylist(found, schema=CANARY_SCHEMA),
-                                canary_path(Path(dst)), CANARY_SCHEMA)
-                    rows = [r for r in rows if r["split"] != "canary"]
-                out = generate_rows(self.model, self.tok, rows, self.cfg, Path(src).name,
-                                    self.engine, self.model_lock, self.tok_lock)
-                wait, held = self.model_lock.last
-                t2 = time.perf_counter()
-                table = pa.Table.from_pylist(out, schema=GENERATION_SCHEMA)
-                write_shard(table.replace_schema_metadata({ENGINE_KEY: self.used}), dst,
-                            GENERATION_SCHEMA)
-                print(f"[memlab] generate {Path(src).name}: {len(out)} rows; read {t1 - t0:.1f} s,"
-                      f" attack {t2 - t1:.1f} s (model {held:.1f} s, waited {wait:.1f} s for "
-                      f"it), write {time.perf_counter() - t2:.1f} s", file=sys.stderr, flush=True)
-            rows_out.append(pq.read_metadata(dst).num_rows)
-        return {"dst": list(batch["dst"]), "rows": rows_out}
+        rows = [self.shard(self.cfg, src, dst, self.model_lock)
+                for src, dst in zip(batch["src"], batch["dst"])]
+        return {"dst": list(batch["dst"]), "rows": rows}
+
+    def shard(self, cfg: StudyConfig, src: str, dst: str, model_lock) -> int:
+        """One dataset shard -> its generation shard (and its canaries' exposure), unless
+        done; its rows. `model_lock`: held around the model's work (a warm actor's puts the
+        trial's weights in the model as it is taken)."""
+        if not is_done(dst):
+            t0 = time.perf_counter()
+            rows = pq.read_table(src).to_pylist()
+            t1 = time.perf_counter()
+            if canaries := [r for r in rows if r["split"] == "canary"]:
+                with model_lock:
+                    found = canary_exposure(self.model, self.tok, canaries, cfg)
+                write_shard(pa.Table.from_pylist(found, schema=CANARY_SCHEMA),
+                            canary_path(Path(dst)), CANARY_SCHEMA)
+                rows = [r for r in rows if r["split"] != "canary"]
+            out = generate_rows(self.model, self.tok, rows, cfg, Path(src).name,
+                                self.engine, model_lock, self.tok_lock)
+            wait, held = self.model_lock.last
+            t2 = time.perf_counter()
+            table = pa.Table.from_pylist(out, schema=GENERATION_SCHEMA)
+            write_shard(table.replace_schema_metadata({ENGINE_KEY: self.used}), dst,
+                        GENERATION_SCHEMA)
+            print(f"[memlab] generate {Path(src).name}: {len(out)} rows; read {t1 - t0:.1f} s,"
+                  f" attack {t2 - t1:.1f} s (model {held:.1f} s, waited {wait:.1f} s for "
+                  f"it), write {time.perf_counter() - t2:.1f} s", file=sys.stderr, flush=True)
+        return pq.read_metadata(dst).num_rows
 
 
 def gen_upstream(train_dir: Path, data_dir: Path) -> str:
@@ -378,8 +394,10 @@ def gen_upstream(train_dir: Path, data_dir: Path) -> str:
 
 
 def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Path,
-                 threads: int = 1) -> StageOutput:
-    """The attack on every document of the dataset with the trained model of `train_dir`."""
+                 threads: int = 1, pool=None) -> StageOutput:
+    """The attack on every document of the dataset with the trained model of `train_dir`;
+    on `pool`'s warm actors (memlab/stages/warm.py) if given, else on Ray Data actors of
+    this trial's own."""
     from memlab.stages.pool import run_shard_pool, shard_jobs
 
     upstream = gen_upstream(train_dir, data_dir)
@@ -390,8 +408,11 @@ def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Pat
                 if is_done(dst) and not canary_path(dst).is_file() and "canary" in \
                         pq.read_table(src, columns=["split"]).column("split").to_pylist():
                     dst.unlink()
-            rows = run_shard_pool(GenerateShards, {"cfg": cfg, "train_dir": str(train_dir),
-                                                   "threads": threads}, jobs, cfg, "generate")
+            if pool is not None:
+                rows = pool.map("generate", jobs, "generate", cfg, str(train_dir))
+            else:
+                rows = run_shard_pool(GenerateShards, {"cfg": cfg, "train_dir": str(train_dir),
+                                                       "threads": threads}, jobs, cfg, "generate")
             digests = shard_digests(out_dir)
             canaries = sorted(p.name for p in out_dir.glob("canary-*.parquet"))
             data_rows = sum(pq.read_metadata(s).num_rows for s, _ in jobs) - \

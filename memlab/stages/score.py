@@ -46,7 +46,9 @@ log = logging.getLogger(__name__)
 
 
 class ScoreShards:
-    """Ray Data actor: loads every enabled scorer once (models, indexes), then scores shards."""
+    """Ray Data actor: loads every enabled scorer once (models, indexes), then scores shards.
+    (A warm actor keeps one per score section and dataset and serves every trial with it:
+    memlab/stages/warm.py.)"""
 
     def __init__(self, cfg: StudyConfig, trial_key: str, prepared: dict, base: dict,
                  threads: int):
@@ -61,12 +63,15 @@ class ScoreShards:
         self.schema = score_schema(cols)
         log.info("score actor ready in %.1f s", time.perf_counter() - t0)
 
-    def score(self, rows: list[dict]) -> pa.Table:
+    def score(self, rows: list[dict], trial_key: str | None = None,
+              base: dict | None = None) -> pa.Table:
+        """Score shard rows of generation rows (trial_key, base: this actor's unless given)."""
+        key, base = trial_key or self.key, self.base if base is None else base
         if not rows:
             return self.schema.empty_table()
         for r in rows:  # the base model's NLL of the document: one row holds every score
-            r["base_nll"] = self.base.get(r["doc_id"])
-        out = {"trial_key": [self.key] * len(rows)}
+            r["base_nll"] = base.get(r["doc_id"])
+        out = {"trial_key": [key] * len(rows)}
         out.update({n: [r[n] for r in rows] for n in SCORE_KEY_SCHEMA.names[1:]})
         for s, fn in self.scorers:
             cols = fn(rows) if fn is not None else {}
@@ -74,14 +79,17 @@ class ScoreShards:
                 out[c.name] = cols[c.name] if fn is not None else [None] * len(rows)
         return pa.Table.from_pydict(out, schema=self.schema)
 
+    def shard(self, src: str, dst: str, trial_key: str | None = None,
+              base: dict | None = None) -> int:
+        """One generation shard -> its score shard, unless done; its rows."""
+        if not is_done(dst):
+            rows = pq.read_table(src).to_pylist()
+            write_shard(self.score(rows, trial_key, base), dst, self.schema)
+        return pq.read_metadata(dst).num_rows
+
     def __call__(self, batch: dict) -> dict:
-        counts = []
-        for src, dst in zip(batch["src"], batch["dst"]):
-            if not is_done(dst):
-                rows = pq.read_table(src).to_pylist()
-                write_shard(self.score(rows), dst, self.schema)
-            counts.append(pq.read_metadata(dst).num_rows)
-        return {"dst": list(batch["dst"]), "rows": counts}
+        return {"dst": list(batch["dst"]),
+                "rows": [self.shard(s, d) for s, d in zip(batch["src"], batch["dst"])]}
 
 
 def _ppl(nll: np.ndarray, tokens: np.ndarray) -> float:
@@ -170,9 +178,11 @@ def read_canaries(gen_dir: Path) -> pa.Table | None:
 
 
 def run_score(cfg: StudyConfig, trial_key: str, gen_dir: Path, data_dir: Path, out_dir: Path,
-              threads: int = 1, base_dir: Path | None = None) -> StageOutput:
+              threads: int = 1, base_dir: Path | None = None, pool=None) -> StageOutput:
     """Score every generation shard, then summarize. `base_dir`: the base model's pass over
-    the dataset (memlab/stages/base.py; None: no `ref` signal and no base perplexity)."""
+    the dataset (memlab/stages/base.py; None: no `ref` signal and no base perplexity).
+    `pool`: warm actors to score on (memlab/stages/warm.py), else Ray Data actors of this
+    trial's own."""
     from memlab.stages.base import base_nll
     from memlab.stages.pool import run_shard_pool, shard_jobs
 
@@ -184,10 +194,16 @@ def run_score(cfg: StudyConfig, trial_key: str, gen_dir: Path, data_dir: Path, o
                         for s in suite.scorers(cfg.score)
                         if s.prepare is not None and s.enabled(cfg.score)}
             jobs = shard_jobs(gen_dir, out_dir)
-            run_shard_pool(ScoreShards, {"cfg": cfg, "trial_key": trial_key,
-                                         "prepared": prepared, "base": base_nll(base_dir),
-                                         "threads": threads},
-                           jobs, cfg, "score")
+            if pool is not None:
+                import ray
+
+                pool.map("score", jobs, "score", cfg, trial_key, prepared,
+                         ray.put(base_nll(base_dir)))
+            else:
+                run_shard_pool(ScoreShards, {"cfg": cfg, "trial_key": trial_key,
+                                             "prepared": prepared, "base": base_nll(base_dir),
+                                             "threads": threads},
+                               jobs, cfg, "score")
             scores = read_shards(out_dir)
             canaries = read_canaries(gen_dir)
             want = (read_manifest(data_dir) or {}).get("canaries", 0)

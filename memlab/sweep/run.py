@@ -36,13 +36,18 @@ def trial_resources(cfg: StudyConfig) -> tuple[list[dict], list[dict]]:
 
     head / lora, and full on one GPU (plain torch): the trial process (it trains), then one
     bundle per generation / scoring actor (Ray Data work launched by the trial is scheduled
-    inside the trial's placement group). full under DeepSpeed: the trial process only
-    (FULL_DRIVER_CPU): its workers and actors are reserved when they start, so full trials
-    waiting for workers hold almost nothing (no deadlock between trials holding actor bundles
-    and workers waiting for them)."""
+    inside the trial's placement group); with warm pools (attack.warm) the trial process only:
+    the pool's actors hold their own resources for the whole sweep. full under DeepSpeed:
+    the trial process only (FULL_DRIVER_CPU): its workers and actors are reserved when they
+    start, so full trials waiting for workers hold almost nothing (no deadlock between trials
+    holding actor bundles and workers waiting for them)."""
+    from memlab.stages.warm import warm_on
+
     res = getattr(cfg.resources, cfg.train.strategy)
     if resolved(cfg)["train_engine"] == "deepspeed":
         bundles = [{"CPU": FULL_DRIVER_CPU}]
+    elif warm_on(cfg):  # its stages run on the sweep's warm actors (memlab/stages/warm.py)
+        bundles = [{"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu else {})}]
     else:
         a = cfg.attack
         actor = {"CPU": a.actor_cpus, **({"GPU": a.actor_gpus} if a.actor_gpus else {})}
@@ -245,11 +250,17 @@ def run_tune(study: Study, plans: list[TrialPlan]) -> int:
                                   failure_config=tune.FailureConfig(
                                       max_failures=study.base.sweep.max_failures)),
     )
+    from memlab.stages.warm import start_pools, stop_pools
+
     failed = 0
-    for r in tuner.fit():
-        if r.error is not None:
-            failed += 1
-            print(f"[memlab] trial failed: {r.error}", file=sys.stderr)
+    pools = start_pools([(p.config, p.base_model) for p in plans])
+    try:
+        for r in tuner.fit():
+            if r.error is not None:
+                failed += 1
+                print(f"[memlab] trial failed: {r.error}", file=sys.stderr)
+    finally:
+        stop_pools(pools)
     return failed
 
 

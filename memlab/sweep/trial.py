@@ -113,6 +113,7 @@ def run_trial(plan: TrialPlan, log: bool = True) -> dict:
     from memlab.stages.generate import run_generate
     from memlab.stages.score import flat_metrics, read_summary, run_score
     from memlab.stages.train import run_train, train_upstream
+    from memlab.stages.warm import pool_for
 
     cfg = plan.config
     threads = torch_threads(cfg)
@@ -127,13 +128,16 @@ def run_trial(plan: TrialPlan, log: bool = True) -> dict:
         train = run_train(cfg, plan.base_model, data, plan.stage("train"), on_loss=live,
                           ray_workers=resolved(cfg)["train_engine"] == "deepspeed")
         _say(plan, "train", train)
-        gen = run_generate(cfg, train.folder, data, plan.stage("gen"), threads)
+        # the sweep's warm actors, if it started them (else each stage starts its own)
+        pool = pool_for(cfg, plan.base_model) if ray.is_initialized() and \
+            not stages_done(plan) else None
+        gen = run_generate(cfg, train.folder, data, plan.stage("gen"), threads, pool)
         _say(plan, "gen", gen)
         if plan.base_dir is not None:
-            base = run_base(cfg, plan.base_model, data, plan.base_dir, threads)
+            base = run_base(cfg, plan.base_model, data, plan.base_dir, threads, pool)
             _say(plan, "base", base)
         score = run_score(cfg, plan.key, gen.folder, data, plan.stage("score"), threads,
-                          plan.base_dir)
+                          plan.base_dir, pool)
         _say(plan, "score", score)
     except BaseException:
         if live is not None:

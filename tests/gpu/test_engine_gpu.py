@@ -42,6 +42,26 @@ def test_graph_replay_equals_step_by_step():
         assert graph == steps
 
 
+def test_weights_swapped_in_place_give_the_new_models_generations():
+    """A warm actor's swap (memlab/stages/warm.py): model B's weights copied into model A's
+    tensors and the engine refreshed give, through A's compiled step and captured graphs,
+    exactly what an engine built over B gives."""
+    a, b = _smollm2_shaped(0), _smollm2_shaped(1)
+    g = torch.Generator().manual_seed(1)
+    ps = [torch.randint(3, 49152, (int(n),), generator=g).tolist()
+          for n in torch.randint(10, 60, (200,), generator=g)]
+    kw = dict(max_new_tokens=32, decoding=Decoding(False, 1.0, 40, 0.95), seeds=list(range(200)))
+    warm = Engine(a, max_batch=128)
+    before = warm.generate(ps, **kw).tokens  # compiles and captures over a's weights
+    with torch.no_grad():
+        for (_, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+            p.copy_(q)
+    warm.dec.refresh()
+    after = warm.generate(ps, **kw).tokens
+    want = Engine(b, max_batch=128).generate(ps, **kw).tokens
+    assert after == want and after != before
+
+
 def _load_real():
     src = os.environ.get("MEMLAB_TEST_MODEL")
     if not src:

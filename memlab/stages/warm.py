@@ -1,0 +1,281 @@
+"""Warm pools: generation, base-model and scoring actors that serve trial after trial.
+
+Without them every trial starts its own Ray Data actors for each of its stages, and each one
+starts cold: imports, a model load, the engine's compiled kernels and CUDA graphs, the
+embedder and the corpus index (measured on an H200 at d8272a4: a generation actor ready after
+11-14 s, its first shard 22-28 s against 4-5 s for the next; a scoring actor's first shard
+25-32 s against 5-7 s).
+
+With `attack.warm` (auto: where the actors have a GPU) the sweep driver starts, before any
+trial, `attack.actors` actors per base model (its trials' base model, precision, engine
+settings and actor resources: `pool_spec`), named so that a trial finds them. Each actor:
+- holds the base model once, on its device, with its output head untied (a tied model's
+  values in two tensors), and the generation engine compiled over it;
+- for a trial's generation shard, copies that trial's weights into the model's own tensors
+  (full and head-only: the trial's checkpoint; LoRA: the adapter merged into the base, as
+  `load_trained` does for a cold actor) and refreshes the engine's fused matrices in place, so
+  compiled kernels and captured CUDA graphs are reused; the last `attack.warm_models` trials'
+  weights stay in host memory, so trials that alternate on an actor swap without a reload;
+- serves the base-model pass with the base weights it keeps;
+- scores with scorers loaded once per (score section, dataset): the embedder, the
+  plagiarism index and the corpus embeddings.
+A generation shard's numbers do not depend on which actor made it or what it served before
+(the same weights, kernels and batches: the test compares a warm sweep with a cold one).
+The trial reserves only what it trains with; the pool's actors hold their share of a GPU for
+the whole sweep and are gone with the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from memlab.config.keys import content_key
+from memlab.config.load import to_dict
+from memlab.config.schema import StudyConfig
+from memlab.io.shards import is_done, manifest_digest
+from memlab.stages.generate import GenerateShards
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "memlab"
+
+
+def warm_on(cfg: StudyConfig) -> bool:
+    a = cfg.attack
+    return a.warm == "on" or (a.warm == "auto" and a.actor_gpus > 0)
+
+
+def pool_spec(cfg: StudyConfig, base_model: str) -> dict:
+    """What a pool's actors are built from: trials with the same spec share a pool."""
+    a = cfg.attack
+    labels = dict(getattr(cfg.resources, cfg.train.strategy).labels)
+    return {"base_model": base_model, "precision": cfg.train.precision, "engine": a.engine,
+            "batch_size": a.batch_size, "actors": a.actors, "cpus": a.actor_cpus,
+            "gpus": a.actor_gpus, "labels": labels, "warm_models": a.warm_models,
+            "runs_root": cfg.sweep.runs_root, "sweep": cfg.sweep.name}
+
+
+def _names(spec: dict) -> list[str]:
+    return [f"memlab-warm-{content_key(spec)}-{i}" for i in range(spec["actors"])]
+
+
+def _calls(spec: dict) -> int:
+    """Calls an actor runs at once: with a GPU, one shard's host work overlaps another's
+    device work (GenerateShards.CALLS); on CPU one at a time (the trial's threads each)."""
+    return GenerateShards.CALLS if spec["gpus"] else 1
+
+
+def start_pools(cfgs: list[tuple[StudyConfig, str]]) -> list:
+    """Start the pools that the (config, base model) pairs of warm trials need; return the
+    actor handles (the driver keeps them: the actors live as long as it)."""
+    import ray
+
+    specs = {}
+    for cfg, base_model in cfgs:
+        if warm_on(cfg):
+            spec = pool_spec(cfg, base_model)
+            specs.setdefault(content_key(spec), (spec, cfg))
+    handles = []
+    for spec, cfg in specs.values():
+        opts = {"num_cpus": spec["cpus"], "max_concurrency": _calls(spec), "max_restarts": 2,
+                "max_task_retries": 2, "namespace": NAMESPACE, "get_if_exists": True}
+        if spec["gpus"]:
+            opts["num_gpus"] = spec["gpus"]
+        if spec["labels"]:
+            opts["label_selector"] = spec["labels"]
+        actor = ray.remote(WarmWorker)
+        handles += [actor.options(name=n, **opts).remote(cfg, spec["base_model"])
+                    for n in _names(spec)]
+        gpu = f", {spec['gpus']:g} GPU" if spec["gpus"] else ""
+        print(f"[memlab] warm pool: {spec['actors']} actor(s) of {Path(spec['base_model']).name}"
+              f" ({spec['cpus']:g} CPU{gpu} each) serve the generate, base and score stages of "
+              "its trials", flush=True)
+    return handles
+
+
+def stop_pools(handles: list) -> None:
+    import ray
+
+    for h in handles:
+        ray.kill(h)
+
+
+class Pool:
+    """A trial's view of its warm pool: its shard jobs spread over the actors."""
+
+    def __init__(self, actors: list, calls: int):
+        self.actors, self.calls = actors, calls
+
+    def map(self, method: str, jobs: list[tuple[Path, Path]], desc: str, *args) -> int:
+        """`method(*args, threads, src, dst)` of the pool's actors over the (src, dst) jobs not
+        done yet, at most `calls` in flight per actor from this trial; the rows of all."""
+        import pyarrow.parquet as pq
+        import ray
+
+        from memlab.components.models import torch_threads
+        from memlab.io.progress import Progress
+
+        todo = [(str(s), str(d)) for s, d in jobs if not is_done(d)]
+        rows = sum(pq.read_metadata(d).num_rows for _, d in jobs if is_done(d))
+        if not todo:
+            return rows
+        cfg = args[0]
+        args = (ray.put(cfg), *args[1:], torch_threads(cfg))
+        bar = Progress(len(todo), desc, unit="shard")
+        load, flying, queue = [0] * len(self.actors), {}, list(reversed(todo))
+        while queue or flying:
+            while queue and min(load) < self.calls:
+                i = load.index(min(load))
+                ref = getattr(self.actors[i], method).remote(*args, *queue.pop())
+                flying[ref] = i
+                load[i] += 1
+            ready, _ = ray.wait(list(flying), num_returns=1)
+            load[flying.pop(ready[0])] -= 1
+            rows += ray.get(ready[0])
+            bar.update(1)
+        return rows
+
+
+def pool_for(cfg: StudyConfig, base_model: str) -> Pool | None:
+    """The warm pool a trial's stages run on (None: warm pools off, or none started, e.g. a
+    trial finished outside a sweep: its stages start their own actors)."""
+    if not warm_on(cfg):
+        return None
+    import ray
+
+    spec = pool_spec(cfg, base_model)
+    try:
+        actors = [ray.get_actor(n, namespace=NAMESPACE) for n in _names(spec)]
+    except (ValueError, RuntimeError):
+        log.warning("attack.warm: no warm pool for this trial; its stages start their own "
+                    "actors")
+        return None
+    return Pool(actors, _calls(spec))
+
+
+class Holding:
+    """An actor's model lock, taken with a trial's weights in the model."""
+
+    def __init__(self, lock, put, train_dir: str | None):
+        self.lock, self.put, self.train_dir = lock, put, train_dir
+
+    def __enter__(self):
+        self.lock.__enter__()
+        try:
+            self.put(self.train_dir)
+        except BaseException:
+            self.lock.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.__exit__(*exc)
+
+
+class WarmWorker(GenerateShards):
+    """A pool's actor (see the module's doc): the generate, base and score stages' shards of
+    any trial whose spec is its pool's."""
+
+    def __init__(self, cfg: StudyConfig, base_model: str):
+        from memlab.components.models import load_causal_lm, load_tokenizer, untie_head
+
+        t0 = self._setup(cfg, max(1, math.ceil(cfg.attack.actor_cpus)))
+        self.tok = load_tokenizer(base_model)
+        self.model = load_causal_lm(base_model, self.dtype).eval()
+        untie_head(self.model)
+        self.params = dict(self.model.named_parameters())
+        self.base_w = {n: p.detach().clone() for n, p in self.params.items()}
+        self._start(t0, "base model load")
+        self.loaded: str | None = None  # whose weights the model holds (None: the base's)
+        self.trained: OrderedDict = OrderedDict()  # (train_dir, digest) -> host weights
+        self.cache_lock, self.score_lock = threading.Lock(), threading.Lock()
+        self.scorers: OrderedDict = OrderedDict()
+
+    # -- weights -------------------------------------------------------------------------------
+    def _weights(self, train_dir: str) -> dict:
+        """A trained model's weights in host memory, under the model's own parameter names."""
+        from memlab.components.models import load_trained
+
+        key = (train_dir, manifest_digest(train_dir))
+        with self.cache_lock:
+            if key in self.trained:
+                self.trained.move_to_end(key)
+                return self.trained[key]
+            t0 = time.perf_counter()
+            model, _ = load_trained(train_dir, self.dtype)
+            named = dict(model.named_parameters(remove_duplicate=False))  # tied: both names
+            bad = [n for n, p in self.params.items()
+                   if n not in named or named[n].shape != p.shape]
+            if bad:
+                raise RuntimeError(f"{train_dir}: its model does not fit the warm actor's base "
+                                   f"model ({len(bad)} tensors differ, e.g. {bad[0]})")
+            w = {n: named[n].detach() for n in self.params}
+            self.trained[key] = w
+            while len(self.trained) > self.cfg.attack.warm_models:
+                self.trained.popitem(last=False)
+            log.info("warm actor: %s read in %.1f s", train_dir, time.perf_counter() - t0)
+            return w
+
+    def _put(self, train_dir: str | None) -> None:
+        """The trial's weights (None: the base model's) into the model, in place (call with
+        the model lock held)."""
+        import torch
+
+        key = None if train_dir is None else (train_dir, manifest_digest(train_dir))
+        if key == self.loaded:
+            return
+        w = self.base_w if train_dir is None else self._weights(train_dir)
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.copy_(w[n])
+        if self.engine is not None:
+            self.engine.dec.refresh()
+        self.loaded = key
+
+    @staticmethod
+    def _threads(n: int) -> None:
+        import torch
+
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+
+    # -- the stages' shards ----------------------------------------------------------------------
+    def generate(self, cfg: StudyConfig, train_dir: str, threads: int, src: str, dst: str) -> int:
+        self._threads(threads)
+        self._weights(train_dir)  # read before the model lock is taken (the device works on)
+        return self.shard(cfg, src, dst, Holding(self.model_lock, self._put, train_dir))
+
+    def base(self, cfg: StudyConfig, threads: int, src: str, dst: str) -> int:
+        from memlab.stages.base import base_rows, base_shard
+
+        self._threads(threads)
+
+        def rows_of(rows):
+            with Holding(self.model_lock, self._put, None):
+                return base_rows(self.model, self.tok, cfg, rows)
+
+        return base_shard(src, dst, rows_of)
+
+    def score(self, cfg: StudyConfig, trial_key: str, prepared: dict, base: dict,
+              threads: int, src: str, dst: str) -> int:
+        from memlab.stages.score import ScoreShards
+
+        key = content_key([to_dict(cfg.score), prepared])
+        with self.score_lock:
+            if key in self.scorers:
+                self.scorers.move_to_end(key)
+            else:
+                t0 = time.perf_counter()
+                self.scorers[key] = ScoreShards(cfg, trial_key, prepared, {}, threads)
+                while len(self.scorers) > 2:
+                    self.scorers.popitem(last=False)
+                print(f"[memlab] warm actor: scorers loaded in {time.perf_counter() - t0:.1f} s",
+                      file=sys.stderr, flush=True)
+            self._threads(threads)
+            return self.scorers[key].shard(src, dst, trial_key, base)
