@@ -144,6 +144,8 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
                 continue
         raise TypeError(f"expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
+        if isinstance(value, bool) and {"on", "off"} <= set(get_args(tp)):
+            return "on" if value else "off"  # YAML 1.1 reads a bare on / off as a boolean
         if value in get_args(tp):
             return value
         raise TypeError(f"expected one of {_type_name(tp)}, got {value!r}")

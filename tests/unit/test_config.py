@@ -150,6 +150,16 @@ def test_set_override_changes_trials():
     assert {t.key for t in study.trials}.isdisjoint({t.key for t in load_study(QUICK).trials})
 
 
+def test_on_and_off_read_as_settings_not_booleans(tmp_path):
+    """YAML reads a bare on / off as a boolean: the on | off settings take them as written."""
+    p = _study_file(tmp_path, "train:\n  compile: off\nattack:\n  warm: on\n")
+    assert (load_study(p).base.train.compile, load_study(p).base.attack.warm) == ("off", "on")
+    got = load_study(QUICK, ["attack.warm=off", "train.compile=on"]).base
+    assert (got.attack.warm, got.train.compile) == ("off", "on")
+    with pytest.raises(ConfigError, match="train.strategy: expected one of"):
+        load_study(QUICK, ["train.strategy=on"])  # (not an on | off setting)
+
+
 def test_scientific_notation_reads_as_float(tmp_path):
     p = _study_file(tmp_path, "train:\n  full:\n    lr: 1e-4\n")
     assert load_study(p).base.train.full.lr == pytest.approx(1e-4)
