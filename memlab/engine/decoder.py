@@ -282,7 +282,7 @@ class Decoder:
             self.layers.append((layer.input_layernorm.weight, qkv, qkv_b, a.o_proj.weight,
                                 a.o_proj.bias, layer.post_attention_layernorm.weight, gu,
                                 p.down_proj.weight))
-        self._rope = None
+        self._rope, self._old_ropes = None, []
 
     def _init_gpt2(self, t, cfg, act_fns):
         if cfg.scale_attn_by_inverse_layer_idx or cfg.reorder_and_upcast_attn:
@@ -317,8 +317,17 @@ class Decoder:
                 torch.cat((p.gate_proj.weight, p.up_proj.weight), out=w[6])
 
     def rope_table(self, length: int):
-        """cos/sin for positions [0, length), from the model's own rotary module."""
+        """cos/sin for positions [0, length) (or more), from the model's own rotary module.
+
+        A longer table does not free the shorter ones: a decode step captured as a CUDA graph
+        reads the table it was captured with, and replaying it after a longer batch had
+        replaced that table read freed memory (found on an H200: an engine's first batch shape,
+        replayed after a longer one, generated garbage). The tables are small (positions x
+        head_dim x 2 values) and grow by doubling, so few are kept."""
         if self._rope is None or self._rope[0].shape[0] < length:
+            if self._rope is not None:  # (doubled, up to the model's positions)
+                self._old_ropes.append(self._rope)
+                length = max(length, min(2 * self._rope[0].shape[0], self.shape.max_positions))
             pos = torch.arange(length, device=self.device)[None]
             probe = torch.empty(1, device=self.device, dtype=self.dtype)
             cos, sin = self.rotary(probe, pos)

@@ -42,6 +42,22 @@ def test_graph_replay_equals_step_by_step():
         assert graph == steps
 
 
+def test_a_batch_shape_replayed_after_a_longer_one_generates_the_same():
+    """A captured decode step keeps reading valid memory after a longer batch needed a longer
+    RoPE table (the first shape replayed afterwards once generated garbage)."""
+    model = _smollm2_shaped()
+    g = torch.Generator().manual_seed(2)
+    short = [torch.randint(3, 49152, (12,), generator=g).tolist() for _ in range(64)]
+    long = [torch.randint(3, 49152, (300,), generator=g).tolist() for _ in range(64)]
+    kw = dict(max_new_tokens=24, decoding=Decoding(False, 1.0, 40, 0.95), seeds=list(range(64)))
+    eng = Engine(model, max_batch=64, keep=4)
+    first = eng.generate(short, **kw).tokens
+    eng.generate(long, **kw)
+    torch.cuda.empty_cache()
+    _ = torch.randn(1 << 26, device="cuda")  # reuse what was freed, if anything was
+    assert eng.generate(short, **kw).tokens == first
+
+
 def test_weights_swapped_in_place_give_the_new_models_generations():
     """A warm actor's swap (memlab/stages/warm.py): model B's weights copied into model A's
     tensors and the engine refreshed give, through A's compiled step and captured graphs,
