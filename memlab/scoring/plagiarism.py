@@ -238,10 +238,20 @@ def longest_common_word_run(a: str, b: str) -> int:
 
 
 def _bm25s():
-    """bm25s, kept off the GPU: where JAX is installed bm25s imports it for its top-k, and JAX
-    then takes most of a GPU's memory in every scoring process (several trials and actors
-    sharing one GPU run out of memory). memlab's retrieval needs numpy only."""
+    """bm25s with its numpy top-k, pinned: where JAX is installed, importing bm25s imports JAX
+    and runs a top-k with it (measured on an H200: JAX then reserved most of the GPU's memory
+    in every scoring process). bm25s is imported with JAX hidden from it, so it selects numpy
+    (memlab passes backend_selection="numpy" as well); a JAX the process imported before is
+    left alone, and JAX_PLATFORMS=cpu keeps it off the GPU if anything imports it later."""
+    import sys
+
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    if "bm25s" not in sys.modules and "jax" not in sys.modules:
+        sys.modules["jax"] = None  # an import of jax raises ImportError while this holds
+        try:
+            import bm25s  # noqa: F401
+        finally:
+            del sys.modules["jax"]
     import bm25s
 
     return bm25s
@@ -391,7 +401,8 @@ class CorpusIndex:
 
         n = min(self.p.n_candidates, len(self.doc_ids))
         q = bm25s.tokenize(texts, stopwords="en", return_ids=False, show_progress=False)
-        docs, scores = self.bm25.retrieve(q, k=n, show_progress=False, n_threads=1)
+        docs, scores = self.bm25.retrieve(q, k=n, show_progress=False, n_threads=1,
+                                          backend_selection="numpy")
         out = []
         for row_d, row_s in zip(docs, scores):
             order = sorted(range(len(row_d)), key=lambda r: (-float(row_s[r]), int(row_d[r])))

@@ -139,3 +139,31 @@ def test_cli_types_files(tmp_path, memlab_cmd, corpus):
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "no column 'doc_id'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_bm25_retrieval_never_imports_jax(tmp_path):
+    """Where JAX is installed, bm25s imports it (and runs a top-k with it) unless memlab pins
+    its numpy backend: a JAX on the path that records its import is never imported by
+    building an index and retrieving from it."""
+    import sys
+
+    fake = tmp_path / "site" / "jax"
+    fake.mkdir(parents=True)
+    marker = tmp_path / "jax-imported"
+    (fake / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('yes')\n")
+    (fake / "lax.py").write_text("def top_k(x, k):\n    raise RuntimeError('jax top-k')\n")
+    code = (
+        "import sys\n"
+        "from memlab.config.schema import PlagiarismSection\n"
+        "from memlab.scoring.plagiarism import CorpusIndex, ensure_index\n"
+        "p = PlagiarismSection()\n"
+        f"f = ensure_index(['a', 'b'], ['The red fox ran far away.', 'A blue whale sang.'], "
+        f"{str(tmp_path / 'idx')!r}, p)\n"
+        "got = CorpusIndex(f, p).retrieve(['a red fox'])\n"
+        "assert got[0][0] == 0, got\n"
+        "assert 'jax' not in sys.modules\n")
+    env = {"PYTHONPATH": f"{tmp_path / 'site'}:{ROOT}", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert not marker.exists()
