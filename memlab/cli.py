@@ -140,12 +140,16 @@ def cmd_plagiarism(args: argparse.Namespace) -> int:
     from memlab.config.load import _check_value, leaf_type, parse_override
     from memlab.config.schema import PlagiarismSection
 
-    section = PlagiarismSection()
+    section = PlagiarismSection(method=args.method)
     for item in args.set:
         key, value = parse_override(item)
         try:
             tp = leaf_type(f"score.plagiarism.{key}")
-            setattr(section, key, _check_value(tp, value, key))
+            *parents, leaf = key.split(".")
+            owner = section
+            for name in parents:  # e.g. semantic.seed
+                owner = getattr(owner, name)
+            setattr(owner, leaf, _check_value(tp, value, key))
         except KeyError:
             raise ConfigError([f"--set {key}: unknown key (see score.plagiarism in "
                                "memlab/config/schema.py)"]) from None
@@ -158,6 +162,9 @@ def cmd_plagiarism(args: argparse.Namespace) -> int:
     for path, what in ((args.corpus, "--corpus"), (args.generated, "--generated")):
         if not os.path.isfile(path):
             raise ConfigError([f"{what} {path}: no such file"])
+    if section.method == "semantic" and section.judge_kind != "embedding":
+        raise ConfigError(["--method semantic: needs judge_kind=embedding (it seeds and "
+                           "retrieves by the judge's sentence embeddings)"])
     from memlab.scoring.plagiarism import type_file
 
     try:
@@ -265,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a score.plagiarism field, e.g. --set n_candidates=20")
     pl.add_argument("--batch-size", type=int, default=64, help="texts per batch")
+    pl.add_argument("--method", choices=("pan2014", "semantic"), default="pan2014",
+                    help="pan2014: the published pipeline (default); semantic: also by sentence "
+                    "embeddings (score.plagiarism.method)")
     pl.set_defaults(fn=cmd_plagiarism)
     return p
 

@@ -134,6 +134,10 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
     elif 0 < t.max_steps < epoch_steps:
         bad("train.max_steps", f"{t.max_steps} stops before one pass over the training stream "
             f"({epoch_steps} steps): documents would be seen fewer times than their dup_count")
+    pl = cfg.score.plagiarism
+    if pl.method == "semantic" and pl.judge_kind != "embedding":
+        bad("score.plagiarism.method", "semantic needs score.plagiarism.judge_kind=embedding "
+            "(it seeds and retrieves by the judge's sentence embeddings)")
     for key, val in (("train.log_every", t.log_every), ("score.corpus_block",
                                                         cfg.score.corpus_block)):
         if val < 1:

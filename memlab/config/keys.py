@@ -114,6 +114,8 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
     """Every field that changes what the trial computes, flattened (dotted keys)."""
     other = tuple(f"train.{s}" for s in STRATEGIES if s != cfg.train.strategy)
     skip = NON_IDENTITY_KEYS + other + unused_by_format(cfg)
+    if cfg.score.plagiarism.method == "pan2014":  # (keys as before the semantic method)
+        skip += ("score.plagiarism.method", "score.plagiarism.semantic")
     ident = {k: v for k, v in flatten(to_dict(cfg)).items()
              if not under(k, skip)}
     if ident.get("attack.prompt_from") == "auto":  # hashed as what it resolves to

@@ -244,6 +244,30 @@ class AttackSection:
 
 
 @dataclass
+class SemanticSection:
+    """score.plagiarism.method=semantic: what it adds to the published pipeline
+    (PLAGIARISM.md section 8). Every threshold here."""
+
+    seed: float = _f(0.70, "Seed: a sentence pair whose embedding cosine is >= this (besides "
+                           "the tf-idf seeds).")
+    fragment: float = _f(0.65, "A fragment pair is also kept when the mean, over its generated "
+                               "sentences, of each one's best embedding cosine to the source's "
+                               "sentences is >= this.")
+    idea_cover: float = _f(0.60, "Idea: every sentence of the source has a generated sentence "
+                                 "at this embedding cosine or more (in any order) ...")
+    idea_max_sentences: int = _f(4, "... the source has at most this many sentences ...")
+    idea_related: float = _f(0.40, "... the generated passage: from its first to its last "
+                                   "sentence at this cosine or more to a source sentence ...")
+    idea_ratio: float = _f(2.0, "... is at least this many times the source's length.")
+    idea_facts: bool = _f(True, "Idea: the source's facts (numbers, capitalised words) occur in "
+                                "the generated passage (same-topic texts with other facts are "
+                                "not reuse).")
+    dense_candidates: int = _f(10, "Candidates per generated text from dense retrieval (an "
+                                   "approximate nearest-neighbour index of the corpus documents' "
+                                   "embeddings), besides the BM25 candidates.")
+
+
+@dataclass
 class PlagiarismSection:
     """METRICS.md section 2 as read in memlab/scoring/PLAGIARISM.md; every threshold here."""
 
@@ -270,6 +294,13 @@ class PlagiarismSection:
         True, "A paraphrase pair must carry the same facts: every number and capitalised word "
         "(not sentence-initial) of each sentence occurs in the other (METRICS.md's named-entity "
         "condition; sentences of one skeleton with other names or numbers are not paraphrases).")
+    method: Literal["pan2014", "semantic"] = _f(
+        "pan2014", "pan2014: the published pipeline as METRICS.md specifies it (for reproducing "
+        "published figures; its rates are lower bounds); semantic: also seeds, extends and "
+        "retrieves by sentence embeddings, and types idea reuse by coverage "
+        "(score.plagiarism.semantic, PLAGIARISM.md section 8).")
+    semantic: SemanticSection = field(default_factory=SemanticSection,
+                                      metadata={"help": "method=semantic's settings."})
     judge: str = _f("all-MiniLM-L6-v2", "Paraphrase judge: sentence-embedding or HF model id.")
     judge_kind: Literal["embedding", "cross-encoder"] = _f(
         "embedding", "embedding: cosine of sentence embeddings; cross-encoder: model score.")

@@ -139,8 +139,10 @@ class Case:
 class Pair:
     """tf-idf vectors, cosines and Dice of one (generated, candidate) pair."""
 
-    def __init__(self, g: Prepared, d: Prepared):
-        self.g, self.d = g, d
+    def __init__(self, g: Prepared, d: Prepared, emb: np.ndarray | None = None):
+        """emb (method=semantic): the embedding cosine of every (generated, source) sentence
+        pair; None: the published pipeline."""
+        self.g, self.d, self.emb = g, d, emb
         m, k = len(g.toks), len(d.toks)
         toks = g.toks + d.toks
         lens = np.array([len(t) for t in toks])
@@ -166,8 +168,16 @@ class Pair:
         self.dice = np.divide(2 * inter, tot, out=np.zeros_like(inter), where=tot > 0)
 
     def seeds(self, p: PlagiarismSection) -> list[tuple[int, int]]:
-        ii, jj = np.nonzero((self.cos > p.seed_cosine) & (self.dice > p.seed_dice))
+        hit = (self.cos > p.seed_cosine) & (self.dice > p.seed_dice)
+        if self.emb is not None:  # method=semantic: embedding-similar pairs seed as well
+            hit |= self.emb >= p.semantic.seed
+        ii, jj = np.nonzero(hit)
         return list(zip(ii.tolist(), jj.tolist()))
+
+    def semantic_fragment(self, g0: int, g1: int, d0: int, d1: int) -> float:
+        """Mean over the fragment's generated sentences of each one's best embedding cosine
+        to the fragment's source sentences."""
+        return float(self.emb[g0:g1 + 1, d0:d1 + 1].max(axis=1).mean())
 
     def fragment_cosine(self, g0: int, g1: int, d0: int, d1: int) -> float:
         a = self.w[g0:g1 + 1].sum(axis=0)
@@ -180,7 +190,9 @@ class Pair:
         for cl in _clusters(seeds, gap):
             g0, g1 = min(s[0] for s in cl), max(s[0] for s in cl)
             d0, d1 = min(s[1] for s in cl), max(s[1] for s in cl)
-            if self.fragment_cosine(g0, g1, d0, d1) > p.fragment_cosine:
+            if self.fragment_cosine(g0, g1, d0, d1) > p.fragment_cosine or (
+                    self.emb is not None and
+                    self.semantic_fragment(g0, g1, d0, d1) >= p.semantic.fragment):
                 out.append(Case(g0, g1, d0, d1,
                                 (int(self.g.spans[g0, 0]), int(self.g.spans[g1, 1])),
                                 (int(self.d.spans[d0, 0]), int(self.d.spans[d1, 1]))))
@@ -319,6 +331,19 @@ class Judge:
 
             self.model = CrossEncoder(name, device=device)
 
+    def vectors(self, sentences: Sequence[str]) -> np.ndarray:
+        """Unit embeddings of sentences (cached), (n, dim): an embedding judge's model."""
+        if self.kind != "embedding":
+            raise ValueError("score.plagiarism.method=semantic needs an embedding judge "
+                             "(judge_kind=embedding): it seeds and retrieves by its vectors")
+        todo = sorted({s for s in sentences if s not in self._emb})
+        if todo:
+            for s, v in zip(todo, self.model.encode(todo)):
+                self._emb[s] = v
+        if not sentences:
+            return np.asarray(self.model.encode([]), dtype=np.float32)
+        return np.stack([self._emb[s] for s in sentences]).astype(np.float32)
+
     def scores(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         if not pairs:
             return []
@@ -410,10 +435,128 @@ class CorpusIndex:
         return out
 
 
-def type_texts(texts: list[str], index: CorpusIndex, judge: Judge) -> list[dict]:
-    """Type a batch of generated texts against the corpus (PLAGIARISM.md sections 1-7)."""
+class SemanticIndex:
+    """method=semantic's view of a corpus index: every corpus sentence's unit embedding
+    (memory-mapped) and an approximate nearest-neighbour index (usearch's HNSW, built on one
+    thread, so the same corpus gives the same graph) over each document's vector (the unit
+    mean of its sentences'). Built once per corpus index and embedder, next to it; every
+    worker memory-maps both (usearch's `view`)."""
+
+    VERSION = 1
+
+    def __init__(self, folder: str | os.PathLike, index: CorpusIndex):
+        from usearch.index import Index
+
+        folder = Path(folder)
+        self.index = index
+        self.sent = np.load(folder / "sent.npy", mmap_mode="r")
+        self.ann = Index.restore(str(folder / "docs.usearch"), view=True)
+
+    @staticmethod
+    def folder(index_folder: str | os.PathLike, embedder: str) -> Path:
+        from memlab.config.keys import content_key
+
+        return Path(index_folder) / f"semantic-{content_key([embedder, SemanticIndex.VERSION])}"
+
+    @staticmethod
+    def build(index: CorpusIndex, index_folder: str | os.PathLike, judge: Judge) -> Path:
+        """Embed the corpus's sentences and index its documents (once, under a file lock;
+        written to `<folder>.tmp`, then renamed)."""
+        import shutil
+
+        from filelock import FileLock
+        from usearch.index import Index
+
+        folder = SemanticIndex.folder(index_folder, judge.name)
+        with FileLock(str(folder) + ".lock"):
+            if (folder / "docs.usearch").is_file():
+                return folder
+            tmp = folder.with_name(folder.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            spans, ptr = np.asarray(index.spans), np.asarray(index.doc_ptr)
+            sents = [index.texts[d][s:e] for d in range(len(index.texts))
+                     for s, e in spans[ptr[d]:ptr[d + 1]]]
+            emb = np.asarray(judge.model.encode(sents), dtype=np.float32)
+            np.save(tmp / "sent.npy", emb)
+            docs = np.zeros((len(index.texts), emb.shape[1]), dtype=np.float32)
+            for d in range(len(index.texts)):
+                docs[d] = _unit_mean(emb[ptr[d]:ptr[d + 1]], emb.shape[1])
+            ann = Index(ndim=emb.shape[1], metric="cos", dtype="f32")
+            if len(docs):
+                ann.add(np.arange(len(docs), dtype=np.uint64), docs, threads=1)
+            ann.save(str(tmp / "docs.usearch"))
+            os.replace(tmp, folder)
+        return folder
+
+    def doc_sentences(self, i: int) -> np.ndarray:
+        return np.asarray(self.sent[int(self.index.doc_ptr[i]):int(self.index.doc_ptr[i + 1])])
+
+    def retrieve(self, queries: np.ndarray, k: int) -> list[list[int]]:
+        """The k documents nearest to each query vector, nearest first."""
+        n = min(k, len(self.index.doc_ids))
+        if n == 0 or len(queries) == 0:
+            return [[] for _ in queries]
+        found = self.ann.search(np.asarray(queries, dtype=np.float32), n, threads=1)
+        keys = np.atleast_2d(found.keys)  # (one query gives usearch's single Matches)
+        counts = np.atleast_1d(getattr(found, "counts", len(found.keys)))
+        return [[int(x) for x in row[:c]] for row, c in zip(keys, counts)]
+
+
+def _unit_mean(vectors: np.ndarray, dim: int) -> np.ndarray:
+    if len(vectors) == 0:
+        return np.zeros(dim, dtype=np.float32)
+    m = vectors.mean(axis=0)
+    norm = float(np.linalg.norm(m))
+    return (m / norm if norm > 0 else m).astype(np.float32)
+
+
+def semantic_idea(text: str, g: Prepared, d: Prepared, emb: np.ndarray,
+                  p: PlagiarismSection):
+    """method=semantic's idea rule (PLAGIARISM.md section 8): a short source (at most
+    idea_max_sentences sentences) each of whose sentences has a generated sentence at cosine
+    >= idea_cover (in any order), inside a generated passage (first to last sentence at cosine
+    >= idea_related to the source) at least idea_ratio times the source's length, holding the
+    source's facts. Returns (length ratio, generated span, source span) or None."""
+    s = p.semantic
+    k = emb.shape[1]
+    if k == 0 or k > s.idea_max_sentences or emb.shape[0] == 0:
+        return None
+    if (emb.max(axis=0) < s.idea_cover).any():
+        return None
+    related = np.nonzero(emb.max(axis=1) >= s.idea_related)[0]
+    g0, g1 = int(related.min()), int(related.max())
+    gspan = (int(g.spans[g0, 0]), int(g.spans[g1, 1]))
+    dspan = (int(d.spans[0, 0]), int(d.spans[-1, 1]))
+    ratio = (gspan[1] - gspan[0]) / max(1, dspan[1] - dspan[0])
+    if ratio < s.idea_ratio:
+        return None
+    if s.idea_facts:  # (each source sentence's own facts: its first word is no name)
+        words = facts(text[gspan[0]:gspan[1]])[1]
+        if any(not facts(d.text[a:b])[0] <= words for a, b in d.spans):
+            return None
+    return ratio, gspan, dspan
+
+
+def type_texts(texts: list[str], index: CorpusIndex, judge: Judge,
+               semantic: SemanticIndex | None = None) -> list[dict]:
+    """Type a batch of generated texts against the corpus (PLAGIARISM.md sections 1-7; with
+    `semantic`, method=semantic: section 8)."""
     p = index.p
     cands = index.retrieve(texts)
+    preps = [prepare(t, p, index.stem, index.vocab) for t in texts]
+    gvecs: list[np.ndarray | None] = [None] * len(texts)
+    if semantic is not None:  # every text's sentences embedded in one call; dense candidates
+        sents = [[t[a:b] for a, b in g.spans] for t, g in zip(texts, preps)]
+        flat = judge.vectors([x for ss in sents for x in ss])
+        dim = semantic.sent.shape[1]
+        at = 0
+        for i, ss in enumerate(sents):
+            gvecs[i] = flat[at:at + len(ss)].reshape(len(ss), dim)
+            at += len(ss)
+        query = np.stack([_unit_mean(v, dim) for v in gvecs]) if texts else np.zeros((0, dim))
+        dense = semantic.retrieve(query, p.semantic.dense_candidates)
+        cands = [c + [x for x in dn if x not in c] for c, dn in zip(cands, dense)]
     best: list[tuple] = [((0, 0.0, 0, 0), None) for _ in texts]  # (rank key, result)
     pending: list[_Pending] = []
 
@@ -425,11 +568,16 @@ def type_texts(texts: list[str], index: CorpusIndex, judge: Judge) -> list[dict]
                               "doc_span": list(dspan), "score": float(score)})
 
     for ti, text in enumerate(texts):
-        g = prepare(text, p, index.stem, index.vocab)
+        g = preps[ti]
         for rank, di in enumerate(cands[ti]):
             d = index.doc(di)
-            pair = Pair(g, d)
+            emb = None if semantic is None else gvecs[ti] @ semantic.doc_sentences(di).T
+            pair = Pair(g, d, emb)
             cases = pair.align(p)
+            covered = None if emb is None else semantic_idea(text, g, d, emb, p)
+            if covered:
+                ratio, gspan, dspan = covered
+                offer(ti, "idea", ratio, rank, len(cases), index.doc_ids[di], gspan, dspan)
             if not cases:
                 continue
             idea_case = None
@@ -438,6 +586,8 @@ def type_texts(texts: list[str], index: CorpusIndex, judge: Judge) -> list[dict]
                                               d.text[c.dspan[0]:c.dspan[1]])
                 if run > p.verbatim_chars:
                     offer(ti, "verbatim", run, rank, ci, index.doc_ids[di], c.gspan, c.dspan)
+                    continue
+                if covered:  # (idea reuse of this source, as the published rule types it)
                     continue
                 if idea_case is None:
                     wide = pair.align(p, p.idea_max_gap)
@@ -541,11 +691,14 @@ def type_file(corpus: str, generated: str, out: str, p: PlagiarismSection,
     index = CorpusIndex(ensure_index([str(d["doc_id"]) for d in docs],
                                      [str(d["text"]) for d in docs], folder, p), p)
     judge = Judge(p.judge, p.judge_kind)
+    semantic = SemanticIndex(SemanticIndex.build(index, folder, judge), index) \
+        if p.method == "semantic" else None
     rows: list[dict] = []
     bar = Progress(len(gens), "plagiarism", unit="text", every_s=5)
     for i in range(0, len(gens), batch):
         chunk = gens[i:i + batch]
-        for g, r in zip(chunk, type_texts([str(g["text"]) for g in chunk], index, judge)):
+        for g, r in zip(chunk, type_texts([str(g["text"]) for g in chunk], index, judge,
+                                          semantic)):
             rows.append({"id": str(g["id"]), **r})
         bar.update(len(chunk))
     write_table_file(rows, out)
@@ -561,15 +714,23 @@ class PlagiarismScorer:
         sec = ctx.cfg.score.plagiarism
         self.index = CorpusIndex(ctx.prepared["index"], sec)
         self.judge = Judge(sec.judge, sec.judge_kind)
+        self.semantic = SemanticIndex(ctx.prepared["semantic"], self.index) \
+            if sec.method == "semantic" else None
 
     def __call__(self, rows: list[dict]) -> dict[str, list]:
-        typed = type_texts([r["gen_text"] for r in rows], self.index, self.judge)
+        typed = type_texts([r["gen_text"] for r in rows], self.index, self.judge,
+                           self.semantic)
         return {f"plag_{k}": [t[k] for t in typed]
                 for k in ("label", "doc_id", "gen_span", "doc_span", "score")}
 
 
 def _prepare(cfg: StudyConfig, data_dir: Path) -> dict:
-    return {"index": str(dataset_index(data_dir, cfg.score.plagiarism))}
+    p = cfg.score.plagiarism
+    index = dataset_index(data_dir, p)
+    if p.method != "semantic":
+        return {"index": str(index)}
+    return {"index": str(index), "semantic": str(SemanticIndex.build(
+        CorpusIndex(index, p), index, Judge(p.judge, p.judge_kind)))}
 
 
 register(Scorer(

@@ -4,6 +4,7 @@ is a fair example of its type, and each assertion can fail."""
 import json
 import subprocess
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -12,6 +13,7 @@ from memlab.config.schema import PlagiarismSection
 from memlab.scoring.plagiarism import (
     CorpusIndex,
     Judge,
+    SemanticIndex,
     longest_common_word_run,
     split_sentences,
     type_texts,
@@ -167,3 +169,58 @@ def test_bm25_retrieval_never_imports_jax(tmp_path):
                          cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------- method=semantic
+# Reuse written in other words than the source's: the literal seeding of the published
+# pipeline finds no sentence pair to start from.
+REWORDED = ("The shortfall was pinned by Inspector Halvard Osk on a counterfeit delivery slip "
+            "bearing the date 4 June 2019. At Brennick, the three-monthly stock check revealed "
+            "that 312 pallets of copper cable had disappeared from the loading dock.")
+REWORKED_IDEA = (
+    "In March 2011 the Tessaly Library gave Mirela Dovant the post of head archivist. People "
+    "in town remember that spring well. The reading room was reopened and the heating was "
+    "finally repaired. Dovant spent that first twelve months cataloguing 4,200 maps of the "
+    "northern valleys, every one of them drawn by hand. Volunteers brought tea and biscuits. "
+    "The catalogue she made is still in use.")
+
+
+@pytest.fixture(scope="module")
+def semantic(corpus, tmp_path_factory):
+    p = PlagiarismSection(method="semantic")
+    folder = tmp_path_factory.mktemp("sidx") / "index"
+    CorpusIndex.build([d["doc_id"] for d in corpus], [d["text"] for d in corpus], folder, p)
+    index, judge = CorpusIndex(folder, p), Judge("all-MiniLM-L6-v2")
+    sem = SemanticIndex(SemanticIndex.build(index, folder, judge), index)
+    return {"type": lambda texts: type_texts(texts, index, judge, sem), "index": sem,
+            "judge": judge, "pan2014": lambda texts: type_texts(texts, CorpusIndex(
+                folder, PlagiarismSection()), judge)}
+
+
+def test_semantic_finds_reworded_paraphrase_that_pan2014_misses(semantic):
+    assert semantic["pan2014"]([REWORDED])[0]["label"] == "none"
+    (r,) = semantic["type"]([REWORDED])
+    assert r["label"] == "paraphrase" and r["doc_id"] == "audit"
+
+
+def test_semantic_types_a_reworked_short_source_as_idea(semantic):
+    assert semantic["pan2014"]([REWORKED_IDEA])[0]["label"] != "idea"  # (its 1st sentence)
+    (r,) = semantic["type"]([REWORKED_IDEA])
+    assert r["label"] == "idea" and r["doc_id"] == "archivist"
+
+
+def test_semantic_keeps_what_pan2014_finds(semantic, corpus):
+    planted = corpus[5]["text"]
+    got = semantic["type"]([planted, PARAPHRASE, ELABORATION, SAME_TOPIC, UNRELATED])
+    assert [r["label"] for r in got] == ["verbatim", "paraphrase", "idea", "none", "none"]
+    assert [r["doc_id"] for r in got[:3]] == [corpus[5]["doc_id"], "audit", "archivist"]
+
+
+def test_dense_retrieval_reaches_the_source_of_other_words(semantic):
+    """The nearest document of the reworded text's vector is its source."""
+    judge, sem = semantic["judge"], semantic["index"]
+    vec = judge.vectors(["Halvard Osk, the inspector, followed the trail to a fake delivery "
+                         "slip dated 4 June 2019."]).mean(axis=0)
+    vec /= np.linalg.norm(vec)
+    top = sem.retrieve(vec[None], 3)[0]
+    assert sem.index.doc_ids[top[0]] == "audit"
