@@ -60,7 +60,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
         if warm_on(c):  # its actors are the sweep's pool's (below)
             gpu = f"{per}{getattr(sized.resources, c.train.strategy).gpu:g}"
             a = sized.attack
-            pools[(model_label(c), a.actors, a.actor_cpus, a.actor_gpus)] = None
+            pools[(model_label(c), a.actors, a.actor_cpus, a.actor_gpus, c.train.precision,
+                   a.engine, a.batch_size, a.warm_models,
+                   tuple(sorted(getattr(c.resources, c.train.strategy).labels.items())))] = None
         rows.append([t.key, c.train.strategy, model_label(c), dup_label(c), c.seed,
                      f"{per}{res.cpu:g}", gpu, *shown, gpu_h])
     from tabulate import tabulate
@@ -71,7 +73,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                    disable_numparse=True, colalign=["left"] * 5 + ["right"] * 6))
     print(f"estimated GPU-hours: {total:.1f} (at {args.tflops:g} effective TFLOP/s per GPU; "
           "'?' = model shape unknown offline, '-' = no GPU reserved)")
-    for model, n, cpus, gpus in pools:
+    for model, n, cpus, gpus, *_ in pools:  # (one pool per distinct actor spec)
         print(f"warm pool for {model}: {n} actor(s) of {cpus:g} CPU"
               f"{f', {gpus:g} GPU' if gpus else ''} each, held for the whole sweep "
               "(attack.warm: they serve every trial's generate, base and score stages)")

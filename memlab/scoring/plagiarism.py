@@ -524,8 +524,8 @@ def semantic_idea(text: str, g: Prepared, d: Prepared, emb: np.ndarray,
         return None
     if (emb.max(axis=0) < s.idea_cover).any():
         return None
-    related = np.nonzero(emb.max(axis=1) >= s.idea_related)[0]
-    g0, g1 = int(related.min()), int(related.max())
+    related = np.nonzero(emb.max(axis=1) >= min(s.idea_related, s.idea_cover))[0]
+    g0, g1 = int(related.min()), int(related.max())  # (covering sentences are related)
     gspan = (int(g.spans[g0, 0]), int(g.spans[g1, 1]))
     dspan = (int(d.spans[0, 0]), int(d.spans[-1, 1]))
     ratio = (gspan[1] - gspan[0]) / max(1, dspan[1] - dspan[0])

@@ -370,7 +370,7 @@ class GenerateShards:
             rows = pq.read_table(src).to_pylist()
             t1 = time.perf_counter()
             if canaries := [r for r in rows if r["split"] == "canary"]:
-                with model_lock:
+                with model_lock, self.tok_lock:  # (it tokenizes: the tokenizer is shared)
                     found = canary_exposure(self.model, self.tok, canaries, cfg)
                 write_shard(pa.Table.from_pylist(found, schema=CANARY_SCHEMA),
                             canary_path(Path(dst)), CANARY_SCHEMA)

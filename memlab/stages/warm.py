@@ -99,6 +99,30 @@ def start_pools(cfgs: list[tuple[StudyConfig, str]]) -> list:
     return handles
 
 
+def pools_fit(cfgs: list[tuple[StudyConfig, str]], trial_bundles: list[list[dict]]) -> str:
+    """Why the warm pools these trials need cannot be held next to the largest trial's
+    bundles on this Ray cluster ('' when they can): the pools hold their share for the whole
+    sweep, so otherwise no trial could start, or a pool's actors would wait forever."""
+    import ray
+
+    specs = {}
+    for cfg, base_model in cfgs:
+        if warm_on(cfg):
+            spec = pool_spec(cfg, base_model)
+            specs[content_key(spec)] = spec
+    if not specs:
+        return ""
+    have = ray.cluster_resources()
+    for res, name in (("CPU", "cpus"), ("GPU", "gpus")):
+        pools = sum(sp["actors"] * sp[name] for sp in specs.values())
+        trial = max((sum(b.get(res, 0) for b in bundles) for bundles in trial_bundles),
+                    default=0)
+        if pools + trial > have.get(res, 0) + 1e-9:
+            return (f"{len(specs)} warm pool(s) would hold {pools:g} {res} for the whole sweep "
+                    f"and a trial needs {trial:g} more; the cluster has {have.get(res, 0):g}")
+    return ""
+
+
 def stop_pools(handles: list) -> None:
     import ray
 
@@ -231,6 +255,7 @@ class WarmWorker(GenerateShards):
         if key == self.loaded:
             return
         w = self.base_w if train_dir is None else self._weights(train_dir)
+        self.loaded = ("partly copied",)  # (a copy that fails midway leaves no trial's name)
         with torch.no_grad():
             for n, p in self.params.items():
                 p.copy_(w[n])
@@ -256,17 +281,21 @@ class WarmWorker(GenerateShards):
 
         self._threads(threads)
 
-        def rows_of(rows):
-            with Holding(self.model_lock, self._put, None):
+        def rows_of(rows):  # (the tokenizer is shared with the generate threads)
+            with Holding(self.model_lock, self._put, None), self.tok_lock:
                 return base_rows(self.model, self.tok, cfg, rows)
 
         return base_shard(src, dst, rows_of)
 
     def score(self, cfg: StudyConfig, trial_key: str, prepared: dict, base: dict,
               threads: int, src: str, dst: str) -> int:
+        from memlab.config.keys import config_identity, plugin_digests
         from memlab.stages.score import ScoreShards
 
-        key = content_key([to_dict(cfg.score), prepared])
+        # a plugin scorer's `load` may read any of the trial's config: with plugins, one
+        # loaded set per trial config (and per plugin file content)
+        key = content_key([to_dict(cfg.score), prepared, plugin_digests(cfg.score.plugins),
+                           config_identity(cfg) if cfg.score.plugins else None])
         with self.score_lock:
             if key in self.scorers:
                 self.scorers.move_to_end(key)

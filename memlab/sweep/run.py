@@ -226,8 +226,17 @@ def run_tune(study: Study, plans: list[TrialPlan]) -> int:
     stage store, not through Tune's own state."""
     from ray import tune
 
+    from memlab.stages.warm import pools_fit, warm_on
     from memlab.sweep.trial import tune_trainable
 
+    if any(warm_on(p.config) for p in plans):
+        why = pools_fit([(p.config, p.base_model) for p in plans],
+                        [trial_resources(p.config)[0] for p in plans])
+        if why:
+            print(f"[memlab] attack.warm: no warm pools for this sweep ({why}); each trial "
+                  "starts its own actors", flush=True)
+            for p in plans:
+                p.config.attack.warm = "off"
     by_key = {p.key: p for p in plans}
     requests = {}
     for p in plans:

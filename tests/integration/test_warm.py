@@ -92,6 +92,27 @@ def test_a_trial_model_of_another_base_is_refused(smoke_sweep, tmp_path):
         worker._weights(str(stage("train")))
 
 
+def test_pools_that_leave_no_room_for_a_trial_are_refused(monkeypatch):
+    """Warm pools hold their share for the whole sweep: two base models' pools of 0.5 GPU each
+    and a trial of 0.5 GPU do not fit on one GPU (the sweep then runs cold), one model's do."""
+    import dataclasses
+
+    import ray
+
+    from memlab.config.expand import load_study
+    from memlab.stages.warm import pools_fit
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
+    cfg = load_study(SMOKE, ["attack.warm=on", "attack.actor_gpus=0.5",
+                             "resources.lora.gpu=0.5"]).trials[2].config
+    trial = [[{"CPU": 1, "GPU": 0.5}]]
+    assert pools_fit([(cfg, "model-a")], trial) == ""
+    why = pools_fit([(cfg, "model-a"), (cfg, "model-b")], trial)
+    assert "2 warm pool(s) would hold 1 GPU" in why
+    off = dataclasses.replace(cfg, attack=dataclasses.replace(cfg.attack, warm="off"))
+    assert pools_fit([(off, "model-a"), (off, "model-b")], trial) == ""
+
+
 @pytest.mark.slow  # a second smoke sweep: ~3 min on 2 cores (CI runs it)
 def test_warm_sweep_gives_the_cold_sweeps_results(tmp_path, smoke_sweep):
     """The smoke sweep on warm pools (one actor for every trial's stages) ends with every
