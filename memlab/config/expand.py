@@ -138,11 +138,13 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
     if pl.method == "semantic" and pl.judge_kind != "embedding":
         bad("score.plagiarism.method", "semantic needs score.plagiarism.judge_kind=embedding "
             "(it seeds and retrieves by the judge's sentence embeddings)")
-    for key, val in (("train.log_every", t.log_every), ("score.corpus_block",
-                                                        cfg.score.corpus_block)):
+    for key, val in (("train.log_every", t.log_every),
+                     ("score.corpus_block", cfg.score.corpus_block),
+                     ("score.corpus_ann_candidates", cfg.score.corpus_ann_candidates)):
         if val < 1:
             bad(key, f"must be >= 1, got {val}")
     for key, val in (("attack.top_k", a.top_k), ("train.warmup_steps", t.warmup_steps),
+                     ("score.corpus_ann_above", cfg.score.corpus_ann_above),
                      ("train.threads", t.threads), ("train.weight_decay", t.weight_decay)):
         if val < 0:
             bad(key, f"must be >= 0, got {val}")

@@ -116,6 +116,8 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
     skip = NON_IDENTITY_KEYS + other + unused_by_format(cfg)
     if cfg.score.plagiarism.method == "pan2014":  # (keys as before the semantic method)
         skip += ("score.plagiarism.method", "score.plagiarism.semantic")
+    if (cfg.score.corpus_ann_above, cfg.score.corpus_ann_candidates) == (500_000, 10):
+        skip += ("score.corpus_ann_above", "score.corpus_ann_candidates")  # (keys as before)
     ident = {k: v for k, v in flatten(to_dict(cfg)).items()
              if not under(k, skip)}
     if ident.get("attack.prompt_from") == "auto":  # hashed as what it resolves to

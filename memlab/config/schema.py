@@ -341,6 +341,13 @@ class ScoreSection:
     sim_thresholds: list[float] = _f([0.5, 0.6, 0.7, 0.8, 0.9], "Relaxed-similarity rates.")
     headline_threshold: float = _f(0.8, "Similarity threshold shown in the results table.")
     corpus_block: int = _f(4096, "Corpus rows per block of the exact max-cosine search.")
+    corpus_ann_above: int = _f(
+        500_000, "sim_to_corpus: past this many fine-tuning documents, search an approximate "
+        "nearest-neighbour index (usearch HNSW over the documents' embeddings, built once per "
+        "dataset) and score its corpus_ann_candidates nearest exactly, instead of the exact "
+        "blockwise search over every document.")
+    corpus_ann_candidates: int = _f(10, "sim_to_corpus: documents the ANN index returns per "
+                                        "generation, re-scored by exact cosine.")
     plugins: list[str] = _f(
         [], "Scorer plugins: Python files (path/to/scorers.py) or importable modules whose "
         "@scorer functions add score columns, MLflow metrics and report columns "

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from memlab.config.schema import PlagiarismSection, StudyConfig
+from memlab.scoring import ann
 from memlab.scoring.registry import Column, Context, Scorer, label_percents, register
 
 SENT_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -213,16 +214,20 @@ class Pair:
 
 
 def _clusters(seeds: list[tuple[int, int]], gap: int) -> list[list[tuple[int, int]]]:
-    """Connected components of seeds, adjacent when both coordinates are within gap + 1."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
+    """Connected components of seeds, adjacent when both coordinates are within gap + 1.
+    (Smallest-label propagation over the dense adjacency: a pair has tens of seeds, where
+    building a scipy.sparse graph per call cost more than the search.)"""
     if not seeds:
         return []
     xy = np.array(seeds)
     near = (np.abs(xy[:, None, 0] - xy[None, :, 0]) <= gap + 1) & \
         (np.abs(xy[:, None, 1] - xy[None, :, 1]) <= gap + 1)
-    _, label = connected_components(coo_matrix(near), directed=False)
+    label = np.arange(len(seeds))
+    while True:
+        new = np.where(near, label[None, :], len(seeds)).min(axis=1)
+        if np.array_equal(new, label):
+            break
+        label = new
     groups: dict[int, list] = {}
     for i, s in enumerate(seeds):
         groups.setdefault(int(label[i]), []).append(s)
@@ -442,15 +447,13 @@ class SemanticIndex:
     mean of its sentences'). Built once per corpus index and embedder, next to it; every
     worker memory-maps both (usearch's `view`)."""
 
-    VERSION = 1
+    VERSION = 2  # 2: document vectors averaged in float64
 
     def __init__(self, folder: str | os.PathLike, index: CorpusIndex):
-        from usearch.index import Index
-
         folder = Path(folder)
         self.index = index
         self.sent = np.load(folder / "sent.npy", mmap_mode="r")
-        self.ann = Index.restore(str(folder / "docs.usearch"), view=True)
+        self.ann = ann.load(folder / "docs.usearch")
 
     @staticmethod
     def folder(index_folder: str | os.PathLike, embedder: str) -> Path:
@@ -459,13 +462,14 @@ class SemanticIndex:
         return Path(index_folder) / f"semantic-{content_key([embedder, SemanticIndex.VERSION])}"
 
     @staticmethod
-    def build(index: CorpusIndex, index_folder: str | os.PathLike, judge: Judge) -> Path:
+    def build(index: CorpusIndex, index_folder: str | os.PathLike, judge: Judge,
+              threads: int = 1) -> Path:
         """Embed the corpus's sentences and index its documents (once, under a file lock;
-        written to `<folder>.tmp`, then renamed)."""
+        written to `<folder>.tmp`, then renamed). `threads` > 1 builds the graph faster but
+        not reproducibly (memlab.scoring.ann)."""
         import shutil
 
         from filelock import FileLock
-        from usearch.index import Index
 
         folder = SemanticIndex.folder(index_folder, judge.name)
         with FileLock(str(folder) + ".lock"):
@@ -479,13 +483,7 @@ class SemanticIndex:
                      for s, e in spans[ptr[d]:ptr[d + 1]]]
             emb = np.asarray(judge.model.encode(sents), dtype=np.float32)
             np.save(tmp / "sent.npy", emb)
-            docs = np.zeros((len(index.texts), emb.shape[1]), dtype=np.float32)
-            for d in range(len(index.texts)):
-                docs[d] = _unit_mean(emb[ptr[d]:ptr[d + 1]], emb.shape[1])
-            ann = Index(ndim=emb.shape[1], metric="cos", dtype="f32")
-            if len(docs):
-                ann.add(np.arange(len(docs), dtype=np.uint64), docs, threads=1)
-            ann.save(str(tmp / "docs.usearch"))
+            ann.build(ann.unit_means(emb, ptr), tmp / "docs.usearch", threads)
             os.replace(tmp, folder)
         return folder
 
@@ -494,21 +492,7 @@ class SemanticIndex:
 
     def retrieve(self, queries: np.ndarray, k: int) -> list[list[int]]:
         """The k documents nearest to each query vector, nearest first."""
-        n = min(k, len(self.index.doc_ids))
-        if n == 0 or len(queries) == 0:
-            return [[] for _ in queries]
-        found = self.ann.search(np.asarray(queries, dtype=np.float32), n, threads=1)
-        keys = np.atleast_2d(found.keys)  # (one query gives usearch's single Matches)
-        counts = np.atleast_1d(getattr(found, "counts", len(found.keys)))
-        return [[int(x) for x in row[:c]] for row, c in zip(keys, counts)]
-
-
-def _unit_mean(vectors: np.ndarray, dim: int) -> np.ndarray:
-    if len(vectors) == 0:
-        return np.zeros(dim, dtype=np.float32)
-    m = vectors.mean(axis=0)
-    norm = float(np.linalg.norm(m))
-    return (m / norm if norm > 0 else m).astype(np.float32)
+        return ann.search(self.ann, queries, k)
 
 
 def semantic_idea(text: str, g: Prepared, d: Prepared, emb: np.ndarray,
@@ -554,7 +538,7 @@ def type_texts(texts: list[str], index: CorpusIndex, judge: Judge,
         for i, ss in enumerate(sents):
             gvecs[i] = flat[at:at + len(ss)].reshape(len(ss), dim)
             at += len(ss)
-        query = np.stack([_unit_mean(v, dim) for v in gvecs]) if texts else np.zeros((0, dim))
+        query = ann.unit_means(flat, np.cumsum([0] + [len(ss) for ss in sents]))
         dense = semantic.retrieve(query, p.semantic.dense_candidates)
         cands = [c + [x for x in dn if x not in c] for c, dn in zip(cands, dense)]
     best: list[tuple] = [((0, 0.0, 0, 0), None) for _ in texts]  # (rank key, result)

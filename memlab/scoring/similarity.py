@@ -1,5 +1,6 @@
 """Relaxed similarity (METRICS.md section 3): sentence embeddings, cosine to the own reference
-suffix and maximum cosine over the whole fine-tuning corpus (exact, blockwise)."""
+suffix and maximum cosine over the whole fine-tuning corpus (exact, blockwise; past
+score.corpus_ann_above documents through an ANN index, its candidates re-scored exactly)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,24 @@ def corpus_embeddings(cfg: StudyConfig, data_dir: Path) -> Path:
     return out
 
 
+def corpus_ann(cfg: StudyConfig, emb_file: Path) -> str:
+    """sim_to_corpus's ANN index over the documents' embeddings (past score.corpus_ann_above
+    documents; built once per dataset and embedder, next to them): its path, or "" for the
+    exact search."""
+    from filelock import FileLock
+
+    from memlab.scoring import ann
+
+    emb = np.load(emb_file)["emb"]
+    if len(emb) <= cfg.score.corpus_ann_above:
+        return ""
+    out = emb_file.with_suffix(".usearch")
+    with FileLock(str(out) + ".lock"):
+        if not out.is_file():
+            ann.build(emb, out)
+    return str(out)
+
+
 class SimilarityScorer:
     """Cosine of each generation to its own reference suffix, and its maximum over the
     fine-tuning corpus (with the document that reaches it)."""
@@ -106,15 +125,43 @@ class SimilarityScorer:
         z = np.load(ctx.prepared["corpus"])
         self.corpus, self.ids = z["emb"], z["doc_id"]
         self.block = ctx.cfg.score.corpus_block
+        self.k = ctx.cfg.score.corpus_ann_candidates
+        self.ann = None
+        if ctx.prepared.get("corpus_ann"):
+            from memlab.scoring import ann
+
+            self.ann = ann.load(ctx.prepared["corpus_ann"])
 
     def __call__(self, rows: list[dict]) -> dict[str, list]:
         gen = self.embedder.encode([r["gen_text"] for r in rows])
         ref = self.embedder.encode([r["suffix_text"] for r in rows])
-        to_corpus, arg = max_cosine(gen, self.corpus, self.block)
+        if self.ann is None:
+            to_corpus, arg = max_cosine(gen, self.corpus, self.block)
+        else:
+            to_corpus, arg = self.nearest(gen)
         return {"sim_to_source": (gen * ref).sum(axis=1).astype(float).tolist(),
                 "sim_to_corpus": to_corpus.astype(float).tolist(),
                 "sim_corpus_doc_id": [str(self.ids[i]) if len(self.corpus) else None
                                       for i in arg]}
+
+
+    def nearest(self, gen: np.ndarray):
+        """max_cosine over the ANN index's candidates, each re-scored exactly."""
+        from memlab.scoring import ann
+
+        best = np.full(len(gen), -np.inf, dtype=np.float32)
+        arg = np.zeros(len(gen), dtype=np.int64)
+        for i, cand in enumerate(ann.search(self.ann, gen, self.k)):
+            if cand:
+                sims = self.corpus[cand] @ gen[i]
+                j = int(sims.argmax())
+                best[i], arg[i] = sims[j], cand[j]
+        return best, arg
+
+
+def _prepare(cfg: StudyConfig, data_dir: Path) -> dict:
+    emb = corpus_embeddings(cfg, data_dir)
+    return {"corpus": str(emb), "corpus_ann": corpus_ann(cfg, emb)}
 
 
 def _headline(sec) -> dict[str, str]:
@@ -131,5 +178,5 @@ register(Scorer(
             combined(mean("sim_to_corpus_mean"), percent_at_least("sim_corpus_ge_{t}_pct"))),
      Column("sim_corpus_doc_id", pa.string())),
     load=SimilarityScorer,
-    prepare=lambda cfg, data_dir: {"corpus": str(corpus_embeddings(cfg, data_dir))},
+    prepare=_prepare,
 ))

@@ -95,3 +95,42 @@ def test_offline_embedder_ranks_meaning():
     assert np.isclose(np.linalg.norm(a), 1.0, atol=1e-5)
     assert a @ b > 0.8 > a @ c
     assert a @ b == pytest.approx(b @ a)
+
+
+def test_unit_means_are_the_normalised_mean_of_each_group():
+    from memlab.scoring.ann import unit_means
+
+    rng = np.random.default_rng(2)
+    v = rng.normal(size=(9, 5)).astype(np.float32)
+    ptr = np.array([0, 3, 3, 4, 9])  # (an empty group gets zeros)
+    out = unit_means(v, ptr)
+    for i, (a, b) in enumerate(zip(ptr[:-1], ptr[1:])):
+        want = v[a:b].mean(0) / np.linalg.norm(v[a:b].mean(0)) if b > a else np.zeros(5)
+        assert np.allclose(out[i], want, atol=1e-6)
+
+
+def test_sim_to_corpus_past_the_ann_threshold_equals_the_exact_search(tmp_path):
+    """corpus_ann_above: the ANN index's candidates, re-scored exactly, find the same nearest
+    documents and cosines as the exact blockwise search (a small corpus, one-thread graph)."""
+    from memlab.config.schema import StudyConfig
+    from memlab.scoring.registry import Context
+    from memlab.scoring.similarity import SimilarityScorer, corpus_ann
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(20, 384))
+    corpus = (centres[rng.integers(0, 20, 600)] + 0.3 * rng.normal(size=(600, 384)))
+    corpus = (corpus / np.linalg.norm(corpus, axis=1, keepdims=True)).astype(np.float32)
+    emb = tmp_path / "emb-x.npz"
+    np.savez(emb, emb=corpus, doc_id=np.array([f"d{i}" for i in range(600)]))
+    cfg = StudyConfig()
+    assert corpus_ann(cfg, emb) == ""  # 600 documents: exact search (default threshold)
+    cfg.score.corpus_ann_above = 100
+    path = corpus_ann(cfg, emb)
+    assert path.endswith(".usearch")
+    scorer = SimilarityScorer(Context(cfg, {"corpus": str(emb), "corpus_ann": path}))
+    queries = corpus[rng.integers(0, 600, 50)] + 0.2 * rng.normal(size=(50, 384))
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    v, i = scorer.nearest(queries)
+    ve, ie = max_cosine(queries, corpus)
+    assert np.array_equal(i, ie)
+    assert np.allclose(v, ve, atol=1e-6)
