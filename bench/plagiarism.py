@@ -159,6 +159,7 @@ def _corpus_part(args: tuple[int, int, int]) -> tuple[list[str], list[int], list
 
 def run_dense(size: int, n_queries: int, work: Path, embedder: str, threads: int) -> dict:
     """Dense retrieval over `size` documents; phases kept under work/dense-<size>."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     import torch
@@ -184,7 +185,8 @@ def run_dense(size: int, n_queries: int, work: Path, embedder: str, threads: int
         shares = [size // parts + (i < size % parts) for i in range(parts)]
         t0 = time.perf_counter()
         docs, queries, n_sents = [], [], 0
-        with ProcessPoolExecutor(parts) as pool:  # (every part a corpus of its own seed)
+        spawn = multiprocessing.get_context("spawn")  # (the parent holds a CUDA context)
+        with ProcessPoolExecutor(parts, mp_context=spawn) as pool:  # (a seed per part)
             gen_s, embed_s = 0.0, 0.0
             for sents, counts, q in pool.map(_corpus_part, [(n, 100 + i, n_queries * (i == 0))
                                                             for i, n in enumerate(shares)]):
