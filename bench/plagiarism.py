@@ -134,6 +134,9 @@ def run_size(size: int, n_texts: int, n_ref: int, judge, tmp: Path, methods: lis
 
 
 # ------------------------------------------------------------------ dense retrieval at scale
+PART_DOCS = 15_625  # documents per demo corpus of the dense run (its titles stay unique)
+
+
 def _corpus_part(args: tuple[int, int, int]) -> tuple[list[str], list[int], list[str]]:
     """One process's share of the dense corpus: its documents' sentences (memlab's splitter;
     stems are not needed for the spans) and sentence counts, and (part 0) the texts to query."""
@@ -142,7 +145,13 @@ def _corpus_part(args: tuple[int, int, int]) -> tuple[list[str], list[int], list
     from memlab.scoring.plagiarism import split_sentences
 
     n, seed, n_queries = args
-    docs = generate_demo_corpus(n, seed=seed)
+    for attempt in range(5):  # (a seed whose titles run out is drawn again)
+        try:
+            docs = generate_demo_corpus(n, seed=seed + 1_000_000 * attempt)
+            break
+        except RuntimeError:
+            if attempt == 4:
+                raise
     msw = PlagiarismSection().min_sentence_words
     sents, counts = [], []
     for d in docs:
@@ -181,30 +190,32 @@ def run_dense(size: int, n_queries: int, work: Path, embedder: str, threads: int
                             show_progress_bar=False).astype(np.float32)
 
     if not (d / "docs.npy").is_file():
-        parts = max(1, min(os.cpu_count() or 1, 32))
-        shares = [size // parts + (i < size % parts) for i in range(parts)]
+        shares = [min(PART_DOCS, size - i) for i in range(0, size, PART_DOCS)]
+        todo = [i for i in range(len(shares)) if not (d / f"part-{i:04d}.npy").is_file()]
         t0 = time.perf_counter()
-        docs, queries, n_sents = [], [], 0
         spawn = multiprocessing.get_context("spawn")  # (the parent holds a CUDA context)
-        with ProcessPoolExecutor(parts, mp_context=spawn) as pool:  # (a seed per part)
-            gen_s, embed_s = 0.0, 0.0
-            for sents, counts, q in pool.map(_corpus_part, [(n, 100 + i, n_queries * (i == 0))
-                                                            for i, n in enumerate(shares)]):
+        procs = max(1, min(os.cpu_count() or 1, 32))
+        with ProcessPoolExecutor(procs, mp_context=spawn) as pool:  # (a seed per part)
+            jobs = [(shares[i], 100 + i, n_queries * (i == 0)) for i in todo]
+            for i, (sents, counts, q) in zip(todo, pool.map(_corpus_part, jobs)):
                 t1 = time.perf_counter()
-                gen_s = t1 - t0 - embed_s
-                docs.append(ann.unit_means(embed(sents), np.cumsum([0] + counts)))
-                embed_s += time.perf_counter() - t1
-                queries += q
-                n_sents += len(sents)
-                print(f"[dense {size}] {sum(len(x) for x in docs)} documents embedded",
+                np.save(d / f"part-{i:04d}.npy",
+                        ann.unit_means(embed(sents), np.cumsum([0] + counts)))
+                meta["embed_s"] = meta.get("embed_s", 0.0) + time.perf_counter() - t1
+                meta["sentences"] = meta.get("sentences", 0) + len(sents)
+                if q:
+                    qs = [[t[a:b] for a, b, _ in _split(t)] for t in q]
+                    np.save(d / "queries.npy", ann.unit_means(
+                        embed([x for ss in qs for x in ss]), np.cumsum([0] + [len(x) for x in qs])))
+                meta["parts_wall_s"] = meta.get("parts_wall_s", 0.0) + time.perf_counter() - t0
+                t0 = time.perf_counter()
+                save()
+                print(f"[dense {size}] part {i + 1}/{len(shares)} embedded "
+                      f"({meta['parts_wall_s']:.0f} s, of it embedding {meta['embed_s']:.0f} s)",
                       flush=True)
-        qs = [[t[a:b] for a, b, _ in _split(t)] for t in queries]
-        qv = ann.unit_means(embed([x for ss in qs for x in ss]),
-                            np.cumsum([0] + [len(ss) for ss in qs]))
-        np.save(d / "queries.npy", qv)
-        np.save(d / "docs.npy", np.concatenate(docs))
-        meta.update(sentences=n_sents, generate_wall_s=gen_s, embed_s=embed_s,
-                    embed_device=device, generate_processes=parts)
+        np.save(d / "docs.npy", np.concatenate([np.load(d / f"part-{i:04d}.npy")
+                                                for i in range(len(shares))]))
+        meta.update(embed_device=device, generate_processes=procs, part_docs=PART_DOCS)
         save()
     docs = np.load(d / "docs.npy", mmap_mode="r")
     queries = np.load(d / "queries.npy")
