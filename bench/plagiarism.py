@@ -49,7 +49,6 @@ def run_size(size: int, n_texts: int, n_ref: int, judge, tmp: Path, methods: lis
     from memlab.config.schema import PlagiarismSection
     from memlab.scoring import ann
     from memlab.scoring.plagiarism import CorpusIndex, SemanticIndex, prepare, type_texts
-    from tests.reference.plagiarism_ref import RefParams, ref_retrieve, ref_type_text
     from tests.reference.texts import make_generated_texts
 
     torch.set_num_threads(1)
@@ -111,6 +110,8 @@ def run_size(size: int, n_texts: int, n_ref: int, judge, tmp: Path, methods: lis
                 a["label"] == b["label"] for a, b in zip(ours, sem_rows)) / len(gen)
 
     if ours and n_ref:  # the reference, per pair, on the first n_ref texts
+        from tests.reference.plagiarism_ref import RefParams, ref_retrieve, ref_type_text
+
         rp = RefParams()
         by_id = dict(zip(ids, texts))
 
