@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from memlab.config.formats import problems as format_problems
-from memlab.config.keys import StageKeys, config_identity, stage_keys, under
+from memlab.config.keys import StageKeys, config_identity, flatten, stage_keys, under
 from memlab.config.load import (
     TOP_LEVEL_EXTRA,
     ConfigError,
@@ -29,6 +29,7 @@ from memlab.config.load import (
     set_dotted,
     to_dict,
 )
+from memlab.config.ranges import out_of_range, plain_name
 from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
 
 RESERVED_NAMES = ("stages",)  # folders of the runs root that are not sweeps
@@ -75,17 +76,26 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
     """Relations between fields and paths on disk; `point` is the trial's grid coordinates."""
     out: list[str] = []
 
+    said: set[str] = set()
+
     def bad(key: str, msg: str) -> None:
+        if key in said:  # (one line per key: its range first, then relations)
+            return
+        said.add(key)
         tag = f" (grid value {point[key]!r})" if key in point else ""
         out.append(_fmt(located.at(key), key, msg + tag))
 
+    for key, value in flatten(to_dict(cfg)).items():  # every number in its range
+        why = out_of_range(key, value)
+        if why:
+            bad(key, why)
     d, m, t, a = cfg.data, cfg.model, cfg.train, cfg.attack
     if d.source == "local":
         if not d.path:
             bad("data.path", "required when data.source is 'local'")
         elif not Path(os.path.expanduser(d.path)).exists():
             bad("data.path", f"no such file or folder: {d.path}")
-    if cfg.sweep.name in RESERVED_NAMES or not cfg.sweep.name or "/" in cfg.sweep.name:
+    if cfg.sweep.name in RESERVED_NAMES or not plain_name(cfg.sweep.name):
         bad("sweep.name", f"must be a plain folder name other than {', '.join(RESERVED_NAMES)}")
     for plugin in cfg.score.plugins:
         if plugin.endswith(".py"):
@@ -95,20 +105,12 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
             bad("score.plugins", f"no module named {plugin!r}")
     if d.source == "hf" and not d.hf_name:
         bad("data.hf_name", "required when data.source is 'hf'")
-    if d.num_members < 1:
-        bad("data.num_members", "must be >= 1")
-    if d.num_nonmembers < 1:
-        bad("data.num_nonmembers", "must be >= 1 (the non-member floor is always reported)")
-    if d.dup_factor < 1:
-        bad("data.dup_factor", "must be >= 1")
     if not d.dup_mix or any(k < 1 for k in d.dup_mix):
         bad("data.dup_mix", "must be a non-empty list of counts >= 1")
     elif len(set(d.dup_mix)) != len(d.dup_mix):
         bad("data.dup_mix", "counts must be distinct")
     elif d.num_members < len(d.dup_mix):
         bad("data.num_members", f"must be >= len(data.dup_mix) = {len(d.dup_mix)}")
-    if d.shard_rows < 1:
-        bad("data.shard_rows", "must be >= 1")
     if m.source in ("hf", "gguf") and not m.name:
         bad("model.name", f"required when model.source is '{m.source}'")
     if m.source == "gguf" and m.name and not Path(os.path.expanduser(m.name)).is_file():
@@ -116,40 +118,16 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
     if m.source == "hf" and m.name and m.name.startswith((".", "/", "~")):
         if not Path(os.path.expanduser(m.name)).is_dir():
             bad("model.name", f"no such model folder: {m.name}")
-    if t.full.zero_stage not in (0, 1, 2, 3):
-        bad("train.full.zero_stage", f"must be 0, 1, 2 or 3, got {t.full.zero_stage}")
-    for key, val in (("train.batch_size", t.batch_size), ("train.epochs", t.epochs),
-                     ("attack.prefix_tokens", a.prefix_tokens),
-                     ("attack.suffix_tokens", a.suffix_tokens),
-                     ("attack.samples_per_prompt", a.samples_per_prompt),
-                     ("attack.batch_size", a.batch_size), ("attack.actors", a.actors),
-                     ("attack.warm_models", a.warm_models), ("train.lora.r", t.lora.r)):
-        if val < 1:
-            bad(key, f"must be >= 1, got {val}")
     stream = d.num_members and sum(d.dup_factor * d.dup_mix[i % len(d.dup_mix)]
                                    for i in range(d.num_members)) if d.dup_mix else 0
     epoch_steps = -(-stream // t.batch_size) if t.batch_size > 0 else 0
-    if t.max_steps < 0:
-        bad("train.max_steps", "must be >= 0")
-    elif 0 < t.max_steps < epoch_steps:
+    if 0 < t.max_steps < epoch_steps:
         bad("train.max_steps", f"{t.max_steps} stops before one pass over the training stream "
             f"({epoch_steps} steps): documents would be seen fewer times than their dup_count")
     pl = cfg.score.plagiarism
     if pl.method == "semantic" and pl.judge_kind != "embedding":
         bad("score.plagiarism.method", "semantic needs score.plagiarism.judge_kind=embedding "
             "(it seeds and retrieves by the judge's sentence embeddings)")
-    for key, val in (("train.log_every", t.log_every),
-                     ("score.corpus_block", cfg.score.corpus_block),
-                     ("score.corpus_ann_candidates", cfg.score.corpus_ann_candidates)):
-        if val < 1:
-            bad(key, f"must be >= 1, got {val}")
-    for key, val in (("attack.top_k", a.top_k), ("train.warmup_steps", t.warmup_steps),
-                     ("score.corpus_ann_above", cfg.score.corpus_ann_above),
-                     ("train.threads", t.threads), ("train.weight_decay", t.weight_decay)):
-        if val < 0:
-            bad(key, f"must be >= 0, got {val}")
-    if not 0.0 <= t.lora.dropout < 1.0:
-        bad("train.lora.dropout", "must be in [0, 1)")
     if d.source == "demo" and d.num_docs < d.num_members + d.num_nonmembers:
         bad("data.num_docs", f"the demo corpus needs at least num_members + num_nonmembers = "
             f"{d.num_members + d.num_nonmembers} documents")
@@ -157,44 +135,28 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
         bad("attack.max_new_tokens", "must be >= attack.suffix_tokens")
     if t.seq_len < a.prefix_tokens + a.suffix_tokens:
         bad("train.seq_len", "must be >= attack.prefix_tokens + attack.suffix_tokens")
-    if not 0.0 < a.top_p <= 1.0:
-        bad("attack.top_p", "must be in (0, 1]")
-    if a.temperature <= 0:
-        bad("attack.temperature", "must be > 0")
     if cfg.score.headline_threshold not in cfg.score.sim_thresholds:
         bad("score.headline_threshold", "must be one of score.sim_thresholds")
     res = getattr(cfg.resources, t.strategy)
     if res.cpu <= 0 and res.gpu <= 0:
         bad(f"resources.{t.strategy}", "a trial must reserve some CPU or GPU")
-    if res.workers < 1:
-        bad(f"resources.{t.strategy}.workers", f"must be >= 1, got {res.workers}")
-    elif res.workers > 1 and t.strategy != "full":
+    if res.workers > 1 and t.strategy != "full":
         bad(f"resources.{t.strategy}.workers", "only full fine-tuning runs several workers "
             "(head-only and LoRA trials train in the trial process)")
-    elif t.strategy == "full" and t.batch_size % res.workers:
+    elif t.strategy == "full" and res.workers > 0 and t.batch_size % res.workers:
         bad("train.batch_size", f"{t.batch_size} sequences per step do not split evenly over "
             f"resources.full.workers={res.workers}")
     if t.strategy == "full" and t.full.engine == "torch" and res.workers > 1:
         bad("train.full.engine", "torch trains in the trial process, on one GPU: "
             f"resources.full.workers={res.workers} needs deepspeed (or auto)")
     per_worker = t.batch_size // max(1, res.workers) if t.strategy == "full" else t.batch_size
-    if t.micro_batch < 0:
-        bad("train.micro_batch", f"must be >= 0, got {t.micro_batch}")
-    elif t.micro_batch and per_worker and per_worker % t.micro_batch:
+    if t.micro_batch > 0 and per_worker > 0 and per_worker % t.micro_batch:
         bad("train.micro_batch", f"{t.micro_batch} does not divide the {per_worker} sequences "
             "each worker trains per step")
-    if cfg.resources.share_margin < 1:
-        bad("resources.share_margin", f"must be >= 1, got {cfg.resources.share_margin}")
-    if t.compile_min_tokens < 0:
-        bad("train.compile_min_tokens", f"must be >= 0, got {t.compile_min_tokens}")
-    if t.checkpoint_every < 0:
-        bad("train.checkpoint_every", f"must be >= 0, got {t.checkpoint_every}")
     for key, msg in format_problems(cfg):  # data.format, data.columns, template, hf split
         bad(key, msg)
     c = cfg.data.canaries
-    if c.count < 0:
-        bad("data.canaries.count", f"must be >= 0, got {c.count}")
-    elif c.count:
+    if c.count > 0:
         if c.template.count("{secret}") != 1:
             bad("data.canaries.template", "must hold {secret} exactly once")
         if len(set(c.alphabet)) < 2 or len(set(c.alphabet)) != len(c.alphabet):

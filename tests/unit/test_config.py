@@ -299,7 +299,8 @@ def test_model_labels_are_short_names_not_paths(source, name, label):
 @pytest.mark.parametrize("override, message", [
     (["data.canaries.template=my pin is {pin}"], "must hold {secret} exactly once"),
     (["data.canaries.alphabet=aab"], "at least 2 distinct characters"),
-    (["data.canaries.repeats=[0, 4]"], "distinct counts >= 1"),
+    (["data.canaries.repeats=[0, 4]"], "each item must be >= 1, got 0"),
+    (["data.canaries.repeats=[4, 4]"], "distinct counts >= 1"),
     (["data.canaries.count=-1"], "must be >= 0"),
     (["attack.canary_alternatives=0"], "must be >= 1"),
     (["score.membership.mink_frac=0"], "must be in (0, 1]"),
