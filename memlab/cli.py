@@ -16,6 +16,7 @@ from memlab.config.expand import Study, load_study
 from memlab.config.labels import dup_label, model_label
 from memlab.config.load import ConfigError
 from memlab.config.schema import STRATEGIES
+from memlab.errors import DataError
 from memlab.tracking.mlflow_log import TrackingError
 
 EXIT_CONFIG = 2
@@ -288,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         for line in e.problems:
             print(f"error: {line}", file=sys.stderr)
+        return EXIT_CONFIG
+    except DataError as e:
+        print(f"error: data: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except TrackingError as e:
         print(f"error: tracking: {e}; the sweep did not start (start the server, or pass "

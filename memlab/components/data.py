@@ -25,6 +25,7 @@ from memlab.components.formats import FormatError, records
 from memlab.config.formats import column, needed_fields
 from memlab.config.keys import content_key, local_files
 from memlab.config.schema import DataSection
+from memlab.errors import DataError
 from memlab.io.shards import (
     DATASET_SCHEMA,
     FORMATTED_DATASET_SCHEMA,
@@ -40,8 +41,10 @@ from memlab.io.tables import read_rows
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
-    pass
+
+
+__all__ = ["DataError", "build_dataset", "load_documents", "read_dataset", "select",
+           "training_stream"]
 
 
 def _read_local(path: Path, cfg: DataSection) -> tuple[list[dict], int]:
@@ -61,8 +64,14 @@ def _read_local(path: Path, cfg: DataSection) -> tuple[list[dict], int]:
             if cfg.format != "text":
                 raise DataError(f"{f}: a .txt file is one plain document; data.format="
                                 f"{cfg.format} reads records from .jsonl or .parquet files")
-            docs.append({"doc_id": str(rel), "text": f.read_text(errors="replace"),
-                         "response_start": 0, "messages": None})
+            try:
+                text = f.read_bytes().decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{f}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+                                f"{e.start}); convert the file, e.g. iconv -f latin1 -t utf-8"
+                                ) from None
+            docs.append({"doc_id": str(rel), "text": text, "response_start": 0,
+                         "messages": None})
             continue
         try:
             rows = read_rows(f)
@@ -100,9 +109,15 @@ def _read_hf(cfg: DataSection) -> tuple[list[dict], int]:
                         str(e) else str(e)) from None
 
 
-def load_documents(cfg: DataSection) -> list[dict]:
+SKIP_REASONS = ("no_response", "empty", "below_min_words", "duplicate_text")
+
+
+def load_documents(cfg: DataSection, skips: dict[str, int] | None = None) -> list[dict]:
     """All candidate documents of the source, in a stable order, deduplicated by text: doc_id,
-    text, response_start (character offset of the response in text), messages (chat)."""
+    text, response_start (character offset of the response in text), messages (chat).
+    `skips` receives how many records were left out, per reason (SKIP_REASONS)."""
+    skips = {} if skips is None else skips
+    skips.update(dict.fromkeys(SKIP_REASONS, 0))
     skipped = 0
     if cfg.source == "demo":
         from memlab.components.corpus import generate_demo_corpus
@@ -116,6 +131,7 @@ def load_documents(cfg: DataSection) -> list[dict]:
     if skipped:
         log.warning("data: %d %s records left out: no response (%s)", skipped, cfg.format,
                     "empty output" if cfg.format == "instruction" else "no assistant turn")
+    skips["no_response"] = skipped
     seen_text: set[str] = set()
     seen_id: set[str] = set()
     out = []
@@ -123,7 +139,10 @@ def load_documents(cfg: DataSection) -> list[dict]:
         raw = d["text"]
         text = raw.strip()
         start = max(0, d["response_start"] - (len(raw) - len(raw.lstrip())))
-        if len(text.split()) < cfg.min_words or text in seen_text:
+        reason = ("empty" if not text else "below_min_words" if len(text.split()) <
+                  cfg.min_words else "duplicate_text" if text in seen_text else None)
+        if reason:
+            skips[reason] += 1
             continue
         if d["doc_id"] in seen_id:
             raise DataError(f"duplicate doc_id {d['doc_id']!r} in the source")
@@ -131,6 +150,10 @@ def load_documents(cfg: DataSection) -> list[dict]:
         seen_id.add(d["doc_id"])
         out.append({"doc_id": d["doc_id"], "text": text, "response_start": start,
                     "messages": d["messages"]})
+    left = {k: v for k, v in skips.items() if v and k != "no_response"}
+    if left:
+        log.warning("data: documents left out: %s", ", ".join(f"{v} {k.replace('_', ' ')}"
+                                                             for k, v in left.items()))
     return out
 
 
@@ -164,7 +187,8 @@ def build_dataset(cfg: DataSection, out_dir: str | os.PathLike, key: str | None 
 
 
 def _build(cfg: DataSection, out_dir: Path, upstream: str) -> None:
-    docs = select(load_documents(cfg), cfg)
+    skips: dict[str, int] = {}
+    docs = select(load_documents(cfg, skips), cfg)
     canaries = canary_rows(cfg.canaries, cfg.seed)
     rows = docs + canaries
     # a text dataset is written as before formats existed (DATASET_SCHEMA: byte-identical)
@@ -189,6 +213,7 @@ def _build(cfg: DataSection, out_dir: Path, upstream: str) -> None:
         rows=len(rows), members=cfg.num_members, nonmembers=cfg.num_nonmembers,
         members_by_dup_count=counts, train_stream_len=sum(r["dup_count"] for r in rows),
         shards=len(names), sha256=digest.hexdigest(), canaries=len(canaries),
+        **({"skipped": {k: v for k, v in skips.items() if v}} if any(skips.values()) else {}),
         **({} if cfg.format == "text" else {"format": cfg.format}))
     log.info("dataset %s: %d members, %d non-members, %d shards",
              out_dir.name, cfg.num_members, cfg.num_nonmembers, len(names))

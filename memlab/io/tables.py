@@ -20,8 +20,14 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     if path.suffix not in (".jsonl", ".json"):
         raise ValueError(f"{path}: expected a .jsonl or .parquet file")
     rows = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{n}: not UTF-8 text (byte {raw[e.start]:#04x} at "
+                                 f"column {e.start + 1}); convert the file, e.g. iconv -f "
+                                 "latin1 -t utf-8") from None
             if line.strip():
                 try:
                     rows.append(json.loads(line))

@@ -26,7 +26,7 @@ from memlab.config.keys import StageKeys, file_sha256, resolved
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import stage_dir, trial_dir
-from memlab.io.shards import write_json_atomic
+from memlab.io.shards import read_manifest, write_json_atomic
 from memlab.tracking.mlflow_log import Client, LiveRun, TrackingError, trial_run
 
 log = logging.getLogger(__name__)
@@ -146,12 +146,18 @@ def run_trial(plan: TrialPlan, log: bool = True) -> dict:
     train_metrics = {k: train.manifest[k] for k in (
         "trainable_params", "total_params", "trainable_frac", "train_steps", "train_time_s",
         "train_tokens_per_s", "final_loss")}
+    # documents the dataset stage left out (empty, too few words, a repeated text, ...)
+    skipped = (read_manifest(data) or {}).get("skipped", {})
+    data_metrics = {f"data_skipped_{k}": v for k, v in skipped.items()}
+    if gen.manifest.get("docs_too_short"):  # (fewer tokens than prefix + suffix: not attacked)
+        data_metrics["data_skipped_too_short_to_attack"] = gen.manifest["docs_too_short"]
     result = {"key": plan.key, "name": plan.name, "point": plan.point,
               "strategy": cfg.train.strategy, "model": plan.model_label,
               "dup_factor": cfg.data.dup_factor, "seed": cfg.seed,
               "keys": dataclasses.asdict(plan.keys),
               "train": train_metrics, "generated_samples": gen.manifest["rows"],
-              "metrics": {**train_metrics, **flat_metrics(read_summary(score.folder))}}
+              "metrics": {**train_metrics, **data_metrics,
+                          **flat_metrics(read_summary(score.folder))}}
     # a rerun of a finished trial checks (and repairs) every stage but rewrites nothing
     _write_if_changed(to_dict(cfg), plan.dir / "config.json")
     _write_if_changed(result, plan.dir / "result.json")
