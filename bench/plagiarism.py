@@ -45,7 +45,6 @@ def run_size(size: int, n_texts: int, n_ref: int, judge, tmp: Path, methods: lis
              build_judge, threads: int) -> dict:
     import torch
 
-    from memlab.components.corpus import generate_demo_corpus
     from memlab.config.schema import PlagiarismSection
     from memlab.scoring import ann
     from memlab.scoring.plagiarism import CorpusIndex, SemanticIndex, prepare, type_texts
@@ -54,15 +53,7 @@ def run_size(size: int, n_texts: int, n_ref: int, judge, tmp: Path, methods: lis
     torch.set_num_threads(1)
     p = PlagiarismSection()
     t0 = time.perf_counter()
-    try:
-        corpus = generate_demo_corpus(size, seed=0)
-    except RuntimeError:  # (seed 0's titles run out before 100k documents at 8cd058c)
-        corpus = [dict(d, doc_id=f"demo-{i:07d}") for i, d in enumerate(
-            d for j in range(0, size, PART_DOCS) for d in _corpus_docs(min(PART_DOCS, size - j),
-                                                                         100 + j // PART_DOCS))]
-        out_note = f"one demo corpus of {size} fails; parts of {PART_DOCS} with seeds 100..."
-    else:
-        out_note = "generate_demo_corpus(size, seed=0)"
+    corpus, out_note = _bench_corpus(size)
     ids, texts = [d["doc_id"] for d in corpus], [d["text"] for d in corpus]
     gen = make_generated_texts(corpus, n=n_texts, seed=1)
     gtexts = [g["text"] for g in gen]
@@ -145,6 +136,22 @@ def run_size(size: int, n_texts: int, n_ref: int, judge, tmp: Path, methods: lis
 
 # ------------------------------------------------------------------ dense retrieval at scale
 PART_DOCS = 15_625  # documents per demo corpus of the dense run (its titles stay unique)
+
+
+def _bench_corpus(size: int) -> tuple[list[dict], str]:
+    """generate_demo_corpus(size, seed=0) up to PART_DOCS documents; past that (seed 0's
+    titles run out before 100k documents at 8cd058c), parts of PART_DOCS documents with seeds
+    100, 101, ... (renumbered)."""
+    from memlab.components.corpus import generate_demo_corpus
+
+    if size <= PART_DOCS:
+        return generate_demo_corpus(size, seed=0), "generate_demo_corpus(size, seed=0)"
+    else:
+        parts = (_corpus_docs(min(PART_DOCS, size - j), 100 + j // PART_DOCS)
+                 for j in range(0, size, PART_DOCS))
+        return ([dict(d, doc_id=f"demo-{i:07d}") for i, d in
+                 enumerate(d for part in parts for d in part)],
+                f"one demo corpus of {size} fails; parts of {PART_DOCS} with seeds 100...")
 
 
 def _corpus_docs(n: int, seed: int) -> list[dict]:
