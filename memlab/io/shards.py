@@ -169,16 +169,71 @@ def read_shards(folder: str | os.PathLike, schema: pa.Schema | None = None) -> p
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """Write to `<path>.tmp`, fsync, rename: a full disk leaves the old file or none."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
+    with open(tmp, "w") as f:
+        f.write(json.dumps(obj, indent=2, sort_keys=True, default=str))
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def write_manifest(folder: str | os.PathLike, **info: Any) -> None:
-    """Written last: its presence means the stage in `folder` finished."""
-    write_json_atomic(info, Path(folder) / MANIFEST)
+def output_files(folder: Path, outputs: list[str]) -> dict[str, list]:
+    """[size, sha256] of every file of the outputs (a folder output: each file under it)."""
+    out: dict[str, list] = {}
+    for name in outputs:
+        p = folder / name
+        for f in sorted(p.rglob("*")) if p.is_dir() else [p]:
+            if f.is_file():
+                out[str(f.relative_to(folder))] = [f.stat().st_size, file_sha256(f)]
+    return out
+
+
+def write_manifest(folder: str | os.PathLike, volatile: tuple[str, ...] = (), **info: Any) -> None:
+    """Written last: its presence means the stage in `folder` finished. Records each output
+    file's size and SHA-256 (`files`), which a rerun checks (begin_stage). A stage redone for
+    damaged pieces whose files all come back as recorded (but for `volatile` ones, e.g. timings)
+    keeps its earlier manifest, so the stages built on it stay valid."""
+    folder = Path(folder)
+    if "outputs" in info:
+        info["files"] = output_files(folder, info["outputs"])
+    if volatile:
+        info["volatile"] = list(volatile)
+    prev = folder / (MANIFEST + ".repair")
+    if prev.is_file():
+        old = json.loads(prev.read_text())
+        files = info.get("files", {})
+        same = old.get("upstream") == info.get("upstream") and set(old["files"]) == \
+            set(files) and all(old["files"][k] == v for k, v in files.items()
+                               if k not in old.get("volatile", ()))
+        if same:
+            info = old
+        print(f"[memlab] {folder.parent.name} {folder.name}: repaired; "
+              + ("every output as recorded: its earlier manifest kept" if same else
+                 "outputs differ from the record: the stages built on it are redone"),
+              file=sys.stderr, flush=True)
+    write_json_atomic(info, folder / MANIFEST)
+    prev.unlink(missing_ok=True)
+
+
+def damaged(folder: Path, man: dict) -> list[str]:
+    """Output files missing, or whose size or SHA-256 differs from the manifest (reads every
+    output once: about a second per GB). Volatile files (a rerun rewrites them with other
+    timings) and manifests without `files` (written before they were recorded) are checked for
+    presence only."""
+    files = man.get("files")
+    if files is None:
+        return [n for n in man.get("outputs", []) if not (folder / n).exists()]
+    bad = []
+    volatile = man.get("volatile", ())
+    for name, (size, digest) in files.items():
+        p = folder / name
+        if not p.is_file() or (name not in volatile and (p.stat().st_size != size or
+                                                         file_sha256(p) != digest)):
+            bad.append(name)
+    return bad
 
 
 def read_manifest(folder: str | os.PathLike) -> dict | None:
@@ -223,9 +278,20 @@ def begin_stage(folder: str | os.PathLike, upstream: str) -> dict | None:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
         man = None
     if man is not None:
-        if all((folder / name).exists() for name in man.get("outputs", [])):
+        bad = damaged(folder, man)
+        if not bad:
             return man
-        (folder / MANIFEST).unlink()
+        print(f"[memlab] {folder.parent.name} {folder.name}: {', '.join(bad[:5])}"
+              f"{f' (+{len(bad) - 5} more)' if len(bad) > 5 else ''} missing or not as "
+              "recorded in its manifest: redoing that alone", file=sys.stderr, flush=True)
+        for name in bad:  # (a piece of a folder output takes the folder: it is one piece)
+            top = folder / Path(name).parts[0]
+            shutil.rmtree(top, ignore_errors=True) if top.is_dir() else \
+                top.unlink(missing_ok=True)
+        if "files" in man:
+            os.replace(folder / MANIFEST, folder / (MANIFEST + ".repair"))
+        else:
+            (folder / MANIFEST).unlink()
     marker.write_text(upstream)
     return None
 

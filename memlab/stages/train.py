@@ -694,6 +694,7 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
         write_json_atomic({"metrics": metrics, "losses": losses, "notes": setup.notes},
                           out_dir / "metrics.json")
         write_manifest(out_dir, upstream=upstream, outputs=["model", "metrics.json"],
+                       volatile=("metrics.json",),
                        saved=setup.saved, base_model=base_model, strategy=t.strategy,
                        engine=setup.engine, workers=setup.world,
                        vocab_size=setup.module.config.vocab_size, device=device,
