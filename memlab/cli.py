@@ -124,11 +124,12 @@ def _refuse_misfits(study: Study) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from memlab.sweep.run import run_sweep
+    from memlab.sweep.run import one_run_at_a_time, run_sweep
 
     study = _load(args)
     _refuse_misfits(study)
-    return run_sweep(study, tracking_uri=args.tracking_uri)
+    with one_run_at_a_time(study):
+        return run_sweep(study, tracking_uri=args.tracking_uri)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

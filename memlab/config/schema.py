@@ -396,6 +396,12 @@ class TrackingSection:
     retry_s: float = _f(60.0, "How long one MLflow call is retried (with backoff) before the "
                               "trial is left unlogged: its results stay on disk and "
                               "`memlab run --resume` logs them.")
+    log_text: Literal["auto", "on", "off"] = _f(
+        "auto", "Whether text of the documents leaves the runs folder: on logs each trial's "
+        "most similar generations (prompt-free: generation and true suffix, with their scores) "
+        "as the MLflow artifact examples/examples.jsonl; off keeps every training text, prompt "
+        "and generation in the runs folder only (MLflow gets numbers, settings and figures). "
+        "auto: on for the demo corpus, off for local and hf sources (private data).")
 
 
 @dataclass

@@ -4,6 +4,7 @@ to MLflow whatever finished but is not logged yet."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -273,9 +274,38 @@ def run_tune(study: Study, plans: list[TrialPlan]) -> int:
     return failed
 
 
+@contextlib.contextmanager
+def one_run_at_a_time(study: Study):
+    """Hold the sweep folder's run lock (a file lock: NFSv4 / Lustre / a local disk) while the
+    sweep runs; a second `memlab run` of the same sweep and runs root is refused (exit 2)."""
+    import socket
+
+    from filelock import FileLock, Timeout
+
+    from memlab.config.load import ConfigError
+
+    folder = sweep_root(study.base)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock, holder = FileLock(str(folder / ".run.lock")), folder / ".run.holder"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        who = holder.read_text().strip() if holder.is_file() else "another process"
+        raise ConfigError([f"sweep.name: sweep '{study.name}' is already running in "
+                           f"{folder} ({who}); wait for it to finish, or give this run "
+                           "another sweep.name or sweep.runs_root"]) from None
+    try:
+        holder.write_text(f"memlab run, pid {os.getpid()} on {socket.gethostname()}, since "
+                          f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
 def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
     from memlab.stages.report import write_report
-    from memlab.tracking.mlflow_log import TrackingError
+    from memlab.tracking.mlflow_log import TrackingError, redact
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.time()
@@ -305,11 +335,11 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
         print(f"    {exe} ui --backend-store-uri {uri} --port 5000")
         print("  then browse http://127.0.0.1:5000")
     else:
-        print(f"    browse {uri}")
+        print(f"    browse {redact(uri)}")
     missing = [p.name for p in plans if not (p.dir / "result.json").is_file()]
     if unlogged:
         print(f"[memlab] {len(unlogged)} trial(s) finished but are not logged to MLflow at "
-              f"{uri}: {', '.join(p.name for p in unlogged)}. Their results are on disk; "
+              f"{redact(uri)}: {', '.join(p.name for p in unlogged)}. Their results are on disk; "
               "with MLflow reachable again, `memlab run <study> --resume` logs them "
               "(no stage is rerun).", file=sys.stderr)
     if missing or failed:

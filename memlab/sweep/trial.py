@@ -220,6 +220,8 @@ def log_trial(plan: TrialPlan, tags: dict | None = None) -> str:
                     if k in ("head_untied", "lora_targets")})
     run.log_metrics({k: v for k, v in result["metrics"].items() if _finite(v)})
     run.log_history("train_loss", train["losses"], cfg.train.log_every)
+    if log_text(cfg):  # (off: no training text, prompt or generation leaves the runs folder)
+        run.log_artifact(write_examples(plan), "examples")
     for path, subdir in ((plan.dir / "config.json", None), (plan.dir / "result.json", None),
                          (train_dir / "metrics.json", "train"),
                          (plan.stage("score") / "summary.parquet", "scores"),
@@ -229,6 +231,37 @@ def log_trial(plan: TrialPlan, tags: dict | None = None) -> str:
     write_json_atomic({"uri": t.uri, "run_id": run.run_id,
                        "result": file_sha256(plan.dir / "result.json")}, plan.dir / LOGGED)
     return run.run_id
+
+
+def log_text(cfg) -> bool:
+    """tracking.log_text resolved: auto is on for the demo corpus only."""
+    t = cfg.tracking.log_text
+    return t == "on" or (t == "auto" and cfg.data.source == "demo")
+
+
+def write_examples(plan: TrialPlan, per_split: int = 10) -> Path:
+    """The trial's generations most similar to their true suffix (members and non-members,
+    `per_split` each), with their scores: `examples.jsonl` in the trial's folder."""
+    import pyarrow.parquet as pq
+
+    def rows_of(folder: Path, wanted: tuple[str, ...]) -> list[dict]:
+        out = []
+        for f in sorted(folder.glob("part-*.parquet")):
+            names = pq.read_schema(f).names
+            out += pq.read_table(f, columns=[c for c in wanted if c in names]).to_pylist()
+        return out
+
+    gen = {r["sample_id"]: r for r in rows_of(plan.stage("gen"), (
+        "sample_id", "doc_id", "split", "dup_count", "gen_text", "suffix_text"))}
+    scores = rows_of(plan.stage("score"), ("sample_id", "sim_to_source", "plag_label",
+                                           "exact_extracted"))
+    rows = [{**gen[s["sample_id"]], **s} for s in scores if s["sample_id"] in gen]
+    rows.sort(key=lambda r: (-(r.get("sim_to_source") or 0.0), r["sample_id"]))
+    out = plan.dir / "examples.jsonl"
+    picked = [r for split in ("member", "nonmember")
+              for r in [x for x in rows if x["split"] == split][:per_split]]
+    out.write_text("".join(json.dumps(r, default=str) + "\n" for r in picked))
+    return out
 
 
 def _write_if_changed(obj: dict, path: Path) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -31,6 +32,18 @@ PACKAGES = ("memlab", "torch", "transformers", "peft", "deepspeed", "ray", "mlfl
 PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST",
              "BAD_REQUEST", "MALFORMED_REQUEST", "INVALID_STATE", "PERMISSION_DENIED"}
 
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@")
+_SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:[A-Za-z_-]*(?:token|secret|password|passwd|pwd|"
+                           r"key|sig|signature|credential)[A-Za-z_-]*))=[^&;#\s]+", re.I)
+
+
+def redact(text: str) -> str:
+    """A URI's password and secret-looking query values (token=, api_key=, sig=, ...) replaced
+    by ***: params, tags and printed URIs never carry credentials."""
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m['key']}=***", text)
 
 class TrackingError(RuntimeError):
     """MLflow could not be reached (or refused a call) within the retry budget."""
@@ -92,7 +105,7 @@ class Client:
         except Exception as e:
             if not _tracking_failure(e):
                 raise
-            raise TrackingError(f"MLflow at {uri}: {str(e).strip()[:300]}") from e
+            raise TrackingError(f"MLflow at {redact(uri)}: {redact(str(e).strip()[:300])}") from e
 
     def call(self, method: str, *args, **kwargs):
         from tenacity import (
@@ -112,7 +125,8 @@ class Client:
             if not _tracking_failure(e):
                 raise
             first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise TrackingError(f"MLflow at {self.uri}: {method} failed: {first}") from e
+            raise TrackingError(f"MLflow at {redact(self.uri)}: {method} failed: "
+                                f"{redact(first)}") from e
 
 
 def ensure_experiment(client: Client, name: str, artifact_root: str | None = None) -> str:
@@ -145,7 +159,7 @@ class TrackedRun:
             client.call("update_run", run.run_id, status="RUNNING")
         else:
             created = client.call("create_run", experiment_id, run_name=run_name,
-                                  tags={k: str(v) for k, v in {**match, **tags}.items()})
+                                  tags={k: redact(str(v)) for k, v in {**match, **tags}.items()})
             run = cls(client, created.info.run_id)
         run.log_params({k: v for k, v in params.items() if k not in have})
         run.set_tags(tags)  # provenance of this attempt (e.g. the code that resumed it)
@@ -154,14 +168,14 @@ class TrackedRun:
     def log_params(self, params: dict) -> None:
         from mlflow.entities import Param
 
-        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        items = [Param(k, redact(str(v))[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
             self.client.call("log_batch", self.run_id, params=items[i:i + 100])
 
     def set_tags(self, tags: dict) -> None:
         from mlflow.entities import RunTag
 
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        items = [RunTag(k, redact(str(v))) for k, v in tags.items()]
         for i in range(0, len(items), 100):
             self.client.call("log_batch", self.run_id, tags=items[i:i + 100])
 

@@ -61,3 +61,31 @@ def test_a_loss_curve_is_logged_once_whatever_was_logged_live(tmp_path):
     assert run.log_history("train_loss", [5.0, 4.0, 3.0, 2.0, 1.0]) == 0  # again: nothing
     steps = sorted(m.step for m in client.call("get_metric_history", run.run_id, "train_loss"))
     assert steps == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("raw, logged", [
+    ("postgresql://memlab:s3cr3t@127.0.0.1:5432/mlflow",
+     "postgresql://memlab:***@127.0.0.1:5432/mlflow"),
+    ("https://user:pw@mlflow.example.org/?api_key=abc123&view=1",
+     "https://user:***@mlflow.example.org/?api_key=***&view=1"),
+    ("s3://bucket/run?X-Amz-Signature=f00d&X-Amz-Credential=AKIA",
+     "s3://bucket/run?X-Amz-Signature=***&X-Amz-Credential=***"),
+    ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ("sqlite:///runs/mlflow.db", "sqlite:///runs/mlflow.db"),
+])
+def test_credentials_are_kept_out_of_logged_params_and_messages(raw, logged):
+    from memlab.tracking.mlflow_log import redact
+
+    assert redact(raw) == logged
+
+
+@pytest.mark.parametrize("source, setting, on", [
+    ("demo", "auto", True), ("local", "auto", False), ("hf", "auto", False),
+    ("local", "on", True), ("demo", "off", False)])
+def test_log_text_defaults_off_for_private_sources(source, setting, on):
+    from memlab.config.schema import StudyConfig
+    from memlab.sweep.trial import log_text
+
+    cfg = StudyConfig()
+    cfg.data.source, cfg.tracking.log_text = source, setting
+    assert log_text(cfg) is on
