@@ -22,8 +22,8 @@ def _mtimes(folder):
 def _results(runs, study):
     out = {}
     for t in study.trials:
-        r = json.loads((runs / study.name / "trials" / t.name / "result.json").read_text())
-        out[t.name] = {k: v for k, v in r["metrics"].items() if k not in TIMING}
+        r = json.loads((runs / study.name / t.key / "result.json").read_text())
+        out[t.key] = {k: v for k, v in r["metrics"].items() if k not in TIMING}
     return out
 
 

@@ -133,7 +133,8 @@ def test_mlflow_runs_hold_metrics_params_artifacts(sweep):
             assert tag in r.data.tags
         assert r.data.tags["score_key"] == r.data.tags["trial_key"]  # a trial is a leaf
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}
-        assert {"config.json", "result.json", "scores", "plots", "train"} <= arts
+        # (the demo corpus: log_text on, so its examples are logged)
+        assert {"config.json", "result.json", "scores", "plots", "train", "examples"} <= arts
         assert [a.path for a in client.list_artifacts(r.info.run_id, "scores")] == \
             ["scores/summary.parquet"]
 
