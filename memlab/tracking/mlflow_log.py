@@ -134,7 +134,12 @@ def ensure_experiment(client: Client, name: str, artifact_root: str | None = Non
     exp = client.call("get_experiment_by_name", name)
     if exp is not None:
         return exp.experiment_id
-    location = Path(artifact_root, name).as_uri() if artifact_root is not None else None
+    from memlab.config.keys import content_key
+    from memlab.config.ranges import plain_name
+
+    # (an experiment name is not always a folder name: "/Users/me/x", "../x" get a key's)
+    folder = name if plain_name(name) else f"experiment-{content_key(name)}"
+    location = Path(artifact_root, folder).as_uri() if artifact_root is not None else None
     return client.call("create_experiment", name, artifact_location=location)
 
 

@@ -89,3 +89,13 @@ def test_log_text_defaults_off_for_private_sources(source, setting, on):
     cfg = StudyConfig()
     cfg.data.source, cfg.tracking.log_text = source, setting
     assert log_text(cfg) is on
+
+
+def test_an_experiment_name_that_is_no_folder_name_stays_under_the_artifact_root(tmp_path):
+    from memlab.tracking.mlflow_log import ensure_experiment
+
+    client = Client(f"sqlite:///{tmp_path / 'm.db'}", retry_s=0)
+    for name in ("plain", "../../escape", "/Users/me/study"):
+        exp = client.call("get_experiment", ensure_experiment(client, name, str(tmp_path / "a")))
+        assert exp.artifact_location.startswith((tmp_path / "a").as_uri() + "/")
+        assert ".." not in exp.artifact_location
