@@ -24,6 +24,7 @@ and removes it when done.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -402,6 +403,19 @@ WARMUP_STEPS = 2  # not timed: allocator, compilation, communicator set-up
 FLUSH_S = 2.0  # losses come to the host (one sync) at most this often, and at checkpoints
 
 
+
+def _sorted_adapter_config(model_dir: Path) -> None:
+    """peft writes a LoRA's target modules from a set, in an order that changes from process to
+    process (string hashing): sorted, the same training gives the same bytes (a rerun that
+    repairs a damaged checkpoint then matches the record)."""
+    path = Path(model_dir) / "adapter_config.json"
+    if path.is_file():
+        conf = json.loads(path.read_text())
+        if isinstance(conf.get("target_modules"), list):
+            conf["target_modules"] = sorted(conf["target_modules"])
+            path.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
+
+
 class TorchSetup:
     """head / LoRA, and full fine-tuning on one GPU: plain PyTorch trains the model's
     trainable parameters (fp32) with AdamW (fused on GPU), autocast to the trial's
@@ -454,6 +468,7 @@ class TorchSetup:
 
     def export(self, model_dir: Path) -> None:
         self.model.save_pretrained(model_dir)
+        _sorted_adapter_config(model_dir)
 
     def sync(self) -> None:
         pass
