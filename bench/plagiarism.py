@@ -222,14 +222,14 @@ def run_dense(size: int, n_queries: int, work: Path, embedder: str, threads: int
             jobs = [(shares[i], 100 + i, n_queries * (i == 0)) for i in todo]
             for i, (sents, counts, q) in zip(todo, pool.map(_corpus_part, jobs)):
                 t1 = time.perf_counter()
+                if q:  # (before the part: a run stopped between them redoes both)
+                    qs = [[t[a:b] for a, b, _ in _split(t)] for t in q]
+                    np.save(d / "queries.npy", ann.unit_means(
+                        embed([x for ss in qs for x in ss]), np.cumsum([0] + [len(x) for x in qs])))
                 np.save(d / f"part-{i:04d}.npy",
                         ann.unit_means(embed(sents), np.cumsum([0] + counts)))
                 meta["embed_s"] = meta.get("embed_s", 0.0) + time.perf_counter() - t1
                 meta["sentences"] = meta.get("sentences", 0) + len(sents)
-                if q:
-                    qs = [[t[a:b] for a, b, _ in _split(t)] for t in q]
-                    np.save(d / "queries.npy", ann.unit_means(
-                        embed([x for ss in qs for x in ss]), np.cumsum([0] + [len(x) for x in qs])))
                 meta["parts_wall_s"] = meta.get("parts_wall_s", 0.0) + time.perf_counter() - t0
                 t0 = time.perf_counter()
                 save()

@@ -64,8 +64,8 @@ def _read_local(path: Path, cfg: DataSection) -> tuple[list[dict], int]:
             if cfg.format != "text":
                 raise DataError(f"{f}: a .txt file is one plain document; data.format="
                                 f"{cfg.format} reads records from .jsonl or .parquet files")
-            try:
-                text = f.read_bytes().decode("utf-8")
+            try:  # (text mode: line endings read as before)
+                text = f.read_text(encoding="utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(f"{f}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
                                 f"{e.start}); convert the file, e.g. iconv -f latin1 -t utf-8"

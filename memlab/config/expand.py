@@ -76,12 +76,13 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
     """Relations between fields and paths on disk; `point` is the trial's grid coordinates."""
     out: list[str] = []
 
-    said: set[str] = set()
+    out_of: set[str] = set()  # keys out of range: their relations to others are not checked
+    said: set[tuple[str, str]] = set()
 
     def bad(key: str, msg: str) -> None:
-        if key in said:  # (one line per key: its range first, then relations)
+        if key in out_of or (key, msg) in said:
             return
-        said.add(key)
+        said.add((key, msg))
         tag = f" (grid value {point[key]!r})" if key in point else ""
         out.append(_fmt(located.at(key), key, msg + tag))
 
@@ -89,6 +90,7 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
         why = out_of_range(key, value)
         if why:
             bad(key, why)
+            out_of.add(key)
     d, m, t, a = cfg.data, cfg.model, cfg.train, cfg.attack
     if d.source == "local":
         if not d.path:

@@ -15,7 +15,7 @@ INF = math.inf
 RANGES: dict[str, tuple[float, bool, float, bool]] = {
     "seed": (0, True, INF, False),
     "sweep.max_concurrent_trials": (0, True, INF, False),
-    "sweep.max_failures": (0, True, INF, False),
+    "sweep.max_failures": (-1, True, INF, False),  # (-1: Ray retries without end)
     "data.num_docs": (1, True, INF, False),
     "data.min_words": (0, True, INF, False),
     "data.num_members": (1, True, INF, False),

@@ -256,12 +256,11 @@ def _built_from(folder: Path, man: dict | None) -> str | None:
 
 
 def stage_done(folder: str | os.PathLike, upstream: str) -> bool:
-    """Whether the stage in `folder` finished from `upstream` with all its outputs (reads
-    only)."""
+    """Whether the stage in `folder` finished from `upstream` with all its outputs as its
+    manifest recorded them (reads only: the check begin_stage repairs by)."""
     folder = Path(folder)
     man = read_manifest(folder)
-    return man is not None and _built_from(folder, man) == upstream and \
-        all((folder / name).exists() for name in man.get("outputs", []))
+    return man is not None and _built_from(folder, man) == upstream and not damaged(folder, man)
 
 
 def begin_stage(folder: str | os.PathLike, upstream: str) -> dict | None:

@@ -225,6 +225,7 @@ def _clusters(seeds: list[tuple[int, int]], gap: int) -> list[list[tuple[int, in
     label = np.arange(len(seeds))
     while True:
         new = np.where(near, label[None, :], len(seeds)).min(axis=1)
+        new = new[new]  # (pointer jumping: long chains of seeds take few passes)
         if np.array_equal(new, label):
             break
         label = new

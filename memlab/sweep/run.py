@@ -311,7 +311,14 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
     start = time.time()
     print(f"[memlab] sweep '{study.name}': {len(study.trials)} trials", flush=True)
     tracking = open_tracking(study, tracking_uri)
-    plans = prepare(study, tracking)
+    try:
+        plans = prepare(study, tracking)
+    except Exception:  # (e.g. a data defect, said in one line): the sweep's run ends FAILED
+        from memlab.tracking.mlflow_log import Client, TrackedRun
+
+        with contextlib.suppress(TrackingError):
+            TrackedRun(Client(tracking.uri, 0), tracking.parent_run_id).finish(ok=False)
+        raise
     done = [p for p in plans if stages_done(p)]
     todo = [p for p in plans if p not in done]
     print(f"[memlab] prepared in {time.time() - start:.0f} s; {len(done)} trial(s) with every "

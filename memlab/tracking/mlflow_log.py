@@ -35,6 +35,7 @@ PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "RESOURCE_DOE
 
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@")
+_TOKEN_USER = re.compile(r"(?P<scheme>https?://)[^:/@\s]+@")  # (https://TOKEN@host)
 _SECRET_QUERY = re.compile(r"(?P<key>[?&;](?:[A-Za-z_-]*(?:token|secret|password|passwd|pwd|"
                            r"key|sig|signature|credential)[A-Za-z_-]*))=[^&;#\s]+", re.I)
 
@@ -43,6 +44,7 @@ def redact(text: str) -> str:
     """A URI's password and secret-looking query values (token=, api_key=, sig=, ...) replaced
     by ***: params, tags and printed URIs never carry credentials."""
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    text = _TOKEN_USER.sub(lambda m: f"{m['scheme']}***@", text)
     return _SECRET_QUERY.sub(lambda m: f"{m['key']}=***", text)
 
 class TrackingError(RuntimeError):

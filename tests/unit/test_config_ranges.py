@@ -26,7 +26,7 @@ BAD = [  # (override, the key the error names)
     ("sweep.name=../../etc", "sweep.name"),
     ("sweep.name=a/b", "sweep.name"),
     ("sweep.name=..", "sweep.name"),
-    ("sweep.max_failures=-1", "sweep.max_failures"),
+    ("sweep.max_failures=-2", "sweep.max_failures"),
     ("sweep.max_concurrent_trials=-2", "sweep.max_concurrent_trials"),
     ("seed=-1", "seed"),
     ("data.seed=-3", "data.seed"),
@@ -82,6 +82,11 @@ def test_a_bad_setting_is_refused_naming_its_key(override, key):
         load_study(QUICK, [override, *extra])
     assert any(line.split(": ")[0].endswith(key) or f" {key}:" in line
                for line in e.value.problems), e.value.problems
+
+
+def test_limits_that_mean_something_stay_valid():
+    load_study(QUICK, ["sweep.max_failures=-1", "attack.top_k=0", "score.corpus_ann_above=0",
+                       "train.weight_decay=0", "attack.top_p=1"])  # (-1: Ray retries on)
 
 
 def test_at_least_thirty_bad_settings():

@@ -71,6 +71,7 @@ def test_a_loss_curve_is_logged_once_whatever_was_logged_live(tmp_path):
     ("s3://bucket/run?X-Amz-Signature=f00d&X-Amz-Credential=AKIA",
      "s3://bucket/run?X-Amz-Signature=***&X-Amz-Credential=***"),
     ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ("https://ghp_abcdef0123456789@mlflow.example.org", "https://***@mlflow.example.org"),
     ("sqlite:///runs/mlflow.db", "sqlite:///runs/mlflow.db"),
 ])
 def test_credentials_are_kept_out_of_logged_params_and_messages(raw, logged):
