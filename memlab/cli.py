@@ -12,11 +12,11 @@ import os
 import sys
 from pathlib import Path
 
+from memlab.config.errors import DataError
 from memlab.config.expand import Study, load_study
 from memlab.config.labels import dup_label, model_label
 from memlab.config.load import ConfigError
 from memlab.config.schema import STRATEGIES
-from memlab.errors import DataError
 from memlab.tracking.mlflow_log import TrackingError
 
 EXIT_CONFIG = 2

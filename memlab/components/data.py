@@ -22,10 +22,10 @@ import pyarrow as pa
 
 from memlab.components.canaries import canary_rows
 from memlab.components.formats import FormatError, records
+from memlab.config.errors import DataError
 from memlab.config.formats import column, needed_fields
 from memlab.config.keys import content_key, local_files
 from memlab.config.schema import DataSection
-from memlab.errors import DataError
 from memlab.io.shards import (
     DATASET_SCHEMA,
     FORMATTED_DATASET_SCHEMA,
