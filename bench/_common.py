@@ -43,9 +43,21 @@ def git_sha() -> str:
     return r.stdout.strip() or "unknown"
 
 
+def portable_args(argv: list[str]) -> list[str]:
+    """The command line as recorded: an absolute path (a machine's folder) written as a
+    placeholder named by its option (`--work <work>`), so records hold no machine's paths."""
+    out = []
+    for i, a in enumerate(argv):
+        if os.path.isabs(a):
+            prev = argv[i - 1] if i else ""
+            a = f"<{prev.lstrip('-')}>" if prev.startswith("--") else "<path>"
+        out.append(a)
+    return out
+
+
 def write_result(out: str | os.PathLike, script: str, headline: dict, **details) -> dict:
     result = {
-        "command": f"python bench/{script} " + " ".join(sys.argv[1:]),
+        "command": f"python bench/{script} " + " ".join(portable_args(sys.argv[1:])),
         "machine": machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_sha": git_sha(),

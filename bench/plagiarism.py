@@ -13,7 +13,11 @@ corpora generated in parallel; every sentence embedded, on the GPU when there is
 document's vector the unit mean of its sentences', as memlab.scoring.plagiarism.SemanticIndex
 builds it; usearch's HNSW graph built with `--build-threads`): milliseconds per query on one
 thread and recall of the exact nearest documents. Each phase's output is kept under `--work`,
-so a run stopped after embedding resumes at the graph. Writes bench/results/plagiarism.json.
+so a run stopped after embedding resumes at the graph; `--generate-only` stops after the
+sentences (the CPU phase), so that a GPU run embeds them. On the GPU the vectors are computed
+with TF32 matmuls (they serve this timing only). `--judge-device` (auto: the GPU when there is
+one, as memlab's score actor does) is where both methods' judge embeds the typed texts'
+sentences. Writes bench/results/plagiarism.json.
 
     python bench/plagiarism.py --sizes 10000 100000
     python bench/plagiarism.py --sizes 100000 --methods pan2014 semantic --ref-texts 0 \
@@ -146,12 +150,16 @@ def _bench_corpus(size: int) -> tuple[list[dict], str]:
 
     if size <= PART_DOCS:
         return generate_demo_corpus(size, seed=0), "generate_demo_corpus(size, seed=0)"
-    else:
-        parts = (_corpus_docs(min(PART_DOCS, size - j), 100 + j // PART_DOCS)
-                 for j in range(0, size, PART_DOCS))
-        return ([dict(d, doc_id=f"demo-{i:07d}") for i, d in
-                 enumerate(d for part in parts for d in part)],
-                f"one demo corpus of {size} fails; parts of {PART_DOCS} with seeds 100...")
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = [(min(PART_DOCS, size - j), 100 + j // PART_DOCS) for j in range(0, size, PART_DOCS)]
+    procs = max(1, min(os.cpu_count() or 1, len(jobs)))  # (parts in parallel, same documents)
+    with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(_corpus_docs, *zip(*jobs)))
+    return ([dict(d, doc_id=f"demo-{i:07d}") for i, d in
+             enumerate(d for part in parts for d in part)],
+            f"one demo corpus of {size} fails; parts of {PART_DOCS} with seeds 100...")
 
 
 def _corpus_docs(n: int, seed: int) -> list[dict]:
@@ -189,56 +197,78 @@ def _corpus_part(args: tuple[int, int, int]) -> tuple[list[str], list[int], list
     return sents, counts, queries
 
 
-def run_dense(size: int, n_queries: int, work: Path, embedder: str, threads: int) -> dict:
-    """Dense retrieval over `size` documents; phases kept under work/dense-<size>."""
+def run_dense(size: int, n_queries: int, work: Path, embedder: str, threads: int,
+              generate_only: bool = False) -> dict:
+    """Dense retrieval over `size` documents; phases kept under work/dense-<size>: the corpus's
+    sentences (generated in parallel processes, before any GPU work, so that the tokenizer
+    does not compete with them for the CPUs), their embeddings per part, the graph."""
     import multiprocessing
+    import pickle
     from concurrent.futures import ProcessPoolExecutor
 
     import torch
 
     from memlab.scoring import ann
-    from memlab.scoring.similarity import Embedder
 
     d = work / f"dense-{size}"
     d.mkdir(parents=True, exist_ok=True)
     meta_file = d / "meta.json"
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {"corpus_docs": size}
     save = lambda: meta_file.write_text(json.dumps(meta, indent=1))  # noqa: E731
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = Embedder(embedder, device).model
-
-    def embed(sents: list[str]) -> np.ndarray:
-        return model.encode(sents, batch_size=1024 if device == "cuda" else 64,
-                            normalize_embeddings=True, convert_to_numpy=True,
-                            show_progress_bar=False).astype(np.float32)
-
+    shares = [min(PART_DOCS, size - i) for i in range(0, size, PART_DOCS)]
+    vec = lambda i: d / f"part-{i:04d}.npy"  # noqa: E731
+    txt = lambda i: d / f"sents-{i:04d}.pkl"  # noqa: E731
     if not (d / "docs.npy").is_file():
-        shares = [min(PART_DOCS, size - i) for i in range(0, size, PART_DOCS)]
-        todo = [i for i in range(len(shares)) if not (d / f"part-{i:04d}.npy").is_file()]
-        t0 = time.perf_counter()
-        spawn = multiprocessing.get_context("spawn")  # (the parent holds a CUDA context)
-        procs = max(1, min(os.cpu_count() or 1, 32))
-        with ProcessPoolExecutor(procs, mp_context=spawn) as pool:  # (a seed per part)
-            jobs = [(shares[i], 100 + i, n_queries * (i == 0)) for i in todo]
-            for i, (sents, counts, q) in zip(todo, pool.map(_corpus_part, jobs)):
-                t1 = time.perf_counter()
-                if q:  # (before the part: a run stopped between them redoes both)
-                    qs = [[t[a:b] for a, b, _ in _split(t)] for t in q]
-                    np.save(d / "queries.npy", ann.unit_means(
-                        embed([x for ss in qs for x in ss]), np.cumsum([0] + [len(x) for x in qs])))
-                np.save(d / f"part-{i:04d}.npy",
-                        ann.unit_means(embed(sents), np.cumsum([0] + counts)))
-                meta["embed_s"] = meta.get("embed_s", 0.0) + time.perf_counter() - t1
-                meta["sentences"] = meta.get("sentences", 0) + len(sents)
-                meta["parts_wall_s"] = meta.get("parts_wall_s", 0.0) + time.perf_counter() - t0
-                t0 = time.perf_counter()
-                save()
-                print(f"[dense {size}] part {i + 1}/{len(shares)} embedded "
-                      f"({meta['parts_wall_s']:.0f} s, of it embedding {meta['embed_s']:.0f} s)",
-                      flush=True)
-        np.save(d / "docs.npy", np.concatenate([np.load(d / f"part-{i:04d}.npy")
-                                                for i in range(len(shares))]))
-        meta.update(embed_device=device, generate_processes=procs, part_docs=PART_DOCS)
+        todo = [i for i in range(len(shares)) if not vec(i).is_file() and not txt(i).is_file()]
+        if todo:
+            t0 = time.perf_counter()
+            spawn = multiprocessing.get_context("spawn")
+            procs = max(1, min(os.cpu_count() or 1, 32, len(todo)))
+            with ProcessPoolExecutor(procs, mp_context=spawn) as pool:  # (a seed per part)
+                jobs = [(shares[i], 100 + i, n_queries * (i == 0)) for i in todo]
+                for n, (i, part) in enumerate(zip(todo, pool.map(_corpus_part, jobs)), 1):
+                    tmp = txt(i).with_suffix(".tmp")
+                    tmp.write_bytes(pickle.dumps(part))
+                    tmp.replace(txt(i))
+                    print(f"[dense {size}] part {i + 1}/{len(shares)} generated ({n}/{len(todo)}"
+                          f", {time.perf_counter() - t0:.0f} s)", flush=True)
+            meta["generate_s"] = meta.get("generate_s", 0.0) + time.perf_counter() - t0
+            meta["generate_processes"] = procs
+            save()
+        if generate_only:
+            return meta
+        from memlab.scoring.similarity import Embedder
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda":  # TF32 tensor-core matmuls: the vectors serve only this timing
+            torch.backends.cuda.matmul.allow_tf32 = True
+        model = Embedder(embedder, device).model
+
+        def embed(sents: list[str]) -> np.ndarray:
+            return model.encode(sents, batch_size=2048 if device == "cuda" else 64,
+                                normalize_embeddings=True, convert_to_numpy=True,
+                                show_progress_bar=False).astype(np.float32)
+
+        for i in range(len(shares)):
+            if vec(i).is_file():
+                continue
+            t0 = time.perf_counter()
+            sents, counts, q = pickle.loads(txt(i).read_bytes())
+            if q:  # (before the part: a run stopped between them redoes both)
+                qs = [[t[a:b] for a, b, _ in _split(t)] for t in q]
+                np.save(d / "queries.npy", ann.unit_means(
+                    embed([x for ss in qs for x in ss]), np.cumsum([0] + [len(x) for x in qs])))
+            np.save(vec(i), ann.unit_means(embed(sents), np.cumsum([0] + counts)))
+            txt(i).unlink()
+            meta["embed_s"] = meta.get("embed_s", 0.0) + time.perf_counter() - t0
+            meta["sentences"] = meta.get("sentences", 0) + len(sents)
+            meta["embed_sentences_per_s"] = meta["sentences"] / meta["embed_s"]
+            save()
+            print(f"[dense {size}] part {i + 1}/{len(shares)} embedded ({meta['embed_s']:.0f} s,"
+                  f" {meta['embed_sentences_per_s']:.0f} sentences/s)", flush=True)
+        np.save(d / "docs.npy", np.concatenate([np.load(vec(i)) for i in range(len(shares))]))
+        meta.update(embed_device=device, part_docs=PART_DOCS,
+                    embed_matmul="tf32" if device == "cuda" else "fp32")
         save()
     docs = np.load(d / "docs.npy", mmap_mode="r")
     queries = np.load(d / "queries.npy")
@@ -297,27 +327,40 @@ def main() -> None:
                     help="threads building the usearch graphs (memlab's default is 1: "
                          "reproducible graphs; the benchmark's timings are of the search)")
     ap.add_argument("--embedder", default="all-MiniLM-L6-v2", help="name or local folder")
+    ap.add_argument("--judge-device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="where the typing's judge embeds sentences (auto: the GPU when there "
+                         "is one, as memlab's score actor does; both methods alike)")
     ap.add_argument("--work", default=None, help="kept between runs (dense phases)")
     ap.add_argument("--dense-only", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--generate-only", action="store_true",
+                    help="generate the dense corpora's sentences under --work and stop (a later "
+                         "run, e.g. on a GPU machine, embeds them)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "plagiarism.json"))
     args = ap.parse_args()
+    if set(args.sizes) & set(args.dense_sizes):  # (both record retrieval_ms_per_query_<n>)
+        ap.error("a size in both --sizes and --dense-sizes: their headline keys would clash")
+    if args.generate_only and not args.work:
+        ap.error("--generate-only keeps its output under --work: give it")
     import subprocess
     import tempfile
 
     if args.dense_only is not None:  # (a child process without the one-thread pins)
         meta = run_dense(args.dense_only, args.texts, Path(args.work), args.embedder,
-                         args.build_threads)
+                         args.build_threads, args.generate_only)
         print(json.dumps(meta, indent=1), flush=True)
         return
+    if args.generate_only:  # (no model needed)
+        for size in args.dense_sizes:
+            run_dense(size, args.texts, Path(args.work), args.embedder, args.build_threads, True)
+        return
+    import torch
+
     from memlab.scoring.plagiarism import Judge
 
-    judge = Judge(args.embedder, device="cpu")
-    build_judge = judge
-    if "semantic" in args.methods:
-        import torch
-
-        if torch.cuda.is_available():
-            build_judge = Judge(args.embedder, device="cuda")
+    gpu = torch.cuda.is_available()
+    judge_device = args.judge_device if args.judge_device != "auto" else ("cuda" if gpu else "cpu")
+    judge = Judge(args.embedder, device=judge_device)
+    build_judge = judge if judge_device == "cuda" or not gpu else Judge(args.embedder, "cuda")
     runs, dense = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
@@ -329,10 +372,14 @@ def main() -> None:
             env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
             subprocess.run([sys.executable, __file__, "--dense-only", str(size), "--work",
                             str(work), "--texts", str(args.texts), "--embedder", args.embedder,
-                            "--build-threads",
-                            str(args.build_threads)], env=env, check=True)
+                            "--build-threads", str(args.build_threads)], env=env, check=True)
             dense[size] = json.loads((work / f"dense-{size}" / "meta.json").read_text())
-    tag = lambda n: f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}m"  # noqa: E731
+    def tag(n: int) -> str:  # 1000000 -> 1m, 100000 -> 100k, 1500 -> 1500
+        for unit, div in (("m", 1_000_000), ("k", 1000)):
+            if n % div == 0:
+                return f"{n // div}{unit}"
+        return str(n)
+
     headline = {}
     for size, r in runs.items():
         for key in ("texts_per_s_per_core", "speedup_vs_reference",
@@ -348,7 +395,7 @@ def main() -> None:
     first = runs[min(runs)] if runs else {}
     if "label_agreement" in first:
         headline["label_agreement"] = round(first["label_agreement"], 4)
-    write_result(args.out, "plagiarism.py", headline,
+    write_result(args.out, "plagiarism.py", headline, judge_device=judge_device,
                  runs={str(k): v for k, v in runs.items()},
                  dense={str(k): v for k, v in dense.items()})
 
