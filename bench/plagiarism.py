@@ -242,12 +242,10 @@ def run_dense(size: int, n_queries: int, work: Path, embedder: str, threads: int
         device = "cuda" if torch.cuda.is_available() else "cpu"
         if device == "cuda":  # TF32 tensor-core matmuls: the vectors serve only this timing
             torch.backends.cuda.matmul.allow_tf32 = True
-        model = Embedder(embedder, device).model
+        model = Embedder(embedder, device)  # (memlab's: the Rust tokenizer on a GPU)
 
         def embed(sents: list[str]) -> np.ndarray:
-            return model.encode(sents, batch_size=2048 if device == "cuda" else 64,
-                                normalize_embeddings=True, convert_to_numpy=True,
-                                show_progress_bar=False).astype(np.float32)
+            return model.encode(sents, batch_size=2048 if device == "cuda" else 64)
 
         for i in range(len(shares)):
             if vec(i).is_file():
@@ -364,16 +362,17 @@ def main() -> None:
     runs, dense = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
-        for size in args.sizes:
-            runs[size] = run_size(size, args.texts, min(args.ref_texts, args.texts), judge,
-                                  Path(tmp), args.methods, build_judge, args.build_threads)
-            print(json.dumps({size: runs[size]}, indent=1), flush=True)
         for size in args.dense_sizes:
             env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
             subprocess.run([sys.executable, __file__, "--dense-only", str(size), "--work",
                             str(work), "--texts", str(args.texts), "--embedder", args.embedder,
                             "--build-threads", str(args.build_threads)], env=env, check=True)
             dense[size] = json.loads((work / f"dense-{size}" / "meta.json").read_text())
+        for size in args.sizes:  # (after the dense runs, which resume when cut)
+            runs[size] = run_size(size, args.texts, min(args.ref_texts, args.texts), judge,
+                                  Path(tmp), args.methods, build_judge, args.build_threads)
+            print(json.dumps({size: runs[size]}, indent=1), flush=True)
+
     def tag(n: int) -> str:  # 1000000 -> 1m, 100000 -> 100k, 1500 -> 1500
         for unit, div in (("m", 1_000_000), ("k", 1000)):
             if n % div == 0:

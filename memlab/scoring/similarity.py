@@ -40,13 +40,22 @@ def resolve_embedder(name: str) -> str:
 
 
 class Embedder:
-    """Load-once sentence-transformers model; returns unit-normalised float32 embeddings."""
+    """Load-once sentence-transformers model; returns unit-normalised float32 embeddings.
 
-    def __init__(self, name: str, device: str | None = None):
+    `fast` (default: on a GPU) tokenizes with the model's Rust tokenizer directly (its batches
+    encoded on every core) and runs the model's modules on the padded batch, as
+    sentence-transformers' encode does (stripped texts, truncation at max_seq_length, batches
+    sorted by length): the same vectors up to float rounding, without the Python-side
+    tokenizer wrapper that held a GPU at ~10k sentences/s (7% busy) on the H200. A model whose
+    tokenizer is not a Rust one falls back to encode()."""
+
+    def __init__(self, name: str, device: str | None = None, fast: bool | None = None):
         from sentence_transformers import SentenceTransformer
 
         self.name = name
         self.model = SentenceTransformer(resolve_embedder(name), device=device)
+        self.fast = self.model.device.type == "cuda" if fast is None else fast
+        self._tok = self._rust_tokenizer() if self.fast else None
 
     @staticmethod
     @functools.cache
@@ -61,11 +70,55 @@ class Embedder:
         if batch_size is None:
             batch_size = 512 if self.model.device.type == "cuda" else 64
         if not texts:
-            dim = self.model.get_sentence_embedding_dimension()
-            return np.zeros((0, dim), dtype=np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if self._tok is not None:
+            return self._encode_fast(texts, batch_size)
         emb = self.model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                                 convert_to_numpy=True, show_progress_bar=False)
         return emb.astype(np.float32)
+
+    @property
+    def dim(self) -> int:
+        m = self.model  # (sentence-transformers renamed the method in 5.x)
+        return (getattr(m, "get_embedding_dimension", None)
+                or m.get_sentence_embedding_dimension)()
+
+    def _rust_tokenizer(self):
+        """The model's `tokenizers.Tokenizer` set to truncate and pad as encode() does, or None
+        (no Rust tokenizer, or a first module that is not a plain transformer)."""
+        from tokenizers import Tokenizer
+
+        tk = getattr(self.model, "tokenizer", None)
+        rust = getattr(tk, "backend_tokenizer", None)
+        first = self.model[0] if len(self.model) else None
+        if (rust is None or tk.pad_token_id is None or type(first).__name__ != "Transformer"
+                or getattr(first, "do_lower_case", False)):
+            return None
+        rust = Tokenizer.from_str(rust.to_str())  # (a copy: the model's stays as it was)
+        rust.enable_truncation(max_length=self.model.max_seq_length)
+        rust.enable_padding(pad_id=tk.pad_token_id, pad_token=tk.pad_token)
+        self._inputs = tk.model_input_names
+        return rust
+
+    def _encode_fast(self, texts: list[str], batch_size: int) -> np.ndarray:
+        import torch
+
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self.dim), np.float32)
+        dev = self.model.device
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                idx = order[i:i + batch_size]
+                enc = self._tok.encode_batch([str(texts[j]).strip() for j in idx])
+                feats = {"input_ids": [e.ids for e in enc],
+                         "attention_mask": [e.attention_mask for e in enc],
+                         "token_type_ids": [e.type_ids for e in enc]}
+                feats = {k: torch.tensor(v, dtype=torch.long, device=dev)
+                         for k, v in feats.items() if k in self._inputs}
+                emb = self.model(feats)["sentence_embedding"]
+                emb = torch.nn.functional.normalize(emb.float(), p=2, dim=1)
+                out[idx] = emb.cpu().numpy()
+        return out
 
 
 def max_cosine(queries: np.ndarray, corpus: np.ndarray, block: int = 4096):

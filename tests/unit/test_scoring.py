@@ -97,6 +97,23 @@ def test_offline_embedder_ranks_meaning():
     assert a @ b == pytest.approx(b @ a)
 
 
+def test_fast_tokenizing_embedder_gives_the_vectors_of_sentence_transformers_encode():
+    """The GPU path (Rust tokenizer, model modules on padded batches), here forced on the CPU:
+    the vectors of SentenceTransformer.encode, in the input's order, for texts of every
+    length (empty, padded with spaces, past max_seq_length, non-ASCII)."""
+    from memlab.scoring.similarity import Embedder
+
+    texts = ["The patient was given 20 mg of Zorvatin twice a day.", "", "  spaced out  ",
+             "word " * 400, "Ärztin: Dosis verdoppelt — 40 mg.", "short", "a b c d e f g"] * 3
+    slow = Embedder("all-MiniLM-L6-v2", fast=False)
+    fast = Embedder("all-MiniLM-L6-v2", fast=True)
+    assert slow._tok is None and fast._tok is not None
+    a, b = slow.encode(texts, batch_size=4), fast.encode(texts, batch_size=4)
+    assert b.dtype == np.float32 and b.shape == a.shape
+    assert np.abs(a - b).max() < 1e-5
+    assert fast.encode([]).shape == (0, a.shape[1])
+
+
 def test_unit_means_are_the_normalised_mean_of_each_group():
     from memlab.scoring.ann import unit_means
 
