@@ -7,6 +7,7 @@ import copy
 import importlib.util
 import itertools
 import os
+import re
 from dataclasses import dataclass, is_dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 from memlab.config.formats import problems as format_problems
 from memlab.config.keys import StageKeys, config_identity, flatten, stage_keys, under
+from memlab.config.labels import trial_label
 from memlab.config.load import (
     TOP_LEVEL_EXTRA,
     ConfigError,
@@ -40,6 +42,7 @@ REPORT_COLUMNS = ("strategy", "model", "dup", "seed", "n", "repeats")  # the tab
 class Trial:
     config: StudyConfig
     point: dict[str, Any]  # the grid coordinates of this trial
+    suffix: str = ""  # set by load_study when another trial reads the same (its key)
 
     @cached_property
     def keys(self) -> StageKeys:
@@ -52,8 +55,9 @@ class Trial:
 
     @property
     def name(self) -> str:
-        c = self.config
-        return f"{c.train.strategy}-x{c.data.dup_factor}-s{c.seed}-{self.key}"
+        """strategy-model-x<dup>-s<seed> (labels.trial_label), then `-<key>` when other grid
+        axes make two trials read the same."""
+        return trial_label(self.config) + (f"-{self.suffix}" if self.suffix else "")
 
 
 @dataclass
@@ -70,6 +74,23 @@ class Study:
     @property
     def root(self) -> Path:
         return Path(self.base.sweep.runs_root) / self.base.sweep.name
+
+
+def _tell_apart(trials: list[Trial]) -> None:
+    """Trials that read the same (other grid axes: a dataset, a learning rate) get the values
+    of the axes that differ among them as a suffix (`-arxiver`); the key if that is not
+    enough."""
+    groups: dict[str, list[Trial]] = {}
+    for t in trials:
+        groups.setdefault(t.name, []).append(t)
+    for same in (g for g in groups.values() if len(g) > 1):
+        axes = [k for k in same[0].point if len({repr(t.point.get(k)) for t in same}) > 1]
+        for t in same:
+            t.suffix = "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", str(t.point.get(k)))
+                                for k in axes)
+        if len({t.name for t in same}) < len(same) or not axes:
+            for t in same:
+                t.suffix = t.key
 
 
 def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) -> list[str]:
@@ -350,4 +371,5 @@ def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> S
         trials.append(Trial(config=cfg, point=point))
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
+    _tell_apart(trials)
     return Study(path=path, base=base, grid=grid, trials=trials)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from memlab.config.schema import StudyConfig
 
@@ -29,3 +30,11 @@ def dup_label(cfg: StudyConfig) -> str:
     """The copies of a member in the training stream, per duplication subset: '2/8/32'."""
     d = cfg.data
     return "/".join(str(k * d.dup_factor) for k in d.dup_mix)
+
+
+def trial_label(cfg: StudyConfig) -> str:
+    """`lora-SmolLM2-135M-x4-s0`: strategy, model, duplication factor and seed, as a person
+    reads a trial in the MLflow runs list and in printed lines (also a folder name: Ray Tune
+    names the trial's folder by it)."""
+    model = re.sub(r"[^A-Za-z0-9._-]+", "_", model_label(cfg).rsplit("/", 1)[-1]) or "model"
+    return f"{cfg.train.strategy}-{model}-x{cfg.data.dup_factor}-s{cfg.seed}"

@@ -91,6 +91,7 @@ RANGES: dict[str, tuple[float, bool, float, bool]] = {
     "resources.share_margin": (1, True, INF, False),
     "resources.gpu_mem_gb": (0, False, INF, False),
     "tracking.retry_s": (0, True, INF, False),
+    "tracking.system_metrics_s": (0.1, True, 3600, True),
 }
 
 

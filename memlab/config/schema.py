@@ -402,6 +402,16 @@ class TrackingSection:
         "as the MLflow artifact examples/examples.jsonl; off keeps every training text, prompt "
         "and generation in the runs folder only (MLflow gets numbers, settings and figures). "
         "auto: on for the demo corpus, off for local and hf sources (private data).")
+    log_models: Literal["off", "adapters", "all"] = _f(
+        "off", "Weights logged to MLflow as artifacts (they can be large): adapters logs each "
+        "LoRA trial's adapter (model/); all also logs every full and head-only trial's trained "
+        "model and, once on the sweep's run, each base model (base_model/<label>/).")
+    system_metrics: Literal["auto", "on", "off"] = _f(
+        "auto", "MLflow system metrics on each trial's run while it computes (system/...: CPU, "
+        "memory, disk, network and, with nvidia-ml-py and a GPU, each GPU's utilization and "
+        "memory), sampled every system_metrics_s on the trial's node. auto: on when the node "
+        "has a GPU.")
+    system_metrics_s: float = _f(10.0, "Sampling interval of the system metrics, seconds.")
 
 
 @dataclass

@@ -132,7 +132,8 @@ def prepare(study: Study, tracking: Tracking) -> list[TrialPlan]:
             models[mkey] = prepare_base_model(cfg.model, texts, seed=cfg.data.seed)
         model, data = models[mkey], datasets[keys.data]
         tags = {**prov, "strategy": cfg.train.strategy, "sweep": cfg.sweep.name,
-                "model": model_label(cfg), "dup_counts": dup_label(cfg),
+                "model": model_label(cfg), "dup_factor": cfg.data.dup_factor, "seed": cfg.seed,
+                "dup_counts": dup_label(cfg),
                 "data_sha256": data["sha256"], "data_source": data["source_ref"],
                 **{f"model.{k}": v for k, v in model["identity"].items()}}
         plans.append(TrialPlan(config=cfg, keys=keys, name=trial.name, point=trial.point,
@@ -168,7 +169,8 @@ def log_pending(plans: list[TrialPlan]) -> list[TrialPlan]:
     return []
 
 
-def log_sweep_summary(study: Study, tracking: Tracking, failed: int, secs: float) -> None:
+def log_sweep_summary(study: Study, tracking: Tracking, failed: int, secs: float,
+                      plans: list[TrialPlan] = ()) -> None:
     """Sweep-level results on the parent run: the report's files (tables as CSV, Markdown and
     HTML, figures) under `summary`, counts."""
     from memlab.stages.report import FILES
@@ -179,6 +181,14 @@ def log_sweep_summary(study: Study, tracking: Tracking, failed: int, secs: float
     for name in FILES:
         if (root / name).is_file():
             run.log_artifact(root / name, "summary")
+            if name.endswith(".png"):  # (also as images: the chart view shows them)
+                run.log_image(root / name, f"study/{Path(name).stem}")
+    if study.base.tracking.log_models == "all":  # each base model once, where asked
+        logged = set()
+        for p in plans:
+            if p.model_label not in logged and Path(p.base_model).is_dir():
+                run.log_artifacts(p.base_model, f"base_model/{p.model_label}")
+                logged.add(p.model_label)
     done = sum((root / t.key / "result.json").is_file() for t in study.trials)
     run.log_metrics({"trials_finished": done, "trials_failed": failed,
                      "sweep_minutes": secs / 60})
@@ -330,9 +340,11 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
     print(write_report(study))
     unlogged = log_pending(plans)
     try:
-        log_sweep_summary(study, tracking, failed, time.time() - start)
+        log_sweep_summary(study, tracking, failed, time.time() - start, plans)
     except TrackingError as e:
         print(f"[memlab] the sweep's summary is not in MLflow: {e}", file=sys.stderr)
+    from memlab.tracking.desk import runs_url
+
     uri = tracking.uri
     print(f"\n[memlab] sweep finished in {(time.time() - start) / 60:.1f} min")
     print("[memlab] open the MLflow UI with:")
@@ -340,9 +352,9 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
         mlflow = Path(sys.executable).parent / "mlflow"
         exe = os.path.relpath(mlflow) if mlflow.is_relative_to(Path.cwd()) else "mlflow"
         print(f"    {exe} ui --backend-store-uri {uri} --port 5000")
-        print("  then browse http://127.0.0.1:5000")
+        print(f"  then browse {runs_url('http://127.0.0.1:5000', tracking.experiment_id)}")
     else:
-        print(f"    browse {redact(uri)}")
+        print(f"    browse {runs_url(redact(uri), tracking.experiment_id)}")
     missing = [p.name for p in plans if not (p.dir / "result.json").is_file()]
     if unlogged:
         print(f"[memlab] {len(unlogged)} trial(s) finished but are not logged to MLflow at "

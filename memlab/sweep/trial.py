@@ -27,7 +27,15 @@ from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import stage_dir, trial_dir
 from memlab.io.shards import read_manifest, write_json_atomic
-from memlab.tracking.mlflow_log import Client, LiveRun, TrackingError, trial_run
+from memlab.tracking import desk
+from memlab.tracking.mlflow_log import (
+    Client,
+    LiveRun,
+    TrackingError,
+    system_metrics,
+    system_metrics_on,
+    trial_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,22 +131,28 @@ def run_trial(plan: TrialPlan, log: bool = True) -> dict:
             if ray.is_initialized() else {})
     data = plan.stage("data")
     trains = not stage_done(plan.stage("train"), train_upstream(data, plan.base_model))
-    live = _live_run(plan, node) if trains and log else None  # to watch the loss as it trains
+    t = cfg.tracking
+    watch = system_metrics_on(t.system_metrics)
+    # the run opened before computing: the loss shows as it trains, the system metrics as it runs
+    live = (_live_run(plan, node) if log and (trains or (watch and not stages_done(plan)))
+            else None)
     try:
-        train = run_train(cfg, plan.base_model, data, plan.stage("train"), on_loss=live,
-                          ray_workers=resolved(cfg)["train_engine"] == "deepspeed")
-        _say(plan, "train", train)
-        # the sweep's warm actors, if it started them (else each stage starts its own)
-        pool = pool_for(cfg, plan.base_model) if ray.is_initialized() and \
-            not stages_done(plan) else None
-        gen = run_generate(cfg, train.folder, data, plan.stage("gen"), threads, pool)
-        _say(plan, "gen", gen)
-        if plan.base_dir is not None:
-            base = run_base(cfg, plan.base_model, data, plan.base_dir, threads, pool)
-            _say(plan, "base", base)
-        score = run_score(cfg, plan.key, gen.folder, data, plan.stage("score"), threads,
-                          plan.base_dir, pool)
-        _say(plan, "score", score)
+        with system_metrics(plan.tracking.uri, live.run_id if live and watch else None,
+                            t.system_metrics_s):
+            train = run_train(cfg, plan.base_model, data, plan.stage("train"), on_loss=live,
+                              ray_workers=resolved(cfg)["train_engine"] == "deepspeed")
+            _say(plan, "train", train)
+            # the sweep's warm actors, if it started them (else each stage starts its own)
+            pool = pool_for(cfg, plan.base_model) if ray.is_initialized() and \
+                not stages_done(plan) else None
+            gen = run_generate(cfg, train.folder, data, plan.stage("gen"), threads, pool)
+            _say(plan, "gen", gen)
+            if plan.base_dir is not None:
+                base = run_base(cfg, plan.base_model, data, plan.base_dir, threads, pool)
+                _say(plan, "base", base)
+            score = run_score(cfg, plan.key, gen.folder, data, plan.stage("score"), threads,
+                              plan.base_dir, pool)
+            _say(plan, "score", score)
     except BaseException:
         if live is not None:
             live.fail()  # the run opened before training does not stay RUNNING
@@ -218,8 +232,20 @@ def log_trial(plan: TrialPlan, tags: dict | None = None) -> str:
     # what the strategy's setup did that the config does not say
     run.log_params({f"train.{k}": v for k, v in man.items()
                     if k in ("head_untied", "lora_targets")})
-    run.log_metrics({k: v for k, v in result["metrics"].items() if _finite(v)})
+    metrics = {k: v for k, v in result["metrics"].items() if _finite(v)}
+    run.log_metrics({**metrics, **desk.headline_metrics(metrics)})
+    for name, points in desk.vs_dup(metrics).items():  # (step = a member's copies)
+        run.log_history_at(name, points)
     run.log_history("train_loss", train["losses"], cfg.train.log_every)
+    data_man = read_manifest(plan.stage("data")) or {}
+    ref = str(data_man.get("source_ref", cfg.data.source))
+    run.log_dataset(name=os.path.basename(ref.rstrip("/")) if cfg.data.source == "local"
+                    else ref, digest=plan.keys.data, source=ref, source_type=cfg.data.source,
+                    profile={k: data_man[k] for k in ("rows", "members", "nonmembers",
+                                                      "sha256") if k in data_man})
+    if cfg.tracking.log_models == "all" or (cfg.tracking.log_models == "adapters"
+                                            and cfg.train.strategy == "lora"):
+        run.log_artifacts(train_dir / "model", "model")
     if log_text(cfg):  # (off: no training text, prompt or generation leaves the runs folder)
         run.log_artifact(write_examples(plan), "examples")
     for path, subdir in ((plan.dir / "config.json", None), (plan.dir / "result.json", None),

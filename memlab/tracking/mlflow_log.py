@@ -1,9 +1,10 @@
 """The one module that talks to MLflow.
 
-One experiment per sweep; in it a parent run for the sweep (the grid as params, the sweep's
-summary table and plots as artifacts) and one child run per trial (`mlflow.parentRunId`),
-each found again by its tags (`memlab.role`, `sweep`, `trial_key`) so a resumed sweep continues
-its runs instead of opening new ones. Params once per run, metrics from rank 0 only,
+One experiment per sweep; in it a run for the sweep (the grid as params, the sweep's summary
+table and plots as artifacts) and one top-level run per trial (tied to the sweep's run by the
+tag `memlab.sweep_run_id`; what the UI shows of them: memlab.tracking.desk), each found again
+by its tags (`memlab.role`, `sweep`, `trial_key`) so a resumed sweep continues its runs
+instead of opening new ones. Params once per run, metrics from rank 0 only,
 per-document tables as Parquet artifacts (never as metrics), provenance as tags. Everything
 goes through MlflowClient to the tracking URI (an HTTP server for cluster runs: artifacts are
 proxied by the server, nothing is written to a local ./mlruns on workers).
@@ -16,10 +17,12 @@ turned down (unless set in the environment) so that this is the one retry policy
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import logging
 import os
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -132,9 +135,18 @@ class Client:
 
 
 def ensure_experiment(client: Client, name: str, artifact_root: str | None = None) -> str:
-    """Create the sweep's experiment once (in the driver, before trials start)."""
+    """Create the sweep's experiment once (in the driver, before trials start), marked as
+    model training, with memlab's saved view of its runs (memlab.tracking.desk); an existing
+    experiment gets the view, and the mark unless it has a kind already."""
+    from memlab.tracking import desk
+
     exp = client.call("get_experiment_by_name", name)
     if exp is not None:
+        if desk.EXPERIMENT_KIND[0] not in exp.tags:
+            client.call("set_experiment_tag", exp.experiment_id, *desk.EXPERIMENT_KIND)
+        if exp.tags.get(desk.VIEW_TAG) != desk.view_state():
+            client.call("set_experiment_tag", exp.experiment_id, desk.VIEW_TAG,
+                        desk.view_state())
         return exp.experiment_id
     from memlab.config.keys import content_key
     from memlab.config.ranges import plain_name
@@ -142,7 +154,8 @@ def ensure_experiment(client: Client, name: str, artifact_root: str | None = Non
     # (an experiment name is not always a folder name: "/Users/me/x", "../x" get a key's)
     folder = name if plain_name(name) else f"experiment-{content_key(name)}"
     location = Path(artifact_root, folder).as_uri() if artifact_root is not None else None
-    return client.call("create_experiment", name, artifact_location=location)
+    return client.call("create_experiment", name, artifact_location=location,
+                       tags=dict([desk.EXPERIMENT_KIND, (desk.VIEW_TAG, desk.view_state())]))
 
 
 class TrackedRun:
@@ -197,18 +210,44 @@ class TrackedRun:
     def log_history(self, name: str, values: list[float], every: int = 1) -> int:
         """Log `values[step]` at each step (every `every`) not in the run's history yet
         (points logged live during training are not logged twice); returns how many."""
+        return self.log_history_at(name, [(s, v) for s, v in enumerate(values) if s % every == 0])
+
+    def log_history_at(self, name: str, points: list[tuple[int, float]]) -> int:
+        """Log `value` at `step` for each (step, value) not in the run's history yet; returns
+        how many."""
         from mlflow.entities import Metric
 
         have = {m.step for m in self.client.call("get_metric_history", self.run_id, name)}
         now = int(time.time() * 1000)
-        items = [Metric(name, float(v), now, s) for s, v in enumerate(values)
-                 if s % every == 0 and s not in have]
+        items = [Metric(name, float(v), now, int(s)) for s, v in points if int(s) not in have]
         for i in range(0, len(items), 500):
             self.client.call("log_batch", self.run_id, metrics=items[i:i + 500])
         return len(items)
 
     def log_artifact(self, path: str | os.PathLike, subdir: str | None = None) -> None:
         self.client.call("log_artifact", self.run_id, str(path), artifact_path=subdir)
+
+    def log_artifacts(self, folder: str | os.PathLike, subdir: str | None = None) -> None:
+        self.client.call("log_artifacts", self.run_id, str(folder), artifact_path=subdir)
+
+    def log_image(self, path: str | os.PathLike, key: str) -> None:
+        """A figure as an MLflow image (the chart view's image grid shows it), step 0."""
+        from PIL import Image
+
+        with Image.open(path) as img:
+            self.client.call("log_image", self.run_id, img.convert("RGB"), key=key, step=0)
+
+    def log_dataset(self, name: str, digest: str, source: str, source_type: str,
+                    profile: dict, context: str = "train") -> None:
+        """An MLflow dataset input (the runs list's Dataset column)."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        ds = Dataset(name=name, digest=digest, source_type=source_type,
+                     source=json.dumps({"uri": redact(source)}), profile=json.dumps(profile))
+        self.client.call("log_inputs", self.run_id, datasets=[
+            DatasetInput(ds, tags=[InputTag("mlflow.data.context", context)])])
 
     def finish(self, ok: bool = True) -> None:
         self.client.call("set_terminated", self.run_id, status="FINISHED" if ok else "FAILED")
@@ -224,12 +263,41 @@ def sweep_run(client: Client, experiment_id: str, sweep: str, params: dict,
 
 def trial_run(client: Client, experiment_id: str, sweep: str, trial_key: str, run_name: str,
               params: dict, tags: dict, parent_run_id: str | None = None) -> TrackedRun:
-    """A trial's run in its sweep, a child of the sweep's run when `parent_run_id` is given
-    (several sweeps may share an experiment and a trial key)."""
-    parent = {"mlflow.parentRunId": parent_run_id} if parent_run_id else {}
+    """A trial's run in its sweep (several sweeps may share an experiment and a trial key): a
+    top-level run, tied to the sweep's run `parent_run_id` by the tag memlab.sweep_run_id (not
+    mlflow.parentRunId: the UI folds child runs under a collapsed parent)."""
+    parent = {"memlab.sweep_run_id": parent_run_id} if parent_run_id else {}
     return TrackedRun.find_or_create(
         client, experiment_id, {"memlab.role": "trial", "sweep": sweep, "trial_key": trial_key},
         run_name, params, {**tags, **parent})
+
+
+def system_metrics_on(mode: str) -> bool:
+    """tracking.system_metrics resolved on this node: auto is on where there is an NVIDIA GPU."""
+    return mode == "on" or (mode == "auto" and shutil.which("nvidia-smi") is not None)
+
+
+@contextlib.contextmanager
+def system_metrics(uri: str, run_id: str | None, every_s: float):
+    """MLflow's system-metrics monitor on `run_id` (None: none) while the block runs; best
+    effort, like LiveRun: a monitor that cannot start is a warning, and its thread never stops
+    the trial."""
+    monitor = None
+    if run_id is not None:
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            monitor = SystemMetricsMonitor(run_id, sampling_interval=every_s,
+                                           resume_logging=True, tracking_uri=uri)
+            monitor.start()
+        except Exception as e:  # (an optional view: never a reason to stop computing)
+            log.warning("system metrics not logged: %s", e)
+            monitor = None
+    try:
+        yield
+    finally:
+        if monitor is not None:
+            monitor.finish()
 
 
 class LiveRun:

@@ -29,6 +29,8 @@ def test_sweep_prints_results_and_ui_command(sweep):
     assert "Results of sweep 'smoke'" in out
     assert "Plagiarism typing of the generations" in out
     assert f"ui --backend-store-uri sqlite:///{sweep['runs']}/mlflow.db" in out
+    assert "browse http://127.0.0.1:5000/#/experiments/" in out  # the runs list, memlab's view
+    assert "/runs?viewStateShareKey=memlab" in out
     with open(sweep["runs"] / "smoke" / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6  # 3 strategies x 2 duplication levels
@@ -114,7 +116,7 @@ def test_mlflow_runs_hold_metrics_params_artifacts(sweep):
         {f"summary/{f}" for f in ("results.csv", "results.md", "results.png", "results.html",
                                   "scale.png", "roc.png")}
     for r in runs:
-        assert r.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert r.data.tags["memlab.sweep_run_id"] == parent.info.run_id
         assert r.info.status == "FINISHED"
         m = r.data.metrics
         for key in ("exact_pct/member", "exact_pct/member_dup1", "exact_pct/member_dup4",
@@ -139,6 +141,56 @@ def test_mlflow_runs_hold_metrics_params_artifacts(sweep):
             ["scores/summary.parquet"]
 
 
+def test_mlflow_desk_through_the_api(sweep):
+    """What the UI's comparison desk reads (issue 20): the experiment marked as model training
+    with memlab's saved view; trials top-level, tied to the sweep's run, with their grouping
+    tags, their dataset as an MLflow dataset input (digest = the dataset's key), headline
+    metrics equal to the full ones they stand for, memorization against duplication as a
+    history over the copies; the study figures as images on the sweep's run."""
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    from memlab.config.labels import model_label
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep['runs']}/mlflow.db")
+    exp = client.get_experiment_by_name("smoke")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    view = json.loads(exp.tags["mlflow.sharedViewState.memlab"])
+    assert {"tags.`strategy`", "tags.`model`", "metrics.`exact_member`",
+            "metrics.`plag_floor`"} <= set(view["selectedColumns"])
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`memlab.role` = 'sweep'")
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "images")}  # figures
+    by_key = {t.key: t for t in sweep["study"].trials}
+    runs = client.search_runs([exp.experiment_id], "tags.`memlab.role` = 'trial'")
+    assert sorted(r.data.tags["trial_key"] for r in runs) == sorted(by_key)
+    for r in runs:
+        t, tags, m = by_key[r.data.tags["trial_key"]], r.data.tags, r.data.metrics
+        assert "mlflow.parentRunId" not in tags  # a top-level row of the runs list
+        assert tags["memlab.sweep_run_id"] == parent.info.run_id
+        assert r.info.run_name == t.name == \
+            f"{t.config.train.strategy}-tiny-llama-64x2-x{t.config.data.dup_factor}-s0"
+        assert (tags["strategy"], tags["model"], tags["dup_factor"], tags["seed"]) == \
+            (t.config.train.strategy, model_label(t.config), "1", "0")
+        (ds,) = r.inputs.dataset_inputs
+        assert ds.dataset.digest == t.keys.data
+        data = read_manifest(stage_dir(t.config, "data", t.keys.data))
+        assert ds.dataset.name == data["source_ref"] == "demo(num_docs=300,seed=0)"
+        assert {(x.key, x.value) for x in ds.tags} == {("mlflow.data.context", "train")}
+        assert json.loads(ds.dataset.profile)["rows"] > 0
+        for short, full in (("exact_member", "exact_pct/member"),
+                            ("exact_floor", "exact_pct/nonmember"),
+                            ("plag_member", "plagiarism_any_pct/member"),
+                            ("plag_floor", "plagiarism_any_pct/nonmember"),
+                            ("sim_member", "sim_src_ge_0.8_pct/member"),
+                            ("sim_floor", "sim_src_ge_0.8_pct/nonmember"),
+                            ("mia_auc", "auc_ref/member")):
+            assert m[short] == m[full], short
+        hist = client.get_metric_history(r.info.run_id, "vs_dup/exact_member")
+        assert [(h.step, h.value) for h in sorted(hist, key=lambda h: h.step)] == \
+            [(1, m["exact_pct/member_dup1"]), (4, m["exact_pct/member_dup4"])]
+
+
 def test_rerun_redoes_nothing_but_a_lost_shard(sweep):
     """Lose one generation shard of one trial and rerun the sweep: only that shard is redone
     (nothing else is rewritten: no shard, score or model); what it holds is the same (greedy
@@ -156,9 +208,10 @@ def test_rerun_redoes_nothing_but_a_lost_shard(sweep):
     assert pq.read_metadata(lost).num_rows > 0
 
 
-def test_mlflow_ui_serves_the_runs(sweep):
-    """The UI command the demo prints serves one run per trial with metrics, params and
-    artifacts (checked through the same REST API the UI's pages call)."""
+@pytest.fixture(scope="module")
+def ui(sweep):
+    """The `mlflow ui` command the demo prints, over the finished smoke sweep, on a free port;
+    yields its base URL and a JSON caller of its REST API."""
     import json
     import socket
     import time
@@ -168,10 +221,10 @@ def test_mlflow_ui_serves_the_runs(sweep):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mlflow = ROOT / ".venv" / "bin" / "mlflow"
-    ui = subprocess.Popen([str(mlflow) if mlflow.exists() else "mlflow", "ui",
-                           "--backend-store-uri", f"sqlite:///{sweep['runs']}/mlflow.db",
-                           "--host", "127.0.0.1", "--port", str(port)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([str(mlflow) if mlflow.exists() else "mlflow", "ui",
+                             "--backend-store-uri", f"sqlite:///{sweep['runs']}/mlflow.db",
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
 
     def call(path, body=None):
@@ -184,27 +237,37 @@ def test_mlflow_ui_serves_the_runs(sweep):
         deadline = time.time() + 90
         while True:
             try:
-                exp = call("/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke")
+                call("/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke")
                 break
             except OSError:
-                if time.time() > deadline or ui.poll() is not None:
+                if time.time() > deadline or proc.poll() is not None:
                     raise
                 time.sleep(1)
-        runs = call("/api/2.0/mlflow/runs/search",
-                    {"experiment_ids": [exp["experiment"]["experiment_id"]],
-                     "filter": "tags.`memlab.role` = 'trial'"})["runs"]
-        assert len(runs) == len(sweep["study"].trials)
-        names = {r["info"]["run_name"] for r in runs}
-        assert names == {t.name for t in sweep["study"].trials}
-        for r in runs:
-            metrics = {m["key"] for m in r["data"]["metrics"]}
-            params = {p["key"] for p in r["data"]["params"]}
-            assert {"exact_pct/member", "heldout_ppl", "train_loss"} <= metrics
-            assert {"train.strategy", "data.dup_mix", "attack.prefix_tokens"} <= params
-            arts = call(f"/api/2.0/mlflow/artifacts/list?run_id={r['info']['run_id']}")
-            assert {"config.json", "scores", "plots"} <= {f["path"] for f in arts["files"]}
-        with urllib.request.urlopen(base + "/", timeout=10) as page:
-            assert b"MLflow" in page.read()
+        yield {"base": base, "call": call}
     finally:
-        ui.terminate()
-        ui.wait(timeout=30)
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_mlflow_ui_serves_the_runs(sweep, ui):
+    """The UI command the demo prints serves one run per trial with metrics, params and
+    artifacts (checked through the same REST API the UI's pages call)."""
+    import urllib.request
+
+    call = ui["call"]
+    exp = call("/api/2.0/mlflow/experiments/get-by-name?experiment_name=smoke")
+    runs = call("/api/2.0/mlflow/runs/search",
+                {"experiment_ids": [exp["experiment"]["experiment_id"]],
+                 "filter": "tags.`memlab.role` = 'trial'"})["runs"]
+    assert len(runs) == len(sweep["study"].trials)
+    names = {r["info"]["run_name"] for r in runs}
+    assert names == {t.name for t in sweep["study"].trials}
+    for r in runs:
+        metrics = {m["key"] for m in r["data"]["metrics"]}
+        params = {p["key"] for p in r["data"]["params"]}
+        assert {"exact_pct/member", "heldout_ppl", "train_loss"} <= metrics
+        assert {"train.strategy", "data.dup_mix", "attack.prefix_tokens"} <= params
+        arts = call(f"/api/2.0/mlflow/artifacts/list?run_id={r['info']['run_id']}")
+        assert {"config.json", "scores", "plots"} <= {f["path"] for f in arts["files"]}
+    with urllib.request.urlopen(ui["base"] + "/", timeout=10) as page:
+        assert b"MLflow" in page.read()

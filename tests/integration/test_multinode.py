@@ -92,7 +92,7 @@ def test_sweep_spreads_over_two_nodes_and_logs_every_trial(cluster, server, refe
     assert sorted(by_strategy) == ["full", "head", "lora"]
     for strategy, r in by_strategy.items():
         assert r.info.status == "FINISHED"
-        assert r.data.tags["mlflow.parentRunId"]
+        assert r.data.tags["memlab.sweep_run_id"]
         assert {"exact_pct/member_dup4", "verbatim_pct/member", "heldout_ppl",
                 "final_loss"} <= set(r.data.metrics)
         arts = {a.path for a in client.list_artifacts(r.info.run_id)}

@@ -43,7 +43,7 @@ def test_sweep_logs_parent_and_child_runs_to_the_server(server, swept, tmp_path)
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["trials_finished"] == len(study.trials)
     children = client.search_runs(
-        [exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+        [exp.experiment_id], f"tags.`memlab.sweep_run_id` = '{parent.info.run_id}'")
     assert sorted(r.data.tags["trial_key"] for r in children) == \
         sorted(t.key for t in study.trials)
     for r in children:
