@@ -13,7 +13,10 @@
   well; a param on the x axis needs a scatter chart set up by hand).
 - A saved view of the runs list (columns: those tags and headline metrics) stored as the
   experiment tag `mlflow.sharedViewState.memlab`: the URL memlab prints,
-  `#/experiments/<id>/runs?viewStateShareKey=memlab`, opens on it.
+  `#/experiments/<id>/runs?workflowType=machine_learning&viewStateShareKey=memlab`, opens on
+  it (MLflow 3.17's UI keeps a browser-wide GenAI / model-training switch, GenAI at first,
+  that sends a bare experiment URL to the GenAI overview whatever the experiment's kind:
+  workflowType in the URL sets it).
 """
 
 from __future__ import annotations
@@ -43,13 +46,15 @@ VS_DUP = {"exact_member": r"exact_pct", "plag_member": r"plagiarism_any_pct",
 
 
 def headline_metrics(metrics: dict) -> dict[str, float]:
-    """The headline metrics present in a trial's metrics, under their short names."""
+    """The headline metrics present in a trial's metrics, under their short names, rounded for
+    reading (percentages and perplexity to 2 decimals, AUC to 3; the full metrics keep every
+    digit)."""
     out = {}
     for short, pattern in HEADLINE.items():
         for alt in pattern.split("|"):
             hit = next((k for k in metrics if re.fullmatch(alt, k)), None)
             if hit is not None:
-                out[short] = metrics[hit]
+                out[short] = round(float(metrics[hit]), 3 if short == "mia_auc" else 2)
                 break
     return out
 
@@ -66,10 +71,10 @@ def vs_dup(metrics: dict) -> dict[str, list[tuple[int, float]]]:
 
 
 def view_state() -> str:
-    """The runs list memlab opens on: every run, newest first, with the trial tags and the
-    headline metrics as columns (the UI's own default columns kept)."""
-    cols = [f"attributes.`{a}`" for a in ("Dataset", "Source", "Models")]
-    cols += [f"tags.`{t}`" for t in TRIAL_TAGS]
+    """The runs list memlab opens on: every run, newest first, with the dataset, the trial
+    tags and the headline metrics as columns (the UI's Source and Models columns, empty for
+    memlab's runs, left out)."""
+    cols = ["attributes.`Dataset`"] + [f"tags.`{t}`" for t in TRIAL_TAGS]
     cols += [f"metrics.`{m}`" for m in HEADLINE]
     return json.dumps({"searchFilter": "", "orderByKey": "attributes.start_time",
                        "orderByAsc": False, "startTime": "ALL", "lifecycleFilter": "Active",
@@ -82,5 +87,6 @@ def view_state() -> str:
 
 def runs_url(base: str, experiment_id: str) -> str:
     """The experiment's runs list in the saved view, under the UI at `base`."""
-    return f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={VIEW_KEY}"
+    return (f"{base.rstrip('/')}/#/experiments/{experiment_id}/runs?"
+            f"workflowType=machine_learning&viewStateShareKey={VIEW_KEY}")
 
