@@ -113,3 +113,23 @@ class RayCluster:
     def stop(self) -> None:
         self._kill_tree(self._pids(f"{self.tmp}|:{self.port}( |$)"))
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def chromium(width: int = 1600, height: int = 1000):
+    """Headless Chromium driven by Selenium (Debian's chromium and chromium-driver: .ci/run
+    installs them)."""
+    chromedriver = shutil.which("chromedriver")
+    assert chromedriver, "needs Chromium and its driver: apt-get install chromium chromium-driver"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--window-size={width},{height}"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()

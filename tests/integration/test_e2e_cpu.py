@@ -191,6 +191,76 @@ def test_mlflow_desk_through_the_api(sweep):
             [(1, m["exact_pct/member_dup1"]), (4, m["exact_pct/member_dup4"])]
 
 
+def test_mlflow_ui_in_headless_chromium_opens_on_the_trials(sweep, ui):
+    """Issue 20, acceptance 1: the URL the demo prints, on the `mlflow ui` it prints, opens on
+    the runs list; every trial's row shows its name, strategy, model and headline metric
+    values without a click; "Group by" offers the strategy tag; the chart view shows the
+    headline section. Screenshots go to test-artifacts/."""
+    import re
+
+    from mlflow.tracking import MlflowClient
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from memlab.config.labels import model_label
+    from tests.integration.conftest import chromium
+
+    printed = re.search(r"browse http://127\.0\.0\.1:5000(/\S+)", sweep["stdout"])[1]
+    assert "/runs?" in printed and "viewStateShareKey=memlab" in printed
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep['runs']}/mlflow.db")
+    runs = {r.info.run_name: r for r in client.search_runs(
+        [client.get_experiment_by_name("smoke").experiment_id], "tags.`memlab.role` = 'trial'")}
+    js = lambda v: repr(v)[:-2] if v == int(v) else repr(v)  # noqa: E731  (how the UI prints)
+    shots = ROOT / "test-artifacts"
+    shots.mkdir(exist_ok=True)
+    with chromium(width=2400, height=1100) as driver:
+        driver.get(ui["base"] + printed)
+        wait = WebDriverWait(driver, 90, poll_frequency=0.5)
+        body = lambda: driver.find_element(By.TAG_NAME, "body").text  # noqa: E731
+
+        def row_text(name: str) -> str:  # (AG Grid splits a row: pinned name, the rest)
+            for el in driver.find_elements(By.CSS_SELECTOR, ".ag-row"):
+                if name in el.text:
+                    idx = el.get_attribute("row-index")
+                    return " ".join(r.text for r in driver.find_elements(
+                        By.CSS_SELECTOR, f'.ag-row[row-index="{idx}"]'))
+            return ""
+
+        wait.until(lambda _: all(n in body() for n in runs) and "exact_member" in body())
+        assert "/runs" in driver.current_url and "Detect issues" not in body()
+        for close in driver.find_elements(By.CSS_SELECTOR, "button[aria-label='Close']"):
+            close.click()  # (the assistant panel, for a wider table)
+        for t in sweep["study"].trials:
+            m = runs[t.name].data.metrics
+            want = [t.config.train.strategy, model_label(t.config)] + \
+                [js(m[k]) for k in ("exact_member", "exact_floor", "plag_member", "plag_floor",
+                                    "sim_member", "sim_floor", "mia_auc", "heldout_ppl")]
+            wait.until(lambda _, t=t, want=want: all(
+                w in row_text(t.name).split() for w in want))
+        driver.save_screenshot(str(shots / "mlflow-ui-runs.png"))
+        # "Group by" offers the trials' tags (an option of its menu, not the table's column)
+        driver.find_element(By.XPATH, "//button[contains(., 'Group by')]").click()
+        menu = "[not(ancestor::*[contains(@class, 'ag-root')])]"
+        for tag in ("strategy", "model", "dup_factor", "seed"):
+            wait.until(lambda _, tag=tag: driver.find_elements(
+                By.XPATH, f"//*[normalize-space(text())='{tag}']{menu}"))
+        driver.save_screenshot(str(shots / "mlflow-ui-group-by.png"))
+        # the chart view: memorization against duplication and the loss curves, per trial
+        driver.get(ui["base"] + printed.replace("/runs?", "/runs?compareRunsMode=CHART&"))
+        search = wait.until(lambda _: driver.find_element(
+            By.CSS_SELECTOR, "input[placeholder='Search metric charts']"))
+        for metric in ("vs_dup", "train_loss"):
+            search.send_keys(Keys.CONTROL, "a")  # (clear() does not reach React's state)
+            search.send_keys(Keys.BACKSPACE, metric)
+            wait.until(lambda _, metric=metric: f"{metric}" in body() and
+                       all(n in body() for n in runs))
+            driver.save_screenshot(str(shots / f"mlflow-ui-charts-{metric}.png"))
+    for f in ("mlflow-ui-runs.png", "mlflow-ui-group-by.png", "mlflow-ui-charts-vs_dup.png",
+              "mlflow-ui-charts-train_loss.png"):
+        assert (shots / f).stat().st_size > 20_000
+
+
 def test_rerun_redoes_nothing_but_a_lost_shard(sweep):
     """Lose one generation shard of one trial and rerun the sweep: only that shard is redone
     (nothing else is rewritten: no shard, score or model); what it holds is the same (greedy

@@ -1,6 +1,7 @@
 """Tracking never decides whether work is done: its calls are retried within a budget and then
 fail with one clear error; metric names suit every MLflow store; a loss curve is logged once."""
 
+import shutil
 import socket
 import subprocess
 import time
@@ -61,6 +62,41 @@ def test_a_loss_curve_is_logged_once_whatever_was_logged_live(tmp_path):
     assert run.log_history("train_loss", [5.0, 4.0, 3.0, 2.0, 1.0]) == 0  # again: nothing
     steps = sorted(m.step for m in client.call("get_metric_history", run.run_id, "train_loss"))
     assert steps == [0, 1, 2, 3, 4]
+
+
+def test_system_metrics_are_logged_on_the_run_while_the_block_runs(tmp_path):
+    """tracking.system_metrics=on: MLflow's monitor samples this node (CPU, memory, disk; the
+    GPUs where NVML sees one) into system/... metrics of the trial's run; auto is off here."""
+
+    from memlab.tracking.mlflow_log import system_metrics, system_metrics_on
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = Client(uri, retry_s=5)
+    run_id = client.call("create_run", client.call("create_experiment", "e")).info.run_id
+    with system_metrics(uri, run_id, every_s=0.2):
+        time.sleep(2.5)
+    got = client.call("get_run", run_id).data.metrics
+    assert "system/cpu_utilization_percentage" in got and "system/system_memory_usage_megabytes" \
+        in got
+    with system_metrics(uri, None, every_s=0.2):  # (no run: nothing started)
+        pass
+    assert system_metrics_on("on") and not system_metrics_on("off")
+    assert system_metrics_on("auto") == (shutil.which("nvidia-smi") is not None)
+
+
+def test_headline_metrics_and_memorization_against_duplication():
+    from memlab.tracking import desk
+
+    m = {"exact_pct/member": 12.3456, "exact_pct/nonmember": 0.0, "exact_pct/member_dup4": 40.0,
+         "exact_pct/member_dup1": 2.5, "exact_pct/member_dup16": 90.0,
+         "sim_src_ge_0.7_pct/member": 50.0, "sim_src_ge_0.7_pct/member_dup1": 5.0,
+         "auc_loss/member": 0.91234, "heldout_ppl": 20.004}
+    assert desk.headline_metrics(m) == {"exact_member": 12.35, "exact_floor": 0.0,
+                                        "sim_member": 50.0, "mia_auc": 0.912,
+                                        "heldout_ppl": 20.0}
+    assert desk.headline_metrics({**m, "auc_ref/member": 0.5})["mia_auc"] == 0.5  # ref first
+    assert desk.vs_dup(m) == {"vs_dup/exact_member": [(1, 2.5), (4, 40.0), (16, 90.0)],
+                              "vs_dup/sim_member": [(1, 5.0)]}
 
 
 @pytest.mark.parametrize("raw, logged", [
