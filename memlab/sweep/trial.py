@@ -233,8 +233,9 @@ def log_trial(plan: TrialPlan, tags: dict | None = None) -> str:
     run.log_params({f"train.{k}": v for k, v in man.items()
                     if k in ("head_untied", "lora_targets")})
     metrics = {k: v for k, v in result["metrics"].items() if _finite(v)}
-    run.log_metrics({**metrics, **desk.headline_metrics(metrics)})
-    for name, points in desk.vs_dup(metrics).items():  # (step = a member's copies)
+    threshold = cfg.score.headline_threshold
+    run.log_metrics({**metrics, **desk.headline_metrics(metrics, threshold)})
+    for name, points in desk.vs_dup(metrics, threshold).items():  # (step: a member's copies)
         run.log_history_at(name, points)
     run.log_history("train_loss", train["losses"], cfg.train.log_every)
     data_man = read_manifest(plan.stage("data")) or {}

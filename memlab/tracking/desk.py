@@ -29,42 +29,41 @@ VIEW_KEY = "memlab"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 TRIAL_TAGS = ("strategy", "model", "dup_factor", "seed")
 
-# short name -> the full metric (a regex on flat_metrics' names: the similarity threshold and
-# the membership signal vary); the first full name that matches is used
-HEADLINE = {
-    "exact_member": r"exact_pct/member",
-    "exact_floor": r"exact_pct/nonmember",
-    "plag_member": r"plagiarism_any_pct/member",
-    "plag_floor": r"plagiarism_any_pct/nonmember",
-    "sim_member": r"sim_src_ge_[0-9.]+_pct/member",
-    "sim_floor": r"sim_src_ge_[0-9.]+_pct/nonmember",
-    "mia_auc": r"auc_ref/member|auc_loss/member",
-    "heldout_ppl": r"heldout_ppl",
-}
-VS_DUP = {"exact_member": r"exact_pct", "plag_member": r"plagiarism_any_pct",
-          "sim_member": r"sim_src_ge_[0-9.]+_pct"}
+def _measures(threshold: float) -> dict[str, str]:
+    """short name -> the full metric it stands for (similarity at the study's
+    score.headline_threshold, the one the results table shows; membership: the reference-model
+    signal, the loss where there is no base pass)."""
+    t = f"{threshold:g}"
+    return {"exact_member": "exact_pct/member", "exact_floor": "exact_pct/nonmember",
+            "plag_member": "plagiarism_any_pct/member",
+            "plag_floor": "plagiarism_any_pct/nonmember",
+            "sim_member": f"sim_src_ge_{t}_pct/member",
+            "sim_floor": f"sim_src_ge_{t}_pct/nonmember",
+            "mia_auc": "auc_ref/member|auc_loss/member", "heldout_ppl": "heldout_ppl"}
 
 
-def headline_metrics(metrics: dict) -> dict[str, float]:
+HEADLINE = tuple(_measures(0.8))
+
+
+def headline_metrics(metrics: dict, threshold: float) -> dict[str, float]:
     """The headline metrics present in a trial's metrics, under their short names, rounded for
     reading (percentages and perplexity to 2 decimals, AUC to 3; the full metrics keep every
     digit)."""
     out = {}
-    for short, pattern in HEADLINE.items():
-        for alt in pattern.split("|"):
-            hit = next((k for k in metrics if re.fullmatch(alt, k)), None)
-            if hit is not None:
-                out[short] = round(float(metrics[hit]), 3 if short == "mia_auc" else 2)
-                break
+    for short, full in _measures(threshold).items():
+        hit = next((k for k in full.split("|") if k in metrics), None)
+        if hit is not None:
+            out[short] = round(float(metrics[hit]), 3 if short == "mia_auc" else 2)
     return out
 
 
-def vs_dup(metrics: dict) -> dict[str, list[tuple[int, float]]]:
+def vs_dup(metrics: dict, threshold: float) -> dict[str, list[tuple[int, float]]]:
     """`vs_dup/<short>` -> [(copies, value), ...] from `<metric>/member_dup<copies>`."""
     out: dict[str, list[tuple[int, float]]] = {}
-    for short, base in VS_DUP.items():
+    for short in ("exact_member", "plag_member", "sim_member"):
+        base = re.escape(_measures(threshold)[short].removesuffix("/member"))
         points = sorted((int(m[1]), v) for k, v in metrics.items()
-                        if (m := re.fullmatch(rf"(?:{base})/member_dup(\d+)", k)))
+                        if (m := re.fullmatch(rf"{base}/member_dup(\d+)", k)))
         if points:
             out[f"vs_dup/{short}"] = points
     return out
