@@ -30,7 +30,7 @@ def test_sweep_prints_results_and_ui_command(sweep):
     assert "Plagiarism typing of the generations" in out
     assert f"ui --backend-store-uri sqlite:///{sweep['runs']}/mlflow.db" in out
     assert "browse http://127.0.0.1:5000/#/experiments/" in out  # the runs list, memlab's view
-    assert "/runs?viewStateShareKey=memlab" in out
+    assert "/runs?workflowType=machine_learning&viewStateShareKey=memlab" in out
     with open(sweep["runs"] / "smoke" / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 6  # 3 strategies x 2 duplication levels
