@@ -47,12 +47,12 @@ HEADLINE = tuple(_measures(0.8))
 
 def headline_metrics(metrics: dict, threshold: float) -> dict[str, float]:
     """The headline metrics present in a trial's metrics, under their short names, rounded for
-    reading (percentages and perplexity to 2 decimals, AUC to 3; the full metrics keep every
-    digit)."""
+    reading (percentages to 2 decimals, AUC to 3; the full metrics keep every digit;
+    heldout_ppl, already short, is the full metric itself and is not logged twice)."""
     out = {}
     for short, full in _measures(threshold).items():
         hit = next((k for k in full.split("|") if k in metrics), None)
-        if hit is not None:
+        if hit is not None and hit != short:  # (heldout_ppl is its own short name: kept whole)
             out[short] = round(float(metrics[hit]), 3 if short == "mia_auc" else 2)
     return out
 
