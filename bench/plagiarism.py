@@ -268,6 +268,8 @@ def run_dense(size: int, n_queries: int, work: Path, embedder: str, threads: int
         meta.update(embed_device=device, part_docs=PART_DOCS,
                     embed_matmul="tf32" if device == "cuda" else "fp32")
         save()
+    if generate_only:  # (the sentences were embedded already)
+        return meta
     docs = np.load(d / "docs.npy", mmap_mode="r")
     queries = np.load(d / "queries.npy")
     if not (d / "docs.usearch").is_file():
