@@ -16,6 +16,7 @@ from memlab.config.errors import DataError
 from memlab.config.expand import Study, load_study
 from memlab.config.labels import dup_label, model_label
 from memlab.config.load import ConfigError
+from memlab.config.placement import selectors
 from memlab.config.schema import STRATEGIES
 from memlab.tracking.mlflow_log import TrackingError
 
@@ -37,6 +38,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     study = _load(args)
     ests, problems = misfits(study, args.tflops)
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if address or args.cluster:  # the cluster the study is meant for: can it place it?
+        from memlab.sweep.cluster import check
+
+        try:
+            check(study, address, args.cluster)
+        except ConfigError as e:
+            problems = e.problems + problems
     from memlab.stages.warm import warm_on
 
     rows = []
@@ -63,7 +72,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             a = sized.attack
             pools[(model_label(c), a.actors, a.actor_cpus, a.actor_gpus, c.train.precision,
                    a.engine, a.batch_size, a.warm_models,
-                   tuple(sorted(getattr(c.resources, c.train.strategy).labels.items())))] = None
+                   tuple(sorted(selectors(c)["actors"].items())))] = None
         rows.append([t.key, c.train.strategy, model_label(c), dup_label(c), c.seed,
                      f"{per}{res.cpu:g}", gpu, *shown, gpu_h])
     from tabulate import tabulate
@@ -124,10 +133,11 @@ def _refuse_misfits(study: Study) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from memlab.sweep.run import one_run_at_a_time, run_sweep
+    from memlab.sweep.run import one_run_at_a_time, placed_or_refused, run_sweep
 
     study = _load(args)
     _refuse_misfits(study)
+    placed_or_refused(study, args.cluster)  # before the sweep's folder, runs or trials
     with one_run_at_a_time(study):
         return run_sweep(study, tracking_uri=args.tracking_uri)
 
@@ -190,6 +200,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     study = _load(args)  # refuse a bad study here, not minutes later on the cluster
     if args.command == "run":
         _refuse_misfits(study)
+    from memlab.sweep.cluster import check
+
+    check(study, args.address, args.cluster)  # placements no node of the cluster offers
     env_file = args.runtime_env
     if env_file is None and Path("cluster/runtime_env.yaml").is_file():
         env_file = "cluster/runtime_env.yaml"
@@ -198,11 +211,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.command == "run":
         entry += (["--resume"] if args.resume else []) + \
             (["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])
+    if args.cluster and args.command in ("run", "plan"):
+        entry += ["--cluster", args.cluster]
     from ray.job_submission import JobStatus, JobSubmissionClient
 
     client = JobSubmissionClient(args.address)
-    deadline = time.time() + 120
-    while True:  # a cluster that has just started may have no job agent up yet
+    deadline = time.time() + 300
+    while True:  # a cluster that has just started (or a loaded head) may have no job agent yet
         try:
             job = client.submit_job(entrypoint=shlex.join(entry), runtime_env=runtime_env,
                                     submission_id=args.job_id,
@@ -241,11 +256,22 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         return sp
 
+    def cluster_option(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--cluster", default=None, metavar="FILE",
+                        help="the cluster's launcher or KubeRay file (cluster/): its node "
+                        "types count as nodes (an autoscaler starts them on demand); refuse "
+                        "placements (resources.<strategy>.labels, GPUs per trial) no node "
+                        "offers")
+
     study_cmd("validate", cmd_validate, "check a study file; exit 2 on any problem")
     plan = study_cmd("plan", cmd_plan, "print the trials of a study with their resources, "
                      "memory per GPU and GPU-hours; refuse a grid that cannot fit")
     plan.add_argument("--tflops", type=float, default=300.0,
                       help="effective TFLOP/s per GPU for the GPU-hours estimate")
+    plan.add_argument("--address", default=None,
+                      help="a running Ray cluster (default: $RAY_ADDRESS): refuse placements "
+                      "its nodes do not offer")
+    cluster_option(plan)
     def run_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: SQLite file under the runs root)")
@@ -253,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue an interrupted sweep: finished stages are reused, "
                         "finished trials only logged (what every run does; the flag states "
                         "the intent in scripts)")
+        cluster_option(sp)
 
     run_options(study_cmd("run", cmd_run, "run every trial: train -> generate -> score -> "
                           "report"))

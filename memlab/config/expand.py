@@ -31,6 +31,7 @@ from memlab.config.load import (
     set_dotted,
     to_dict,
 )
+from memlab.config.placement import selector_problem
 from memlab.config.ranges import out_of_range, plain_name
 from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
 
@@ -163,6 +164,9 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
     res = getattr(cfg.resources, t.strategy)
     if res.cpu <= 0 and res.gpu <= 0:
         bad(f"resources.{t.strategy}", "a trial must reserve some CPU or GPU")
+    for field in ("labels", "actor_labels"):
+        if why := selector_problem(getattr(res, field) or {}):
+            bad(f"resources.{t.strategy}.{field}", why)
     if res.workers > 1 and t.strategy != "full":
         bad(f"resources.{t.strategy}.workers", "only full fine-tuning runs several workers "
             "(head-only and LoRA trials train in the trial process)")

@@ -367,8 +367,13 @@ class Resources:
                          "several trials on one GPU).")
     workers: int = _f(1, "full only: Ray Train workers of the trial's TorchTrainer, DeepSpeed "
                          "ZeRO across them (gloo on CPU, NCCL on GPU).")
-    labels: dict[str, str] = _f({}, "Ray node labels the trial (and its train workers) must "
-                                    "run on, e.g. {node-type: gpu-full} (`ray start --labels`).")
+    labels: dict[str, str] = _f({}, "Ray node label selector of the trial process and its "
+                                    "Ray Train workers, e.g. {memlab/role: full}: the labels "
+                                    "the cluster files start their node types with "
+                                    "(memlab/config/placement.py says why labels).")
+    actor_labels: dict[str, str] | None = _f(
+        None, "Ray node label selector of the trial's generation and scoring actors (warm "
+        "pools included), e.g. {memlab/role: small}; null: the trial's labels.")
 
 
 @dataclass

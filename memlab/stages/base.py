@@ -104,15 +104,16 @@ def run_base(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     upstream = base_upstream(data_dir, base_model)
     with claim_stage(out_dir, upstream) as stage:
         if stage.done is None:
-            jobs = shard_jobs(data_dir, out_dir)
+            jobs, nodes = shard_jobs(data_dir, out_dir), set()
             if pool is not None:
-                rows = pool.map("base", jobs, "base model", cfg)
+                rows = pool.map("base", jobs, "base model", cfg, nodes=nodes)
             else:
                 rows = run_shard_pool(BaseShards, {"cfg": cfg, "base_model": base_model,
-                                                   "threads": threads}, jobs, cfg, "base model")
+                                                   "threads": threads}, jobs, cfg, "base model",
+                                      nodes)
             digests = shard_digests(out_dir)  # (the score stage's upstream: their content)
             write_manifest(out_dir, upstream=upstream, outputs=list(digests), rows=rows,
-                           shard_sha256=digests,
+                           shard_sha256=digests, actor_nodes=sorted(nodes),
                            base_model=base_model, seq_len=cfg.train.seq_len)
         return stage.output()
 

@@ -403,16 +403,17 @@ def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Pat
     upstream = gen_upstream(train_dir, data_dir)
     with claim_stage(out_dir, upstream) as stage:
         if stage.done is None:
-            jobs = shard_jobs(data_dir, out_dir)
+            jobs, nodes = shard_jobs(data_dir, out_dir), set()
             for src, dst in jobs:  # a shard of canaries is done with its exposure file only
                 if is_done(dst) and not canary_path(dst).is_file() and "canary" in \
                         pq.read_table(src, columns=["split"]).column("split").to_pylist():
                     dst.unlink()
             if pool is not None:
-                rows = pool.map("generate", jobs, "generate", cfg, str(train_dir))
+                rows = pool.map("generate", jobs, "generate", cfg, str(train_dir), nodes=nodes)
             else:
                 rows = run_shard_pool(GenerateShards, {"cfg": cfg, "train_dir": str(train_dir),
-                                                       "threads": threads}, jobs, cfg, "generate")
+                                                       "threads": threads}, jobs, cfg, "generate",
+                                      nodes)
             digests = shard_digests(out_dir)
             canaries = sorted(p.name for p in out_dir.glob("canary-*.parquet"))
             data_rows = sum(pq.read_metadata(s).num_rows for s, _ in jobs) - \
@@ -421,6 +422,7 @@ def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Pat
                        for _, d in jobs}
             write_manifest(out_dir, upstream=upstream, outputs=list(digests) + canaries,
                            shard_sha256=digests, shards=len(jobs), rows=rows,
+                           actor_nodes=sorted(nodes),
                            decoding=cfg.attack.decoding,
                            docs_too_short=data_rows - rows // cfg.attack.samples_per_prompt,
                            samples_per_prompt=cfg.attack.samples_per_prompt,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import is_done
 
@@ -17,9 +18,25 @@ def shard_jobs(src_dir: Path, out_dir: Path) -> list[tuple[Path, Path]]:
     return [(s, Path(out_dir) / s.name) for s in sorted(Path(src_dir).glob("part-*.parquet"))]
 
 
+def _noting_node(actor_cls):
+    """`actor_cls` whose output batches also name the Ray node its actor runs on."""
+
+    class Noting(actor_cls):
+        def __call__(self, batch: dict) -> dict:
+            import ray
+
+            out = super().__call__(batch)
+            out["node"] = [ray.get_runtime_context().get_node_id()] * len(out["rows"])
+            return out
+
+    Noting.__name__ = Noting.__qualname__ = actor_cls.__name__
+    return Noting
+
+
 def run_shard_pool(actor_cls, ctor_kwargs: dict, jobs: list[tuple[Path, Path]],
-                   cfg: StudyConfig, desc: str) -> int:
-    """Run `actor_cls` over (src, dst) shard pairs with a Ray Data actor pool; return rows."""
+                   cfg: StudyConfig, desc: str, nodes: set | None = None) -> int:
+    """Run `actor_cls` over (src, dst) shard pairs with a Ray Data actor pool; return rows.
+    `nodes`: filled with the ids of the Ray nodes its actors ran on."""
     import ray
 
     from memlab.io.progress import Progress
@@ -46,13 +63,15 @@ def run_shard_pool(actor_cls, ctor_kwargs: dict, jobs: list[tuple[Path, Path]],
 
         strategy = PlacementGroupSchedulingStrategy(pg)
         remote_args = lambda: {"scheduling_strategy": strategy}  # noqa: E731
-    elif labels := getattr(cfg.resources, cfg.train.strategy).labels:
+    elif labels := selectors(cfg)["actors"]:
         remote_args = lambda: {"label_selector": dict(labels)}  # noqa: E731
-    ds = ds.map_batches(actor_cls, fn_constructor_kwargs=ctor_kwargs, batch_size=1,
+    ds = ds.map_batches(_noting_node(actor_cls), fn_constructor_kwargs=ctor_kwargs, batch_size=1,
                         compute=pool, num_cpus=a.actor_cpus, num_gpus=a.actor_gpus or None,
                         ray_remote_args_fn=remote_args)
     bar = Progress(len(todo), desc, unit="shard")
     for row in ds.iter_rows():
         rows += int(row["rows"])
+        if nodes is not None:
+            nodes.add(row["node"])
         bar.update(1)
     return rows

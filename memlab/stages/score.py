@@ -193,17 +193,17 @@ def run_score(cfg: StudyConfig, trial_key: str, gen_dir: Path, data_dir: Path, o
             prepared = {s.name: s.prepare(cfg, Path(data_dir))
                         for s in suite.scorers(cfg.score)
                         if s.prepare is not None and s.enabled(cfg.score)}
-            jobs = shard_jobs(gen_dir, out_dir)
+            jobs, nodes = shard_jobs(gen_dir, out_dir), set()
             if pool is not None:
                 import ray
 
                 pool.map("score", jobs, "score", cfg, trial_key, prepared,
-                         ray.put(base_nll(base_dir)))
+                         ray.put(base_nll(base_dir)), nodes=nodes)
             else:
                 run_shard_pool(ScoreShards, {"cfg": cfg, "trial_key": trial_key,
                                              "prepared": prepared, "base": base_nll(base_dir),
                                              "threads": threads},
-                               jobs, cfg, "score")
+                               jobs, cfg, "score", nodes)
             scores = read_shards(out_dir)
             canaries = read_canaries(gen_dir)
             want = (read_manifest(data_dir) or {}).get("canaries", 0)
@@ -215,5 +215,6 @@ def run_score(cfg: StudyConfig, trial_key: str, gen_dir: Path, data_dir: Path, o
             pq.write_table(summary, out_dir / "summary.parquet")
             outputs = sorted(p.name for p in out_dir.glob("part-*.parquet")) + ["summary.parquet"]
             write_manifest(out_dir, upstream=upstream, outputs=outputs, rows=scores.num_rows,
-                           columns=scores.schema.names, embedder=cfg.score.embedder)
+                           columns=scores.schema.names, embedder=cfg.score.embedder,
+                           actor_nodes=sorted(nodes))
         return stage.output()

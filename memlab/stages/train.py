@@ -44,6 +44,7 @@ from memlab.components.models import (
     untie_head,
 )
 from memlab.config.keys import content_key, resolved
+from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import (
     StageOutput,
@@ -272,7 +273,7 @@ def _fit_ray_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: P
         scaling_config=ScalingConfig(
             num_workers=res.workers, use_gpu=res.gpu > 0,
             resources_per_worker={"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu else {})},
-            label_selector=dict(res.labels) or None),
+            label_selector=selectors(cfg)["trial"] or None),
         run_config=RunConfig(name="train", storage_path=str(out_dir / RAY_STORAGE),
                              failure_config=FailureConfig(max_failures=cfg.sweep.max_failures)),
     )

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from memlab.config.keys import content_key
 from memlab.config.load import to_dict
+from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import is_done, manifest_digest
 from memlab.stages.generate import GenerateShards
@@ -54,7 +55,7 @@ def warm_on(cfg: StudyConfig) -> bool:
 def pool_spec(cfg: StudyConfig, base_model: str) -> dict:
     """What a pool's actors are built from: trials with the same spec share a pool."""
     a = cfg.attack
-    labels = dict(getattr(cfg.resources, cfg.train.strategy).labels)
+    labels = selectors(cfg)["actors"]
     return {"base_model": base_model, "precision": cfg.train.precision, "engine": a.engine,
             "batch_size": a.batch_size, "actors": a.actors, "cpus": a.actor_cpus,
             "gpus": a.actor_gpus, "labels": labels, "warm_models": a.warm_models,
@@ -136,9 +137,11 @@ class Pool:
     def __init__(self, actors: list, calls: int):
         self.actors, self.calls = actors, calls
 
-    def map(self, method: str, jobs: list[tuple[Path, Path]], desc: str, *args) -> int:
+    def map(self, method: str, jobs: list[tuple[Path, Path]], desc: str, *args,
+            nodes: set | None = None) -> int:
         """`method(*args, threads, src, dst)` of the pool's actors over the (src, dst) jobs not
-        done yet, at most `calls` in flight per actor from this trial; the rows of all."""
+        done yet, at most `calls` in flight per actor from this trial; the rows of all.
+        `nodes`: filled with the ids of the Ray nodes of the actors that ran them."""
         import pyarrow.parquet as pq
         import ray
 
@@ -153,6 +156,7 @@ class Pool:
         args = (ray.put(cfg), *args[1:], torch_threads(cfg))
         bar = Progress(len(todo), desc, unit="shard")
         load, flying, queue = [0] * len(self.actors), {}, list(reversed(todo))
+        used: set[int] = set()
         while queue or flying:
             while queue and min(load) < self.calls:
                 i = load.index(min(load))
@@ -160,9 +164,13 @@ class Pool:
                 flying[ref] = i
                 load[i] += 1
             ready, _ = ray.wait(list(flying), num_returns=1)
-            load[flying.pop(ready[0])] -= 1
+            i = flying.pop(ready[0])
+            load[i] -= 1
             rows += ray.get(ready[0])
+            used.add(i)
             bar.update(1)
+        if nodes is not None:
+            nodes.update(ray.get([self.actors[i].node_id.remote() for i in used]))
         return rows
 
 
@@ -220,6 +228,12 @@ class WarmWorker(GenerateShards):
         self.trained: OrderedDict = OrderedDict()  # (train_dir, digest) -> host weights
         self.cache_lock, self.score_lock = threading.Lock(), threading.Lock()
         self.scorers: OrderedDict = OrderedDict()
+
+    def node_id(self) -> str:
+        """The Ray node this actor runs on."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     # -- weights -------------------------------------------------------------------------------
     def _weights(self, train_dir: str) -> dict:

@@ -17,6 +17,7 @@ from memlab.config.expand import Study, bundle_keys
 from memlab.config.keys import resolved, under
 from memlab.config.labels import dup_label, model_label
 from memlab.config.load import flatten, to_dict
+from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import artifact_root, default_tracking_uri, stage_dir, sweep_root
 from memlab.sweep.plan import model_shape, sized_shares
@@ -33,7 +34,8 @@ training."""
 
 
 def trial_resources(cfg: StudyConfig) -> tuple[list[dict], list[dict]]:
-    """The Tune trial's placement-group bundles and their label selectors.
+    """The Tune trial's placement-group bundles and their label selectors (the trial's, then
+    its actors': memlab/config/placement.py).
 
     head / lora, and full on one GPU (plain torch): the trial process (it trains), then one
     bundle per generation / scoring actor (Ray Data work launched by the trial is scheduled
@@ -54,7 +56,8 @@ def trial_resources(cfg: StudyConfig) -> tuple[list[dict], list[dict]]:
         actor = {"CPU": a.actor_cpus, **({"GPU": a.actor_gpus} if a.actor_gpus else {})}
         bundles = [{"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu else {})}]
         bundles += [actor] * a.actors
-    return bundles, [dict(res.labels) for _ in bundles]
+    sel = selectors(cfg)
+    return bundles, [sel["trial"]] + [sel["actors"]] * (len(bundles) - 1)
 
 
 def _absolute(cfg: StudyConfig) -> StudyConfig:
@@ -311,6 +314,22 @@ def one_run_at_a_time(study: Study):
     finally:
         holder.unlink(missing_ok=True)
         lock.release()
+
+
+def placed_or_refused(study: Study, cluster_file: str | None) -> None:
+    """Before anything starts: refuse (ConfigError, exit 2) a study whose trials or actors ask
+    for node labels, or more GPUs or CPUs, than the Ray cluster's nodes (and `cluster_file`'s
+    node types) offer, where Ray would wait for ever. Connects to Ray only where there is
+    something to check: a cluster (RAY_ADDRESS, a cluster file), labels or GPUs."""
+    from memlab.sweep.cluster import check
+
+    address = os.environ.get("RAY_ADDRESS")
+    asks = any(any(selectors(t.config).values()) or getattr(
+        t.config.resources, t.config.train.strategy).gpu > 0 or t.config.attack.actor_gpus > 0
+        for t in study.trials)
+    if address or cluster_file or asks:
+        _init_ray()
+        check(study, address, cluster_file, connected=True)
 
 
 def run_sweep(study: Study, tracking_uri: str | None = None) -> int:

@@ -244,6 +244,11 @@ def test_resources_per_trial_workers_and_labels():
     assert bundles == [{"CPU": 1.0}, {"CPU": 0.5}, {"CPU": 0.5}]  # trial + one per actor
     assert labels == [{"node-type": "small"}] * 3
     assert trial_resources(by["head"])[1] == [{}] * 3
+    # actors placed apart from their trial: the trial's bundle, then its actors'
+    lora = load_study(SWEEPS / "smoke.yaml", [
+        "resources.lora.labels={memlab/role: small}",
+        "resources.lora.actor_labels={memlab/role: gen}", "attack.actors=2"]).trials[2].config
+    assert trial_resources(lora)[1] == [{"memlab/role": "small"}] + [{"memlab/role": "gen"}] * 2
     # placement is not part of what a trial computes
     plain = {t.config.train.strategy: t.key for t in load_study(SWEEPS / "smoke.yaml").trials}
     assert {t.config.train.strategy: t.key for t in study.trials} == plain
@@ -254,12 +259,31 @@ def test_resources_per_trial_workers_and_labels():
     (["resources.full.workers=3"], "do not split evenly over resources.full.workers=3"),
     (["resources.full.workers=0"], "must be >= 1"),
     (["resources.full.labels=[a, b]"], "expected mapping of str to str"),
+    (["resources.full.labels={memlab/role: a b}"], "label value 'a b' of 'memlab/role'"),
+    (["resources.lora.actor_labels={-x: a}"], "label key '-x' is not"),
     (["train.checkpoint_every=-1"], "must be >= 0"),
 ])
 def test_bad_workers_labels_and_checkpoints_are_refused(override, message):
     with pytest.raises(ConfigError) as e:
         load_study(SWEEPS / "smoke.yaml", override)
     assert message in str(e.value)
+
+
+@pytest.mark.parametrize("selector, labels, ok", [
+    ({"memlab/role": "full"}, {"memlab/role": "full"}, True),
+    ({"memlab/role": "full"}, {"memlab/role": "small"}, False),
+    ({"memlab/role": "full"}, {}, False),
+    ({"memlab/role": "!full"}, {}, True),  # a negated term matches a node without the key
+    ({"memlab/role": "!full"}, {"memlab/role": "full"}, False),
+    ({"memlab/role": "in(full, small)"}, {"memlab/role": "small"}, True),
+    ({"memlab/role": "!in(full,small)"}, {"memlab/role": "small"}, False),
+    ({}, {"memlab/role": "x"}, True),
+])
+def test_label_selectors_match_as_in_ray(selector, labels, ok):
+    from memlab.config.placement import matches, selector_problem
+
+    assert selector_problem(selector) == ""
+    assert matches(selector, labels) is ok
 
 
 def test_other_strategies_settings_do_not_split_trials():
