@@ -69,7 +69,7 @@ class RayCluster:
     """A Ray cluster of real nodes started with `ray start` on 127.0.0.1. Stops only its own
     processes (`ray stop` would stop every Ray on the machine)."""
 
-    def __init__(self, cpus: int = 2, labels: str = ""):
+    def __init__(self, cpus: int = 2, labels: str = "", env: dict | None = None):
         self.bin = Path(sys.executable).parent
         self.tmp = tempfile.mkdtemp(prefix="memlab-ray-")
         self.port, self.dash = free_port(), free_port()
@@ -80,20 +80,23 @@ class RayCluster:
         self.nodes: dict[str, int] = {}  # name -> node manager port
         self._start("head", ["--head", f"--port={self.port}", "--dashboard-host=127.0.0.1",
                              f"--dashboard-port={self.dash}", "--include-dashboard=true",
-                             f"--temp-dir={self.tmp}"], cpus, labels)
+                             f"--temp-dir={self.tmp}"], cpus, labels, env)
 
-    def _start(self, name: str, args: list[str], cpus: int, labels: str) -> None:
+    def _start(self, name: str, args: list[str], cpus: int, labels: str,
+               env: dict | None = None) -> None:
+        """`ray start` of one node; `env` adds environment variables of its own (e.g. the
+        RAY_OVERRIDE_RESOURCES / RAY_OVERRIDE_LABELS a cluster launcher sets)."""
         nm = free_port()
         out = subprocess.run(
             [str(self.bin / "ray"), "start", "--node-ip-address=127.0.0.1", *args,
              f"--num-cpus={cpus}", f"--node-manager-port={nm}", "--disable-usage-stats",
              *([f"--labels={labels}"] if labels else [])],
-            capture_output=True, text=True, env=self.env, timeout=180)
+            capture_output=True, text=True, env={**self.env, **(env or {})}, timeout=180)
         assert out.returncode == 0, out.stderr[-3000:]
         self.nodes[name] = nm
 
-    def add_node(self, name: str, cpus: int, labels: str = "") -> None:
-        self._start(name, [f"--address={self.address}"], cpus, labels)
+    def add_node(self, name: str, cpus: int, labels: str = "", env: dict | None = None) -> None:
+        self._start(name, [f"--address={self.address}"], cpus, labels, env)
 
     def _pids(self, pattern: str) -> list[str]:
         return subprocess.run(["pgrep", "-f", pattern], capture_output=True,

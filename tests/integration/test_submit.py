@@ -42,3 +42,17 @@ def test_submit_refuses_a_bad_study_before_submitting(ray_head):
         capture_output=True, text=True, cwd=ROOT, env=ray_head["env"], timeout=120)
     assert out.returncode == 2 and "train.bogus" in out.stderr
     assert "submitted" not in out.stdout
+
+
+def test_submit_refuses_a_placement_the_cluster_lacks(ray_head):
+    """The head has no memlab/role label and no GPU: refused before submitting, one line."""
+    for sets in (["resources.lora.labels={memlab/role: small}"], ["resources.head.gpu=1"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "memlab.cli", "submit", "sweeps/smoke.yaml", "--address",
+             ray_head["address"], *[a for s in sets for a in ("--set", s)]],
+            capture_output=True, text=True, cwd=ROOT, env=ray_head["env"], timeout=120)
+        key = sets[0].split("=")[0]
+        lines = out.stderr.strip().splitlines()
+        assert out.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {key}"), \
+            out.stderr
+        assert "submitted" not in out.stdout
