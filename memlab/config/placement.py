@@ -23,10 +23,11 @@ import re
 
 from memlab.config.schema import StudyConfig
 
-_NAME = r"[A-Za-z0-9]([-_.A-Za-z0-9]{0,61}[A-Za-z0-9])?"
-_PREFIX = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-_KEY = re.compile(rf"({_PREFIX}/)?{_NAME}")
-_VALUE = re.compile(rf"!?({_NAME}|in\(\s*{_NAME}(\s*,\s*{_NAME})*\s*\))")
+# Ray 2.60's own rules (ray/_private/label_utils.py), restated so that `validate` and `plan`
+# need no Ray import; tests/unit/test_config.py checks them against Ray's validator
+_NAME = r"[a-zA-Z0-9]([a-zA-Z0-9_.-]{0,61}[a-zA-Z0-9])?"
+_PREFIX = re.compile(rf"({_NAME})?(\.({_NAME})?)*")
+_VALUE = re.compile(rf"!?(in)?\({_NAME}(, ?{_NAME})*\)|!?{_NAME}")
 
 
 def selectors(cfg: StudyConfig) -> dict[str, dict[str, str]]:
@@ -40,9 +41,11 @@ def selectors(cfg: StudyConfig) -> dict[str, dict[str, str]]:
 def selector_problem(selector: dict[str, str]) -> str:
     """Why Ray would refuse this label selector ('' when it would not)."""
     for key, value in selector.items():
-        if not _KEY.fullmatch(key) or len(key.rsplit("/", 1)[-1]) > 63:
+        prefix, _, name = key.rpartition("/")
+        if not re.fullmatch(_NAME, name) or ("/" in key and (
+                len(prefix) > 253 or not _PREFIX.fullmatch(prefix))):
             return f"label key {key!r} is not a Kubernetes-style label key ([prefix/]name)"
-        if not _VALUE.fullmatch(value):
+        if value and not _VALUE.fullmatch(value):
             return (f"label value {value!r} of {key!r}: expected a value, !value, in(a,b) or "
                     "!in(a,b)")
     return ""
@@ -55,8 +58,8 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
         neg = want.startswith("!")
         want = want[1:] if neg else want
         have = labels.get(key)
-        if want.startswith("in("):
-            ok = have in {v.strip() for v in want[3:-1].split(",")}
+        if want.startswith(("in(", "(")):  # (Ray reads "(a,b)" as "in(a,b)")
+            ok = have in {v.strip() for v in want[want.index("(") + 1:-1].split(",")}
         else:
             ok = have == want
         if ok == neg:

@@ -255,8 +255,9 @@ def run_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
 def _fit_ray_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
                    upstream: str, on_loss) -> None:
     """Full fine-tuning as a Ray Train TorchTrainer fitted from inside the Tune trial:
-    `resources.full.workers` workers of `resources.full.cpu/gpu` each (on nodes with
-    `resources.full.labels`), one DeepSpeed ZeRO group across them (gloo on CPU, NCCL on GPU).
+    `resources.full.workers` workers of `resources.full.cpu/gpu` each, all on one node with
+    `resources.full.labels` (`memlab plan` / `run` refuse a trial no such node can hold), one
+    DeepSpeed ZeRO group across them (gloo on CPU, NCCL on GPU).
     A failed worker group is restarted up to sweep.max_failures times and continues from the
     last checkpoint (train.checkpoint_every)."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -273,7 +274,8 @@ def _fit_ray_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: P
         scaling_config=ScalingConfig(
             num_workers=res.workers, use_gpu=res.gpu > 0,
             resources_per_worker={"CPU": res.cpu, **({"GPU": res.gpu} if res.gpu else {})},
-            label_selector=selectors(cfg)["trial"] or None),
+            label_selector=selectors(cfg)["trial"] or None,
+            placement_strategy="STRICT_PACK"),  # one ZeRO group on one node (NVLink)
         run_config=RunConfig(name="train", storage_path=str(out_dir / RAY_STORAGE),
                              failure_config=FailureConfig(max_failures=cfg.sweep.max_failures)),
     )

@@ -112,8 +112,12 @@ def connected_kinds() -> list[NodeKind]:
 def kinds_at(address: str) -> list[NodeKind]:
     """The alive nodes of a running Ray cluster, by its address (GCS `host:6379` or the
     dashboard's `http://host:8265`), through Ray's State API."""
+    import os
+
     from ray.util.state import list_nodes
 
+    # (Ray's State API client takes $RAY_ADDRESS over the address it is given)
+    saved = {k: os.environ.pop(k, None) for k in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
     try:
         nodes = list_nodes(address=address, filters=[("state", "=", "ALIVE")], limit=10_000,
                            raise_on_missing_output=False)
@@ -121,6 +125,8 @@ def kinds_at(address: str) -> list[NodeKind]:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError([f"--address {address}: cannot list the cluster's nodes ({first})"]) \
             from None
+    finally:
+        os.environ.update({k: v for k, v in saved.items() if v is not None})
     return _kinds_of_nodes([(n.is_head_node, n.labels or {}, n.resources_total or {})
                             for n in nodes])
 
@@ -144,17 +150,18 @@ def _asks(cfg) -> list[tuple[str, str, dict, float, float]]:
                     a.actor_cpus)]
 
 
-def refusals(study: Study, kinds: list[NodeKind], where: str) -> list[str]:
-    """One line per study key that `kinds` (the nodes of `where`) cannot satisfy."""
+def refusals(study: Study, kinds: list[NodeKind], where: str, hint: str = "") -> list[str]:
+    """One line per study key that `kinds` (the nodes of `where`) cannot satisfy; `hint` ends
+    each line about labels."""
     out: dict[str, None] = {}
-    listed = "; ".join(str(k) for k in kinds)
+    listed = "; ".join(dict.fromkeys(str(k) for k in kinds))
     for trial in study.trials:
         cfg = trial.config
         for labels_key, gpu_key, sel, gpus, cpus in _asks(cfg):
             fit = [k for k in kinds if matches(sel, k.labels)]
             if not fit:
                 out[f"{labels_key} {show(sel)}: no node of {where} has these labels "
-                    f"(nodes: {listed})"] = None
+                    f"(nodes: {listed}){hint}"] = None
                 continue
             known = [k.gpus for k in fit if k.gpus is not None]
             if gpus > 0 and len(known) == len(fit) and gpus > max(known) + 1e-9:
@@ -171,9 +178,9 @@ def refusals(study: Study, kinds: list[NodeKind], where: str) -> list[str]:
     return list(out)
 
 
-def refuse_unplaceable(study: Study, kinds: list[NodeKind], where: str) -> None:
+def refuse_unplaceable(study: Study, kinds: list[NodeKind], where: str, hint: str = "") -> None:
     """ConfigError (exit 2) naming every key of the study that `kinds` cannot place."""
-    problems = refusals(study, kinds, where)
+    problems = refusals(study, kinds, where, hint)
     if problems:
         raise ConfigError(problems)
 
@@ -194,5 +201,7 @@ def check(study: Study, address: str | None = None, cluster_file: str | None = N
     if cluster_file:
         kinds += from_file(cluster_file)
         where.append(str(cluster_file))
+    hint = "" if cluster_file or not address else \
+        "; nodes an autoscaler has not started yet count with --cluster FILE"
     if where:
-        refuse_unplaceable(study, kinds, " + ".join(where))
+        refuse_unplaceable(study, kinds, " + ".join(where), hint)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -317,19 +318,27 @@ def one_run_at_a_time(study: Study):
 
 
 def placed_or_refused(study: Study, cluster_file: str | None) -> None:
-    """Before anything starts: refuse (ConfigError, exit 2) a study whose trials or actors ask
-    for node labels, or more GPUs or CPUs, than the Ray cluster's nodes (and `cluster_file`'s
-    node types) offer, where Ray would wait for ever. Connects to Ray only where there is
-    something to check: a cluster (RAY_ADDRESS, a cluster file), labels or GPUs."""
+    """Before anything starts: refuse (ConfigError, exit 2) a study whose unfinished trials or
+    their actors ask for node labels, or more GPUs or CPUs, than the Ray cluster's nodes (and
+    `cluster_file`'s node types) offer, where Ray would wait for ever. Finished trials (a
+    rerun that only logs and reports) need no Ray and are not checked. Connects to Ray only
+    where there is something to check: a cluster (RAY_ADDRESS), labels or GPUs."""
+    from memlab.config.load import ConfigError
     from memlab.sweep.cluster import check
 
     address = os.environ.get("RAY_ADDRESS")
+    if cluster_file and not address:
+        raise ConfigError([f"--cluster {cluster_file}: names the nodes of a cluster, but "
+                           "RAY_ADDRESS is not set, so Ray would start on this machine (on "
+                           "the cluster's head: RAY_ADDRESS=auto)"])
+    todo = dataclasses.replace(study, trials=[
+        t for t in study.trials if not (study.root / t.key / "result.json").is_file()])
     asks = any(any(selectors(t.config).values()) or getattr(
         t.config.resources, t.config.train.strategy).gpu > 0 or t.config.attack.actor_gpus > 0
-        for t in study.trials)
-    if address or cluster_file or asks:
+        for t in todo.trials)
+    if todo.trials and (address or asks):
         _init_ray()
-        check(study, address, cluster_file, connected=True)
+        check(todo, address, cluster_file, connected=True)
 
 
 def run_sweep(study: Study, tracking_uri: str | None = None) -> int:

@@ -229,11 +229,11 @@ def log_trial(plan: TrialPlan, tags: dict | None = None) -> str:
     man = json.loads((train_dir / "_MANIFEST.json").read_text())
     if man.get("worker_nodes"):
         run.set_tags({"ray.train_worker_nodes": ",".join(man["worker_nodes"])})
-    actors = sorted({n for d in (plan.stage("gen"), plan.stage("score"), plan.base_dir)
-                     if d is not None and (d / "_MANIFEST.json").is_file()
+    actors = sorted({n for d in (plan.stage("gen"), plan.stage("score"))
+                     if (d / "_MANIFEST.json").is_file()
                      for n in json.loads((d / "_MANIFEST.json").read_text()).get("actor_nodes",
                                                                                    [])})
-    if actors:  # where its generation, base-model and scoring actors ran
+    if actors:  # where its generation and scoring actors ran (not the shared base-model pass)
         run.set_tags({"ray.actor_nodes": ",".join(actors)})
     # what the strategy's setup did that the config does not say
     run.log_params({f"train.{k}": v for k, v in man.items()

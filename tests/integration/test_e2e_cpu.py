@@ -278,6 +278,24 @@ def test_rerun_redoes_nothing_but_a_lost_shard(sweep):
     assert pq.read_metadata(lost).num_rows > 0
 
 
+def test_finished_trials_need_no_placement_check(sweep):
+    """A rerun of finished trials (to log, to report) starts no Ray and checks no placement:
+    labels no node of this machine has do not refuse it; a trial left to run does."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    placed = ["--set", "resources.lora.labels={memlab/role: small}"]
+    again = subprocess.run(sweep["cmd"] + placed, capture_output=True, text=True, cwd=ROOT,
+                           env=env, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 to run on Ray Tune" in again.stdout
+    new = subprocess.run(sweep["cmd"] + placed + ["--set", "train.lora.r=2"],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
+    assert new.returncode == 2, new.stdout[-2000:] + new.stderr[-2000:]
+    assert new.stderr.startswith("error: resources.lora.labels {memlab/role: small}: no node "
+                                 "of the local Ray instance"), new.stderr
+
+
 @pytest.fixture(scope="module")
 def ui(sweep):
     """The `mlflow ui` command the demo prints, over the finished smoke sweep, on a free port;

@@ -77,15 +77,22 @@ def test_kuberay_groups_read_as_rays_autoscaler_reads_them():
         _derive_autoscaling_config_from_ray_cr,
     )
 
-    cr = next(d for d in yaml.safe_load_all((CLUSTER / "kuberay.yaml").read_text())
-              if d["kind"] == "RayCluster")
-    cr["metadata"].setdefault("namespace", "default")  # set by Kubernetes once applied
-    ray_types = _derive_autoscaling_config_from_ray_cr(cr)["available_node_types"]
-    ours = {k.name: k for k in from_file(CLUSTER / "kuberay.yaml")}
-    for name, t in ray_types.items():
-        name = "head" if name == "headgroup" else name
-        assert ours[name].labels == t.get("labels", {}), name
-        assert ours[name].gpus == t["resources"].get("GPU", 0), name
+    docs = list(yaml.safe_load_all((CLUSTER / "kuberay.yaml").read_text()))
+    (cluster,) = [d for d in docs if d["kind"] == "RayCluster"]
+    # label selectors scale node groups up only under the autoscaler v2
+    assert cluster["spec"]["enableInTreeAutoscaling"] is True
+    assert cluster["spec"]["autoscalerOptions"]["version"] == "v2"
+    for d in docs:  # the RayCluster, and the cluster each RayJob starts
+        spec = d["spec"] if d["kind"] == "RayCluster" else d["spec"]["rayClusterSpec"]
+        cr = {"kind": "RayCluster", "metadata": {"name": "memlab", "namespace": "default"},
+              "spec": spec}
+        ray_types = _derive_autoscaling_config_from_ray_cr(cr)["available_node_types"]
+        ours = {k.name: k for k in from_file(CLUSTER / "kuberay.yaml")}
+        assert len(ray_types) == 3, d["kind"]  # head, gpu-full, gpu-small
+        for name, t in ray_types.items():
+            name = "head" if name == "headgroup" else name
+            assert ours[name].labels == t.get("labels", {}), (d["kind"], name)
+            assert ours[name].gpus == t["resources"].get("GPU", 0), (d["kind"], name)
 
 
 def _run_slurm(tmp_path: Path, restart: int, full_nodes: str | None) -> tuple[int, list[str]]:
@@ -103,12 +110,13 @@ def _run_slurm(tmp_path: Path, restart: int, full_nodes: str | None) -> tuple[in
         bin_ / "hostname": "echo 10.0.0.1",
         venv / "ray": f'echo "$SLURMD_NODENAME ray $*" >> {log}',
         venv / "memlab": f'echo "memlab $* RAY_ADDRESS=$RAY_ADDRESS" >> {log}',
+        venv / "python": f'cat > /dev/null; echo "joined $3 $4" >> {log}',  # the wait
     }
     for path, body in stubs.items():
         path.write_text(f"#!/usr/bin/env bash\n{body}\n")
         path.chmod(0o755)
     env = {"PATH": f"{bin_}:{os.environ['PATH']}", "MEMLAB_VENV": str(venv.parent),
-           "MEMLAB_START_WAIT": "0", "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "node[A-C]",
+           "SLURM_JOB_ID": "7", "SLURM_JOB_NODELIST": "node[A-C]",
            "SLURM_CPUS_PER_TASK": "64", "SLURM_GPUS_PER_NODE": "8",
            "SLURM_RESTART_COUNT": str(restart),
            **({"MEMLAB_FULL_NODES": full_nodes} if full_nodes is not None else {})}
@@ -131,6 +139,8 @@ def test_slurm_script_gives_roles_and_a_requeued_job_keeps_them(tmp_path):
     assert roles == {"nodeA": f"{ROLE}=full", "nodeB": f"{ROLE}=small",
                      "nodeC": f"{ROLE}=small"}
     assert any(" start --head " in line for line in first[1] if line.startswith("nodeA"))
+    # the sweep starts once the head, then all three nodes, have joined
+    assert [x for x in first[1] if x.startswith("joined")] == ["joined 1 600", "joined 3 600"]
     (run,) = [line for line in first[1] if line.startswith("memlab ")]
     assert run == ("memlab run sweeps/paper.yaml --resume --tracking-uri http://mlflow:5000 "
                    "RAY_ADDRESS=10.0.0.1:6379")
@@ -217,3 +227,13 @@ def test_runtime_env_is_accepted_by_ray():
     env = yaml.safe_load((CLUSTER / "runtime_env.yaml").read_text())
     RuntimeEnv(**env)
     assert env["working_dir"] == "." and "runs/" in env["excludes"]
+
+
+def test_run_with_a_cluster_file_needs_the_clusters_address(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    out = subprocess.run([sys.executable, "-m", "memlab.cli", "run", "sweeps/smoke.yaml",
+                          "--cluster", "cluster/ray-cluster.yaml", "--set",
+                          f"sweep.runs_root={tmp_path}"],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert out.returncode == 2 and "RAY_ADDRESS is not set" in out.stderr, out.stderr
+    assert not (tmp_path / "smoke").exists()

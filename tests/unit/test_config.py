@@ -278,12 +278,30 @@ def test_bad_workers_labels_and_checkpoints_are_refused(override, message):
     ({"memlab/role": "in(full, small)"}, {"memlab/role": "small"}, True),
     ({"memlab/role": "!in(full,small)"}, {"memlab/role": "small"}, False),
     ({}, {"memlab/role": "x"}, True),
+    ({"memlab/role": "(full,small)"}, {"memlab/role": "full"}, True),
 ])
 def test_label_selectors_match_as_in_ray(selector, labels, ok):
     from memlab.config.placement import matches, selector_problem
 
     assert selector_problem(selector) == ""
     assert matches(selector, labels) is ok
+
+
+@pytest.mark.parametrize("key, value", [
+    ("memlab/role", "full"), ("Memlab.IO/role", "full"), ("a_b/role", "x"), ("role", ""),
+    ("memlab/role", "in(full, small)"), ("memlab/role", "in( full ,small )"),
+    ("memlab/role", "in(full,  small)"), ("memlab/role", "!in(a,b)"), ("memlab/role", "(a,b)"),
+    ("memlab/role", "a b"), ("-x", "a"), ("memlab/-role", "a"), ("a..b/role", "x"),
+    ("ray.io/accelerator-type", "H100"), ("x" * 64, "a"), ("memlab/role", "x" * 64),
+])
+def test_selector_syntax_is_rays(key, value):
+    """memlab's selector check (no Ray import) agrees with Ray's own validator."""
+    from ray._private.label_utils import validate_label_selector
+
+    from memlab.config.placement import selector_problem
+
+    ours = selector_problem({key: value})
+    assert (ours == "") == (validate_label_selector({key: value}) is None), ours
 
 
 def test_other_strategies_settings_do_not_split_trials():
