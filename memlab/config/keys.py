@@ -118,6 +118,10 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
         skip += ("score.plagiarism.method", "score.plagiarism.semantic")
     if (cfg.score.corpus_ann_above, cfg.score.corpus_ann_candidates) == (500_000, 10):
         skip += ("score.corpus_ann_above", "score.corpus_ann_candidates")  # (keys as before)
+    if cfg.score.corpus_ann_breadth == 64:
+        skip += ("score.corpus_ann_breadth",)  # (keys as before)
+    if cfg.score.plagiarism.semantic.dense_breadth == 64:
+        skip += ("score.plagiarism.semantic.dense_breadth",)  # (keys as before)
     ident = {k: v for k, v in flatten(to_dict(cfg)).items()
              if not under(k, skip)}
     if ident.get("attack.prompt_from") == "auto":  # hashed as what it resolves to

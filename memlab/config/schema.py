@@ -243,6 +243,11 @@ class AttackSection:
     actor_gpus: float = _f(0.0, "GPUs reserved per generation / scoring actor.")
 
 
+ANN_BREADTH = ("usearch's search breadth (expansion_search): more finds more of the exact "
+               "nearest documents, more slowly. Measured on 1M demo documents "
+               "(memlab/scoring/PLAGIARISM.md): 64 finds 0.42 of the exact 10 nearest in 1.2 ms "
+               "per query, 256 0.59 in 3.0 ms, 1024 0.74 in 9.0 ms.")
+
 @dataclass
 class SemanticSection:
     """score.plagiarism.method=semantic: what it adds to the published pipeline
@@ -265,6 +270,7 @@ class SemanticSection:
     dense_candidates: int = _f(10, "Candidates per generated text from dense retrieval (an "
                                    "approximate nearest-neighbour index of the corpus documents' "
                                    "embeddings), besides the BM25 candidates.")
+    dense_breadth: int = _f(64, "Dense retrieval, " + ANN_BREADTH)
 
 
 @dataclass
@@ -348,6 +354,7 @@ class ScoreSection:
         "blockwise search over every document.")
     corpus_ann_candidates: int = _f(10, "sim_to_corpus: documents the ANN index returns per "
                                         "generation, re-scored by exact cosine.")
+    corpus_ann_breadth: int = _f(64, "sim_to_corpus's ANN index, " + ANN_BREADTH)
     plugins: list[str] = _f(
         [], "Scorer plugins: Python files (path/to/scorers.py) or importable modules whose "
         "@scorer functions add score columns, MLflow metrics and report columns "

@@ -30,10 +30,14 @@ def build(vectors: np.ndarray, path: str | os.PathLike, threads: int = 1) -> Pat
     return path
 
 
-def load(path: str | os.PathLike):
+def load(path: str | os.PathLike, breadth: int = 64):
+    """The index at `path`, memory-mapped; searched `breadth` wide (usearch's
+    expansion_search: score.corpus_ann_breadth, score.plagiarism.semantic.dense_breadth)."""
     from usearch.index import Index
 
-    return Index.restore(str(path), view=True)
+    index = Index.restore(str(path), view=True)
+    index.expansion_search = breadth
+    return index
 
 
 def search(ann, queries: np.ndarray, k: int) -> list[list[int]]:

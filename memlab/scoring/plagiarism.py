@@ -450,11 +450,11 @@ class SemanticIndex:
 
     VERSION = 2  # 2: document vectors averaged in float64
 
-    def __init__(self, folder: str | os.PathLike, index: CorpusIndex):
+    def __init__(self, folder: str | os.PathLike, index: CorpusIndex, breadth: int = 64):
         folder = Path(folder)
         self.index = index
         self.sent = np.load(folder / "sent.npy", mmap_mode="r")
-        self.ann = ann.load(folder / "docs.usearch")
+        self.ann = ann.load(folder / "docs.usearch", breadth)
 
     @staticmethod
     def folder(index_folder: str | os.PathLike, embedder: str) -> Path:
@@ -676,8 +676,8 @@ def type_file(corpus: str, generated: str, out: str, p: PlagiarismSection,
     index = CorpusIndex(ensure_index([str(d["doc_id"]) for d in docs],
                                      [str(d["text"]) for d in docs], folder, p), p)
     judge = Judge(p.judge, p.judge_kind)
-    semantic = SemanticIndex(SemanticIndex.build(index, folder, judge), index) \
-        if p.method == "semantic" else None
+    semantic = SemanticIndex(SemanticIndex.build(index, folder, judge), index,
+                             p.semantic.dense_breadth) if p.method == "semantic" else None
     rows: list[dict] = []
     bar = Progress(len(gens), "plagiarism", unit="text", every_s=5)
     for i in range(0, len(gens), batch):
@@ -699,7 +699,8 @@ class PlagiarismScorer:
         sec = ctx.cfg.score.plagiarism
         self.index = CorpusIndex(ctx.prepared["index"], sec)
         self.judge = Judge(sec.judge, sec.judge_kind)
-        self.semantic = SemanticIndex(ctx.prepared["semantic"], self.index) \
+        self.semantic = SemanticIndex(ctx.prepared["semantic"], self.index,
+                                      sec.semantic.dense_breadth) \
             if sec.method == "semantic" else None
 
     def __call__(self, rows: list[dict]) -> dict[str, list]:

@@ -187,7 +187,7 @@ class SimilarityScorer:
         if ctx.prepared.get("corpus_ann"):
             from memlab.scoring import ann
 
-            self.ann = ann.load(ctx.prepared["corpus_ann"])
+            self.ann = ann.load(ctx.prepared["corpus_ann"], ctx.cfg.score.corpus_ann_breadth)
 
     def __call__(self, rows: list[dict]) -> dict[str, list]:
         gen = self.embedder.encode([r["gen_text"] for r in rows])

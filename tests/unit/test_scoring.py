@@ -151,3 +151,12 @@ def test_sim_to_corpus_past_the_ann_threshold_equals_the_exact_search(tmp_path):
     ve, ie = max_cosine(queries, corpus)
     assert np.array_equal(i, ie)
     assert np.allclose(v, ve, atol=1e-6)
+    # the search breadth is the config's, and a setting of the key only where it differs
+    from memlab.config.keys import config_identity
+
+    assert scorer.ann.expansion_search == 64
+    before = config_identity(cfg)
+    cfg.score.corpus_ann_breadth = 256
+    assert SimilarityScorer(Context(cfg, {"corpus": str(emb), "corpus_ann": path})) \
+        .ann.expansion_search == 256
+    assert config_identity(cfg) != before
