@@ -45,7 +45,7 @@ def test_ray_cluster_launcher_yaml_is_schema_valid():
     # placement: each GPU type starts its nodes with its role; the head runs no trial
     assert types["gpu-full"]["labels"] == {ROLE: "full"}
     assert types["gpu-small"]["labels"] == {ROLE: "small"}
-    assert types[cfg["head_node_type"]]["resources"] == {"CPU": 0}
+    assert types[cfg["head_node_type"]]["resources"] == {"CPU": 0, "GPU": 0}
     assert not any(k.startswith("memlab_") for t in types.values() for k in t["resources"])
 
 
