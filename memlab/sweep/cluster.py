@@ -178,13 +178,6 @@ def refusals(study: Study, kinds: list[NodeKind], where: str, hint: str = "") ->
     return list(out)
 
 
-def refuse_unplaceable(study: Study, kinds: list[NodeKind], where: str, hint: str = "") -> None:
-    """ConfigError (exit 2) naming every key of the study that `kinds` cannot place."""
-    problems = refusals(study, kinds, where, hint)
-    if problems:
-        raise ConfigError(problems)
-
-
 def check(study: Study, address: str | None = None, cluster_file: str | None = None,
           connected: bool = False) -> None:
     """Refuse (ConfigError, exit 2) a study that the cluster cannot place: the alive nodes of
@@ -203,5 +196,5 @@ def check(study: Study, address: str | None = None, cluster_file: str | None = N
         where.append(str(cluster_file))
     hint = "" if cluster_file or not address else \
         "; nodes an autoscaler has not started yet count with --cluster FILE"
-    if where:
-        refuse_unplaceable(study, kinds, " + ".join(where), hint)
+    if where and (problems := refusals(study, kinds, " + ".join(where), hint)):
+        raise ConfigError(problems)
