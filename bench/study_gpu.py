@@ -50,7 +50,7 @@ def ci95(values: list[float]) -> tuple[float, float]:
 def per_trial(study) -> list[dict]:
     """Each finished trial's rates: members per duplication level, and the floor."""
     from memlab.io.paths import stage_dir
-    from memlab.stages.score import read_summary
+    from memlab.io.shards import read_summary
 
     out = []
     for t in study.trials:

@@ -168,6 +168,13 @@ def read_shards(folder: str | os.PathLike, schema: pa.Schema | None = None) -> p
     return table
 
 
+def read_summary(score_dir: str | os.PathLike) -> pa.Table:
+    """A finished score stage's summary (SUMMARY_SCHEMA): what MLflow and the report read."""
+    table = pq.read_table(Path(score_dir) / "summary.parquet")
+    validate_table(table, SUMMARY_SCHEMA, str(score_dir))
+    return table
+
+
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
     """Write to `<path>.tmp`, fsync, rename: a full disk leaves the old file or none."""
     path = Path(path)

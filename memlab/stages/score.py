@@ -153,12 +153,6 @@ def flat_metrics(summary: pa.Table) -> dict[str, float]:
     return out
 
 
-def read_summary(score_dir: Path) -> pa.Table:
-    table = pq.read_table(Path(score_dir) / "summary.parquet")
-    validate_table(table, SUMMARY_SCHEMA, str(score_dir))
-    return table
-
-
 def score_upstream(cfg: StudyConfig, gen_dir: Path, base_dir: Path | None = None) -> str:
     """What a finished score stage was built from: the generations, the base model's pass (if
     any) and the set of scorer columns (score shards made by another set, e.g. before a new

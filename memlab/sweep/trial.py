@@ -116,10 +116,10 @@ def run_trial(plan: TrialPlan, log: bool = True) -> dict:
     import ray
     import torch
 
-    from memlab.io.shards import stage_done
+    from memlab.io.shards import read_summary, stage_done
     from memlab.stages.base import run_base
     from memlab.stages.generate import run_generate
-    from memlab.stages.score import flat_metrics, read_summary, run_score
+    from memlab.stages.score import flat_metrics, run_score
     from memlab.stages.train import run_train, train_upstream
     from memlab.stages.warm import pool_for
 

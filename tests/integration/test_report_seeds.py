@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from memlab.io.paths import stage_dir
+from memlab.io.shards import read_summary
 from memlab.stages.report import FIGURES, FILES, build_report, layout
-from memlab.stages.score import read_summary
 from tests.conftest import SWEEPS
 from tests.integration.conftest import SMOKE, run_sweep
 
