@@ -4,7 +4,7 @@ Workload: `--docs` demo-corpus documents in Parquet shards of `--shard-rows`; th
 bench/generate.py (50-token prompts, 100 new tokens, top-k 40 sampling, batch 512) plus each
 document's NLL over its first seq_len tokens, as the stage computes it.
 
-- stage: `memlab.stages.generate.run_generate` end to end (Ray Data actor pool of
+- stage: the generate stage (memlab.stages.runner.run_stage) end to end (Ray Data actor pool of
   `--actors` actors sharing the GPU: model load, shard reads, tokenization, generation,
   detokenization, atomic shard writes, manifest), timed from the call to its return;
 - bare: one `Engine.generate` over the same pre-tokenized requests (same seeds, same tails),
@@ -146,7 +146,8 @@ def main() -> None:
     import pyarrow.parquet as pq
     import ray
 
-    from memlab.stages.generate import run_generate
+    from memlab.stages.runner import run_stage
+    from memlab.stages.work import TrialContext
 
     work = Path(args.work or tempfile.mkdtemp(prefix="memlab-bench-"))
     cfg = study(args)
@@ -175,7 +176,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.time()
     t = time.perf_counter()
-    man = run_generate(cfg, train, data, out).manifest
+    man = run_stage(TrialContext(cfg, {"data": data, "train": train, "gen": out}), "gen").manifest
     stage_s = time.perf_counter() - t
     shards = sorted((p.stat().st_mtime - t0,
                      sum(len(x) for x in pq.read_table(p, columns=["gen_ids"])["gen_ids"]

@@ -11,7 +11,7 @@ weights), for one batch of the attack of bench/generate.py (50-token prompts, 10
 Runs: `cold` (empty compile caches), `warm` (the caches `cold` filled), `actor` (the same as a
 Ray actor of `--actor-cpus` CPUs and `1 / --actors` GPU, `--actors` of them at once: adds Ray's
 worker start), `actor_fit` (the same with the actors' pools sized to their CPUs, as the
-generation stage's actors do: memlab.stages.generate.fit_threads).
+generation stage's actors do: memlab.components.loaded.fit_threads).
 Inductor cache counters are recorded per run. Writes bench/results/generate_startup.json.
 
     python bench/generate_startup.py --model <HF checkpoint folder>
@@ -112,7 +112,7 @@ def run_actors(train: Path, batch: int, actors: int, cpus: float, fit: bool) -> 
     class Probe:
         def __init__(self):
             if fit:
-                from memlab.stages.generate import fit_threads
+                from memlab.components.loaded import fit_threads
 
                 fit_threads(cpus)
             self.res = cold_start(str(train), batch)

@@ -3,9 +3,9 @@ them and without them, on one GPU.
 
 One LoRA trial of the study (default sweeps/gpu-1.yaml: SmolLM2-135M, 600 members and 300
 non-members of the built-in corpus, 50 + 50 token attack, batch 512, three generation and
-scoring actors) is trained once; then its stages run as a trial runs them (run_generate,
-run_base, run_score: Ray Data actor pools, each stage starting its actors and loading its
-models), alternately in two arms over the same trained model:
+scoring actors) is trained once; then its stages run as a trial runs them (the generate,
+base and score stages through the runner: Ray Data actor pools, each stage starting its actors
+and loading its models), alternately in two arms over the same trained model:
 - with: as memlab ships by default, plus `--canaries` canaries per repeat count (1, 4, 16
   copies, and as many never-inserted controls), each ranked among attack.canary_alternatives
   (1000) random secrets: the per-token statistics of min-k% / min-k%++ in the generation pass,
@@ -41,20 +41,20 @@ from bench._common import ROOT, write_result  # noqa: E402
 
 def run_arm(cfg, base: str, data: Path, train: Path, out: Path, threads: int) -> dict:
     """The generate, base and score stages of one trial, as run_trial runs them; seconds."""
-    from memlab.stages.base import run_base
-    from memlab.stages.generate import run_generate
-    from memlab.stages.score import run_score
+    from memlab.stages.runner import run_stage
+    from memlab.stages.work import TrialContext
 
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    run_generate(cfg, train, data, out / "gen", threads)
+    ctx = TrialContext(cfg, {"data": data, "train": train, "gen": out / "gen",
+                             "base": out / "base", "score": out / "score"},
+                       base_model=base, keys={"score": "bench"}, threads=threads)
+    run_stage(ctx, "gen")
     t1 = time.perf_counter()
-    base_dir = None
-    if cfg.score.membership.enabled and cfg.score.membership.base_pass:
-        base_dir = out / "base"
-        run_base(cfg, base, data, base_dir, threads)
+    if ctx.has("base"):
+        run_stage(ctx, "base")
     t2 = time.perf_counter()
-    score = run_score(cfg, "bench", out / "gen", data, out / "score", threads, base_dir)
+    score = run_stage(ctx, "score")
     t3 = time.perf_counter()
     return {"gen_s": t1 - t0, "base_s": t2 - t1, "score_s": t3 - t2, "total_s": t3 - t0,
             "score_columns": len(score.manifest["columns"])}
@@ -74,10 +74,12 @@ def main() -> int:
 
     import torch
 
-    from memlab.components.data import build_dataset, read_dataset
+    from memlab.components.data import read_dataset
     from memlab.components.models import prepare_base_model, torch_threads
     from memlab.config.expand import load_study
-    from memlab.stages.train import run_train
+    from memlab.stages.data import build_dataset
+    from memlab.stages.runner import run_stage
+    from memlab.stages.work import TrialContext
     from memlab.sweep.run import _init_ray
 
     if not torch.cuda.is_available() and not args.dry_run:
@@ -99,7 +101,8 @@ def main() -> int:
     texts = [r["text"] for r in read_dataset(work / "data-with")]
     base = prepare_base_model(cfg.model, texts)["path"]
     t0 = time.perf_counter()
-    run_train(with_cfg, base, work / "data-with", work / "train")
+    run_stage(TrialContext(with_cfg, {"data": work / "data-with", "train": work / "train"},
+                           base_model=base), "train")
     train_s = time.perf_counter() - t0
     _init_ray()
     threads = torch_threads(cfg)

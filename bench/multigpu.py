@@ -106,7 +106,7 @@ def study(args, model: Path, strategy: str, workers: int, steps: int, zero: int 
 
 
 def dataset(args, cfg) -> Path:
-    from memlab.components.data import build_dataset
+    from memlab.stages.data import build_dataset
 
     folder = args.work / "data"
     if not (folder / "_MANIFEST.json").is_file():
@@ -115,12 +115,15 @@ def dataset(args, cfg) -> Path:
 
 
 def train_once(args, cfg, tag: str, via_ray: bool) -> dict:
-    from memlab.stages.train import run_train
+    from memlab.stages.runner import run_stage
+    from memlab.stages.work import TrialContext
 
     out = args.work / "runs" / tag
     shutil.rmtree(out, ignore_errors=True)
     data = dataset(args, cfg)
-    man = run_train(cfg, cfg.model.name, data, out, ray_workers=via_ray).manifest
+    ctx = TrialContext(cfg, {"data": data, "train": out}, base_model=cfg.model.name,
+                       ray_workers=via_ray)
+    man = run_stage(ctx, "train").manifest
     man["losses"] = json.loads((out / "metrics.json").read_text())["losses"]
     return man
 

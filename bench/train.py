@@ -1,5 +1,5 @@
 """Benchmark: training throughput of each strategy alone on one GPU, through memlab's own
-train stage (memlab.stages.train.run_train, in this process), random-init weights, bf16.
+train stage (memlab/stages/train.py through the runner, in this process), random-init weights, bf16.
 
 Models: a SmolLM2-135M-shaped and a Llama-3.2-1B-shaped Llama (shapes from
 memlab.sweep.plan.KNOWN; a byte-level BPE trained here on the demo corpus gives the token
@@ -91,8 +91,8 @@ def build_model(work: Path, name: str, shape: dict) -> Path:
 def dataset(work: Path, docs: int):
     """Demo documents joined eight at a time (every sequence fills --seq tokens) as a local
     dataset: all of them members, seen once."""
-    from memlab.components.data import build_dataset
     from memlab.config.schema import StudyConfig
+    from memlab.stages.data import build_dataset
 
     path = work / "corpus.jsonl"
     if not path.is_file():
@@ -118,7 +118,8 @@ def train_run(args, cfg0, data: Path, model: Path, strategy: str, batch: int, se
 
     import torch
 
-    from memlab.stages.train import run_train
+    from memlab.stages.runner import run_stage
+    from memlab.stages.work import TrialContext
 
     cfg = copy.deepcopy(cfg0)
     cfg.model.source, cfg.model.name = "hf", str(model)
@@ -137,7 +138,8 @@ def train_run(args, cfg0, data: Path, model: Path, strategy: str, batch: int, se
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.time()
     try:
-        man = run_train(cfg, str(model), data, out).manifest
+        ctx = TrialContext(cfg, {"data": data, "train": out}, base_model=str(model))
+        man = run_stage(ctx, "train").manifest
     except Exception as e:  # one failed run is recorded, the others still run
         traceback.print_exc()
         return {"error": f"{type(e).__name__}: {e}"}

@@ -17,7 +17,7 @@ from memlab.config.expand import Study, load_study
 from memlab.config.labels import dup_label, model_label
 from memlab.config.load import ConfigError
 from memlab.config.placement import selectors
-from memlab.config.schema import STRATEGIES
+from memlab.strategies import STRATEGIES
 from memlab.tracking.mlflow_log import TrackingError
 
 EXIT_CONFIG = 2
@@ -34,7 +34,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from memlab.sweep.plan import caps, gpu_hours, misfits, model_shape, sized_shares
+    from tabulate import tabulate
+
+    from memlab.sweep.plan import gpu_hours, misfits
 
     study = _load(args)
     ests, problems = misfits(study, args.tflops)
@@ -46,43 +48,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
             check(study, address, args.cluster)
         except ConfigError as e:
             problems = e.problems + problems
-    from memlab.stages.warm import warm_on
-
-    rows = []
-    total = 0.0
-    pools: dict[tuple, None] = {}
+    rows, pools = [], {}
     for t, est in zip(study.trials, ests):
-        c = t.config
-        res = getattr(c.resources, c.train.strategy)
-        shown = ["?"] * 3 if est is None else [f"{est['params_m']:.0f}M",
-                                               f"{est['train_mem_gib']:.1f}",
-                                               f"{est['gen_mem_gib']:.1f}"]
-        gpu_h = "-"
-        if est is not None and any(x is not None for x in caps(c)):
-            total += gpu_hours(c, est)
-            gpu_h = f"{est['gpu_hours']:.2f}"
-        per = f"{res.workers}x" if res.workers > 1 else ""  # full: per Ray Train worker
-        gpu = f"{per}{res.gpu:g}"
-        sized = sized_shares(c, model_shape(c)) if est is not None else c
-        if c.resources.gpu_share == "memory" and est is not None:  # what the trial reserves
-            gpu = f"{per}{getattr(sized.resources, c.train.strategy).gpu:g}" \
-                  f"+{c.attack.actors}x{sized.attack.actor_gpus:g}"
-        if warm_on(c):  # its actors are the sweep's pool's (below)
-            gpu = f"{per}{getattr(sized.resources, c.train.strategy).gpu:g}"
-            a = sized.attack
-            pools[(model_label(c), a.actors, a.actor_cpus, a.actor_gpus, c.train.precision,
-                   a.engine, a.batch_size, a.warm_models,
-                   tuple(sorted(selectors(c)["actors"].items())))] = None
-        rows.append([t.key, c.train.strategy, model_label(c), dup_label(c), c.seed,
-                     f"{per}{res.cpu:g}", gpu, *shown, gpu_h])
-    from tabulate import tabulate
-
+        rows.append(_plan_row(t, est, pools))
+    total = sum(gpu_hours(t.config, est) for t, est in zip(study.trials, ests) if est)
     print(f"sweep '{study.name}': {len(study.trials)} trials -> {study.root}/<trial_key>/")
     print(tabulate(rows, headers=["trial_key", "strategy", "model", "dup_counts", "seed", "cpu",
                                   "gpu", "params", "train GiB/GPU", "gen GiB", "GPU-h"],
                    disable_numparse=True, colalign=["left"] * 5 + ["right"] * 6))
     print(f"estimated GPU-hours: {total:.1f} (at {args.tflops:g} effective TFLOP/s per GPU; "
-          "'?' = model shape unknown offline, '-' = no GPU reserved)")
+          "'?' = model shape (or the strategy's memory) unknown offline, '-' = no GPU reserved)")
     for model, n, cpus, gpus, *_ in pools:  # (one pool per distinct actor spec)
         print(f"warm pool for {model}: {n} actor(s) of {cpus:g} CPU"
               f"{f', {gpus:g} GPU' if gpus else ''} each, held for the whole sweep "
@@ -97,6 +72,32 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_row(t, est: dict | None, pools: dict) -> list:
+    """A trial's row of `memlab plan`; its warm pool (if any) added to `pools`."""
+    from memlab.stages.warm import warm_on
+    from memlab.sweep.plan import caps, model_shape, sized_shares
+
+    c, res = t.config, t.config.reserved
+    mem = lambda v: "?" if v is None else f"{v:.1f}"  # noqa: E731
+    shown = ["?"] * 3 if est is None else [f"{est['params_m']:.0f}M",
+                                           mem(est["train_mem_gib"]), mem(est["gen_mem_gib"])]
+    gpu_h = f"{est['gpu_hours']:.2f}" if est is not None and any(
+        x is not None for x in caps(c)) else "-"
+    per = f"{res.workers}x" if res.workers > 1 else ""  # (per Ray Train worker)
+    gpu = f"{per}{res.gpu:g}"
+    sized = sized_shares(c, model_shape(c)) if est is not None else c
+    if c.resources.gpu_share == "memory" and est is not None:  # what the trial reserves
+        gpu = f"{per}{sized.reserved.gpu:g}+{c.attack.actors}x{sized.attack.actor_gpus:g}"
+    if warm_on(c):  # its actors are the sweep's pool's
+        gpu = f"{per}{sized.reserved.gpu:g}"
+        a = sized.attack
+        pools[(model_label(c), a.actors, a.actor_cpus, a.actor_gpus, c.train.precision,
+               a.engine, a.batch_size, a.warm_models,
+               tuple(sorted(selectors(c)["actors"].items())))] = None
+    return [t.key, c.train.strategy, model_label(c), dup_label(c), c.seed, f"{per}{res.cpu:g}",
+            gpu, *shown, gpu_h]
+
+
 def _print_models(study: Study, ests: list) -> None:
     """Per base model: training memory per GPU of each strategy against its reservation."""
     from tabulate import tabulate
@@ -104,10 +105,10 @@ def _print_models(study: Study, ests: list) -> None:
     from memlab.sweep.plan import by_model
 
     models = by_model(study, ests)
-    strategies = [s for s in STRATEGIES if any(s in m["fits"] for m in models)]
+    strategies = [s for s in STRATEGIES if any(s in m["fits"] for m in models)]  # (in order)
 
     def fit(f: dict | None) -> str:
-        if f is None:
+        if f is None or f["mem"] is None:
             return "?"
         how = f" ({f['engine']})" if f["engine"] is not None else ""
         if f["cap"] is None:

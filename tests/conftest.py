@@ -20,3 +20,16 @@ if shutil.which("nvidia-smi") is None:
 def memlab_cmd():
     """Run the CLI as a user would, in a subprocess."""
     return [sys.executable, "-m", "memlab.cli"]
+
+
+def stage(name: str, cfg, *, base=None, **kw):
+    """One stage of the chain through memlab's runner, into folders a test lays out itself:
+    keyword arguments named after stages are their folders (data=..., train=...), the others
+    go to the trial context (on_loss=..., threads=...)."""
+    from memlab.config.chain import STAGES
+    from memlab.stages.runner import run_stage
+    from memlab.stages.work import TrialContext
+
+    dirs = {k: Path(v) for k, v in kw.items() if k in STAGES}
+    rest = {k: v for k, v in kw.items() if k not in STAGES}
+    return run_stage(TrialContext(cfg, dirs, base_model=base, **rest), name)

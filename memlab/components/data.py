@@ -11,7 +11,6 @@ of subset k occurs `dup_factor * k` times in the training stream. Non-members oc
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
@@ -24,16 +23,14 @@ from memlab.components.canaries import canary_rows
 from memlab.components.formats import FormatError, records
 from memlab.config.errors import DataError
 from memlab.config.formats import column, needed_fields
-from memlab.config.keys import content_key, local_files
+from memlab.config.keys import local_files
 from memlab.config.schema import DataSection
 from memlab.io.shards import (
     DATASET_SCHEMA,
     FORMATTED_DATASET_SCHEMA,
     as_dataset,
-    claim_stage,
     read_shards,
     shard_name,
-    write_manifest,
     write_shard,
 )
 from memlab.io.tables import read_rows
@@ -43,7 +40,7 @@ log = logging.getLogger(__name__)
 
 
 
-__all__ = ["DataError", "build_dataset", "load_documents", "read_dataset", "select",
+__all__ = ["DataError", "build", "load_documents", "read_dataset", "select",
            "training_stream"]
 
 
@@ -176,17 +173,9 @@ def select(docs: list[dict], cfg: DataSection) -> list[dict]:
     return rows
 
 
-def build_dataset(cfg: DataSection, out_dir: str | os.PathLike, key: str | None = None) -> dict:
-    """Write the dataset shards once (a process building the same `key` is waited for) and
-    return the manifest."""
-    out_dir = Path(out_dir)
-    with claim_stage(out_dir, key or content_key(dataclasses.asdict(cfg))) as stage:
-        if stage.done is None:
-            _build(cfg, out_dir, stage.upstream)
-        return stage.output().manifest
-
-
-def _build(cfg: DataSection, out_dir: Path, upstream: str) -> None:
+def build(cfg: DataSection, out_dir: Path) -> dict:
+    """Write the dataset's shards into `out_dir`; return what its manifest records (the data
+    stage, memlab/stages/data.py, writes it)."""
     skips: dict[str, int] = {}
     docs = select(load_documents(cfg, skips), cfg)
     canaries = canary_rows(cfg.canaries, cfg.seed)
@@ -207,16 +196,16 @@ def _build(cfg: DataSection, out_dir: Path, upstream: str) -> None:
     for r in rows:
         if r["split"] == "member":
             counts[str(r["dup_count"])] = counts.get(str(r["dup_count"]), 0) + 1
-    write_manifest(
-        out_dir, upstream=upstream, outputs=names, source=cfg.source,
+    log.info("dataset %s: %d members, %d non-members, %d shards",
+             out_dir.name, cfg.num_members, cfg.num_nonmembers, len(names))
+    return dict(
+        outputs=names, source=cfg.source,
         source_ref=cfg.path or cfg.hf_name or f"demo(num_docs={cfg.num_docs},seed={cfg.seed})",
         rows=len(rows), members=cfg.num_members, nonmembers=cfg.num_nonmembers,
         members_by_dup_count=counts, train_stream_len=sum(r["dup_count"] for r in rows),
         shards=len(names), sha256=digest.hexdigest(), canaries=len(canaries),
         **({"skipped": {k: v for k, v in skips.items() if v}} if any(skips.values()) else {}),
         **({} if cfg.format == "text" else {"format": cfg.format}))
-    log.info("dataset %s: %d members, %d non-members, %d shards",
-             out_dir.name, cfg.num_members, cfg.num_nonmembers, len(names))
 
 
 def read_dataset(out_dir: str | os.PathLike) -> list[dict]:

@@ -145,12 +145,19 @@ def prepare_base_model(m: ModelSection, texts: list[str] | None = None, seed: in
     return {"path": str(out), "identity": ident}
 
 
+def model_identity(base_model: str) -> str:
+    """What a base model is, for the stages built from it: a prepared model's identity file
+    (its source and content digest), else its path or hub id."""
+    ready = Path(base_model) / READY
+    return ready.read_text() if ready.is_file() else base_model
+
+
 def torch_threads(cfg) -> int:
     """torch threads of a trial's process (and of each full fine-tuning worker): train.threads,
     else the CPUs its strategy reserves."""
     if cfg.train.threads:
         return cfg.train.threads
-    return max(1, math.ceil(getattr(cfg.resources, cfg.train.strategy).cpu))
+    return max(1, math.ceil(cfg.reserved.cpu))
 
 
 def torch_dtype(precision: str, device: str):
@@ -178,21 +185,6 @@ def load_causal_lm(path: str, dtype=None):
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
 
 
-def untie_head(model) -> bool:
-    """Give the output head its own weights if it shares them with the input embedding."""
-    import torch
-
-    head = model.get_output_embeddings()
-    emb = model.get_input_embeddings()
-    if head is None or head.weight.data_ptr() != emb.weight.data_ptr():
-        return False
-    head.weight = torch.nn.Parameter(emb.weight.detach().clone())
-    model.config.tie_word_embeddings = False
-    if hasattr(model.config, "get_text_config"):
-        model.config.get_text_config().tie_word_embeddings = False
-    return True
-
-
 def load_trained(train_dir: str | os.PathLike, dtype=None):
     """Model + tokenizer as the train stage left them (LoRA adapters merged for generation)."""
     from memlab.io.shards import read_manifest
@@ -202,7 +194,8 @@ def load_trained(train_dir: str | os.PathLike, dtype=None):
         raise ModelError(f"{train_dir}: training has not finished (no manifest)")
     model_dir = Path(train_dir) / "model"
     tok = load_tokenizer(str(model_dir))
-    if man["saved"] == "lora_adapter":
+    if man["saved"] in ("adapter", "lora_adapter"):  # (lora_adapter: written before strategies
+        # other than LoRA saved adapters)
         from peft import PeftModel
 
         base = load_causal_lm(man["base_model"], dtype)

@@ -22,6 +22,7 @@ from memlab.config.load import (
     Located,
     _check_value,
     _fmt,
+    _suggest,
     deep_merge,
     find_defaults,
     from_dict,
@@ -34,6 +35,8 @@ from memlab.config.load import (
 from memlab.config.placement import selector_problem
 from memlab.config.ranges import out_of_range, plain_name
 from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
+from memlab.strategies import STRATEGIES
+from memlab.strategies import load_plugins as load_strategies
 
 RESERVED_NAMES = ("stages",)  # folders of the runs root that are not sweeps
 REPORT_COLUMNS = ("strategy", "model", "dup", "seed", "n", "repeats")  # the tables' own columns
@@ -95,10 +98,11 @@ def _tell_apart(trials: list[Trial]) -> None:
 
 
 def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) -> list[str]:
-    """Relations between fields and paths on disk; `point` is the trial's grid coordinates."""
+    """Every number in its range, then relations between fields and paths on disk, one
+    located line each; `point` is the trial's grid coordinates. A key out of range is not
+    checked again in its relations to others."""
     out: list[str] = []
-
-    out_of: set[str] = set()  # keys out of range: their relations to others are not checked
+    out_of: set[str] = set()
     said: set[tuple[str, str]] = set()
 
     def bad(key: str, msg: str) -> None:
@@ -108,97 +112,110 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
         tag = f" (grid value {point[key]!r})" if key in point else ""
         out.append(_fmt(located.at(key), key, msg + tag))
 
-    for key, value in flatten(to_dict(cfg)).items():  # every number in its range
-        why = out_of_range(key, value)
-        if why:
+    for key, value in flatten(to_dict(cfg)).items():
+        if why := out_of_range(key, value):
             bad(key, why)
             out_of.add(key)
-    d, m, t, a = cfg.data, cfg.model, cfg.train, cfg.attack
+    if cfg.train.strategy not in STRATEGIES:
+        bad("train.strategy", f"unknown strategy {cfg.train.strategy!r}"
+            f"{_suggest(cfg.train.strategy, list(STRATEGIES))}; registered: "
+            f"{', '.join(STRATEGIES)} (a study's own: train.plugins)")
+        return out  # (the rest reads the strategy's settings)
+    for check in (_path_checks, _data_checks, _train_checks, _attack_score_checks,
+                  format_problems, cfg.strategy.check):
+        for key, msg in check(cfg):
+            bad(key, msg)
+    return out
+
+
+def _path_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
+    """Files and folders the study names, and names that become folders."""
+    d, m, out = cfg.data, cfg.model, []
     if d.source == "local":
         if not d.path:
-            bad("data.path", "required when data.source is 'local'")
+            out.append(("data.path", "required when data.source is 'local'"))
         elif not Path(os.path.expanduser(d.path)).exists():
-            bad("data.path", f"no such file or folder: {d.path}")
+            out.append(("data.path", f"no such file or folder: {d.path}"))
     if cfg.sweep.name in RESERVED_NAMES or not plain_name(cfg.sweep.name):
-        bad("sweep.name", f"must be a plain folder name other than {', '.join(RESERVED_NAMES)}")
+        out.append(("sweep.name", "must be a plain folder name other than "
+                    f"{', '.join(RESERVED_NAMES)}"))
     for plugin in cfg.score.plugins:
         if plugin.endswith(".py"):
             if not Path(os.path.expanduser(plugin)).is_file():
-                bad("score.plugins", f"no such file: {plugin}")
+                out.append(("score.plugins", f"no such file: {plugin}"))
         elif importlib.util.find_spec(plugin.split(".")[0]) is None:
-            bad("score.plugins", f"no module named {plugin!r}")
-    if d.source == "hf" and not d.hf_name:
-        bad("data.hf_name", "required when data.source is 'hf'")
-    if not d.dup_mix or any(k < 1 for k in d.dup_mix):
-        bad("data.dup_mix", "must be a non-empty list of counts >= 1")
-    elif len(set(d.dup_mix)) != len(d.dup_mix):
-        bad("data.dup_mix", "counts must be distinct")
-    elif d.num_members < len(d.dup_mix):
-        bad("data.num_members", f"must be >= len(data.dup_mix) = {len(d.dup_mix)}")
+            out.append(("score.plugins", f"no module named {plugin!r}"))
     if m.source in ("hf", "gguf") and not m.name:
-        bad("model.name", f"required when model.source is '{m.source}'")
+        out.append(("model.name", f"required when model.source is '{m.source}'"))
     if m.source == "gguf" and m.name and not Path(os.path.expanduser(m.name)).is_file():
-        bad("model.name", f"no such GGUF file: {m.name}")
+        out.append(("model.name", f"no such GGUF file: {m.name}"))
     if m.source == "hf" and m.name and m.name.startswith((".", "/", "~")):
         if not Path(os.path.expanduser(m.name)).is_dir():
-            bad("model.name", f"no such model folder: {m.name}")
+            out.append(("model.name", f"no such model folder: {m.name}"))
+    return out
+
+
+def _data_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
+    d, out = cfg.data, []
+    if d.source == "hf" and not d.hf_name:
+        out.append(("data.hf_name", "required when data.source is 'hf'"))
+    if not d.dup_mix:
+        out.append(("data.dup_mix", "must be a non-empty list of counts >= 1"))
+    elif len(set(d.dup_mix)) != len(d.dup_mix):
+        out.append(("data.dup_mix", "counts must be distinct"))
+    elif d.num_members < len(d.dup_mix):
+        out.append(("data.num_members", f"must be >= len(data.dup_mix) = {len(d.dup_mix)}"))
+    if d.source == "demo" and d.num_docs < d.num_members + d.num_nonmembers:
+        out.append(("data.num_docs", "the demo corpus needs at least num_members + "
+                    f"num_nonmembers = {d.num_members + d.num_nonmembers} documents"))
+    c = d.canaries
+    if c.count > 0:
+        if c.template.count("{secret}") != 1:
+            out.append(("data.canaries.template", "must hold {secret} exactly once"))
+        if len(set(c.alphabet)) < 2 or len(set(c.alphabet)) != len(c.alphabet):
+            out.append(("data.canaries.alphabet", "must be at least 2 distinct characters"))
+        if not c.repeats or len(set(c.repeats)) != len(c.repeats):
+            out.append(("data.canaries.repeats", "must be distinct counts >= 1"))
+    return out
+
+
+def _train_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
+    """What the trial's training asks of its resources; its strategy checks the rest."""
+    d, t, res, out = cfg.data, cfg.train, cfg.reserved, []
+    s = t.strategy
     stream = d.num_members and sum(d.dup_factor * d.dup_mix[i % len(d.dup_mix)]
                                    for i in range(d.num_members)) if d.dup_mix else 0
     epoch_steps = -(-stream // t.batch_size) if t.batch_size > 0 else 0
     if 0 < t.max_steps < epoch_steps:
-        bad("train.max_steps", f"{t.max_steps} stops before one pass over the training stream "
-            f"({epoch_steps} steps): documents would be seen fewer times than their dup_count")
-    pl = cfg.score.plagiarism
-    if pl.method == "semantic" and pl.judge_kind != "embedding":
-        bad("score.plagiarism.method", "semantic needs score.plagiarism.judge_kind=embedding "
-            "(it seeds and retrieves by the judge's sentence embeddings)")
-    if d.source == "demo" and d.num_docs < d.num_members + d.num_nonmembers:
-        bad("data.num_docs", f"the demo corpus needs at least num_members + num_nonmembers = "
-            f"{d.num_members + d.num_nonmembers} documents")
-    if a.max_new_tokens < a.suffix_tokens:
-        bad("attack.max_new_tokens", "must be >= attack.suffix_tokens")
-    if t.seq_len < a.prefix_tokens + a.suffix_tokens:
-        bad("train.seq_len", "must be >= attack.prefix_tokens + attack.suffix_tokens")
-    if cfg.score.headline_threshold not in cfg.score.sim_thresholds:
-        bad("score.headline_threshold", "must be one of score.sim_thresholds")
-    res = getattr(cfg.resources, t.strategy)
+        out.append(("train.max_steps", f"{t.max_steps} stops before one pass over the training "
+                    f"stream ({epoch_steps} steps): documents would be seen fewer times than "
+                    "their dup_count"))
+    if t.seq_len < cfg.attack.prefix_tokens + cfg.attack.suffix_tokens:
+        out.append(("train.seq_len", "must be >= attack.prefix_tokens + attack.suffix_tokens"))
     if res.cpu <= 0 and res.gpu <= 0:
-        bad(f"resources.{t.strategy}", "a trial must reserve some CPU or GPU")
+        out.append((f"resources.{s}", "a trial must reserve some CPU or GPU"))
     for field in ("labels", "actor_labels"):
         if why := selector_problem(getattr(res, field) or {}):
-            bad(f"resources.{t.strategy}.{field}", why)
-    if res.workers > 1 and t.strategy != "full":
-        bad(f"resources.{t.strategy}.workers", "only full fine-tuning runs several workers "
-            "(head-only and LoRA trials train in the trial process)")
-    elif t.strategy == "full" and res.workers > 0 and t.batch_size % res.workers:
-        bad("train.batch_size", f"{t.batch_size} sequences per step do not split evenly over "
-            f"resources.full.workers={res.workers}")
-    if t.strategy == "full" and t.full.engine == "torch" and res.workers > 1:
-        bad("train.full.engine", "torch trains in the trial process, on one GPU: "
-            f"resources.full.workers={res.workers} needs deepspeed (or auto)")
-    per_worker = t.batch_size // max(1, res.workers) if t.strategy == "full" else t.batch_size
+            out.append((f"resources.{s}.{field}", why))
+    if res.workers > 1 and not cfg.strategy.workers:
+        out.append((f"resources.{s}.workers", f"{s} trains in the trial process: only a "
+                    "strategy that trains across workers (full) takes several"))
+    per_worker = t.batch_size // max(1, res.workers)
     if t.micro_batch > 0 and per_worker > 0 and per_worker % t.micro_batch:
-        bad("train.micro_batch", f"{t.micro_batch} does not divide the {per_worker} sequences "
-            "each worker trains per step")
-    for key, msg in format_problems(cfg):  # data.format, data.columns, template, hf split
-        bad(key, msg)
-    c = cfg.data.canaries
-    if c.count > 0:
-        if c.template.count("{secret}") != 1:
-            bad("data.canaries.template", "must hold {secret} exactly once")
-        if len(set(c.alphabet)) < 2 or len(set(c.alphabet)) != len(c.alphabet):
-            bad("data.canaries.alphabet", "must be at least 2 distinct characters")
-        if c.length < 1:
-            bad("data.canaries.length", "must be >= 1")
-        if not c.repeats or any(r < 1 for r in c.repeats) or len(set(c.repeats)) != len(c.repeats):
-            bad("data.canaries.repeats", "must be distinct counts >= 1")
-    if a.canary_alternatives < 1:
-        bad("attack.canary_alternatives", "must be >= 1")
-    m = cfg.score.membership
-    if not 0.0 < m.mink_frac <= 1.0:
-        bad("score.membership.mink_frac", "must be in (0, 1]")
-    if m.bootstrap < 0:
-        bad("score.membership.bootstrap", "must be >= 0 (0: no intervals)")
+        out.append(("train.micro_batch", f"{t.micro_batch} does not divide the {per_worker} "
+                    "sequences each worker trains per step"))
+    return out
+
+
+def _attack_score_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
+    a, sc, out = cfg.attack, cfg.score, []
+    if a.max_new_tokens < a.suffix_tokens:
+        out.append(("attack.max_new_tokens", "must be >= attack.suffix_tokens"))
+    if sc.plagiarism.method == "semantic" and sc.plagiarism.judge_kind != "embedding":
+        out.append(("score.plagiarism.method", "semantic needs score.plagiarism.judge_kind="
+                    "embedding (it seeds and retrieves by the judge's sentence embeddings)"))
+    if sc.headline_threshold not in sc.sim_thresholds:
+        out.append(("score.headline_threshold", "must be one of score.sim_thresholds"))
     return out
 
 
@@ -298,30 +315,78 @@ def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> S
     path = Path(path)
     located = Located()
     problems: list[str] = []
+    raw, overridden = _read(path, overrides or [], located, problems)
+    grid_raw = raw.pop("grid", None) or {}
+    for extra in TOP_LEVEL_EXTRA:
+        raw.pop(extra, None)
+    _load_strategies(raw, grid_raw, located, problems)  # (before their sections are read)
+    base = from_dict(StudyConfig, raw, "", located, problems)
+    grid = _grid(grid_raw, located, problems)
+    problems.extend(_clashes(grid, overridden, located))
+    if problems:
+        raise ConfigError(problems)
+    trials = _trials(base, grid, located, problems)
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
+    _tell_apart(trials)
+    return Study(path=path, base=base, grid=grid, trials=trials)
+
+
+def _read(path: Path, overrides: list[str], located: Located,
+          problems: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The study file merged over its defaults file, then the `--set` overrides; and the keys
+    those set."""
     raw: dict[str, Any] = {}
     defaults = find_defaults(path)
     if defaults is not None and defaults.resolve() != path.resolve():
         raw = read_yaml(defaults, located)
         if "grid" in raw:
             problems.append(f"{located.at('grid')}: grid: belongs in a study file, not defaults")
-    study_raw = read_yaml(path, located)
-    raw = deep_merge(raw, study_raw)
+    raw = deep_merge(raw, read_yaml(path, located))
     overridden: list[str] = []
-    for item in overrides or []:
+    for item in overrides:
         key, value = parse_override(item)
         located.where[key] = f"--set {key}"
         set_dotted(raw, key, value)
         overridden.append(key)
+    return raw, overridden
 
-    grid_raw = raw.pop("grid", None) or {}
-    for extra in TOP_LEVEL_EXTRA:
-        raw.pop(extra, None)
-    base = from_dict(StudyConfig, raw, "", located, problems)
 
+def _load_strategies(raw: dict[str, Any], grid_raw: Any, located: Located,
+                     problems: list[str]) -> None:
+    """Import the study's own strategy modules (train.plugins), so that train.strategy can
+    name them and train.<name> / resources.<name> be read. One list for the whole study: not a
+    grid axis."""
+    plugins = (raw.get("train") or {}).get("plugins") if isinstance(raw.get("train"), dict) \
+        else None
+    in_grid = isinstance(grid_raw, dict) and any(
+        _overlap(k, "train.plugins") or (isinstance(v, list) and any(
+            isinstance(b, dict) and any(_overlap(x, "train.plugins") for x in b) for b in v))
+        for k, v in grid_raw.items())
+    if in_grid:
+        problems.append(_fmt(located.at("grid"), "train.plugins", "cannot vary in the grid: "
+                             "list every strategy module of the study in train.plugins"))
+    if not isinstance(plugins, list) or not all(isinstance(x, str) for x in plugins):
+        return  # (a wrong type is reported where the section is read)
+    for plugin in plugins:
+        if plugin.endswith(".py") and not Path(os.path.expanduser(plugin)).is_file():
+            problems.append(_fmt(located.at("train.plugins"), "train.plugins",
+                                 f"no such file: {plugin}"))
+            continue
+        try:
+            load_strategies([plugin])
+        except Exception as e:  # noqa: BLE001  (a broken module is the study's problem)
+            problems.append(_fmt(located.at("train.plugins"), "train.plugins",
+                                 f"{plugin}: {type(e).__name__}: {e}".replace("\n", " ")))
+
+
+def _grid(grid_raw: Any, located: Located, problems: list[str]) -> dict[str, list[Any]]:
+    """The grid's axes, each value checked against its field's type (a bundle axis: each
+    bundle's settings)."""
     grid: dict[str, list[Any]] = {}
     if not isinstance(grid_raw, dict):
         problems.append(_fmt(located.at("grid"), "grid", "must map dotted keys to lists"))
-        grid_raw = {}
+        return grid
     for key, values in grid_raw.items():
         where = located.at(f"grid.{key}")
         if not isinstance(values, list) or not values:
@@ -349,10 +414,12 @@ def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> S
             grid[key] = [_check_value(tp, v, key) for v in values]
         except TypeError as e:
             problems.append(_fmt(where, f"grid.{key}", str(e)))
-    problems.extend(_clashes(grid, overridden, located))
-    if problems:
-        raise ConfigError(problems)
+    return grid
 
+
+def _trials(base: StudyConfig, grid: dict[str, list[Any]], located: Located,
+            problems: list[str]) -> list[Trial]:
+    """One trial per grid cell (each checked); cells whose configs are one trial are one."""
     trials: list[Trial] = []
     base_tree = to_dict(base)
     seen: set[str] = set()
@@ -368,12 +435,11 @@ def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> S
                 set_dotted(tree, key, value)
         cfg = from_dict(StudyConfig, tree, "", located, problems)
         problems.extend(_semantic_checks(cfg, located, point))
+        if cfg.train.strategy not in STRATEGIES:
+            continue
         ident = config_identity(cfg)
         if ident in seen:  # e.g. a zero_stage axis does not split head-only / LoRA trials
             continue
         seen.add(ident)
         trials.append(Trial(config=cfg, point=point))
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
-    _tell_apart(trials)
-    return Study(path=path, base=base, grid=grid, trials=trials)
+    return trials

@@ -1,4 +1,5 @@
-"""Stage identities: each stage's output is addressed by a key of what it computes.
+"""Stage identities: each stage's output is addressed by a key of what it computes, derived
+from the chain's declarations (memlab/config/chain.py):
 
     data_key  = the data section + the content digest of its source
     train_key = data_key + the model section + the trial's own training settings + seed
@@ -33,7 +34,6 @@ from memlab.config.schema import (
     DEMO_CORPUS_VERSION,
     LOCAL_SUFFIXES,
     NON_IDENTITY_KEYS,
-    STRATEGIES,
     DataSection,
     StudyConfig,
 )
@@ -112,8 +112,10 @@ def under(key: str, names) -> bool:
 
 def _identity(cfg: StudyConfig) -> dict[str, Any]:
     """Every field that changes what the trial computes, flattened (dotted keys)."""
-    other = tuple(f"train.{s}" for s in STRATEGIES if s != cfg.train.strategy)
+    other = tuple(f"train.{s}" for s in cfg.train.sections() if s != cfg.train.strategy)
     skip = NON_IDENTITY_KEYS + other + unused_by_format(cfg)
+    if not cfg.train.plugins:
+        skip += ("train.plugins",)  # (keys as before strategy modules)
     if cfg.score.plagiarism.method == "pan2014":  # (keys as before the semantic method)
         skip += ("score.plagiarism.method", "score.plagiarism.semantic")
     if (cfg.score.corpus_ann_above, cfg.score.corpus_ann_candidates) == (500_000, 10):
@@ -134,7 +136,7 @@ def config_identity(cfg: StudyConfig) -> str:
     Paths count as the files they name (one file spelled two ways is one)."""
     ident = _identity(cfg)
     paths = {"data.path": [cfg.data.path] if cfg.data.source == "local" else [],
-             "score.plugins": cfg.score.plugins}
+             "score.plugins": cfg.score.plugins, "train.plugins": cfg.train.plugins}
     for key, values in paths.items():
         ident[key] = [os.path.abspath(os.path.expanduser(v)) if v and (key == "data.path" or
                       v.endswith(".py")) else v for v in values]
@@ -163,7 +165,8 @@ class StageKeys:
 
 
 def plugin_digests(plugins: list[str]) -> list[str]:
-    """Scorer plugins named by file are identified by their content, by module by name."""
+    """Plugins (scorers, strategies) named by file are identified by their content, by module
+    by name."""
     return [file_sha256(p) if p.endswith(".py") and Path(p).expanduser().is_file() else p
             for p in plugins]
 
@@ -171,8 +174,8 @@ def plugin_digests(plugins: list[str]) -> list[str]:
 # fields whose content is hashed instead of their text: the same dataset or plugin file under
 # another path (relative, absolute, moved) keeps its keys; and `auto` fields, hashed as what
 # they resolve to (`resolved`)
-NOT_BY_TEXT = ("data.path", "score.plugins", "train.precision", "attack.engine",
-               "train.full.engine")
+NOT_BY_TEXT = ("data.path", "score.plugins", "train.plugins", "train.precision",
+               "attack.engine", "train.full.engine")
 
 
 def train_tokens(cfg: StudyConfig) -> int:
@@ -189,20 +192,16 @@ def train_tokens(cfg: StudyConfig) -> int:
 
 def resolved(cfg: StudyConfig) -> dict[str, str]:
     """What the `auto` settings become for this trial's resources: the device and precision
-    it trains on, the engine that trains it (full: DeepSpeed or plain torch), whether its
-    model is compiled, and the device, precision and engine it generates with (a GPU trial
-    in bf16 computes other numbers than a CPU trial in float32, so they are different
-    outputs)."""
+    it trains on, the engine that trains it (the strategy's: plain torch, or DeepSpeed for
+    full fine-tuning), whether its model is compiled, and the device, precision and engine it
+    generates with (a GPU trial in bf16 computes other numbers than a CPU trial in float32, so
+    they are different outputs)."""
     t, a = cfg.train, cfg.attack
-    res = getattr(cfg.resources, t.strategy)
-    train_gpu = res.gpu > 0
+    train_gpu = cfg.reserved.gpu > 0
     gen_gpu = a.actor_gpus > 0
     dtype = lambda gpu: t.precision if t.precision != "auto" else ("bf16" if gpu else "fp32")  # noqa: E731
     engine = a.engine if a.engine != "auto" else ("memlab" if gen_gpu else "hf")
-    train_engine = "torch"
-    if t.strategy == "full":
-        train_engine = t.full.engine if t.full.engine != "auto" else (
-            "torch" if res.workers == 1 and train_gpu else "deepspeed")
+    train_engine = cfg.strategy.engine(cfg)
     compiled = train_gpu and train_engine == "torch" and (t.compile == "on" or (
         t.compile == "auto" and train_tokens(cfg) >= t.compile_min_tokens))
     return {"train_device": "gpu" if train_gpu else "cpu", "train_dtype": dtype(train_gpu),
@@ -211,37 +210,17 @@ def resolved(cfg: StudyConfig) -> dict[str, str]:
             "gen_engine": engine}
 
 
-def _train_on(run: dict[str, str], strategy: str) -> list[str]:
-    """What the train key says of how the trial trains: device and precision, plus the engine
-    and compilation where they differ from memlab's first way (full under DeepSpeed, eager),
-    so that trials trained that way keep their keys."""
-    on = [run["train_device"], run["train_dtype"]]
-    if strategy == "full" and run["train_engine"] != "deepspeed":
-        on.append(f"engine={run['train_engine']}")
-    if run["train_compiled"] == "yes":
-        on.append("compiled")
-    return on
-
-
 def stage_keys(cfg: StudyConfig) -> StageKeys:
+    """Every stage's key, from the chain's declarations (memlab/config/chain.py): its upstream
+    stages' keys, its config sections, and what else it declares."""
+    from memlab.config.chain import CHAIN, LINKS
+
     ident = {k: v for k, v in _identity(cfg).items() if k not in NOT_BY_TEXT}
     run = resolved(cfg)
-    data = content_key({"data": _section(ident, "data"), "source": source_digest(cfg.data)})
-    train = content_key({"data": data, "model": _section(ident, "model"),
-                         "train": _section(ident, "train"), "seed": cfg.seed,
-                         "on": _train_on(run, cfg.train.strategy)})
-    gen = content_key({"train": train, "attack": _section(ident, "attack"),
-                       "on": [run["gen_device"], run["gen_dtype"], run["gen_engine"]],
-                       "outputs": GEN_OUTPUTS})
-    base = content_key({"data": data, "model": _section(ident, "model"),
-                        "seq_len": cfg.train.seq_len, "on": [run["gen_device"], run["gen_dtype"]]})
-    score = content_key({"gen": gen, "score": _section(ident, "score"),
-                         "plugins": plugin_digests(cfg.score.plugins),
-                         **({"base": base} if cfg.score.membership.enabled and
-                            cfg.score.membership.base_pass else {})})
-    return StageKeys(data, train, gen, score, base)
-
-
-GEN_OUTPUTS = 2
-"""Version of what a generation shard holds (2: per-token signals for membership inference):
-generation stages written by an older memlab are not reused."""
+    keys: dict[str, str] = {}
+    for link in CHAIN:
+        keys[link.name] = content_key({
+            **{up: keys[up] for up in link.after if LINKS[up].when(cfg)},
+            **{sec: _section(ident, sec) for sec in link.sections},
+            **link.extra(cfg, run)})
+    return StageKeys(**keys)

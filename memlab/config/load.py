@@ -7,6 +7,7 @@ key path and, where the value came from a file, the file and line.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -16,7 +17,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from memlab.config.schema import StudyConfig
+from memlab.config.schema import PerStrategy, StudyConfig
+from memlab.strategies import STRATEGIES
 
 DEFAULTS_NAME = "_defaults.yaml"
 TOP_LEVEL_EXTRA = ("grid", "defaults", "description")
@@ -193,17 +195,23 @@ def _suggest(name: str, options: list[str]) -> str:
 
 def from_dict(cls: type, data: Any, prefix: str, located: Located, problems: list[str]):
     """Build dataclass `cls` from `data`, appending located problems instead of raising (so
-    that one run reports every problem of a study file: load_study raises them together)."""
+    that one run reports every problem of a study file: load_study raises them together).
+    A PerStrategy section also takes a sub-section per registered strategy."""
     if not isinstance(data, dict):
         problems.append(_fmt(located.at(prefix), prefix, f"expected a section, got {data!r}"))
         return cls()
     hints = get_type_hints(cls)
     names = [f.name for f in fields(cls)]
-    kwargs = {}
+    per_strategy = list(STRATEGIES) if issubclass(cls, PerStrategy) else []
+    kwargs, sections = {}, {}
     for key, value in data.items():
         path = f"{prefix}.{key}" if prefix else key
+        if key in per_strategy:
+            sections[key] = from_dict(cls.section_type(cls, key), value, path, located,
+                                      problems)
+            continue
         if key not in names:
-            msg = f"unknown key{_suggest(key, names)}"
+            msg = f"unknown key{_suggest(key, names + per_strategy)}"
             problems.append(_fmt(located.at(path), path, msg))
             continue
         tp = hints[key]
@@ -214,24 +222,48 @@ def from_dict(cls: type, data: Any, prefix: str, located: Located, problems: lis
             kwargs[key] = _check_value(tp, value, path)
         except TypeError as e:
             problems.append(_fmt(located.at(path), path, str(e)))
-    return cls(**kwargs)
+    out = cls(**kwargs)
+    out.__dict__.update(sections)
+    return out
+
+
+def field_at(key: str) -> tuple[Any, dataclasses.Field | None]:
+    """(type, dataclass field) of the setting at dotted `key` in StudyConfig (a strategy's
+    sub-section: its type, no field); KeyError if there is none."""
+    tp: Any = StudyConfig
+    found = None
+    for part in key.split("."):
+        if not is_dataclass(tp):
+            raise KeyError(part)
+        if issubclass(tp, PerStrategy) and part in STRATEGIES:
+            tp, found = tp.section_type(tp, part), None
+            continue
+        hints = get_type_hints(tp)
+        if part not in hints:
+            raise KeyError(part)
+        found = next(f for f in fields(tp) if f.name == part)
+        tp = hints[part]
+    return tp, found
 
 
 def leaf_type(key: str) -> Any:
     """Type of the field at dotted `key` in StudyConfig; KeyError if there is none."""
-    tp: Any = StudyConfig
-    for part in key.split("."):
-        if not is_dataclass(tp):
-            raise KeyError(part)
-        hints = get_type_hints(tp)
-        if part not in hints:
-            raise KeyError(part)
-        tp = hints[part]
-    return tp
+    return field_at(key)[0]
 
 
-def to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
+def to_dict(cfg: Any) -> Any:
+    """A config (or any part of it) as plain data: dataclasses.asdict, with each PerStrategy
+    section's strategy sub-sections after its own fields (as `train.lora.r` is written)."""
+    if is_dataclass(cfg) and not isinstance(cfg, type):
+        out = {f.name: to_dict(getattr(cfg, f.name)) for f in fields(cfg)}
+        if isinstance(cfg, PerStrategy):
+            out.update({n: to_dict(v) for n, v in cfg.sections().items()})
+        return out
+    if isinstance(cfg, (list, tuple)):
+        return type(cfg)(to_dict(v) for v in cfg)
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    return copy.deepcopy(cfg)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:

@@ -33,7 +33,7 @@ _VALUE = re.compile(rf"!?(in)?\({_NAME}(, ?{_NAME})*\)|!?{_NAME}")
 def selectors(cfg: StudyConfig) -> dict[str, dict[str, str]]:
     """The label selectors of a trial: {"trial": for the trial process and its train workers,
     "actors": for its generation and scoring actors}."""
-    res = getattr(cfg.resources, cfg.train.strategy)
+    res = cfg.reserved
     actors = res.labels if res.actor_labels is None else res.actor_labels
     return {"trial": dict(res.labels), "actors": dict(actors)}
 

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from memlab.config.chain import STAGES
 from memlab.config.schema import StudyConfig
-
-STAGES = ("data", "base", "train", "gen", "score")
 
 
 def runs_root(cfg: StudyConfig) -> Path:
@@ -31,7 +30,8 @@ def sweep_root(cfg: StudyConfig) -> Path:
 
 
 def stage_dir(cfg: StudyConfig, stage: str, key: str) -> Path:
-    """The output folder of one stage (`STAGES`) computed under `key`."""
+    """The output folder of one stage of the chain (memlab/config/chain.py) computed under
+    `key`."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
     return runs_root(cfg) / "stages" / stage / key

@@ -314,15 +314,16 @@ class StageOutput:
 
 class claim_stage:
     """`with claim_stage(folder, upstream) as c:` holds the stage's lock (a file beside the
-    folder): `c.done` is the manifest if the stage already finished from `upstream`, else None
-    and the folder is ready to (re)compute. `c.output()` after the stage wrote its manifest."""
+    folder): `c.finished` is the manifest if the stage already finished from `upstream`, else
+    None and the folder is ready to (re)compute. `c.output()` after the stage wrote its
+    manifest."""
 
     def __init__(self, folder: str | os.PathLike, upstream: str):
         self.folder, self.upstream = Path(folder), upstream
         self.folder.parent.mkdir(parents=True, exist_ok=True)
         self.lock = FileLock(self.folder.with_name(self.folder.name + ".lock"))
         self.waited_s = 0.0
-        self.done: dict | None = None
+        self.finished: dict | None = None
 
     def __enter__(self) -> claim_stage:
         try:
@@ -333,14 +334,15 @@ class claim_stage:
             t0 = time.perf_counter()
             self.lock.acquire()
             self.waited_s = time.perf_counter() - t0
-        self.done = begin_stage(self.folder, self.upstream)
+        self.finished = begin_stage(self.folder, self.upstream)
         return self
 
     def __exit__(self, *exc) -> None:
         self.lock.release()
 
     def output(self) -> StageOutput:
-        man = self.done if self.done is not None else read_manifest(self.folder)
+        man = self.finished if self.finished is not None else read_manifest(self.folder)
         if man is None:
             raise RuntimeError(f"{self.folder}: the stage finished without a manifest")
-        return StageOutput(self.folder, man, computed=self.done is None, waited_s=self.waited_s)
+        return StageOutput(self.folder, man, computed=self.finished is None,
+                           waited_s=self.waited_s)

@@ -9,8 +9,9 @@ fine-tuned model samples `samples_per_prompt` continuations of `max_new_tokens` 
 same pass records the document's mean next-token NLL over its first `train.seq_len` tokens (or
 its whole prompt, when longer), for held-out perplexity and membership signals.
 
-Ray Data runs one task per dataset shard on an actor pool (one model load per actor); each
-actor writes its generation shard atomically, so a finished shard is never redone.
+Each dataset shard gives one generation shard, on actors that load the trained model once
+(the trial's own, or the sweep's warm pool: memlab/stages/runner.py); each is written
+atomically, so a finished shard is never redone.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import sys
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -28,21 +27,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from memlab.components.loaded import LoadedModel
 from memlab.components.models import pad
-from memlab.config.keys import content_key
+from memlab.components.passes import doc_stats, nll_sums
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import (
     CANARY_SCHEMA,
     GENERATION_SCHEMA,
-    StageOutput,
-    claim_stage,
     is_done,
-    manifest_digest,
     read_manifest,
     shard_digests,
-    write_manifest,
     write_shard,
 )
+from memlab.stages.work import Shards, TrialContext, Work
 
 log = logging.getLogger(__name__)
 ENGINE_KEY = "memlab.engine"  # generation shards' metadata: what generated them
@@ -57,76 +54,6 @@ def sample_seed(seed: int, *parts) -> int:
     """Deterministic seed of one generation draw (recorded with each of its samples)."""
     blob = "/".join(str(x) for x in (seed, *parts)).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:7], "little")
-
-
-def use_engine(cfg: StudyConfig, device: str) -> bool:
-    """memlab's engine on GPU, HF `generate` on CPU, unless attack.engine says otherwise."""
-    return cfg.attack.engine in ("memlab", "memlab-exact") or \
-        (cfg.attack.engine == "auto" and device == "cuda")
-
-
-def fit_threads(cpus: float) -> None:
-    """Keep an actor's compile processes within the CPUs Ray reserved for it.
-
-    Left alone, inductor starts a compile pool of one process per core of the node (each
-    importing torch and triton) in every actor: two generation actors on a 16-core GPU node
-    start 34 processes while they warm up. A setting already in the environment wins. (The
-    Rust tokenizer's threads are left alone: capped at 4 per actor, the generation stage's
-    steady throughput fell from 0.97 to 0.92 of the bare engine's, bench/results.)"""
-    if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
-        n = max(1, int(cpus))
-        os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(n)
-        if (ic := sys.modules.get("torch._inductor.config")) is not None:
-            ic.compile_threads = n  # read from the environment when first imported
-
-
-LOGIT_ELEMS = 1 << 27
-"""Logits (rows x tokens x vocabulary) one teacher-forced forward may hold: a batch of long
-documents is split into forwards of fewer rows (a 512 x 512-token batch of a 49k-vocabulary
-model would otherwise need ~50 GB of float32 logits)."""
-
-
-def _forwards(model, tok, token_lists: list[list[int]], batch_size: int):
-    """(float32 logits of every position but the last, token ids, attention mask) of each
-    right-padded forward over `token_lists`, in order, each within LOGIT_ELEMS."""
-    import torch
-
-    dev = next(model.parameters()).device
-    vocab = model.get_output_embeddings().weight.shape[0]
-    width = max(map(len, token_lists), default=1)
-    rows = max(1, min(batch_size, LOGIT_ELEMS // (width * vocab)))
-    for i in range(0, len(token_lists), rows):
-        batch = pad(tok, token_lists[i:i + rows], "right")
-        ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
-        with torch.no_grad():
-            yield model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), ids, mask
-
-
-def doc_stats(model, tok, token_lists: list[list[int]],
-              batch_size: int) -> list[tuple[list[float], list[float]]]:
-    """Of each token list, teacher-forced (no grad): log p of each of its tokens after the
-    first, and min-k%++'s normalised score of each (memlab.engine.engine.token_stats)."""
-    from memlab.engine.engine import token_stats
-
-    out = []
-    lengths = iter(map(len, token_lists))
-    for logits, ids, _ in _forwards(model, tok, token_lists, batch_size):
-        lp, z = token_stats(logits, ids[:, 1:])
-        for a, b in zip(lp.tolist(), z.tolist()):
-            n = next(lengths) - 1
-            out.append((a[:n], b[:n]))
-    return out
-
-
-def nll_sums(model, tok, token_lists: list[list[int]], batch_size: int) -> list[float]:
-    """Of each token list, teacher-forced (no grad): the summed NLL of its tokens after the
-    first (reduced on the device: no per-token numbers leave it)."""
-    from memlab.engine.engine import next_token_nll
-
-    out: list[float] = []
-    for logits, ids, mask in _forwards(model, tok, token_lists, batch_size):
-        out += (next_token_nll(logits, ids[:, 1:]) * mask[:, 1:]).sum(1).tolist()
-    return out
 
 
 def mean_nll(logp: list[float]) -> float:
@@ -215,29 +142,6 @@ def canary_path(gen_shard: Path) -> Path:
     return gen_shard.with_name("canary-" + gen_shard.name)
 
 
-class TimedLock:
-    """A lock that records, per thread, how long its holder waited for it and held it."""
-
-    def __init__(self):
-        self._lock, self._mine = threading.Lock(), threading.local()
-
-    def __enter__(self):
-        t = time.perf_counter()
-        self._lock.acquire()
-        self._mine.t = time.perf_counter()
-        self._mine.wait = self._mine.t - t
-        return self
-
-    def __exit__(self, *exc):
-        self._mine.held = time.perf_counter() - self._mine.t
-        self._lock.release()
-
-    @property
-    def last(self) -> tuple[float, float]:
-        """(waited, held) seconds of this thread's last hold."""
-        return getattr(self._mine, "wait", 0.0), getattr(self._mine, "held", 0.0)
-
-
 def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
                   engine=None, model_lock=None, tok_lock=None) -> list[dict]:
     """The attack on a list of dataset rows: with `engine` (memlab.engine.Engine) if given,
@@ -305,126 +209,69 @@ def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
     return out
 
 
-class GenerateShards:
-    """Ray Data actor: loads the trained model once, then turns dataset shards into
-    generation shards (skipping any that already exist).
-
-    With a GPU it takes `CALLS` shards at once, each in its own thread: one has the model (the
-    GPU) while the others read, tokenize, detokenize and write theirs, so the device does not
-    wait for the host between shards."""
-
-    CALLS = 2
-
-    def __init__(self, cfg: StudyConfig, train_dir: str, threads: int):
-        from memlab.components.models import load_trained
-
-        t0 = self._setup(cfg, threads)
-        self.model, self.tok = load_trained(train_dir, self.dtype)
-        self._start(t0, "model load")
-
-    def _setup(self, cfg: StudyConfig, threads: int) -> float:
-        """Threads, device and dtype of the actor (before its model loads)."""
+def generate_shard(lm: LoadedModel, hold, args: dict, src: str, dst: str) -> int:
+    """One dataset shard -> its generation shard (and its canaries' exposure), unless done;
+    its rows. `hold`: held around the model's device work (a warm actor's puts the trial's
+    weights in the model as it is taken); `lm.tok_lock` around the tokenizer."""
+    if not is_done(dst):
+        cfg = args["cfg"]
         t0 = time.perf_counter()
-        self.cfg = cfg
-        fit_threads(cfg.attack.actor_cpus)
-        import torch
-
-        from memlab.components.models import torch_dtype
-
-        torch.set_num_threads(max(1, threads))
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.dtype = torch_dtype(cfg.train.precision, self.device)
-        return t0
-
-    def _start(self, t0: float, what: str) -> None:
-        """The loaded model to the device, its engine, the locks."""
-        self.model.to(self.device)
-        self.engine = None
-        if use_engine(self.cfg, self.device):
-            from memlab.engine import Engine
-
-            self.engine = Engine(self.model, max_batch=self.cfg.attack.batch_size,
-                                 exact=self.cfg.attack.engine == "memlab-exact",
-                                 eos_token_id=self.tok.eos_token_id,
-                                 pad_token_id=self.tok.pad_token_id)
-        e = self.engine
-        # recorded in every shard it writes (and so in the stage's manifest)
-        self.used = ("hf" if e is None else "memlab-exact" if e.dec.exact else
-                     f"memlab ({e.decode_kernel} decode{', compiled' if e.compile else ''})") + \
-            f" on {self.device}, {str(self.dtype).removeprefix('torch.')}"
-        self.model_lock, self.tok_lock = TimedLock(), threading.Lock()
-        print(f"[memlab] generate actor ready in {time.perf_counter() - t0:.1f} s (imports, "
-              f"{what}; {self.used})", file=sys.stderr, flush=True)
-
-    def __call__(self, batch: dict) -> dict:
-        rows = [self.shard(self.cfg, src, dst, self.model_lock)
-                for src, dst in zip(batch["src"], batch["dst"])]
-        return {"dst": list(batch["dst"]), "rows": rows}
-
-    def shard(self, cfg: StudyConfig, src: str, dst: str, model_lock) -> int:
-        """One dataset shard -> its generation shard (and its canaries' exposure), unless
-        done; its rows. `model_lock`: held around the model's work (a warm actor's puts the
-        trial's weights in the model as it is taken)."""
-        if not is_done(dst):
-            t0 = time.perf_counter()
-            rows = pq.read_table(src).to_pylist()
-            t1 = time.perf_counter()
-            if canaries := [r for r in rows if r["split"] == "canary"]:
-                with model_lock, self.tok_lock:  # (it tokenizes: the tokenizer is shared)
-                    found = canary_exposure(self.model, self.tok, canaries, cfg)
-                write_shard(pa.Table.from_pylist(found, schema=CANARY_SCHEMA),
-                            canary_path(Path(dst)), CANARY_SCHEMA)
-                rows = [r for r in rows if r["split"] != "canary"]
-            out = generate_rows(self.model, self.tok, rows, cfg, Path(src).name,
-                                self.engine, model_lock, self.tok_lock)
-            wait, held = self.model_lock.last
-            t2 = time.perf_counter()
-            table = pa.Table.from_pylist(out, schema=GENERATION_SCHEMA)
-            write_shard(table.replace_schema_metadata({ENGINE_KEY: self.used}), dst,
-                        GENERATION_SCHEMA)
-            print(f"[memlab] generate {Path(src).name}: {len(out)} rows; read {t1 - t0:.1f} s,"
-                  f" attack {t2 - t1:.1f} s (model {held:.1f} s, waited {wait:.1f} s for "
-                  f"it), write {time.perf_counter() - t2:.1f} s", file=sys.stderr, flush=True)
-        return pq.read_metadata(dst).num_rows
+        rows = pq.read_table(src).to_pylist()
+        t1 = time.perf_counter()
+        if canaries := [r for r in rows if r["split"] == "canary"]:
+            with hold, lm.tok_lock:  # (it tokenizes: the tokenizer is shared)
+                found = canary_exposure(lm.model, lm.tok, canaries, cfg)
+            write_shard(pa.Table.from_pylist(found, schema=CANARY_SCHEMA),
+                        canary_path(Path(dst)), CANARY_SCHEMA)
+            rows = [r for r in rows if r["split"] != "canary"]
+        out = generate_rows(lm.model, lm.tok, rows, cfg, Path(src).name, lm.engine, hold,
+                            lm.tok_lock)
+        wait, held = lm.model_lock.last
+        t2 = time.perf_counter()
+        table = pa.Table.from_pylist(out, schema=GENERATION_SCHEMA)
+        write_shard(table.replace_schema_metadata({ENGINE_KEY: lm.used}), dst,
+                    GENERATION_SCHEMA)
+        print(f"[memlab] generate {Path(src).name}: {len(out)} rows; read {t1 - t0:.1f} s,"
+              f" attack {t2 - t1:.1f} s (model {held:.1f} s, waited {wait:.1f} s for "
+              f"it), write {time.perf_counter() - t2:.1f} s", file=sys.stderr, flush=True)
+    return pq.read_metadata(dst).num_rows
 
 
-def gen_upstream(train_dir: Path, data_dir: Path) -> str:
-    """What a finished generation stage was built from: the trained model and the dataset."""
-    return content_key({"train": manifest_digest(train_dir), "data": manifest_digest(data_dir)})
+def _before(ctx: TrialContext, jobs: list) -> None:
+    """A shard of canaries is done with its exposure file only."""
+    for src, dst in jobs:
+        if is_done(dst) and not canary_path(dst).is_file() and "canary" in \
+                pq.read_table(src, columns=["split"]).column("split").to_pylist():
+            dst.unlink()
 
 
-def run_generate(cfg: StudyConfig, train_dir: Path, data_dir: Path, out_dir: Path,
-                 threads: int = 1, pool=None) -> StageOutput:
-    """The attack on every document of the dataset with the trained model of `train_dir`;
-    on `pool`'s warm actors (memlab/stages/warm.py) if given, else on Ray Data actors of
-    this trial's own."""
-    from memlab.stages.pool import run_shard_pool, shard_jobs
+def _finish(ctx: TrialContext, folder: Path, jobs: list, rows: int, nodes: set) -> dict:
+    cfg, data_dir = ctx.cfg, ctx.dir("data")
+    digests = shard_digests(folder)
+    canaries = sorted(p.name for p in folder.glob("canary-*.parquet"))
+    data_rows = sum(pq.read_metadata(s).num_rows for s, _ in jobs) - \
+        (read_manifest(data_dir) or {}).get("canaries", 0)
+    engines = {(pq.read_schema(d).metadata or {}).get(ENGINE_KEY.encode(), b"unrecorded")
+               for _, d in jobs}
+    return dict(outputs=list(digests) + canaries, shard_sha256=digests, shards=len(jobs),
+                rows=rows, actor_nodes=sorted(nodes), decoding=cfg.attack.decoding,
+                docs_too_short=data_rows - rows // cfg.attack.samples_per_prompt,
+                samples_per_prompt=cfg.attack.samples_per_prompt,
+                engines=sorted(e.decode() for e in engines))
 
-    upstream = gen_upstream(train_dir, data_dir)
-    with claim_stage(out_dir, upstream) as stage:
-        if stage.done is None:
-            jobs, nodes = shard_jobs(data_dir, out_dir), set()
-            for src, dst in jobs:  # a shard of canaries is done with its exposure file only
-                if is_done(dst) and not canary_path(dst).is_file() and "canary" in \
-                        pq.read_table(src, columns=["split"]).column("split").to_pylist():
-                    dst.unlink()
-            if pool is not None:
-                rows = pool.map("generate", jobs, "generate", cfg, str(train_dir), nodes=nodes)
-            else:
-                rows = run_shard_pool(GenerateShards, {"cfg": cfg, "train_dir": str(train_dir),
-                                                       "threads": threads}, jobs, cfg, "generate",
-                                      nodes)
-            digests = shard_digests(out_dir)
-            canaries = sorted(p.name for p in out_dir.glob("canary-*.parquet"))
-            data_rows = sum(pq.read_metadata(s).num_rows for s, _ in jobs) - \
-                (read_manifest(data_dir) or {}).get("canaries", 0)
-            engines = {(pq.read_schema(d).metadata or {}).get(ENGINE_KEY.encode(), b"unrecorded")
-                       for _, d in jobs}
-            write_manifest(out_dir, upstream=upstream, outputs=list(digests) + canaries,
-                           shard_sha256=digests, shards=len(jobs), rows=rows,
-                           actor_nodes=sorted(nodes),
-                           decoding=cfg.attack.decoding,
-                           docs_too_short=data_rows - rows // cfg.attack.samples_per_prompt,
-                           samples_per_prompt=cfg.attack.samples_per_prompt,
-                           engines=sorted(e.decode() for e in engines))
-        return stage.output()
+
+WORK = Work(
+    shards=Shards(
+        source="data", desc="generate",
+        args=lambda ctx: {"cfg": ctx.cfg, "train_dir": str(ctx.dir("train")),
+                          "threads": ctx.threads},
+        load=lambda args: LoadedModel.trained(args["cfg"], args["train_dir"],
+                                              args["threads"]),
+        run=generate_shard,
+        weights=lambda args: args["train_dir"],
+        before=_before,
+        # with a GPU an actor takes 2 shards at once, each in its own thread: one has the
+        # model (the GPU) while the other reads, tokenizes, detokenizes and writes its own
+        calls=2),
+    finish=_finish,
+)

@@ -36,10 +36,11 @@ from tabulate import tabulate
 
 from memlab.config.expand import Study
 from memlab.config.labels import model_label
-from memlab.config.schema import STRATEGIES, ScoreSection
+from memlab.config.schema import ScoreSection
 from memlab.io.paths import stage_dir, sweep_root
 from memlab.io.shards import read_summary
 from memlab.scoring import suite
+from memlab.strategies import STRATEGIES
 
 SHOWN_ELSEWHERE = ("train.strategy", "seed", "model.name", "model.source")  # grid axes
 LAID_OUT_HERE = ("membership", "utility", "canary")  # registry tables this module lays out

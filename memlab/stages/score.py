@@ -24,54 +24,49 @@ import pyarrow.parquet as pq
 from memlab.config.keys import content_key
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import (
+    BASE_SCHEMA,
     CANARY_SCHEMA,
     GENERATION_SCHEMA,
     SCORE_KEY_SCHEMA,
     SUMMARY_SCHEMA,
-    StageOutput,
-    claim_stage,
     is_done,
-    manifest_digest,
     read_manifest,
     read_shards,
     score_schema,
     validate_table,
-    write_manifest,
     write_shard,
 )
 from memlab.scoring import suite
 from memlab.scoring.registry import Context
+from memlab.stages.work import Shards, TrialContext, Work
 
 log = logging.getLogger(__name__)
 
 
-class ScoreShards:
-    """Ray Data actor: loads every enabled scorer once (models, indexes), then scores shards.
-    (A warm actor keeps one per score section and dataset and serves every trial with it:
-    memlab/stages/warm.py.)"""
+class Scorers:
+    """Every enabled scorer of a score section, loaded once (models, indexes): what a scoring
+    actor holds (a warm actor keeps one per score section and dataset and serves every trial
+    with it)."""
 
-    def __init__(self, cfg: StudyConfig, trial_key: str, prepared: dict, base: dict,
-                 threads: int):
+    def __init__(self, cfg: StudyConfig, prepared: dict, threads: int):
         import torch
 
         torch.set_num_threads(max(1, threads))
         t0 = time.perf_counter()
-        self.cfg, self.key, self.base = cfg, trial_key, base
         self.scorers = [(s, s.load(Context(cfg, prepared.get(s.name, {})))
                          if s.enabled(cfg.score) else None) for s in suite.scorers(cfg.score)]
         cols = [(c.name, c.type) for s, _ in self.scorers for c in s.columns]
         self.schema = score_schema(cols)
         log.info("score actor ready in %.1f s", time.perf_counter() - t0)
 
-    def score(self, rows: list[dict], trial_key: str | None = None,
-              base: dict | None = None) -> pa.Table:
-        """Score shard rows of generation rows (trial_key, base: this actor's unless given)."""
-        key, base = trial_key or self.key, self.base if base is None else base
+    def score(self, rows: list[dict], trial_key: str, base: dict) -> pa.Table:
+        """Score shard rows of generation rows: the trial's key, the base model's NLL of each
+        document (`base`: doc_id -> NLL), every scorer's columns."""
         if not rows:
             return self.schema.empty_table()
         for r in rows:  # the base model's NLL of the document: one row holds every score
             r["base_nll"] = base.get(r["doc_id"])
-        out = {"trial_key": [key] * len(rows)}
+        out = {"trial_key": [trial_key] * len(rows)}
         out.update({n: [r[n] for r in rows] for n in SCORE_KEY_SCHEMA.names[1:]})
         for s, fn in self.scorers:
             cols = fn(rows) if fn is not None else {}
@@ -79,17 +74,13 @@ class ScoreShards:
                 out[c.name] = cols[c.name] if fn is not None else [None] * len(rows)
         return pa.Table.from_pydict(out, schema=self.schema)
 
-    def shard(self, src: str, dst: str, trial_key: str | None = None,
-              base: dict | None = None) -> int:
-        """One generation shard -> its score shard, unless done; its rows."""
-        if not is_done(dst):
-            rows = pq.read_table(src).to_pylist()
-            write_shard(self.score(rows, trial_key, base), dst, self.schema)
-        return pq.read_metadata(dst).num_rows
 
-    def __call__(self, batch: dict) -> dict:
-        return {"dst": list(batch["dst"]),
-                "rows": [self.shard(s, d) for s, d in zip(batch["src"], batch["dst"])]}
+def score_shard(scorers: Scorers, hold, args: dict, src: str, dst: str) -> int:
+    """One generation shard -> its score shard, unless done; its rows."""
+    if not is_done(dst):
+        rows = pq.read_table(src).to_pylist()
+        write_shard(scorers.score(rows, args["trial_key"], args["base"]), dst, scorers.schema)
+    return pq.read_metadata(dst).num_rows
 
 
 def _ppl(nll: np.ndarray, tokens: np.ndarray) -> float:
@@ -153,14 +144,6 @@ def flat_metrics(summary: pa.Table) -> dict[str, float]:
     return out
 
 
-def score_upstream(cfg: StudyConfig, gen_dir: Path, base_dir: Path | None = None) -> str:
-    """What a finished score stage was built from: the generations, the base model's pass (if
-    any) and the set of scorer columns (score shards made by another set, e.g. before a new
-    built-in scorer, are stale)."""
-    return content_key({"gen": manifest_digest(gen_dir), "scorers": suite.fingerprint(cfg.score),
-                        **({"base": manifest_digest(base_dir)} if base_dir else {})})
-
-
 def read_canaries(gen_dir: Path) -> pa.Table | None:
     """The exposure of every canary (CANARY_SCHEMA) from a generation stage, if it has any."""
     files = sorted(Path(gen_dir).glob("canary-*.parquet"))
@@ -171,44 +154,61 @@ def read_canaries(gen_dir: Path) -> pa.Table | None:
     return table
 
 
-def run_score(cfg: StudyConfig, trial_key: str, gen_dir: Path, data_dir: Path, out_dir: Path,
-              threads: int = 1, base_dir: Path | None = None, pool=None) -> StageOutput:
-    """Score every generation shard, then summarize. `base_dir`: the base model's pass over
-    the dataset (memlab/stages/base.py; None: no `ref` signal and no base perplexity).
-    `pool`: warm actors to score on (memlab/stages/warm.py), else Ray Data actors of this
-    trial's own."""
-    from memlab.stages.base import base_nll
-    from memlab.stages.pool import run_shard_pool, shard_jobs
+def base_nll(base_dir: Path | None) -> dict[str, float]:
+    """doc_id -> the base model's NLL, from a finished base stage (empty: none)."""
+    if base_dir is None:
+        return {}
+    t = read_shards(base_dir, BASE_SCHEMA)
+    return dict(zip(t.column("doc_id").to_pylist(), t.column("base_nll").to_pylist()))
 
-    upstream = score_upstream(cfg, gen_dir, base_dir)
-    with claim_stage(out_dir, upstream) as stage:
-        if stage.done is None:
-            read_shards(gen_dir, GENERATION_SCHEMA)  # validate the boundary before scoring
-            prepared = {s.name: s.prepare(cfg, Path(data_dir))
-                        for s in suite.scorers(cfg.score)
-                        if s.prepare is not None and s.enabled(cfg.score)}
-            jobs, nodes = shard_jobs(gen_dir, out_dir), set()
-            if pool is not None:
-                import ray
 
-                pool.map("score", jobs, "score", cfg, trial_key, prepared,
-                         ray.put(base_nll(base_dir)), nodes=nodes)
-            else:
-                run_shard_pool(ScoreShards, {"cfg": cfg, "trial_key": trial_key,
-                                             "prepared": prepared, "base": base_nll(base_dir),
-                                             "threads": threads},
-                               jobs, cfg, "score", nodes)
-            scores = read_shards(out_dir)
-            canaries = read_canaries(gen_dir)
-            want = (read_manifest(data_dir) or {}).get("canaries", 0)
-            got = canaries.num_rows if canaries is not None else 0
-            if got != want:  # (run_generate redoes a canary shard whose exposure file is lost)
-                raise RuntimeError(f"{gen_dir}: exposure of {got} canaries, the dataset has "
-                                   f"{want}: rerun to regenerate them")
-            summary = summarize(scores, cfg, canaries)
-            pq.write_table(summary, out_dir / "summary.parquet")
-            outputs = sorted(p.name for p in out_dir.glob("part-*.parquet")) + ["summary.parquet"]
-            write_manifest(out_dir, upstream=upstream, outputs=outputs, rows=scores.num_rows,
-                           columns=scores.schema.names, embedder=cfg.score.embedder,
-                           actor_nodes=sorted(nodes))
-        return stage.output()
+def _args(ctx: TrialContext) -> dict:
+    """What every shard call gets: the scorers' prepared inputs (once per stage: files
+    shared by every trial of the dataset), the trial's key, the base model's NLLs."""
+    cfg = ctx.cfg
+    read_shards(ctx.dir("gen"), GENERATION_SCHEMA)  # validate the boundary before scoring
+    prepared = {s.name: s.prepare(cfg, ctx.dir("data")) for s in suite.scorers(cfg.score)
+                if s.prepare is not None and s.enabled(cfg.score)}
+    return {"cfg": cfg, "trial_key": ctx.key, "prepared": prepared, "threads": ctx.threads,
+            "base": base_nll(ctx.dir("base") if ctx.has("base") else None)}
+
+
+def _scorers_key(args: dict) -> str:
+    """What a warm actor's loaded scorers depend on: the score section, the prepared inputs,
+    and the plugin files' content (a plugin scorer's `load` may read any of the trial's
+    config: with plugins, one loaded set per trial config)."""
+    from memlab.config.keys import config_identity, plugin_digests
+    from memlab.config.load import to_dict
+
+    cfg = args["cfg"]
+    return content_key([to_dict(cfg.score), args["prepared"], plugin_digests(cfg.score.plugins),
+                        config_identity(cfg) if cfg.score.plugins else None])
+
+
+def _finish(ctx: TrialContext, folder: Path, jobs: list, rows: int, nodes: set) -> dict:
+    """The summary of the score shards (and the canaries' exposure), then the manifest's
+    fields."""
+    cfg, gen_dir = ctx.cfg, ctx.dir("gen")
+    scores = read_shards(folder)
+    canaries = read_canaries(gen_dir)
+    want = (read_manifest(ctx.dir("data")) or {}).get("canaries", 0)
+    got = canaries.num_rows if canaries is not None else 0
+    if got != want:  # (the generate stage redoes a canary shard whose exposure file is lost)
+        raise RuntimeError(f"{gen_dir}: exposure of {got} canaries, the dataset has "
+                           f"{want}: rerun to regenerate them")
+    pq.write_table(summarize(scores, cfg, canaries), folder / "summary.parquet")
+    outputs = sorted(p.name for p in folder.glob("part-*.parquet")) + ["summary.parquet"]
+    return dict(outputs=outputs, rows=scores.num_rows, columns=scores.schema.names,
+                embedder=cfg.score.embedder, actor_nodes=sorted(nodes))
+
+
+WORK = Work(
+    shards=Shards(
+        source="gen", desc="score", args=_args,
+        load=lambda args: Scorers(args["cfg"], args["prepared"], args["threads"]),
+        run=score_shard, cache_key=_scorers_key),
+    finish=_finish,
+    # the set of scorer columns: score shards made by another set (e.g. before a new
+    # built-in scorer) are stale
+    built_from=lambda ctx: {"scorers": suite.fingerprint(ctx.cfg.score)},
+)

@@ -19,6 +19,9 @@ settings and actor resources: `pool_spec`), named so that a trial finds them. Ea
 - serves the base-model pass with the base weights it keeps;
 - scores with scorers loaded once per (score section, dataset): the embedder, the
   plagiarism index and the corpus embeddings.
+It does each stage's shards as the stage declares them (its `Shards`: memlab/stages/work.py):
+the same functions a trial's own actor runs, given this actor's model with the trial's weights
+in it, or its cached scorers.
 A generation shard's numbers do not depend on which actor made it or what it served before
 (the same weights, kernels and batches: the test compares a warm sweep with a cold one).
 The trial reserves only what it trains with; the pool's actors hold their share of a GPU for
@@ -36,15 +39,16 @@ from collections import OrderedDict
 from pathlib import Path
 
 from memlab.config.keys import content_key
-from memlab.config.load import to_dict
 from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import is_done, manifest_digest
-from memlab.stages.generate import GenerateShards
+from memlab.stages.work import work_of
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "memlab"
+CALLS = 2  # shards a warm actor with a GPU takes at once: one shard's host work overlaps
+# another's device work (on CPU one at a time: the trial's threads each)
 
 
 def warm_on(cfg: StudyConfig) -> bool:
@@ -67,23 +71,26 @@ def _names(spec: dict) -> list[str]:
 
 
 def _calls(spec: dict) -> int:
-    """Calls an actor runs at once: with a GPU, one shard's host work overlaps another's
-    device work (GenerateShards.CALLS); on CPU one at a time (the trial's threads each)."""
-    return GenerateShards.CALLS if spec["gpus"] else 1
+    return CALLS if spec["gpus"] else 1
 
 
-def start_pools(cfgs: list[tuple[StudyConfig, str]]) -> list:
-    """Start the pools that the (config, base model) pairs of warm trials need; return the
-    actor handles (the driver keeps them: the actors live as long as it)."""
-    import ray
-
-    specs = {}
+def _specs(cfgs: list[tuple[StudyConfig, str]]) -> dict[str, tuple[dict, StudyConfig]]:
+    """The distinct pool specs of the warm trials among (config, base model) pairs."""
+    specs: dict[str, tuple[dict, StudyConfig]] = {}
     for cfg, base_model in cfgs:
         if warm_on(cfg):
             spec = pool_spec(cfg, base_model)
             specs.setdefault(content_key(spec), (spec, cfg))
+    return specs
+
+
+def start_warm_pools(cfgs: list[tuple[StudyConfig, str]]) -> list:
+    """Start the pools that the (config, base model) pairs of warm trials need; return the
+    actor handles (the driver keeps them: the actors live as long as it)."""
+    import ray
+
     handles = []
-    for spec, cfg in specs.values():
+    for spec, cfg in _specs(cfgs).values():
         opts = {"num_cpus": spec["cpus"], "max_concurrency": _calls(spec), "max_restarts": 2,
                 "max_task_retries": 2, "namespace": NAMESPACE, "get_if_exists": True}
         if spec["gpus"]:
@@ -100,22 +107,18 @@ def start_pools(cfgs: list[tuple[StudyConfig, str]]) -> list:
     return handles
 
 
-def pools_fit(cfgs: list[tuple[StudyConfig, str]], trial_bundles: list[list[dict]]) -> str:
+def warm_pools_fit(cfgs: list[tuple[StudyConfig, str]], trial_bundles: list[list[dict]]) -> str:
     """Why the warm pools these trials need cannot be held next to the largest trial's
     bundles on this Ray cluster ('' when they can): the pools hold their share for the whole
     sweep, so otherwise no trial could start, or a pool's actors would wait forever."""
     import ray
 
-    specs = {}
-    for cfg, base_model in cfgs:
-        if warm_on(cfg):
-            spec = pool_spec(cfg, base_model)
-            specs[content_key(spec)] = spec
+    specs = [spec for spec, _ in _specs(cfgs).values()]
     if not specs:
         return ""
     have = ray.cluster_resources()
     for res, name in (("CPU", "cpus"), ("GPU", "gpus")):
-        pools = sum(sp["actors"] * sp[name] for sp in specs.values())
+        pools = sum(sp["actors"] * sp[name] for sp in specs)
         trial = max((sum(b.get(res, 0) for b in bundles) for bundles in trial_bundles),
                     default=0)
         if pools + trial > have.get(res, 0) + 1e-9:
@@ -124,44 +127,41 @@ def pools_fit(cfgs: list[tuple[StudyConfig, str]], trial_bundles: list[list[dict
     return ""
 
 
-def stop_pools(handles: list) -> None:
+def stop_warm_pools(handles: list) -> None:
     import ray
 
     for h in handles:
         ray.kill(h)
 
 
-class Pool:
-    """A trial's view of its warm pool: its shard jobs spread over the actors."""
+class WarmPool:
+    """A trial's view of its warm pool: a stage's shard jobs spread over the pool's actors."""
 
     def __init__(self, actors: list, calls: int):
         self.actors, self.calls = actors, calls
 
-    def map(self, method: str, jobs: list[tuple[Path, Path]], desc: str, *args,
+    def map(self, stage: str, args: dict, jobs: list[tuple[Path, Path]],
             nodes: set | None = None) -> int:
-        """`method(*args, threads, src, dst)` of the pool's actors over the (src, dst) jobs not
-        done yet, at most `calls` in flight per actor from this trial; the rows of all.
-        `nodes`: filled with the ids of the Ray nodes of the actors that ran them."""
+        """`stage`'s shards over the (src, dst) jobs not done yet, at most `calls` in flight
+        per actor from this trial; the rows of all. `nodes`: filled with the ids of the Ray
+        nodes of the actors that ran them."""
         import pyarrow.parquet as pq
         import ray
 
-        from memlab.components.models import torch_threads
         from memlab.io.progress import Progress
 
         todo = [(str(s), str(d)) for s, d in jobs if not is_done(d)]
         rows = sum(pq.read_metadata(d).num_rows for _, d in jobs if is_done(d))
         if not todo:
             return rows
-        cfg = args[0]
-        args = (ray.put(cfg), *args[1:], torch_threads(cfg))
-        bar = Progress(len(todo), desc, unit="shard")
+        ref = ray.put(args)  # (sent once; a top-level argument: Ray resolves it)
+        bar = Progress(len(todo), work_of(stage).shards.desc, unit="shard")
         load, flying, queue = [0] * len(self.actors), {}, list(reversed(todo))
         used: set[int] = set()
         while queue or flying:
             while queue and min(load) < self.calls:
                 i = load.index(min(load))
-                ref = getattr(self.actors[i], method).remote(*args, *queue.pop())
-                flying[ref] = i
+                flying[self.actors[i].run.remote(stage, ref, *queue.pop())] = i
                 load[i] += 1
             ready, _ = ray.wait(list(flying), num_returns=1)
             i = flying.pop(ready[0])
@@ -174,9 +174,9 @@ class Pool:
         return rows
 
 
-def pool_for(cfg: StudyConfig, base_model: str) -> Pool | None:
-    """The warm pool a trial's stages run on (None: warm pools off, or none started, e.g. a
-    trial finished outside a sweep: its stages start their own actors)."""
+def warm_pool_for(cfg: StudyConfig, base_model: str) -> WarmPool | None:
+    """The warm pool a trial's shard stages run on (None: warm pools off, or none started,
+    e.g. a trial finished outside a sweep: its stages start their own actors)."""
     if not warm_on(cfg):
         return None
     import ray
@@ -188,19 +188,19 @@ def pool_for(cfg: StudyConfig, base_model: str) -> Pool | None:
         log.warning("attack.warm: no warm pool for this trial; its stages start their own "
                     "actors")
         return None
-    return Pool(actors, _calls(spec))
+    return WarmPool(actors, _calls(spec))
 
 
 class Holding:
     """An actor's model lock, taken with a trial's weights in the model."""
 
-    def __init__(self, lock, put, train_dir: str | None):
-        self.lock, self.put, self.train_dir = lock, put, train_dir
+    def __init__(self, lock, put, weights: str | None):
+        self.lock, self.put, self.weights = lock, put, weights
 
     def __enter__(self):
         self.lock.__enter__()
         try:
-            self.put(self.train_dir)
+            self.put(self.weights)
         except BaseException:
             self.lock.__exit__(None, None, None)
             raise
@@ -210,30 +210,67 @@ class Holding:
         self.lock.__exit__(*exc)
 
 
-class WarmWorker(GenerateShards):
-    """A pool's actor (see the module's doc): the generate, base and score stages' shards of
-    any trial whose spec is its pool's."""
+class WarmWorker:
+    """A pool's actor (see the module's doc): the shards of any shard stage of any trial whose
+    spec is its pool's."""
 
     def __init__(self, cfg: StudyConfig, base_model: str):
-        from memlab.components.models import load_causal_lm, load_tokenizer, untie_head
+        from memlab.components.loaded import LoadedModel
+        from memlab.strategies.head import untie_head
 
-        t0 = self._setup(cfg, max(1, math.ceil(cfg.attack.actor_cpus)))
-        self.tok = load_tokenizer(base_model)
-        self.model = load_causal_lm(base_model, self.dtype).eval()
-        untie_head(self.model)
-        self.params = dict(self.model.named_parameters())
+        def load(dtype):
+            from memlab.components.models import load_causal_lm, load_tokenizer
+
+            model = load_causal_lm(base_model, dtype).eval()
+            untie_head(model)  # (a head-only trial's own head is copied in)
+            return model, load_tokenizer(base_model)
+
+        self.cfg = cfg
+        self.lm = LoadedModel(cfg, max(1, math.ceil(cfg.attack.actor_cpus)), load,
+                              "base model load")
+        self.params = dict(self.lm.model.named_parameters())
         self.base_w = {n: p.detach().clone() for n, p in self.params.items()}
-        self._start(t0, "base model load")
-        self.loaded: str | None = None  # whose weights the model holds (None: the base's)
+        self.loaded: tuple | None = None  # whose weights the model holds (None: the base's)
         self.trained: OrderedDict = OrderedDict()  # (train_dir, digest) -> host weights
-        self.cache_lock, self.score_lock = threading.Lock(), threading.Lock()
-        self.scorers: OrderedDict = OrderedDict()
+        self.cache_lock, self.state_lock = threading.Lock(), threading.Lock()
+        self.states: OrderedDict = OrderedDict()  # (stage, cache key) -> what `load` gave
 
     def node_id(self) -> str:
         """The Ray node this actor runs on."""
         import ray
 
         return ray.get_runtime_context().get_node_id()
+
+    def run(self, stage: str, args: dict, src: str, dst: str) -> int:
+        """One shard of `stage` (its Shards.run), on this actor's model with the weights the
+        shard needs, or on scorers loaded once per cache key."""
+        import torch
+
+        shards = work_of(stage).shards
+        if torch.get_num_threads() != args["threads"]:
+            torch.set_num_threads(args["threads"])
+        if shards.weights is None:
+            return shards.run(self._state(stage, shards, args), None, args, src, dst)
+        weights = shards.weights(args)
+        if weights is not None:
+            self._weights(weights)  # read before the model lock is taken (the device works on)
+        return shards.run(self.lm, Holding(self.lm.model_lock, self._put, weights), args, src,
+                          dst)
+
+    def _state(self, stage: str, shards, args: dict):
+        """What `shards.load` gives for these args, loaded once per cache key (the last two)."""
+        key = (stage, shards.cache_key(args))
+        with self.state_lock:
+            if key in self.states:
+                self.states.move_to_end(key)
+            else:
+                t0 = time.perf_counter()
+                self.states[key] = shards.load(args)
+                while len(self.states) > 2:
+                    self.states.popitem(last=False)
+                print(f"[memlab] warm actor: {shards.desc} loaded in "
+                      f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+            return self.states[key]
 
     # -- weights -------------------------------------------------------------------------------
     def _weights(self, train_dir: str) -> dict:
@@ -246,7 +283,7 @@ class WarmWorker(GenerateShards):
                 self.trained.move_to_end(key)
                 return self.trained[key]
             t0 = time.perf_counter()
-            model, _ = load_trained(train_dir, self.dtype)
+            model, _ = load_trained(train_dir, self.lm.dtype)
             named = dict(model.named_parameters(remove_duplicate=False))  # tied: both names
             bad = [n for n, p in self.params.items()
                    if n not in named or named[n].shape != p.shape]
@@ -273,52 +310,6 @@ class WarmWorker(GenerateShards):
         with torch.no_grad():
             for n, p in self.params.items():
                 p.copy_(w[n])
-        if self.engine is not None:
-            self.engine.dec.refresh()
+        if self.lm.engine is not None:
+            self.lm.engine.dec.refresh()
         self.loaded = key
-
-    @staticmethod
-    def _threads(n: int) -> None:
-        import torch
-
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-
-    # -- the stages' shards ----------------------------------------------------------------------
-    def generate(self, cfg: StudyConfig, train_dir: str, threads: int, src: str, dst: str) -> int:
-        self._threads(threads)
-        self._weights(train_dir)  # read before the model lock is taken (the device works on)
-        return self.shard(cfg, src, dst, Holding(self.model_lock, self._put, train_dir))
-
-    def base(self, cfg: StudyConfig, threads: int, src: str, dst: str) -> int:
-        from memlab.stages.base import base_rows, base_shard
-
-        self._threads(threads)
-
-        def rows_of(rows):  # (the tokenizer is shared with the generate threads)
-            with Holding(self.model_lock, self._put, None), self.tok_lock:
-                return base_rows(self.model, self.tok, cfg, rows)
-
-        return base_shard(src, dst, rows_of)
-
-    def score(self, cfg: StudyConfig, trial_key: str, prepared: dict, base: dict,
-              threads: int, src: str, dst: str) -> int:
-        from memlab.config.keys import config_identity, plugin_digests
-        from memlab.stages.score import ScoreShards
-
-        # a plugin scorer's `load` may read any of the trial's config: with plugins, one
-        # loaded set per trial config (and per plugin file content)
-        key = content_key([to_dict(cfg.score), prepared, plugin_digests(cfg.score.plugins),
-                           config_identity(cfg) if cfg.score.plugins else None])
-        with self.score_lock:
-            if key in self.scorers:
-                self.scorers.move_to_end(key)
-            else:
-                t0 = time.perf_counter()
-                self.scorers[key] = ScoreShards(cfg, trial_key, prepared, {}, threads)
-                while len(self.scorers) > 2:
-                    self.scorers.popitem(last=False)
-                print(f"[memlab] warm actor: scorers loaded in {time.perf_counter() - t0:.1f} s",
-                      file=sys.stderr, flush=True)
-            self._threads(threads)
-            return self.scorers[key].shard(src, dst, trial_key, base)

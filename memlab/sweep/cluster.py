@@ -134,18 +134,15 @@ def kinds_at(address: str) -> list[NodeKind]:
 def _asks(cfg) -> list[tuple[str, str, dict, float, float]]:
     """What one trial places: (labels key, resources key, selector, GPUs that must sit on one
     node, CPUs per placed unit)."""
-    t = cfg.train.strategy
-    res, a = getattr(cfg.resources, t), cfg.attack
+    t, res, a = cfg.train.strategy, cfg.reserved, cfg.attack
     sel = selectors(cfg)
     actor_key = f"resources.{t}.actor_labels" if res.actor_labels is not None \
         else f"resources.{t}.labels"
-    if t == "full" and resolved(cfg)["train_engine"] == "deepspeed":
-        # the trial's workers: one ZeRO group, its GPUs on one node (NVLink, as the cluster
-        # files' node types are built); each worker's CPUs
-        trial = (f"resources.{t}.labels", f"resources.{t}.gpu", sel["trial"],
-                 res.gpu * res.workers, res.cpu)
-    else:
-        trial = (f"resources.{t}.labels", f"resources.{t}.gpu", sel["trial"], res.gpu, res.cpu)
+    # a trial across Ray Train workers (DeepSpeed): one ZeRO group, its GPUs on one node
+    # (NVLink, as the cluster files' node types are built); each worker's CPUs
+    workers = res.workers if resolved(cfg)["train_engine"] == "deepspeed" else 1
+    trial = (f"resources.{t}.labels", f"resources.{t}.gpu", sel["trial"], res.gpu * workers,
+             res.cpu)
     return [trial, (actor_key, "attack.actor_gpus", sel["actors"], a.actor_gpus,
                     a.actor_cpus)]
 
@@ -166,8 +163,7 @@ def refusals(study: Study, kinds: list[NodeKind], where: str, hint: str = "") ->
             known = [k.gpus for k in fit if k.gpus is not None]
             if gpus > 0 and len(known) == len(fit) and gpus > max(known) + 1e-9:
                 per = " (workers x gpu: one ZeRO group on one node)" \
-                    if gpu_key.startswith("resources.full") and cfg.resources.full.workers > 1 \
-                    else ""
+                    if gpu_key.startswith("resources.") and cfg.reserved.workers > 1 else ""
                 out[f"{gpu_key}: {gpus:g} GPU per trial{per}, but the nodes of {where} with "
                     f"{show(sel)} have at most {max(known):g}"] = None
             cpu_known = [k.cpus for k in fit if k.cpus is not None]

@@ -3,27 +3,18 @@
 Pure arithmetic on the study config and the model's shape (read from its config.json, or
 known for the built-in sources): no torch, so `memlab plan` answers in well under a second.
 
-Memory per GPU of a training trial (bf16 weights, mixed-precision AdamW):
-- full (DeepSpeed ZeRO over `workers` GPUs): 2P weights + 2P grads + 12P fp32 master/Adam,
-  the optimizer states sharded by stage >= 1, gradients by stage >= 2, weights by stage 3; on
-  one GPU in plain torch (train.full.engine): 4P fp32 weights + 4P grads + 8P Adam + the 2P
-  bf16 copies autocast keeps for the backward pass;
-- head (plain torch): 4P fp32 weights + 16 bytes per head parameter (its untied copy, grads,
-  Adam); lora: 4P + the 2P bf16 copies the backward pass through the body keeps + 16 bytes
-  per adapter parameter;
-- activations of one forward / backward pass of `rows` sequences (train.micro_batch, else a
-  worker's share of train.batch_size; full and lora back-propagate through the body):
-  34 * seq * rows * hidden * layers bytes (Korthikanti et al. 2022, no recomputation), and
-  the logits: 10 bytes per vocabulary entry per token (bf16, their fp32 copy for the loss, its
-  gradient);
-- plus 1 GiB of CUDA context and workspace.
+Memory per GPU of a training trial: its strategy's estimate (memlab/strategies/: full under
+DeepSpeed ZeRO or plain torch, head, LoRA, a study's own), from its weights, gradients and
+optimizer states and the activations and logits of one forward / backward pass of `rows`
+sequences (train.micro_batch, else a worker's share of train.batch_size); plus 1 GiB of CUDA
+context and workspace.
 A generation actor holds 2P weights, a KV cache of batch x (prefix + new tokens) (for
 instruction and chat data the part before the response comes on top: not counted here) and
 the teacher-forced passes' logits (LOGIT_ELEMS = 2^27 per forward: bf16, float32 and the
 per-token statistics' temporaries, ~12 bytes each).
 
-GPU-hours: 6 (full), 4 (lora), 2 (head) FLOPs per parameter per training token and 2 per
-generated token, at `tflops` effective TFLOP/s per GPU (default 300: ~40% of an H100/H200).
+GPU-hours: the strategy's FLOPs per parameter per training token (6 full, 4 LoRA, 2 head) and
+2 per generated token, at `tflops` effective TFLOP/s per GPU (default 300: ~40% of an H100/H200).
 """
 
 from __future__ import annotations
@@ -33,7 +24,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from memlab.config.keys import resolved, train_tokens
+from memlab.config.keys import train_tokens
 from memlab.config.labels import model_label
 from memlab.config.schema import StudyConfig
 
@@ -112,41 +103,24 @@ def gen_tokens(cfg: StudyConfig) -> int:
 
 
 def estimate(cfg: StudyConfig, shape: Shape, tflops: float = 300.0, workers: int = 1) -> dict:
-    """Memory per GPU (GiB) of the trial and of one generation actor; GPU-hours."""
-    p, t, a = shape.params, cfg.train, cfg.attack
-    rows = t.micro_batch or (t.batch_size // max(1, workers) if t.strategy == "full"
-                             else t.batch_size)  # sequences in one forward / backward pass
-    act = 34 * t.seq_len * rows * shape.hidden * shape.layers
-    logits = 10 * t.seq_len * rows * shape.vocab  # bf16 logits, their fp32 copy and gradient
-    if t.strategy == "full" and resolved(cfg)["train_engine"] == "torch":
-        mem = 18 * p + act + logits
-        flops_tok = 6 * p
-    elif t.strategy == "full":
-        z = t.full.zero_stage
-        w = max(1, workers)
-        mem = 2 * p / (w if z >= 3 else 1) + 2 * p / (w if z >= 2 else 1) + 12 * p / w + act \
-            + logits
-        flops_tok = 6 * p
-    elif t.strategy == "head":
-        mem = 4 * p + 16 * shape.vocab * shape.hidden + logits
-        flops_tok = 2 * p
-    else:
-        r = t.lora.r
-        adapters = shape.layers * 4 * r * 2 * shape.hidden  # q, k, v, o at most
-        mem = 6 * p + 16 * adapters + act + logits
-        flops_tok = 4 * p
+    """Memory per GPU (GiB) of the trial (its strategy's estimate: memlab/strategies/; None
+    where the strategy gives none) and of one generation actor; GPU-hours."""
+    p, t, a, strategy = shape.params, cfg.train, cfg.attack, cfg.strategy
+    rows = t.micro_batch or t.batch_size // max(1, workers)  # sequences per forward / backward
+    mem = strategy.memory(cfg, shape, rows, workers) if strategy.memory else None
+    flops_tok = strategy.flops * p
     kv = a.batch_size * (a.prefix_tokens + a.max_new_tokens) * shape.layers * 2 * shape.kv_dim * 2
     gen_mem = 2 * p + kv + 4 * a.batch_size * shape.vocab * 4 + 12 * 2**27  # + logits
     train_h = flops_tok * train_tokens(cfg) / (tflops * 1e12) / 3600
     gen_h = 2 * p * gen_tokens(cfg) / (tflops * 1e12) / 3600
-    return {"params_m": p / 1e6, "train_mem_gib": mem / GIB + 1,
+    return {"params_m": p / 1e6, "train_mem_gib": None if mem is None else mem / GIB + 1,
             "gen_mem_gib": gen_mem / GIB + 1, "gpu_hours": train_h + gen_h}
 
 
 def caps(c: StudyConfig) -> tuple[float | None, float | None]:
     """GiB of GPU memory a trial of this config may use to train, and one of its generation
     actors (a fractional GPU gets that fraction; None: no GPU reserved)."""
-    res = getattr(c.resources, c.train.strategy)
+    res = c.reserved
     mem = c.resources.gpu_mem_gb
     return (mem * min(res.gpu, 1) if res.gpu else None,
             mem * min(c.attack.actor_gpus, 1) if c.attack.actor_gpus else None)
@@ -162,12 +136,11 @@ def sized_shares(c: StudyConfig, shape: Shape | None) -> StudyConfig:
     r = c.resources
     if r.gpu_share != "memory" or shape is None:
         return c
-    res = getattr(r, c.train.strategy)
-    est = estimate(c, shape, workers=res.workers)
+    est = estimate(c, shape, workers=c.reserved.workers)
     share = lambda gib, cap: min(cap, math.ceil(gib * r.share_margin / r.gpu_mem_gb * 100) / 100)  # noqa: E731
     c = copy.deepcopy(c)
-    res = getattr(c.resources, c.train.strategy)
-    if res.gpu:
+    res = c.reserved
+    if res.gpu and est["train_mem_gib"] is not None:
         res.gpu = share(est["train_mem_gib"], res.gpu)
     if c.attack.actor_gpus:
         c.attack.actor_gpus = share(est["gen_mem_gib"], c.attack.actor_gpus)
@@ -191,17 +164,15 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
         if key not in shapes:
             shapes[key] = model_shape(c)
         shape = shapes[key]
-        s = c.train.strategy
-        res = getattr(c.resources, s)
+        s, res = c.train.strategy, c.reserved
         est = estimate(c, shape, tflops, workers=res.workers) if shape else None
         rows.append(est)
         if est is None:
             continue
         cap, gpu = c.resources.gpu_mem_gb, res.gpu
         train_cap, gen_cap = caps(c)
-        if train_cap and est["train_mem_gib"] > train_cap:
-            fix = ("train.full.zero_stage=3 with more resources.full.workers" if s == "full"
-                   else f"a larger resources.{s}.gpu")
+        if train_cap and est["train_mem_gib"] and est["train_mem_gib"] > train_cap:
+            fix = c.strategy.fix or f"a larger resources.{s}.gpu"
             fix = f"a smaller train.micro_batch, or {fix}"
             problems.setdefault(
                 f"{s} fine-tuning of {model_label(c)} ({est['params_m']:.0f}M) needs "
@@ -220,13 +191,6 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
     return rows, msgs
 
 
-def _full_engine(c: StudyConfig) -> str:
-    """What trains a full trial: DeepSpeed's ZeRO stage over its workers, or plain torch."""
-    if resolved(c)["train_engine"] == "torch":
-        return "torch x1"
-    return f"ZeRO-{c.train.full.zero_stage} x{c.resources.full.workers}"
-
-
 def by_model(study, ests: list[dict | None]) -> list[dict]:
     """One row per base model of the grid: its size, the largest training memory per GPU of
     each strategy against what that strategy's trials reserve, its trials and GPU-hours."""
@@ -238,15 +202,14 @@ def by_model(study, ests: list[dict | None]) -> list[dict]:
         row["trials"] += 1
         if est is None:
             continue
-        s = c.train.strategy
-        res = getattr(c.resources, s)
+        s, res = c.train.strategy, c.reserved
         row["params_m"] = est["params_m"]
         row["gpu_hours"] += gpu_hours(c, est)
         cap, gen_cap = caps(c)
         if est["gen_mem_gib"] > row.get("gen", {"mem": -1})["mem"]:
             row["gen"] = {"mem": est["gen_mem_gib"], "cap": gen_cap, "workers": 1, "engine": None}
         old = row["fits"].get(s)
-        if old is None or est["train_mem_gib"] > old["mem"]:
+        if old is None or (est["train_mem_gib"] or 0) > (old["mem"] or 0):
             row["fits"][s] = {"mem": est["train_mem_gib"], "cap": cap, "workers": res.workers,
-                              "engine": _full_engine(c) if s == "full" else None}
+                              "engine": c.strategy.label(c)}
     return list(rows.values())

@@ -22,7 +22,8 @@ from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import artifact_root, default_tracking_uri, stage_dir, sweep_root
 from memlab.sweep.plan import model_shape, sized_shares
-from memlab.sweep.trial import Tracking, TrialPlan, stages_done
+from memlab.sweep.trial import TrialPlan, stages_done
+from memlab.tracking.trials import Tracking
 
 log = logging.getLogger("memlab")
 
@@ -47,7 +48,7 @@ def trial_resources(cfg: StudyConfig) -> tuple[list[dict], list[dict]]:
     holding actor bundles and workers waiting for them)."""
     from memlab.stages.warm import warm_on
 
-    res = getattr(cfg.resources, cfg.train.strategy)
+    res = cfg.reserved
     if resolved(cfg)["train_engine"] == "deepspeed":
         bundles = [{"CPU": FULL_DRIVER_CPU}]
     elif warm_on(cfg):  # its stages run on the sweep's warm actors (memlab/stages/warm.py)
@@ -74,6 +75,7 @@ def _absolute(cfg: StudyConfig) -> StudyConfig:
     if Path(cfg.score.embedder).expanduser().exists():
         cfg.score.embedder = absolute(cfg.score.embedder)
     cfg.score.plugins = [absolute(p) if p.endswith(".py") else p for p in cfg.score.plugins]
+    cfg.train.plugins = [absolute(p) if p.endswith(".py") else p for p in cfg.train.plugins]
     if cfg.tracking.uri:
         cfg.tracking.uri = _absolute_uri(cfg.tracking.uri)
     return cfg
@@ -109,8 +111,9 @@ def open_tracking(study: Study, tracking_uri: str | None) -> Tracking:
 
 def prepare(study: Study, tracking: Tracking) -> list[TrialPlan]:
     """Datasets and base models once per distinct config; the trials' typed plans."""
-    from memlab.components.data import build_dataset, read_dataset
+    from memlab.components.data import read_dataset
     from memlab.components.models import prepare_base_model
+    from memlab.stages.data import build_dataset
     from memlab.tracking.mlflow_log import provenance
 
     datasets: dict[str, dict] = {}
@@ -154,51 +157,6 @@ def sweep_params(study: Study) -> dict:
     return {**{f"grid.{k}": json.dumps(v, default=vars) for k, v in grid.items()}, **shared}
 
 
-def log_pending(plans: list[TrialPlan]) -> list[TrialPlan]:
-    """Log the finished trials whose results are not in MLflow yet (a trial's own attempt
-    failed, or it finished before a crash); stop at the first failure (MLflow is down).
-    Returns the finished trials still not logged."""
-    from memlab.sweep.trial import is_logged, log_trial
-    from memlab.tracking.mlflow_log import TrackingError
-
-    finished = [p for p in plans if (p.dir / "result.json").is_file()]
-    pending = [p for p in finished if not is_logged(p)]
-    for i, p in enumerate(pending):
-        try:
-            log_trial(p)
-            print(f"[memlab] {p.name}: logged to MLflow", flush=True)
-        except TrackingError as e:
-            print(f"[memlab] MLflow: {e}", file=sys.stderr, flush=True)
-            return pending[i:]
-    return []
-
-
-def log_sweep_summary(study: Study, tracking: Tracking, failed: int, secs: float,
-                      plans: list[TrialPlan] = ()) -> None:
-    """Sweep-level results on the parent run: the report's files (tables as CSV, Markdown and
-    HTML, figures) under `summary`, counts."""
-    from memlab.stages.report import FILES
-    from memlab.tracking.mlflow_log import Client, TrackedRun
-
-    root = sweep_root(study.base)
-    run = TrackedRun(Client(tracking.uri, tracking.retry_s), tracking.parent_run_id)
-    for name in FILES:
-        if (root / name).is_file():
-            run.log_artifact(root / name, "summary")
-            if name.endswith(".png"):  # (also as images: the chart view shows them)
-                run.log_image(root / name, f"study/{Path(name).stem}")
-    if study.base.tracking.log_models == "all":  # each base model once, where asked
-        logged = set()
-        for p in plans:
-            if p.model_label not in logged and Path(p.base_model).is_dir():
-                run.log_artifacts(p.base_model, f"base_model/{p.model_label}")
-                logged.add(p.model_label)
-    done = sum((root / t.key / "result.json").is_file() for t in study.trials)
-    run.log_metrics({"trials_finished": done, "trials_failed": failed,
-                     "sweep_minutes": secs / 60})
-    run.finish(ok=done == len(study.trials) and not failed)
-
-
 def _init_ray() -> None:
     import ray
 
@@ -224,11 +182,11 @@ def finish_here(plans: list[TrialPlan]) -> int:
     Returns how many failed."""
     from memlab.sweep.trial import run_trial
 
-    failed, log = 0, True
+    failed, to_mlflow = 0, True
     for p in plans:
         try:
-            logged = run_trial(p, log)["logged"]
-            log = log and logged  # after one failure MLflow is down: stop trying
+            logged = run_trial(p, to_mlflow)["logged"]
+            to_mlflow = to_mlflow and logged  # after one failure MLflow is down: stop trying
         except Exception as e:  # noqa: BLE001  (one trial's failure is reported, not fatal)
             failed += 1
             print(f"[memlab] trial {p.name} failed: {e!r}", file=sys.stderr)
@@ -241,11 +199,11 @@ def run_tune(study: Study, plans: list[TrialPlan]) -> int:
     stage store, not through Tune's own state."""
     from ray import tune
 
-    from memlab.stages.warm import pools_fit, warm_on
+    from memlab.stages.warm import start_warm_pools, stop_warm_pools, warm_on, warm_pools_fit
     from memlab.sweep.trial import tune_trainable
 
     if any(warm_on(p.config) for p in plans):
-        why = pools_fit([(p.config, p.base_model) for p in plans],
+        why = warm_pools_fit([(p.config, p.base_model) for p in plans],
                         [trial_resources(p.config)[0] for p in plans])
         if why:
             print(f"[memlab] attack.warm: no warm pools for this sweep ({why}); each trial "
@@ -274,17 +232,15 @@ def run_tune(study: Study, plans: list[TrialPlan]) -> int:
                                   failure_config=tune.FailureConfig(
                                       max_failures=study.base.sweep.max_failures)),
     )
-    from memlab.stages.warm import start_pools, stop_pools
-
     failed = 0
-    pools = start_pools([(p.config, p.base_model) for p in plans])
+    pools = start_warm_pools([(p.config, p.base_model) for p in plans])
     try:
         for r in tuner.fit():
             if r.error is not None:
                 failed += 1
                 print(f"[memlab] trial failed: {r.error}", file=sys.stderr)
     finally:
-        stop_pools(pools)
+        stop_warm_pools(pools)
     return failed
 
 
@@ -333,17 +289,17 @@ def placed_or_refused(study: Study, cluster_file: str | None) -> None:
                            "the cluster's head: RAY_ADDRESS=auto)"])
     todo = dataclasses.replace(study, trials=[
         t for t in study.trials if not (study.root / t.key / "result.json").is_file()])
-    asks = any(any(selectors(t.config).values()) or getattr(
-        t.config.resources, t.config.train.strategy).gpu > 0 or t.config.attack.actor_gpus > 0
-        for t in todo.trials)
+    asks = any(any(selectors(t.config).values()) or t.config.reserved.gpu > 0
+               or t.config.attack.actor_gpus > 0 for t in todo.trials)
     if todo.trials and (address or asks):
         _init_ray()
         check(todo, address, cluster_file, connected=True)
 
 
 def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
-    from memlab.stages.report import write_report
+    from memlab.stages.report import FILES, write_report
     from memlab.tracking.mlflow_log import TrackingError, redact
+    from memlab.tracking.trials import log_pending, log_sweep_summary
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.time()
@@ -367,8 +323,12 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
         failed += run_tune(study, todo)
     print(write_report(study))
     unlogged = log_pending(plans)
+    root = sweep_root(study.base)
     try:
-        log_sweep_summary(study, tracking, failed, time.time() - start, plans)
+        log_sweep_summary(tracking, [root / f for f in FILES], study.base.tracking,
+                          failed, time.time() - start, plans,
+                          sum((root / t.key / "result.json").is_file() for t in study.trials),
+                          len(study.trials))
     except TrackingError as e:
         print(f"[memlab] the sweep's summary is not in MLflow: {e}", file=sys.stderr)
     from memlab.tracking.desk import runs_url

@@ -9,7 +9,7 @@ import pytest
 
 from memlab.components.models import torch_threads
 from memlab.io.paths import stage_dir
-from memlab.stages.pool import shard_jobs
+from memlab.stages.work import shard_jobs
 from tests.integration.conftest import SMOKE, run_sweep
 
 
@@ -49,7 +49,8 @@ def test_warm_actor_writes_the_cold_actors_shards(smoke_sweep, tmp_path):
         for shard in (canary, src):
             dst = tmp_path / f"gen-{n}-{strategy}" / shard.name
             dst.parent.mkdir(exist_ok=True)
-            rows = worker.generate(c, str(st("train")), torch_threads(c), str(shard), str(dst))
+            args = {"cfg": c, "train_dir": str(st("train")), "threads": torch_threads(c)}
+            rows = worker.run("gen", args, str(shard), str(dst))
             assert rows == pq.read_metadata(st("gen") / shard.name).num_rows
             _same(dst, st("gen") / shard.name)
         assert rows > 0
@@ -58,11 +59,12 @@ def test_warm_actor_writes_the_cold_actors_shards(smoke_sweep, tmp_path):
     c, k, st = trials["lora"]
     dst = tmp_path / "base" / src.name
     dst.parent.mkdir()
-    worker.base(c, torch_threads(c), str(src), str(dst))
+    worker.run("base", {"cfg": c, "base_model": base_model, "threads": torch_threads(c)},
+               str(src), str(dst))
     _same(dst, st("base") / src.name)
 
     from memlab.scoring import suite
-    from memlab.stages.base import base_nll
+    from memlab.stages.score import base_nll
 
     base = base_nll(st("base"))
     for strategy in ("lora", "head"):  # one scorer set serves both
@@ -72,9 +74,10 @@ def test_warm_actor_writes_the_cold_actors_shards(smoke_sweep, tmp_path):
         gen = st("gen") / src.name
         dst = tmp_path / f"score-{strategy}" / src.name
         dst.parent.mkdir()
-        worker.score(c, k.trial, prepared, base, torch_threads(c), str(gen), str(dst))
+        worker.run("score", {"cfg": c, "trial_key": k.trial, "prepared": prepared, "base": base,
+                             "threads": torch_threads(c)}, str(gen), str(dst))
         _same(dst, st("score") / src.name)
-    assert len(worker.scorers) == 1
+    assert len(worker.states) == 1
 
 
 def test_a_trial_model_of_another_base_is_refused(smoke_sweep, tmp_path):
@@ -100,7 +103,7 @@ def test_pools_that_leave_no_room_for_a_trial_are_refused(monkeypatch):
     import ray
 
     from memlab.config.expand import load_study
-    from memlab.stages.warm import pools_fit
+    from memlab.stages.warm import warm_pools_fit as pools_fit
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
     cfg = load_study(SMOKE, ["attack.warm=on", "attack.actor_gpus=0.5",

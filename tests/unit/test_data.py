@@ -7,13 +7,13 @@ import pytest
 
 from memlab.components.data import (
     DataError,
-    build_dataset,
     load_documents,
     read_dataset,
     training_stream,
 )
 from memlab.config.schema import DataSection
 from memlab.io.shards import DATASET_SCHEMA, FORMATTED_DATASET_SCHEMA, read_manifest
+from memlab.stages.data import build_dataset
 
 
 def test_duplication_counts_are_exact(tmp_path):

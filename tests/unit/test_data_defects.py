@@ -7,9 +7,10 @@ import subprocess
 
 import pytest
 
-from memlab.components.data import DataError, build_dataset, read_dataset
+from memlab.components.data import DataError, read_dataset
 from memlab.config.schema import DataSection
 from memlab.io.shards import read_manifest
+from memlab.stages.data import build_dataset
 from tests.conftest import ROOT, SWEEPS
 
 

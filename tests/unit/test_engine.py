@@ -36,7 +36,7 @@ def lora_merged():
 
 
 def head_only():
-    from memlab.components.models import untie_head
+    from memlab.strategies.head import untie_head
 
     model = llama(tied=True, seed=4)
     untie_head(model)
@@ -268,7 +268,7 @@ def test_generation_stage_rows_same_with_engine_and_hf(tmp_path, exact):
     # as the stage's actor runs it: two shards at once in two threads, sharing the engine
     from concurrent.futures import ThreadPoolExecutor
 
-    from memlab.stages.generate import TimedLock
+    from memlab.components.loaded import TimedLock
 
     locks = (TimedLock(), threading.Lock())
 

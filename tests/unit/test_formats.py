@@ -10,15 +10,16 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from memlab.components.data import DataError, build_dataset, load_documents, read_dataset
+from memlab.components.data import DataError, load_documents, read_dataset
 from memlab.components.formats import plain_chat, render_template
 from memlab.components.models import load_causal_lm, prepare_base_model
 from memlab.config.formats import problems
 from memlab.config.schema import DataSection, StudyConfig
 from memlab.io.shards import FORMATTED_DATASET_SCHEMA
+from memlab.stages.data import build_dataset
 from memlab.stages.generate import generate_rows
-from memlab.stages.train import _batches, run_train
-from tests.conftest import ROOT
+from memlab.stages.train import _batches
+from tests.conftest import ROOT, stage
 from tests.unit.test_engine import assert_same_row
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -378,11 +379,11 @@ def test_response_only_training_runs_and_a_cut_response_trains_nothing(tmp_path,
     cfg, rows, base, tok, data = _dataset(tmp_path, "instruction", "chatdoctor.jsonl")
     cfg.train.strategy, cfg.train.loss_on = strategy, "response"
     cfg.train.full.lr = cfg.train.head.lr = 1e-2
-    man = run_train(cfg, base, data, tmp_path / "train").manifest
+    man = stage("train", cfg, base=base, data=data, train=tmp_path / "train").manifest
     assert man["steps_without_loss_tokens"] == 0 and man["members_response_beyond_seq_len"] == 0
     assert man["final_loss"] == man["final_loss"]  # finite
     cfg.train.seq_len = 48
-    man = run_train(cfg, base, data, tmp_path / "cut").manifest
+    man = stage("train", cfg, base=base, data=data, train=tmp_path / "cut").manifest
     assert man["members_response_beyond_seq_len"] == 4
     assert man["steps_without_loss_tokens"] == man["train_steps"] == 2
     from memlab.components.models import load_trained

@@ -149,11 +149,12 @@ def test_canary_seen_16_times_is_more_exposed_than_once_and_never(tmp_path):
     """A tiny model fine-tuned (full) on a stream holding canaries 16 times, once, and not at
     all: the rank estimate puts the 16-times canaries far above the others."""
     from memlab.components import canaries as cn
-    from memlab.components.data import build_dataset, read_dataset
+    from memlab.components.data import read_dataset
     from memlab.components.models import load_trained, prepare_base_model
     from memlab.config.schema import StudyConfig
+    from memlab.stages.data import build_dataset
     from memlab.stages.generate import canary_exposure
-    from memlab.stages.train import run_train
+    from tests.conftest import stage
 
     cfg = StudyConfig()
     d = cfg.data
@@ -171,7 +172,7 @@ def test_canary_seen_16_times_is_more_exposed_than_once_and_never(tmp_path):
                                                                                  16, 16]
     assert man["train_stream_len"] == 4 + 2 * 16 + 2
     base = prepare_base_model(cfg.model, [r["text"] for r in rows])["path"]
-    run_train(cfg, base, data, tmp_path / "train")
+    stage("train", cfg, base=base, data=data, train=tmp_path / "train")
     model, tok = load_trained(tmp_path / "train")
     found = canary_exposure(model, tok, canaries, cfg)
     by = {}

@@ -48,17 +48,17 @@ def test_manifest_written_last_marks_stage_done(tmp_path):
 
 def test_finished_shards_are_skipped_without_work(tmp_path):
     from memlab.config.schema import StudyConfig
-    from memlab.stages.pool import run_shard_pool
+    from memlab.stages.actors import run_on_actors
 
     dst = tmp_path / "out" / "part-00000.parquet"
     write_shard(_table(4), dst, DATASET_SCHEMA)
     before = dst.stat().st_mtime_ns
 
-    class Boom:  # would fail if anything were scheduled
-        def __init__(self, **kw):
-            raise AssertionError("a finished shard was redone")
+    def boom(*a):  # would fail if anything were scheduled
+        raise AssertionError("a finished shard was redone")
 
-    rows = run_shard_pool(Boom, {}, [(tmp_path / "src.parquet", dst)], StudyConfig(), "x")
+    rows = run_on_actors(_shards(boom, boom), {}, [(tmp_path / "src.parquet", dst)],
+                         StudyConfig())
     assert rows == 4
     assert dst.stat().st_mtime_ns == before
 
@@ -86,7 +86,7 @@ def test_actor_pools_fit_the_actor_cpus(monkeypatch):
     the node); a setting already in the environment is kept."""
     import torch._inductor.config as ic
 
-    from memlab.stages.generate import fit_threads
+    from memlab.components.loaded import fit_threads
 
     monkeypatch.setenv("TORCHINDUCTOR_COMPILE_THREADS", "")  # restored after the test
     monkeypatch.delenv("TORCHINDUCTOR_COMPILE_THREADS")
@@ -101,72 +101,61 @@ def test_actor_pools_fit_the_actor_cpus(monkeypatch):
     assert os.environ["TORCHINDUCTOR_COMPILE_THREADS"] == "8" and ic.compile_threads == 1
 
 
-class _OneAtATime:
-    """A shard actor that takes 1 s per shard and leaves (pid, start, end) next to it."""
+def _shards(load, run, calls: int = 1):
+    from memlab.stages.work import Shards
 
-    def __init__(self, **kw):
-        pass
+    return Shards(source="data", desc="x", args=lambda ctx: {}, load=load, run=run, calls=calls)
 
-    def __call__(self, batch):
-        import json
-        import time
 
-        for dst in batch["dst"]:
-            t0 = time.time()
-            self.work()
-            write_shard(_table(2), dst, DATASET_SCHEMA)
-            Path(dst).with_suffix(".json").write_text(json.dumps([os.getpid(), t0, time.time()]))
-        return {"dst": list(batch["dst"]), "rows": [2] * len(batch["dst"])}
+def _one_at_a_time(state, lock, args, src, dst):
+    """A shard that takes 1 s (with `state`, a barrier: waits for a second one to run beside
+    it, failing after 60 s alone) and leaves (pid, start, end) next to it."""
+    import json
+    import time
 
-    def work(self):
-        import time
-
+    t0 = time.time()
+    if state is None:
         time.sleep(1.0)
+    else:
+        state.wait()
+    write_shard(_table(2), dst, DATASET_SCHEMA)
+    Path(dst).with_suffix(".json").write_text(json.dumps([os.getpid(), t0, time.time()]))
+    return 2
 
 
-class _TwoAtOnce(_OneAtATime):
-    """Each shard waits for a second one to run beside it (fails after 60 s alone)."""
+def _pair(args):
+    import threading
 
-    CALLS = 2
-
-    def __init__(self, **kw):
-        import threading
-
-        self.pair = threading.Barrier(2, timeout=60)
-
-    def work(self):
-        self.pair.wait()
-
-
-class _TwoIfGPU(_OneAtATime):
-    CALLS = 2
+    return threading.Barrier(2, timeout=60)
 
 
 def test_a_gpu_actor_takes_CALLS_shards_at_once(tmp_path):
-    """GenerateShards.CALLS: with a GPU, one actor runs that many shards concurrently (the
-    engine's host work overlaps the device's); without CALLS (or without a GPU) an actor runs
-    one shard at a time."""
+    """Shards.calls (the generate stage's: 2): with a GPU, one actor runs that many shards
+    concurrently (the engine's host work overlaps the device's); with calls 1 (or without a
+    GPU) an actor runs one shard at a time."""
     import json
 
     import ray
 
     from memlab.config.schema import StudyConfig
-    from memlab.stages.generate import GenerateShards
-    from memlab.stages.pool import run_shard_pool
+    from memlab.stages.actors import run_on_actors
+    from memlab.stages.generate import WORK
 
-    assert GenerateShards.CALLS > 1
+    assert WORK.shards.calls > 1
     cfg = StudyConfig()
     cfg.attack.actors, cfg.attack.actor_gpus = 1, 1.0
     if ray.is_initialized():
         ray.shutdown()
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False)  # a logical GPU: no device used
     try:
-        for cls, gpus, overlap in ((_TwoAtOnce, 1.0, True), (_OneAtATime, 1.0, False),
-                                   (_TwoIfGPU, 0.0, False)):
+        for name, shards, gpus, overlap in (
+                ("two", _shards(_pair, _one_at_a_time, 2), 1.0, True),
+                ("one", _shards(lambda a: None, _one_at_a_time), 1.0, False),
+                ("two-no-gpu", _shards(lambda a: None, _one_at_a_time, 2), 0.0, False)):
             cfg.attack.actor_gpus = gpus
-            out = tmp_path / f"{cls.__name__}-{gpus}"
+            out = tmp_path / name
             jobs = [(tmp_path / f"src{i}", out / f"part-{i:05d}.parquet") for i in range(4)]
-            assert run_shard_pool(cls, {}, jobs, cfg, "x") == 8
+            assert run_on_actors(shards, {}, jobs, cfg) == 8
             spans = sorted(json.loads(d.with_suffix(".json").read_text()) for _, d in jobs)
             assert len({pid for pid, *_ in spans}) == 1  # one actor
             times = sorted((t0, t1) for _, t0, t1 in spans)

@@ -15,10 +15,10 @@ def _slow_loss(step, loss):
 
 def _train(args):
     cfg, base, data, out, barrier = args
-    from memlab.stages.train import run_train
+    from tests.conftest import stage
 
     barrier.wait(timeout=120)  # both start at once
-    got = run_train(cfg, base, data, out, on_loss=_slow_loss)
+    got = stage("train", cfg, base=base, data=data, train=out, on_loss=_slow_loss)
     return got.computed, got.waited_s, got.manifest["train_time_s"]
 
 
@@ -44,7 +44,7 @@ def _claim(args):
     folder, barrier, log = args
     barrier.wait(timeout=60)
     with claim_stage(folder, "up") as stage:
-        if stage.done is None:
+        if stage.finished is None:
             with open(log, "a") as f:
                 f.write("computed\n")
             time.sleep(1.0)

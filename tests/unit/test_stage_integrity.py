@@ -24,7 +24,7 @@ def _run(folder, values=(0, 1, 2), metrics="t=1.0"):
     """A stage of three shards and a volatile metrics file; returns the shards it wrote."""
     wrote = []
     with claim_stage(folder, "up") as stage:
-        if stage.done is None:
+        if stage.finished is None:
             for i, v in enumerate(values):
                 p = folder / shard_name(i)
                 if not p.exists():  # (finished shards are not redone)

@@ -123,7 +123,7 @@ def test_credentials_are_kept_out_of_logged_params_and_messages(raw, logged):
     ("local", "on", True), ("demo", "off", False)])
 def test_log_text_defaults_off_for_private_sources(source, setting, on):
     from memlab.config.schema import StudyConfig
-    from memlab.sweep.trial import log_text
+    from memlab.tracking.trials import log_text
 
     cfg = StudyConfig()
     cfg.data.source, cfg.tracking.log_text = source, setting

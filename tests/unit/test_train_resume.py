@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from memlab.components.models import load_trained
-from memlab.stages.train import CKPT, run_train
+from memlab.components.training import CKPT
+from tests.conftest import stage
 from tests.unit.test_train_stage import _setup
 
 
@@ -26,17 +27,19 @@ def _crash_at(step_to_fail: int):
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path, strategy):
     cfg, base, data = _setup(tmp_path, "llama", strategy, checkpoint_every=1, epochs=2)
     cfg.train.lora.dropout = 0.3  # resumed dropout masks must match too (RNG state restored)
-    assert run_train(cfg, base, data, tmp_path / "ref").manifest["resumed_from_step"] == 0
+    ref = stage("train", cfg, base=base, data=data, train=tmp_path / "ref")
+    assert ref.manifest["resumed_from_step"] == 0
     ref_losses = json.loads((tmp_path / "ref" / "metrics.json").read_text())["losses"]
     assert len(ref_losses) == 6 and not (tmp_path / "ref" / CKPT).exists()
 
     out = tmp_path / "crashed"
     with pytest.raises(Crash):
-        run_train(cfg, base, data, out, on_loss=_crash_at(3))
+        stage("train", cfg, base=base, data=data, train=out, on_loss=_crash_at(3))
     assert (out / CKPT).is_dir() and not (out / "_MANIFEST.json").exists()
 
     seen = []
-    man = run_train(cfg, base, data, out, on_loss=lambda s, v: seen.append(s)).manifest
+    man = stage("train", cfg, base=base, data=data, train=out,
+                on_loss=lambda s, v: seen.append(s)).manifest
     assert man["resumed_from_step"] == 3 and seen == [3, 4, 5]
     losses = json.loads((out / "metrics.json").read_text())["losses"]
     assert losses == ref_losses

@@ -4,10 +4,11 @@ and what it saves loads back for generation."""
 import pytest
 import torch
 
-from memlab.components.data import build_dataset
 from memlab.components.models import load_causal_lm, load_trained, prepare_base_model
 from memlab.config.schema import StudyConfig
-from memlab.stages.train import count_steps, run_train
+from memlab.stages.data import build_dataset
+from memlab.stages.train import count_steps
+from tests.conftest import stage
 
 
 def _setup(tmp_path, family: str, strategy: str, **train):
@@ -31,12 +32,12 @@ def _setup(tmp_path, family: str, strategy: str, **train):
 def test_head_only_trains_only_the_untied_head(tmp_path, family):
     cfg, base, data = _setup(tmp_path, family, "head")
     cfg.train.head.lr = 1e-2
-    man = run_train(cfg, base, data, tmp_path / "train").manifest
+    man = stage("train", cfg, base=base, data=data, train=tmp_path / "train").manifest
     before = load_causal_lm(base).state_dict()
     after, _ = load_trained(tmp_path / "train")
     after_sd = after.state_dict()
     assert any("untied" in n for n in man["notes"])  # tiny models tie their head by default
-    assert man["head_untied"] is True  # (logged as the run's param train.head_untied)
+    assert man["setup"]["head_untied"] is True  # (logged as the run's param train.head_untied)
     head = after.get_output_embeddings().weight
     assert head.data_ptr() != after.get_input_embeddings().weight.data_ptr()
     changed = {k for k in before if not torch.equal(before[k], after_sd[k])}
@@ -51,9 +52,9 @@ def test_lora_saves_an_adapter_that_merges(tmp_path):
     Conv1D) and attn.c_proj, never on the MLP's c_proj or c_fc."""
     cfg, base, data = _setup(tmp_path, "gpt2", "lora")
     assert cfg.train.lora.target_modules == []  # the default
-    man = run_train(cfg, base, data, tmp_path / "train").manifest
-    assert man["saved"] == "lora_adapter"
-    assert man["lora_targets"] == ["attn.c_attn", "attn.c_proj"]
+    man = stage("train", cfg, base=base, data=data, train=tmp_path / "train").manifest
+    assert man["saved"] == "adapter"
+    assert man["setup"]["lora_targets"] == ["attn.c_attn", "attn.c_proj"]
     assert (tmp_path / "train" / "model" / "adapter_config.json").is_file()
     merged, _ = load_trained(tmp_path / "train")
     before = load_causal_lm(base).state_dict()
@@ -64,7 +65,7 @@ def test_lora_saves_an_adapter_that_merges(tmp_path):
     assert 0 < man["trainable_frac"] < 0.5
     # a rerun is a no-op: the manifest says the stage is done
     mtime = (tmp_path / "train" / "_MANIFEST.json").stat().st_mtime_ns
-    run_train(cfg, base, data, tmp_path / "train")
+    stage("train", cfg, base=base, data=data, train=tmp_path / "train")
     assert (tmp_path / "train" / "_MANIFEST.json").stat().st_mtime_ns == mtime
 
 
@@ -72,7 +73,7 @@ def test_full_under_deepspeed_zero3_exports_the_whole_model(tmp_path):
     cfg, base, data = _setup(tmp_path, "llama", "full")
     cfg.train.full.zero_stage = 3
     cfg.train.full.lr = 1e-3
-    man = run_train(cfg, base, data, tmp_path / "train").manifest
+    man = stage("train", cfg, base=base, data=data, train=tmp_path / "train").manifest
     assert man["engine"] == "deepspeed-zero3"
     assert man["trainable_params"] == man["total_params"]
     model, _ = load_trained(tmp_path / "train")
@@ -86,12 +87,12 @@ def test_full_under_deepspeed_zero3_exports_the_whole_model(tmp_path):
 def test_lora_defaults_per_architecture_and_its_peft_options(tmp_path):
     import json
 
-    from memlab.stages.train import lora_targets
+    from memlab.strategies.lora import lora_targets
 
     cfg, base, data = _setup(tmp_path, "llama", "lora")
     cfg.train.lora.bias, cfg.train.lora.modules_to_save = "lora_only", ["lm_head"]
-    man = run_train(cfg, base, data, tmp_path / "train").manifest
-    assert man["lora_targets"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
+    man = stage("train", cfg, base=base, data=data, train=tmp_path / "train").manifest
+    assert man["setup"]["lora_targets"] == ["k_proj", "o_proj", "q_proj", "v_proj"]
     adapter = json.loads((tmp_path / "train" / "model" / "adapter_config.json").read_text())
     assert adapter["bias"] == "lora_only" and adapter["modules_to_save"] == ["lm_head"]
     assert lora_targets(cfg, "bloom") is None  # peft's own default for other architectures
@@ -114,9 +115,9 @@ def test_micro_batches_give_the_one_pass_gradient(tmp_path, strategy):
     cfg, base, data = _setup(tmp_path, "llama", strategy)
     cfg.train.batch_size, cfg.train.full.lr, cfg.train.lora.lr = 4, 1e-3, 1e-2
     cfg.train.lora.dropout = 0.0  # (dropout masks are drawn per pass: other random numbers)
-    whole = run_train(cfg, base, data, tmp_path / "whole").manifest
+    whole = stage("train", cfg, base=base, data=data, train=tmp_path / "whole").manifest
     cfg.train.micro_batch = 1
-    micro = run_train(cfg, base, data, tmp_path / "micro").manifest
+    micro = stage("train", cfg, base=base, data=data, train=tmp_path / "micro").manifest
     assert micro["engine"] == whole["engine"]
     a, b = _losses(tmp_path / "whole"), _losses(tmp_path / "micro")
     assert len(a) == len(b) == whole["train_steps"] >= 2
@@ -132,9 +133,9 @@ def test_full_in_plain_torch_follows_deepspeed(tmp_path):
 
     cfg, base, data = _setup(tmp_path, "llama", "full")
     cfg.train.full.lr, cfg.train.batch_size = 1e-3, 2
-    ds = run_train(cfg, base, data, tmp_path / "ds").manifest
+    ds = stage("train", cfg, base=base, data=data, train=tmp_path / "ds").manifest
     cfg.train.full.engine = "torch"
-    pt = run_train(cfg, base, data, tmp_path / "pt").manifest
+    pt = stage("train", cfg, base=base, data=data, train=tmp_path / "pt").manifest
     assert (ds["engine"], pt["engine"]) == ("deepspeed-zero2", "torch")
     assert pt["trainable_params"] == pt["total_params"] == ds["total_params"]
     assert _losses(tmp_path / "pt") == pytest.approx(_losses(tmp_path / "ds"), rel=1e-4)
@@ -167,11 +168,11 @@ def test_full_in_plain_torch_follows_deepspeed(tmp_path):
 def test_a_micro_batch_without_loss_tokens_keeps_the_step_loss_finite(tmp_path):
     """loss_on=response, micro-batches of one row: a row whose response starts beyond seq_len
     has no loss token (its mean loss is NaN, weight 0); the step's loss is its other rows'."""
-    from memlab.stages.train import TorchSetup, micro_parts
+    from memlab.components.training import TorchSetup, micro_parts
 
     cfg, base, data = _setup(tmp_path, "llama", "head")
     model = load_causal_lm(base)
-    setup = TorchSetup(model, cfg, 0.0, "full_model", "cpu", torch.float32)
+    setup = TorchSetup(model, cfg, 0.0, "cpu", torch.float32)
     ids = torch.randint(1, 50, (2, 8))
     mask = torch.ones_like(ids)
     labels = ids.clone()

@@ -1,0 +1,101 @@
+r"""The stage chain as data: every stage of a trial declared once.
+
+    data  -> train -> gen -> score
+          \-> base --------/
+
+A stage (`Link`) names the stages whose keys its key hashes (`after`), the config sections
+in its key, what else its key holds (`extra`: the device and precision it runs on, a seed, the
+content of plugin files), the finished stages it reads (`reads`: their manifests' digests say
+what a finished output was built from), whether a trial has it (`when`), and the module that
+computes it (`work`: its WORK, memlab/stages/runner.py). From these declarations come the
+stage keys (memlab/config/keys.py), the runner's "is this trial done" (one loop over them) and
+the order a trial computes its stages in.
+
+The module is named, not imported: the config floor stays free of torch and of the stages,
+which sit above it (the same way `score.plugins` and `train.plugins` name modules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from memlab.config.schema import StudyConfig
+
+
+def _always(cfg: StudyConfig) -> bool:
+    return True
+
+
+def _nothing(cfg: StudyConfig, run: dict[str, str]) -> dict:
+    return {}
+
+
+def base_pass(cfg: StudyConfig) -> bool:
+    """The base model's pass over the dataset: the `ref` membership signal and base_ppl."""
+    m = cfg.score.membership
+    return m.enabled and m.base_pass
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str  # also its folder under <runs_root>/stages/
+    after: tuple[str, ...]  # stages whose keys its key hashes
+    sections: tuple[str, ...]  # config sections hashed into its key
+    reads: tuple[str, ...]  # finished stages it reads (their manifests: its upstream)
+    work: str  # the module that computes it (its WORK)
+    extra: Callable[[StudyConfig, dict[str, str]], dict] = _nothing  # (cfg, resolved) -> key
+    when: Callable[[StudyConfig], bool] = _always  # whether a trial has this stage
+
+
+def _data(cfg: StudyConfig, run: dict[str, str]) -> dict:
+    from memlab.config.keys import source_digest
+
+    return {"source": source_digest(cfg.data)}
+
+
+def _train(cfg: StudyConfig, run: dict[str, str]) -> dict:
+    """The seed, and how it trains: device and precision, plus the engine and compilation where
+    they differ from the strategy's first way (full under DeepSpeed, eager), so that trials
+    trained that way keep their keys; a study's strategy modules by content."""
+    from memlab.config.keys import plugin_digests
+
+    on = [run["train_device"], run["train_dtype"]]
+    if run["train_engine"] != cfg.strategy.first_engine:
+        on.append(f"engine={run['train_engine']}")
+    if run["train_compiled"] == "yes":
+        on.append("compiled")
+    plugins = {"plugins": plugin_digests(cfg.train.plugins)} if cfg.train.plugins else {}
+    return {"seed": cfg.seed, "on": on, **plugins}
+
+
+GEN_OUTPUTS = 2
+"""Version of what a generation shard holds (2: per-token signals for membership inference):
+generation stages written by an older memlab are not reused."""
+
+
+def _gen(cfg: StudyConfig, run: dict[str, str]) -> dict:
+    return {"on": [run["gen_device"], run["gen_dtype"], run["gen_engine"]],
+            "outputs": GEN_OUTPUTS}
+
+
+def _base(cfg: StudyConfig, run: dict[str, str]) -> dict:
+    return {"seq_len": cfg.train.seq_len, "on": [run["gen_device"], run["gen_dtype"]]}
+
+
+def _score(cfg: StudyConfig, run: dict[str, str]) -> dict:
+    from memlab.config.keys import plugin_digests
+
+    return {"plugins": plugin_digests(cfg.score.plugins)}
+
+
+CHAIN: tuple[Link, ...] = (
+    Link("data", (), ("data",), (), "memlab.stages.data", _data),
+    Link("train", ("data",), ("model", "train"), ("data",), "memlab.stages.train", _train),
+    Link("gen", ("train",), ("attack",), ("train", "data"), "memlab.stages.generate", _gen),
+    # the base model's pass: shared by every strategy, seed and attack of a model and dataset
+    Link("base", ("data",), ("model",), ("data",), "memlab.stages.base", _base, base_pass),
+    Link("score", ("gen", "base"), ("score",), ("gen", "base"), "memlab.stages.score", _score),
+)
+LINKS = {link.name: link for link in CHAIN}
+STAGES = tuple(LINKS)
