@@ -50,8 +50,8 @@ class LoadedModel:
                      f"memlab ({e.decode_kernel} decode{', compiled' if e.compile else ''})") + \
             f" on {self.device}, {str(self.dtype).removeprefix('torch.')}"
         self.model_lock, self.tok_lock = TimedLock(), threading.Lock()
-        print(f"[memlab] model ready in {time.perf_counter() - t0:.1f} s (imports, {what}; "
-              f"{self.used})", file=sys.stderr, flush=True)
+        log.info(f"model ready in {time.perf_counter() - t0:.1f} s (imports, {what}; "
+                 f"{self.used})")
 
     @classmethod
     def trained(cls, cfg: StudyConfig, train_dir: str, threads: int) -> LoadedModel:

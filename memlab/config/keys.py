@@ -175,7 +175,7 @@ def plugin_digests(plugins: list[str]) -> list[str]:
 # another path (relative, absolute, moved) keeps its keys; and `auto` fields, hashed as what
 # they resolve to (`resolved`)
 NOT_BY_TEXT = ("data.path", "score.plugins", "train.plugins", "train.precision",
-               "attack.engine", "train.full.engine")
+               "attack.engine")
 
 
 def train_tokens(cfg: StudyConfig) -> int:
@@ -215,7 +215,8 @@ def stage_keys(cfg: StudyConfig) -> StageKeys:
     stages' keys, its config sections, and what else it declares."""
     from memlab.config.chain import CHAIN, LINKS
 
-    ident = {k: v for k, v in _identity(cfg).items() if k not in NOT_BY_TEXT}
+    auto = tuple(f"train.{cfg.train.strategy}.{name}" for name in cfg.strategy.auto)
+    ident = {k: v for k, v in _identity(cfg).items() if k not in NOT_BY_TEXT + auto}
     run = resolved(cfg)
     keys: dict[str, str] = {}
     for link in CHAIN:

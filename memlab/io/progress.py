@@ -4,11 +4,13 @@ it stays readable in Ray worker output relayed to the driver and in CI logs."""
 
 from __future__ import annotations
 
-import sys
+import logging
 
 from tqdm import tqdm
 
-FORMAT = ("[memlab] {desc}: {n_fmt}/{total_fmt} {unit}s{postfix}, {rate_inv_fmt}, "
+log = logging.getLogger(__name__)
+
+FORMAT = ("{desc}: {n_fmt}/{total_fmt} {unit}s{postfix}, {rate_inv_fmt}, "
           "elapsed {elapsed}, eta {remaining}")
 
 
@@ -36,7 +38,7 @@ class Progress(tqdm):
         if self.n > self._shown:
             self._shown = self.n
             line = self.format_meter(**self.format_dict).replace(",  ", ", ")
-            print(line, file=sys.stderr, flush=True)
+            log.info(line)
         return True
 
     def update(self, n: int = 1, postfix: str = "") -> None:

@@ -11,9 +11,9 @@ same output waits for it and then reuses it."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +24,8 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from memlab.config.keys import file_sha256
+
+log = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------ schemas of stage boundaries
 DATASET_SCHEMA = pa.schema([  # a dataset of data.format text (as before formats existed)
@@ -217,10 +219,9 @@ def write_manifest(folder: str | os.PathLike, volatile: tuple[str, ...] = (), **
                                if k not in old.get("volatile", ()))
         if same:
             info = old
-        print(f"[memlab] {folder.parent.name} {folder.name}: repaired; "
-              + ("every output as recorded: its earlier manifest kept" if same else
-                 "outputs differ from the record: the stages built on it are redone"),
-              file=sys.stderr, flush=True)
+        log.info(f"{folder.parent.name} {folder.name}: repaired; "
+                 + ("every output as recorded: its earlier manifest kept" if same else
+                    "outputs differ from the record: the stages built on it are redone"))
     write_json_atomic(info, folder / MANIFEST)
     prev.unlink(missing_ok=True)
 
@@ -287,9 +288,9 @@ def begin_stage(folder: str | os.PathLike, upstream: str) -> dict | None:
         bad = damaged(folder, man)
         if not bad:
             return man
-        print(f"[memlab] {folder.parent.name} {folder.name}: {', '.join(bad[:5])}"
-              f"{f' (+{len(bad) - 5} more)' if len(bad) > 5 else ''} missing or not as "
-              "recorded in its manifest: redoing that alone", file=sys.stderr, flush=True)
+        log.warning(f"{folder.parent.name} {folder.name}: {', '.join(bad[:5])}"
+                    f"{f' (+{len(bad) - 5} more)' if len(bad) > 5 else ''} missing or not as "
+                    "recorded in its manifest: redoing that alone")
         for name in bad:  # (a piece of a folder output takes the folder: it is one piece)
             top = folder / Path(name).parts[0]
             shutil.rmtree(top, ignore_errors=True) if top.is_dir() else \
@@ -329,8 +330,8 @@ class claim_stage:
         try:
             self.lock.acquire(timeout=0)
         except Timeout:
-            print(f"[memlab] {self.folder.parent.name} {self.folder.name}: another process is "
-                  "computing it; waiting for it", file=sys.stderr, flush=True)
+            log.info(f"{self.folder.parent.name} {self.folder.name}: another process is "
+                     "computing it; waiting for it")
             t0 = time.perf_counter()
             self.lock.acquire()
             self.waited_s = time.perf_counter() - t0

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -231,9 +230,9 @@ def generate_shard(lm: LoadedModel, hold, args: dict, src: str, dst: str) -> int
         table = pa.Table.from_pylist(out, schema=GENERATION_SCHEMA)
         write_shard(table.replace_schema_metadata({ENGINE_KEY: lm.used}), dst,
                     GENERATION_SCHEMA)
-        print(f"[memlab] generate {Path(src).name}: {len(out)} rows; read {t1 - t0:.1f} s,"
-              f" attack {t2 - t1:.1f} s (model {held:.1f} s, waited {wait:.1f} s for "
-              f"it), write {time.perf_counter() - t2:.1f} s", file=sys.stderr, flush=True)
+        log.info(f"generate {Path(src).name}: {len(out)} rows; read {t1 - t0:.1f} s, attack "
+                 f"{t2 - t1:.1f} s (model {held:.1f} s, waited {wait:.1f} s for it), write "
+                 f"{time.perf_counter() - t2:.1f} s")
     return pq.read_metadata(dst).num_rows
 
 

@@ -197,8 +197,6 @@ def _worker_loop(c: dict) -> None:
     rank = ctx.get_world_rank()
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(ctx.get_world_size()),
                       LOCAL_RANK=str(ctx.get_local_rank()))
-    logging.basicConfig(level=os.environ.get("MEMLAB_LOG", "INFO"),
-                        format=f"%(levelname)s rank{rank} %(name)s: %(message)s")
     cfg: StudyConfig = c["cfg"]
     torch.set_num_threads(torch_threads(cfg))
     device = "cpu"

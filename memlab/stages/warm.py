@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -101,9 +100,9 @@ def start_warm_pools(cfgs: list[tuple[StudyConfig, str]]) -> list:
         handles += [actor.options(name=n, **opts).remote(cfg, spec["base_model"])
                     for n in _names(spec)]
         gpu = f", {spec['gpus']:g} GPU" if spec["gpus"] else ""
-        print(f"[memlab] warm pool: {spec['actors']} actor(s) of {Path(spec['base_model']).name}"
-              f" ({spec['cpus']:g} CPU{gpu} each) serve the generate, base and score stages of "
-              "its trials", flush=True)
+        log.info(f"warm pool: {spec['actors']} actor(s) of {Path(spec['base_model']).name} "
+                 f"({spec['cpus']:g} CPU{gpu} each) serve the generate, base and score stages "
+                 "of its trials")
     return handles
 
 
@@ -268,8 +267,8 @@ class WarmWorker:
                 self.states[key] = shards.load(args)
                 while len(self.states) > 2:
                     self.states.popitem(last=False)
-                print(f"[memlab] warm actor: {shards.desc} loaded in "
-                      f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+                log.info(f"warm actor: {shards.desc} loaded in "
+                         f"{time.perf_counter() - t0:.1f} s")
             return self.states[key]
 
     # -- weights -------------------------------------------------------------------------------

@@ -105,6 +105,8 @@ class Strategy:
     flops: float = 4.0  # FLOPs per parameter per training token (forward 2 + backward)
     fix: str = ""  # what `memlab plan` suggests when a trial does not fit its GPU
     label: Callable[[Any], str | None] = lambda cfg: None  # its engine as `plan` shows it
+    auto: tuple[str, ...] = ()  # settings with an `auto` value: in its train key as what they
+    # resolve to (`engine`), not as written
 
     def lr(self, cfg) -> float:
         return self.section(cfg).lr

@@ -25,7 +25,7 @@ from memlab.sweep.plan import model_shape, sized_shares
 from memlab.sweep.trial import TrialPlan, stages_done
 from memlab.tracking.trials import Tracking
 
-log = logging.getLogger("memlab")
+log = logging.getLogger(__name__)
 
 
 FULL_DRIVER_CPU = 0.1
@@ -129,11 +129,11 @@ def prepare(study: Study, tracking: Tracking) -> list[TrialPlan]:
         data_dir = stage_dir(cfg, "data", keys.data)
         if keys.data not in datasets:
             datasets[keys.data] = build_dataset(cfg.data, data_dir, keys.data)
-            print(f"[memlab] dataset {keys.data}: {datasets[keys.data]['rows']} documents in "
-                  f"{data_dir}", flush=True)
+            log.info(f"dataset {keys.data}: {datasets[keys.data]['rows']} documents in "
+                     f"{data_dir}")
         mkey = repr((to_dict(cfg)["model"], keys.data if cfg.model.source == "tiny" else None))
         if mkey not in models:
-            print(f"[memlab] base model {model_label(cfg)}: preparing ...", flush=True)
+            log.info(f"base model {model_label(cfg)}: preparing ...")
             texts = ([r["text"] for r in read_dataset(data_dir)]
                      if cfg.model.source == "tiny" else None)
             models[mkey] = prepare_base_model(cfg.model, texts, seed=cfg.data.seed)
@@ -189,7 +189,7 @@ def finish_here(plans: list[TrialPlan]) -> int:
             to_mlflow = to_mlflow and logged  # after one failure MLflow is down: stop trying
         except Exception as e:  # noqa: BLE001  (one trial's failure is reported, not fatal)
             failed += 1
-            print(f"[memlab] trial {p.name} failed: {e!r}", file=sys.stderr)
+            log.warning(f"trial {p.name} failed: {e!r}")
     return failed
 
 
@@ -206,8 +206,8 @@ def run_tune(study: Study, plans: list[TrialPlan]) -> int:
         why = warm_pools_fit([(p.config, p.base_model) for p in plans],
                         [trial_resources(p.config)[0] for p in plans])
         if why:
-            print(f"[memlab] attack.warm: no warm pools for this sweep ({why}); each trial "
-                  "starts its own actors", flush=True)
+            log.warning(f"attack.warm: no warm pools for this sweep ({why}); each trial "
+                        "starts its own actors")
             for p in plans:
                 p.config.attack.warm = "off"
     by_key = {p.key: p for p in plans}
@@ -238,7 +238,7 @@ def run_tune(study: Study, plans: list[TrialPlan]) -> int:
         for r in tuner.fit():
             if r.error is not None:
                 failed += 1
-                print(f"[memlab] trial failed: {r.error}", file=sys.stderr)
+                log.warning(f"trial failed: {r.error}")
     finally:
         stop_warm_pools(pools)
     return failed
@@ -301,9 +301,8 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
     from memlab.tracking.mlflow_log import TrackingError, redact
     from memlab.tracking.trials import log_pending, log_sweep_summary
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     start = time.time()
-    print(f"[memlab] sweep '{study.name}': {len(study.trials)} trials", flush=True)
+    log.info(f"sweep '{study.name}': {len(study.trials)} trials")
     tracking = open_tracking(study, tracking_uri)
     try:
         plans = prepare(study, tracking)
@@ -315,8 +314,8 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
         raise
     done = [p for p in plans if stages_done(p)]
     todo = [p for p in plans if p not in done]
-    print(f"[memlab] prepared in {time.time() - start:.0f} s; {len(done)} trial(s) with every "
-          f"stage done (recorded here), {len(todo)} to run on Ray Tune", flush=True)
+    log.info(f"prepared in {time.time() - start:.0f} s; {len(done)} trial(s) with every stage "
+             f"done (recorded here), {len(todo)} to run on Ray Tune")
     failed = finish_here(done)
     if todo:
         _init_ray()
@@ -330,12 +329,12 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
                           sum((root / t.key / "result.json").is_file() for t in study.trials),
                           len(study.trials))
     except TrackingError as e:
-        print(f"[memlab] the sweep's summary is not in MLflow: {e}", file=sys.stderr)
+        log.warning(f"the sweep's summary is not in MLflow: {e}")
     from memlab.tracking.desk import runs_url
 
     uri = tracking.uri
-    print(f"\n[memlab] sweep finished in {(time.time() - start) / 60:.1f} min")
-    print("[memlab] open the MLflow UI with:")
+    log.info(f"sweep finished in {(time.time() - start) / 60:.1f} min")
+    print("\nOpen the MLflow UI with:")  # (the command's output, as the report is)
     if uri.startswith("sqlite:"):
         mlflow = Path(sys.executable).parent / "mlflow"
         exe = os.path.relpath(mlflow) if mlflow.is_relative_to(Path.cwd()) else "mlflow"
@@ -345,11 +344,11 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
         print(f"    browse {runs_url(redact(uri), tracking.experiment_id)}")
     missing = [p.name for p in plans if not (p.dir / "result.json").is_file()]
     if unlogged:
-        print(f"[memlab] {len(unlogged)} trial(s) finished but are not logged to MLflow at "
-              f"{redact(uri)}: {', '.join(p.name for p in unlogged)}. Their results are on disk; "
-              "with MLflow reachable again, `memlab run <study> --resume` logs them "
-              "(no stage is rerun).", file=sys.stderr)
+        log.warning(f"{len(unlogged)} trial(s) finished but are not logged to MLflow at "
+                    f"{redact(uri)}: {', '.join(p.name for p in unlogged)}. Their results are on "
+                    "disk; with MLflow reachable again, `memlab run <study> --resume` logs them "
+                    "(no stage is rerun).")
     if missing or failed:
-        print(f"[memlab] {max(len(missing), failed)} trial(s) did not finish: "
-              f"{', '.join(missing)}", file=sys.stderr)
+        log.warning(f"{max(len(missing), failed)} trial(s) did not finish: "
+                    f"{', '.join(missing)}")
     return 1 if missing or failed or unlogged else 0

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,8 +77,7 @@ def _said(plan: TrialPlan):
             how = f"reused, after waiting {out.waited_s:.0f} s for the trial computing it"
         else:
             how = "reused (finished earlier)"
-        print(f"[memlab] {plan.name}: {stage} {out.folder.name} {how}", file=sys.stderr,
-              flush=True)
+        log.info(f"{plan.name}: {stage} {out.folder.name} {how}")
     return said
 
 
@@ -127,8 +125,7 @@ def run_trial(plan: TrialPlan, to_mlflow: bool = True) -> dict:
             log_trial(plan, node)
             result["logged"] = True
         except TrackingError as e:
-            print(f"[memlab] {plan.name}: results on disk ({plan.dir}), NOT logged to MLflow: "
-                  f"{e}", file=sys.stderr, flush=True)
+            log.warning(f"{plan.name}: results on disk ({plan.dir}), NOT logged to MLflow: {e}")
     return result
 
 
@@ -182,8 +179,6 @@ def tune_trainable(tune_config: dict, plans: dict) -> None:
     its headline metrics. `plans` (trial_key -> TrialPlan) is bound by tune.with_parameters."""
     from ray import tune
 
-    logging.basicConfig(level=os.environ.get("MEMLAB_LOG", "INFO"),
-                        format="%(levelname)s %(name)s: %(message)s")
     t0 = time.time()
     result = run_trial(plans[tune_config["trial_key"]])
     m = result["metrics"]

@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -179,9 +178,9 @@ def log_pending(plans: list[Trial]) -> list[Trial]:
     for i, p in enumerate(pending):
         try:
             log_trial(p)
-            print(f"[memlab] {p.name}: logged to MLflow", flush=True)
+            log.info(f"{p.name}: logged to MLflow")
         except TrackingError as e:
-            print(f"[memlab] MLflow: {e}", file=sys.stderr, flush=True)
+            log.warning(f"MLflow: {e}")
             return pending[i:]
     return []
 

@@ -288,7 +288,7 @@ def test_finished_trials_need_no_placement_check(sweep):
     again = subprocess.run(sweep["cmd"] + placed, capture_output=True, text=True, cwd=ROOT,
                            env=env, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "0 to run on Ray Tune" in again.stdout
+    assert "0 to run on Ray Tune" in again.stderr
     new = subprocess.run(sweep["cmd"] + placed + ["--set", "train.lora.r=2"],
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=900)
     assert new.returncode == 2, new.stdout[-2000:] + new.stderr[-2000:]
