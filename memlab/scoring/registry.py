@@ -20,8 +20,6 @@ imported wherever scores are computed or reported (`load_plugins`).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,28 +125,9 @@ def label_percents(labels: Sequence[str], none: str, any_metric: str) -> Aggrega
 
 
 # ---------------------------------------------------------------- plugins
-_LOADED: dict[str, list[str]] = {}  # plugin -> the scorers it registered
-
-
 def load_plugins(plugins: Sequence[str]) -> list[str]:
     """Import each plugin once per process (a `.py` file by path, else a module by name);
     return the names of the scorers they registered, in plugin order."""
-    names: list[str] = []
-    for name in plugins:
-        ident = str(Path(name).expanduser().resolve()) if name.endswith(".py") else name
-        if ident in _LOADED:
-            names += _LOADED[ident]
-            continue
-        before = set(SCORERS)
-        if name.endswith(".py"):
-            spec = importlib.util.spec_from_file_location(f"memlab_plugin_{Path(name).stem}",
-                                                          ident)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"score.plugins: cannot load {name}")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-        else:
-            importlib.import_module(name)
-        _LOADED[ident] = [n for n in SCORERS if n not in before]
-        names += _LOADED[ident]
-    return names
+    from memlab import plugins as loader
+
+    return loader.load("score.plugins", plugins, lambda: SCORERS)

@@ -20,12 +20,9 @@ peft, deepspeed) happen inside a strategy's functions.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 GIB = 1024 ** 3
@@ -144,26 +141,10 @@ def resources(cfg):
     return getattr(cfg.resources, cfg.train.strategy)
 
 
-_LOADED: dict[str, list[str]] = {}  # plugin -> the strategies it registered
-
-
 def load_plugins(plugins: Sequence[str]) -> list[str]:
-    """Import each strategy module of a study once per process (`train.plugins`: a `.py` file
-    by path, else a module by name); return the names of the strategies they registered."""
-    names: list[str] = []
-    for name in plugins:
-        ident = str(Path(name).expanduser().resolve()) if name.endswith(".py") else name
-        if ident not in _LOADED:
-            before = set(STRATEGIES)
-            if name.endswith(".py"):
-                spec = importlib.util.spec_from_file_location(
-                    f"memlab_strategy_{Path(name).stem}", ident)
-                if spec is None or spec.loader is None:
-                    raise ImportError(f"cannot load {name}")
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-            else:
-                importlib.import_module(name)
-            _LOADED[ident] = [n for n in STRATEGIES if n not in before]
-        names += _LOADED[ident]
-    return names
+    """Import each strategy module of a study once per process (`train.plugins`: a `.py`
+    file by path, else a module by name); return the names of the strategies they
+    registered."""
+    from memlab import plugins as loader
+
+    return loader.load("train.plugins", plugins, lambda: STRATEGIES)
