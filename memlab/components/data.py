@@ -21,9 +21,9 @@ import pyarrow as pa
 
 from memlab.components.canaries import canary_rows
 from memlab.components.formats import FormatError, records
+from memlab.config.digests import local_files
 from memlab.config.errors import DataError
 from memlab.config.formats import column, needed_fields
-from memlab.config.keys import local_files
 from memlab.config.schema import DataSection
 from memlab.io.shards import (
     DATASET_SCHEMA,

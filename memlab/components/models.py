@@ -21,7 +21,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from memlab.config.keys import content_key, file_sha256
+from memlab.config.digests import content_key, file_sha256
 from memlab.config.schema import ModelSection
 
 log = logging.getLogger(__name__)

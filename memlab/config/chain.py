@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from memlab.config.digests import plugin_digests, source_digest
 from memlab.config.schema import StudyConfig
 
 
@@ -49,8 +50,6 @@ class Link:
 
 
 def _data(cfg: StudyConfig, run: dict[str, str]) -> dict:
-    from memlab.config.keys import source_digest
-
     return {"source": source_digest(cfg.data)}
 
 
@@ -58,8 +57,6 @@ def _train(cfg: StudyConfig, run: dict[str, str]) -> dict:
     """The seed, and how it trains: device and precision, plus the engine and compilation where
     they differ from the strategy's first way (full under DeepSpeed, eager), so that trials
     trained that way keep their keys; a study's strategy modules by content."""
-    from memlab.config.keys import plugin_digests
-
     on = [run["train_device"], run["train_dtype"]]
     if run["train_engine"] != cfg.strategy.first_engine:
         on.append(f"engine={run['train_engine']}")
@@ -84,8 +81,6 @@ def _base(cfg: StudyConfig, run: dict[str, str]) -> dict:
 
 
 def _score(cfg: StudyConfig, run: dict[str, str]) -> dict:
-    from memlab.config.keys import plugin_digests
-
     return {"plugins": plugin_digests(cfg.score.plugins)}
 
 

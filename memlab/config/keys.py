@@ -15,72 +15,21 @@ and rescores, and neither retrains. Fields that say where or how a trial runs
 precision it trains and generates on, and the generation engine (`resolved`). A trial is a
 leaf of the chain: its key is its score_key.
 
-Content, not mtimes: a local dataset is identified by the SHA-256 of its files (an in-process
-cache keyed by path, inode, size and mtime only avoids hashing the same file twice).
+Content, not mtimes: a local dataset is identified by the SHA-256 of its files
+(memlab/config/digests.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from memlab.config.chain import CHAIN, LINKS
+from memlab.config.digests import content_key
 from memlab.config.load import flatten, to_dict
-from memlab.config.schema import (
-    DEMO_CORPUS_VERSION,
-    LOCAL_SUFFIXES,
-    NON_IDENTITY_KEYS,
-    DataSection,
-    StudyConfig,
-)
-
-
-def content_key(obj: Any) -> str:
-    """Short content hash of a JSON-serialisable object (12 hex digits of SHA-1)."""
-    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha1(blob.encode()).hexdigest()[:12]
-
-
-_DIGESTS: dict[tuple, str] = {}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (cached in this process while its inode, size and mtime hold:
-    files here are replaced, not edited in place)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    memo = (str(p), st.st_ino, st.st_size, st.st_mtime_ns)
-    if memo not in _DIGESTS:
-        with open(p, "rb") as f:
-            _DIGESTS[memo] = hashlib.file_digest(f, "sha256").hexdigest()
-    return _DIGESTS[memo]
-
-
-def local_files(path: str | os.PathLike) -> list[Path]:
-    """The files a local source is read from: the file itself, or every data file under the
-    folder (by suffix), in a stable order."""
-    p = Path(path).expanduser()
-    if p.is_dir():
-        return sorted(f for f in p.rglob("*") if f.suffix in LOCAL_SUFFIXES and f.is_file())
-    return [p]
-
-
-def source_digest(data: DataSection) -> str:
-    """What the data section's source holds, beyond its settings: the content of a local
-    source's files; the generator version of the demo corpus; for a hub dataset its name and
-    split (already in the section: a hub revision is not pinned)."""
-    if data.source == "local" and data.path:
-        root = Path(data.path).expanduser()
-        files = local_files(root)
-        rel = lambda f: str(f.relative_to(root)) if root.is_dir() else f.name  # noqa: E731
-        return content_key([(rel(f), file_sha256(f)) for f in files if f.is_file()])
-    if data.source == "demo":
-        return f"demo-corpus-v{DEMO_CORPUS_VERSION}"
-    return "hub"
+from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
 
 
 def unused_by_format(cfg: StudyConfig) -> tuple[str, ...]:
@@ -164,13 +113,6 @@ class StageKeys:
         return {f"{k}_key": v for k, v in dataclasses.asdict(self).items()}
 
 
-def plugin_digests(plugins: list[str]) -> list[str]:
-    """Plugins (scorers, strategies) named by file are identified by their content, by module
-    by name."""
-    return [file_sha256(p) if p.endswith(".py") and Path(p).expanduser().is_file() else p
-            for p in plugins]
-
-
 # fields whose content is hashed instead of their text: the same dataset or plugin file under
 # another path (relative, absolute, moved) keeps its keys; and `auto` fields, hashed as what
 # they resolve to (`resolved`)
@@ -213,8 +155,6 @@ def resolved(cfg: StudyConfig) -> dict[str, str]:
 def stage_keys(cfg: StudyConfig) -> StageKeys:
     """Every stage's key, from the chain's declarations (memlab/config/chain.py): its upstream
     stages' keys, its config sections, and what else it declares."""
-    from memlab.config.chain import CHAIN, LINKS
-
     auto = tuple(f"train.{cfg.train.strategy}.{name}" for name in cfg.strategy.auto)
     ident = {k: v for k, v in _identity(cfg).items() if k not in NOT_BY_TEXT + auto}
     run = resolved(cfg)

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
-from memlab.config.keys import file_sha256
+from memlab.config.digests import file_sha256
 
 log = logging.getLogger(__name__)
 

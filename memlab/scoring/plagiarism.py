@@ -458,7 +458,7 @@ class SemanticIndex:
 
     @staticmethod
     def folder(index_folder: str | os.PathLike, embedder: str) -> Path:
-        from memlab.config.keys import content_key
+        from memlab.config.digests import content_key
 
         return Path(index_folder) / f"semantic-{content_key([embedder, SemanticIndex.VERSION])}"
 
@@ -665,7 +665,7 @@ def write_table_file(rows: list[dict], path: str | os.PathLike) -> None:
 def type_file(corpus: str, generated: str, out: str, p: PlagiarismSection,
               batch: int = 64) -> dict:
     """`memlab plagiarism`: the same code as the pipeline stage, on files."""
-    from memlab.config.keys import content_key, file_sha256
+    from memlab.config.digests import content_key, file_sha256
     from memlab.io.progress import Progress
 
     docs = read_table_file(corpus, ("doc_id", "text"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from memlab.config.keys import content_key
+from memlab.config.digests import content_key
 from memlab.config.schema import StudyConfig
 from memlab.scoring.registry import (
     Column,

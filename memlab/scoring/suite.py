@@ -5,7 +5,7 @@ a process imported first)."""
 
 from __future__ import annotations
 
-from memlab.config.keys import content_key
+from memlab.config.digests import content_key
 from memlab.config.schema import ScoreSection
 from memlab.scoring import (  # noqa: F401  (they register)
     exact,

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from memlab.components.loaded import LoadedModel
 from memlab.components.models import model_identity
 from memlab.components.passes import nll_sums
-from memlab.config.keys import content_key
+from memlab.config.digests import content_key
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import BASE_SCHEMA, is_done, manifest_digest, shard_digests, write_shard
 from memlab.stages.work import BASE_WEIGHTS, Shards, TrialContext, Work

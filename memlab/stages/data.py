@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from memlab.components.data import build
-from memlab.config.keys import content_key
+from memlab.config.digests import content_key
 from memlab.config.load import to_dict
 from memlab.config.schema import DataSection, StudyConfig
 from memlab.stages.work import TrialContext, Work

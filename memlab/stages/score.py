@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from memlab.config.keys import content_key
+from memlab.config.digests import content_key
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import (
     BASE_SCHEMA,
@@ -177,7 +177,8 @@ def _scorers_key(args: dict) -> str:
     """What a warm actor's loaded scorers depend on: the score section, the prepared inputs,
     and the plugin files' content (a plugin scorer's `load` may read any of the trial's
     config: with plugins, one loaded set per trial config)."""
-    from memlab.config.keys import config_identity, plugin_digests
+    from memlab.config.digests import plugin_digests
+    from memlab.config.keys import config_identity
     from memlab.config.load import to_dict
 
     cfg = args["cfg"]

@@ -37,7 +37,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from memlab.config.keys import content_key
+from memlab.config.digests import content_key
 from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import is_done, manifest_digest

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from memlab.config.chain import LINKS, STAGES
-from memlab.config.keys import StageKeys, content_key
+from memlab.config.digests import content_key
+from memlab.config.keys import StageKeys
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import stage_dir
 from memlab.io.shards import manifest_digest

@@ -148,7 +148,7 @@ def ensure_experiment(client: Client, name: str, artifact_root: str | None = Non
             client.call("set_experiment_tag", exp.experiment_id, desk.VIEW_TAG,
                         desk.view_state())
         return exp.experiment_id
-    from memlab.config.keys import content_key
+    from memlab.config.digests import content_key
     from memlab.config.ranges import plain_name
 
     # (an experiment name is not always a folder name: "/Users/me/x", "../x" get a key's)

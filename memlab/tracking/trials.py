@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from memlab.config.keys import StageKeys, file_sha256
+from memlab.config.digests import file_sha256
+from memlab.config.keys import StageKeys
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import read_manifest, write_json_atomic

@@ -8,8 +8,8 @@ import shutil
 
 import pytest
 
+from memlab.config.digests import file_sha256
 from memlab.config.expand import load_study
-from memlab.config.keys import file_sha256
 from memlab.io.paths import stage_dir
 from memlab.io.shards import UPSTREAM, read_manifest
 from tests.integration.conftest import SMOKE, run_sweep
