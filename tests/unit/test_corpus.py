@@ -21,10 +21,46 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-z0-9]+")
 
+# sha256 of json.dumps(generate_demo_corpus(num_docs, seed)) and the guard's (redraws, dropped):
+# the corpus of DEMO_CORPUS_VERSION 2. A change here changes the data of every demo run, so it
+# comes with a new DEMO_CORPUS_VERSION (memlab/config/schema.py) and new digests.
+PINNED = {
+    (2400, 0): ("74fc9da01b99b92930bb8f7cb289e266ae78d395511b541c50c54659ae0e8d38", 3121, 14),
+    (0, 0): ("4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945", 0, 0),
+    (1, 0): ("a242af5fab6e091710f72138c156d1d9da11aca3aa8ccecbb75443ded8d1dc1c", 0, 0),
+    (12, 3): ("f60b65dbbb9d8d9095eaf72c4022f98fe904adb2d38d6292e239556ee991fc27", 0, 0),
+    (50, 1): ("98278bf550b4f9a29e07522a76954602589bd86592b4fec5a694c35a72da380e", 1, 0),
+    (200, 42): ("6d53a76d666e7bf2b55f2feecc946e8209f88b3ad223eafe5863a3b00f76072e", 20, 0),
+    (333, 12345678901234567890):
+        ("4b03d03db63922cce0f98c4c43393e156e935d14c2a680dc9c931ef004de71ae", 62, 0),
+}
+
+
+def _digest(docs: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(docs).encode()).hexdigest()
+
 
 @pytest.fixture(scope="module")
-def corpus() -> list[dict]:
-    return generate_demo_corpus()  # the defaults: 2,400 documents, seed 0
+def generated() -> tuple[list[dict], dict]:
+    stats: dict = {}
+    return generate_demo_corpus(stats=stats), stats  # the defaults: 2,400 documents, seed 0
+
+
+@pytest.fixture(scope="module")
+def corpus(generated: tuple[list[dict], dict]) -> list[dict]:
+    return generated[0]
+
+
+def test_default_corpus_is_pinned(generated: tuple[list[dict], dict]) -> None:
+    docs, stats = generated
+    assert (_digest(docs), stats["redraws"], stats["dropped"]) == PINNED[2400, 0]
+
+
+@pytest.mark.parametrize("num_docs, seed", [k for k in PINNED if k != (2400, 0)])
+def test_small_corpora_are_pinned(num_docs: int, seed: int) -> None:
+    stats: dict = {}
+    docs = generate_demo_corpus(num_docs, seed, stats=stats)
+    assert (_digest(docs), stats["redraws"], stats["dropped"]) == PINNED[num_docs, seed]
 
 
 def test_same_seed_same_output(corpus: list[dict]) -> None:
@@ -43,7 +79,7 @@ def test_deterministic_across_processes(corpus: list[dict]) -> None:
         "import hashlib, json; from memlab.components.corpus import generate_demo_corpus; "
         "print(hashlib.sha256(json.dumps(generate_demo_corpus(2400, 0)).encode()).hexdigest())"
     )
-    expected = hashlib.sha256(json.dumps(corpus).encode()).hexdigest()
+    expected = _digest(corpus)
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
