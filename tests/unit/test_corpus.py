@@ -14,12 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from memlab.components import corpus as corpus_module
-from memlab.components.corpus import generate_demo_corpus
+from memlab.components.corpus import (
+    TemplateError,
+    default_templates,
+    generate_demo_corpus,
+    parse_templates,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-z0-9]+")
+PACKAGED = (REPO_ROOT / "memlab/components/corpus_templates.yaml").read_text()
 
 # sha256 of json.dumps(generate_demo_corpus(num_docs, seed)) and the guard's (redraws, dropped):
 # the corpus of DEMO_CORPUS_VERSION 2. A change here changes the data of every demo run, so it
@@ -143,24 +148,63 @@ def test_no_word_7gram_in_two_documents(corpus: list[dict]) -> None:
 
 
 def test_templates_keep_fixed_text_short() -> None:
-    # Fixed text between two slots or alternatives is at most 4 words, and every slot is a
-    # slot generator or a per-document constant.
-    known = set(corpus_module.SLOTS) | set(corpus_module._doc_constants(random.Random(0)))
-
+    # Fixed text between two slots or alternatives is at most 4 words, read from the templates
+    # as the generator compiles them (parse_templates refuses a slot it does not know).
     def check(items: list, template: str) -> None:
         for x in items:
-            if isinstance(x, str):  # literal text or a slot's name
-                if type(x) is corpus_module._Slot:
-                    assert x in known, f"unknown slot {{{x}}} in {template!r}"
-                else:
-                    assert len(_WORD.findall(x.lower())) <= 4, f"{x!r} in {template!r}"
-            elif isinstance(x, tuple):
-                check(list(x), template)
-            else:
+            if type(x) is str or type(x) is tuple:  # literal text, or plain alternatives
+                for text in [x] if type(x) is str else x:
+                    assert len(_WORD.findall(text.lower())) <= 4, f"{text!r} in {template!r}"
+            elif type(x) is list:
                 for alternative in x:
                     check(alternative, template)
 
-    for spec in corpus_module.GENRES.values():
-        groups = [spec.get(k, []) for k in ("title", "header", "first", "last", "lead", "tail")]
-        for template in [t for g in groups + spec["facts"] for t in g]:
-            check(corpus_module._compile(template), template)
+    sources = default_templates().sources
+    assert len(sources) > 500
+    for template, items in sources:
+        check(items, template)
+
+
+def test_slot_forms_known_answers() -> None:
+    # Each slot form draws what the Python spelling below draws, in the same order.
+    text = PACKAGED.replace("genres:", """  t_num: "{3..5:02d}"
+  t_dec: "{0.5..2.5:.2f}"
+  t_pick: [x, "y{t_num}"]
+  t_chance: {chance: 0.25, then: "!{t_num}"}
+  t_product: {product: [house, "7..8"], format: "{1}-{0}"}
+genres:""", 1)
+    slots = parse_templates(text).slots
+    houses = ["House", "Cottage", "Townhouse", "Flat", "Bungalow"]
+    table = [f"{n}-{h}" for h in houses for n in (7, 8)]
+
+    def num(r: random.Random) -> str:
+        return f"{3 + int(r.random() * 3):02d}"
+
+    for seed in range(200):
+        a, b = random.Random(seed), random.Random(seed)
+        got = [slots[k](a) for k in ("t_num", "t_dec", "t_pick", "t_chance", "t_product")]
+        want = [num(b), f"{b.uniform(0.5, 2.5):.2f}",
+                "x" if b.random() < 0.5 else "y" + num(b),
+                "!" + num(b) if b.random() < 0.25 else "",
+                table[int(b.random() * len(table))]]
+        assert got == want
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("genres:", "colours: []\ngenres:", "top-level keys"),
+    ('"[Patient Record|', '"{nope} [Patient Record|', "genres.patient_record.title[0]: unknown"),
+    ('"[Patient Record|', '"<nope> [Patient Record|', "unknown macro <nope>"),
+    ('"[Patient Record|', '"[Patient Record [|', "title[0]: a [ without its ]"),
+    ('  about: "[about|', '  about: "<about>[about|', "a macro that holds itself"),
+    ('  num: "{2..96}"', '  num: "{96..2}"', "slots.num: empty range 96..2"),
+    ('  num: "{2..96}"', '  num: "{t_x}"\n  t_x: "{num}"', "refers to itself: num -> t_x -> num"),
+    ('  num: "{2..96}"', '  num: "{2..96}"\n  num: "{2..97}"', "found 'num' twice"),
+    ('prod_b: [ex, "on",', "prod_b: [ex, on,", "slots.prod_b[1]: True is not text"),
+    ("  house: [", "  hoose: [", "no slot 'house'"),
+    ("    title:", "    titles: []\n    title:", "genres.patient_record: a genre has"),
+])
+def test_template_file_errors_name_their_key(old: str, new: str, message: str) -> None:
+    assert old in PACKAGED
+    with pytest.raises(TemplateError, match=re.escape(message)):
+        parse_templates(PACKAGED.replace(old, new, 1), "t.yaml")
+
