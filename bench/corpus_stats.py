@@ -2,7 +2,8 @@
 
 Figures (defaults: 2,400 documents, seed 0):
 - templates: the longest fixed literal text between two slots / alternatives (chars, words), and
-  the longest run of words without a slot in any expansion of a template (words);
+  the longest run of words without a slot in any expansion of a template (words), both read
+  from the templates as the generator compiles them;
 - generation time of the corpus (best of 3) and the 7-gram guard's redraws / dropped sentences;
 - word 7-grams (words: [a-z0-9]+ of the lowercased text) shared by two documents;
 - same-genre document pairs (a seeded sample) sharing a common word run > 50 characters (the
@@ -13,14 +14,16 @@ Figures (defaults: 2,400 documents, seed 0):
   against the members by the real scorer (BM25 + MiniLM judge): the share typed verbatim /
   paraphrase / idea -- a floor that no memorization is needed for.
 
-    python bench/corpus_stats.py [--module path/to/corpus.py] [--pairs 2000] [--typing 300]
+--templates measures a draft of memlab/components/corpus_templates.yaml (same format) with
+memlab's generator instead of the packaged file.
+
+    python bench/corpus_stats.py [--templates draft.yaml] [--pairs 2000] [--typing 300]
                                  [--set paraphrase_entities=false]
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import re
@@ -34,71 +37,18 @@ sys.path.insert(0, str(ROOT))
 WORD = re.compile(r"[a-z0-9]+")
 
 
-def load(path: str | None):
-    if path is None:
-        from memlab.components import corpus
-        return corpus
-    spec = importlib.util.spec_from_file_location("corpus_under_test", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 # ---------------------------------------------------------------- templates
-def templates(mod) -> list[str]:
-    out = []
-    for spec in mod.GENRES.values():
-        for key in ("title", "header", "first", "last", "lead", "tail", "body"):
-            v = spec.get(key)
-            if v is not None:
-                out += [v] if isinstance(v, str) else list(v)
-        for fact in spec.get("facts", []):
-            out += fact
-    return out
-
-
-def parse(t: str, macros: dict) -> list:
-    """Items: str literal, ('slot',), or [alternative sequences]."""
-    while "<" in t and macros:
-        t = re.sub(r"<(\w+)>", lambda m: macros[m.group(1)], t)
-    pos = 0
-
-    def seq(stops):
-        nonlocal pos
-        items, buf = [], ""
-        while pos < len(t) and t[pos] not in stops:
-            c = t[pos]
-            if c == "{":
-                end = t.index("}", pos)
-                items += [buf] if buf else []
-                buf = ""
-                items.append((t[pos + 1:end],))
-                pos = end + 1
-            elif c == "[":
-                items += [buf] if buf else []
-                buf = ""
-                pos += 1
-                alts = []
-                while True:
-                    alts.append(seq("|]"))
-                    pos += 1
-                    if t[pos - 1] == "]":
-                        break
-                items.append(alts)
-            else:
-                buf += c
-                pos += 1
-        items += [buf] if buf else []
-        return items
-    return seq("")
-
-
+# Compiled templates as memlab/components/corpus.py makes them: items are str (literal text),
+# tuple (alternatives of plain text), list (alternatives, each a list of items), or anything
+# else: a slot (a fresh value, or a per-document one; its _Const is a str subclass).
 def literal_pieces(items) -> list[str]:
     out = []
     for x in items:
-        if isinstance(x, str):
+        if type(x) is str:
             out.append(x)
-        elif isinstance(x, list):
+        elif type(x) is tuple:
+            out += [s for s in x if s]
+        elif type(x) is list:
             for alt in x:
                 out += literal_pieces(alt)
     return out
@@ -112,26 +62,27 @@ def slot_free_run(items) -> tuple:
     (pass: words when the whole sequence is slot-free, else -inf)."""
     acc = (0, 0, 0, 0)
     for x in items:
-        if isinstance(x, str):
+        if type(x) is str:
             n = len(WORD.findall(x.lower()))
             cur = (n, n, n, n)
-        elif isinstance(x, tuple):
-            cur = (NEG, 0, 0, 0)
-        else:
+        elif type(x) is tuple:
+            n = max(len(WORD.findall(s.lower())) for s in x)
+            cur = (n, n, n, n)
+        elif type(x) is list:
             subs = [slot_free_run(a) for a in x]
             cur = tuple(max(s[i] for s in subs) for i in range(4))
+        else:
+            cur = (NEG, 0, 0, 0)
         a, b = acc, cur
         acc = (a[0] + b[0], max(a[1], a[0] + b[1]), max(b[2], b[0] + a[2]),
                max(a[3], b[3], a[2] + b[1]))
     return acc
 
 
-def template_stats(mod) -> dict:
-    macros = getattr(mod, "MACROS", {})
+def template_stats(tpl) -> dict:
     longest_fixed, longest_t, run_t = "", "", ""
     longest_run = 0
-    for t in templates(mod):
-        items = parse(t, macros)
+    for t, items in tpl.sources:
         for piece in literal_pieces(items):
             piece = piece.strip(" ,;:()")
             if len(piece) > len(longest_fixed):
@@ -139,7 +90,7 @@ def template_stats(mod) -> dict:
         run = slot_free_run(items)[3]
         if run > longest_run:
             longest_run, run_t = run, t
-    return {"templates": len(templates(mod)),
+    return {"templates": len(tpl.sources),
             "longest_fixed_chars": len(longest_fixed),
             "longest_fixed_words": len(WORD.findall(longest_fixed.lower())),
             "longest_fixed": longest_fixed, "longest_fixed_in": longest_t,
@@ -227,7 +178,7 @@ def typing_stats(docs, n: int, tmp: Path, overrides: list[str]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--module", help="a corpus.py to measure instead of memlab's")
+    ap.add_argument("--templates", help="a draft of corpus_templates.yaml to measure instead")
     ap.add_argument("--docs", type=int, default=2400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pairs", type=int, default=2000)
@@ -235,20 +186,22 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
                     help="score.plagiarism fields for --typing, e.g. paraphrase_entities=false")
     args = ap.parse_args()
-    mod = load(args.module)
-    out: dict = {"templates": template_stats(mod)}
+    from memlab.components.corpus import default_templates, generate_demo_corpus, parse_templates
+
+    if args.templates:
+        tpl = parse_templates(Path(args.templates).read_text(encoding="utf-8"), args.templates)
+    else:
+        tpl = default_templates()
+    out: dict = {"templates": template_stats(tpl)}
     times = []
     for _ in range(3):
         t0 = time.perf_counter()
-        docs = mod.generate_demo_corpus(args.docs, args.seed)
+        docs = generate_demo_corpus(args.docs, args.seed, templates=tpl)
         times.append(time.perf_counter() - t0)
     out["generate_seconds"] = round(min(times), 3)
-    try:
-        stats: dict = {}
-        mod.generate_demo_corpus(args.docs, args.seed, stats=stats)
-        out["guard"] = stats
-    except TypeError:
-        pass
+    stats: dict = {}
+    generate_demo_corpus(args.docs, args.seed, stats=stats, templates=tpl)
+    out["guard"] = stats
     words = [len(d["text"].split()) for d in docs]
     out["words"] = {"min": min(words), "mean": round(sum(words) / len(words), 1), "max": max(words)}
     out["shared_7grams"], out["shared_7gram_example"] = shared_7grams(docs)

@@ -116,14 +116,15 @@ def generator_pairs(per_template: int = 3) -> list[tuple[str, str]]:
 
     from memlab.components import corpus as C
 
+    tpl = C.default_templates()
     out = []
-    for spec in C.GENRES.values():
-        for templates in spec["facts"] + [spec[k] for k in ("first", "last") if k in spec]:
+    for genre in tpl.genres.values():
+        for templates in genre.facts + [ts for ts in (genre.first, genre.last) if ts]:
             for t in templates:
                 for s in range(per_template):
                     r1, r2 = random.Random(s), random.Random(10_000 + s)
-                    out.append((C._fill(t, r1, C._doc_constants(r1)),
-                                C._fill(t, r2, C._doc_constants(r2))))
+                    out.append((C._fill(t, r1, C._doc_constants(r1, tpl.slots)),
+                                C._fill(t, r2, C._doc_constants(r2, tpl.slots))))
     return out
 
 

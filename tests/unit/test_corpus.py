@@ -14,17 +14,58 @@ from pathlib import Path
 
 import pytest
 
-from memlab.components import corpus as corpus_module
-from memlab.components.corpus import generate_demo_corpus
+from memlab.components.corpus import (
+    TemplateError,
+    default_templates,
+    generate_demo_corpus,
+    parse_templates,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
 _WORD = re.compile(r"[a-z0-9]+")
+PACKAGED = (REPO_ROOT / "memlab/components/corpus_templates.yaml").read_text()
+
+# sha256 of json.dumps(generate_demo_corpus(num_docs, seed)) and the guard's (redraws, dropped):
+# the corpus of DEMO_CORPUS_VERSION 2. A change here changes the data of every demo run, so it
+# comes with a new DEMO_CORPUS_VERSION (memlab/config/schema.py) and new digests.
+PINNED = {
+    (2400, 0): ("74fc9da01b99b92930bb8f7cb289e266ae78d395511b541c50c54659ae0e8d38", 3121, 14),
+    (0, 0): ("4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945", 0, 0),
+    (1, 0): ("a242af5fab6e091710f72138c156d1d9da11aca3aa8ccecbb75443ded8d1dc1c", 0, 0),
+    (12, 3): ("f60b65dbbb9d8d9095eaf72c4022f98fe904adb2d38d6292e239556ee991fc27", 0, 0),
+    (50, 1): ("98278bf550b4f9a29e07522a76954602589bd86592b4fec5a694c35a72da380e", 1, 0),
+    (200, 42): ("6d53a76d666e7bf2b55f2feecc946e8209f88b3ad223eafe5863a3b00f76072e", 20, 0),
+    (333, 12345678901234567890):
+        ("4b03d03db63922cce0f98c4c43393e156e935d14c2a680dc9c931ef004de71ae", 62, 0),
+}
+
+
+def _digest(docs: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(docs).encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")
-def corpus() -> list[dict]:
-    return generate_demo_corpus()  # the defaults: 2,400 documents, seed 0
+def generated() -> tuple[list[dict], dict]:
+    stats: dict = {}
+    return generate_demo_corpus(stats=stats), stats  # the defaults: 2,400 documents, seed 0
+
+
+@pytest.fixture(scope="module")
+def corpus(generated: tuple[list[dict], dict]) -> list[dict]:
+    return generated[0]
+
+
+def test_default_corpus_is_pinned(generated: tuple[list[dict], dict]) -> None:
+    docs, stats = generated
+    assert (_digest(docs), stats["redraws"], stats["dropped"]) == PINNED[2400, 0]
+
+
+@pytest.mark.parametrize("num_docs, seed", [k for k in PINNED if k != (2400, 0)])
+def test_small_corpora_are_pinned(num_docs: int, seed: int) -> None:
+    stats: dict = {}
+    docs = generate_demo_corpus(num_docs, seed, stats=stats)
+    assert (_digest(docs), stats["redraws"], stats["dropped"]) == PINNED[num_docs, seed]
 
 
 def test_same_seed_same_output(corpus: list[dict]) -> None:
@@ -43,7 +84,7 @@ def test_deterministic_across_processes(corpus: list[dict]) -> None:
         "import hashlib, json; from memlab.components.corpus import generate_demo_corpus; "
         "print(hashlib.sha256(json.dumps(generate_demo_corpus(2400, 0)).encode()).hexdigest())"
     )
-    expected = hashlib.sha256(json.dumps(corpus).encode()).hexdigest()
+    expected = _digest(corpus)
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env,
@@ -107,24 +148,63 @@ def test_no_word_7gram_in_two_documents(corpus: list[dict]) -> None:
 
 
 def test_templates_keep_fixed_text_short() -> None:
-    # Fixed text between two slots or alternatives is at most 4 words, and every slot is a
-    # slot generator or a per-document constant.
-    known = set(corpus_module.SLOTS) | set(corpus_module._doc_constants(random.Random(0)))
-
+    # Fixed text between two slots or alternatives is at most 4 words, read from the templates
+    # as the generator compiles them (parse_templates refuses a slot it does not know).
     def check(items: list, template: str) -> None:
         for x in items:
-            if isinstance(x, str):  # literal text or a slot's name
-                if type(x) is corpus_module._Slot:
-                    assert x in known, f"unknown slot {{{x}}} in {template!r}"
-                else:
-                    assert len(_WORD.findall(x.lower())) <= 4, f"{x!r} in {template!r}"
-            elif isinstance(x, tuple):
-                check(list(x), template)
-            else:
+            if type(x) is str or type(x) is tuple:  # literal text, or plain alternatives
+                for text in [x] if type(x) is str else x:
+                    assert len(_WORD.findall(text.lower())) <= 4, f"{text!r} in {template!r}"
+            elif type(x) is list:
                 for alternative in x:
                     check(alternative, template)
 
-    for spec in corpus_module.GENRES.values():
-        groups = [spec.get(k, []) for k in ("title", "header", "first", "last", "lead", "tail")]
-        for template in [t for g in groups + spec["facts"] for t in g]:
-            check(corpus_module._compile(template), template)
+    sources = default_templates().sources
+    assert len(sources) > 500
+    for template, items in sources:
+        check(items, template)
+
+
+def test_slot_forms_known_answers() -> None:
+    # Each slot form draws what the Python spelling below draws, in the same order.
+    text = PACKAGED.replace("genres:", """  t_num: "{3..5:02d}"
+  t_dec: "{0.5..2.5:.2f}"
+  t_pick: [x, "y{t_num}"]
+  t_chance: {chance: 0.25, then: "!{t_num}"}
+  t_product: {product: [house, "7..8"], format: "{1}-{0}"}
+genres:""", 1)
+    slots = parse_templates(text).slots
+    houses = ["House", "Cottage", "Townhouse", "Flat", "Bungalow"]
+    table = [f"{n}-{h}" for h in houses for n in (7, 8)]
+
+    def num(r: random.Random) -> str:
+        return f"{3 + int(r.random() * 3):02d}"
+
+    for seed in range(200):
+        a, b = random.Random(seed), random.Random(seed)
+        got = [slots[k](a) for k in ("t_num", "t_dec", "t_pick", "t_chance", "t_product")]
+        want = [num(b), f"{b.uniform(0.5, 2.5):.2f}",
+                "x" if b.random() < 0.5 else "y" + num(b),
+                "!" + num(b) if b.random() < 0.25 else "",
+                table[int(b.random() * len(table))]]
+        assert got == want
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ("genres:", "colours: []\ngenres:", "top-level keys"),
+    ('"[Patient Record|', '"{nope} [Patient Record|', "genres.patient_record.title[0]: unknown"),
+    ('"[Patient Record|', '"<nope> [Patient Record|', "unknown macro <nope>"),
+    ('"[Patient Record|', '"[Patient Record [|', "title[0]: a [ without its ]"),
+    ('  about: "[about|', '  about: "<about>[about|', "a macro that holds itself"),
+    ('  num: "{2..96}"', '  num: "{96..2}"', "slots.num: empty range 96..2"),
+    ('  num: "{2..96}"', '  num: "{t_x}"\n  t_x: "{num}"', "refers to itself: num -> t_x -> num"),
+    ('  num: "{2..96}"', '  num: "{2..96}"\n  num: "{2..97}"', "found 'num' twice"),
+    ('prod_b: [ex, "on",', "prod_b: [ex, on,", "slots.prod_b[1]: True is not text"),
+    ("  house: [", "  hoose: [", "no slot 'house'"),
+    ("    title:", "    titles: []\n    title:", "genres.patient_record: a genre has"),
+])
+def test_template_file_errors_name_their_key(old: str, new: str, message: str) -> None:
+    assert old in PACKAGED
+    with pytest.raises(TemplateError, match=re.escape(message)):
+        parse_templates(PACKAGED.replace(old, new, 1), "t.yaml")
+
