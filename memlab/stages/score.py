@@ -1,4 +1,5 @@
-"""Score stage: generation shards -> score shards (Ray Data actor pool), then the summary.
+"""Score stage: generation shards -> score shards (on actors: memlab/stages/runner.py), then
+the summary.
 
 Every registered scorer (memlab/scoring/registry.py: exact extraction, relaxed similarity,
 plagiarism typing, membership signals, utility, and the study's plugins) adds its columns to
