@@ -131,7 +131,8 @@ def longest_common_run_chars(a: str, b: str) -> int:
 
 def pair_stats(docs, n_pairs: int) -> dict:
     from memlab.config.schema import PlagiarismSection
-    from memlab.scoring.plagiarism import Pair, Stemmer, Vocab, prepare
+    from memlab.scoring.plagiarism.align import Pair
+    from memlab.scoring.plagiarism.text import Stemmer, Vocab, prepare
 
     rng = random.Random(0)
     by_genre: dict[str, list[dict]] = {}
@@ -159,7 +160,9 @@ def pair_stats(docs, n_pairs: int) -> dict:
 
 def typing_stats(docs, n: int, tmp: Path, overrides: list[str]) -> dict:
     from memlab.config.schema import PlagiarismSection
-    from memlab.scoring.plagiarism import CorpusIndex, Judge, type_texts
+    from memlab.scoring.plagiarism.index import CorpusIndex
+    from memlab.scoring.plagiarism.judge import Judge
+    from memlab.scoring.plagiarism.typer import type_texts
 
     p = PlagiarismSection()
     for kv in overrides:  # e.g. paraphrase_entities=false

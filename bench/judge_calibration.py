@@ -6,7 +6,7 @@ for a RoBERTa-MRPC probability; memlab's offline judge is the cosine of unit-nor
 all-MiniLM-L6-v2 embeddings. This script scores the pairs of bench/data/paraphrase_pairs.jsonl
 (true paraphrases, kinds light / heavy / condensed, against same-topic sentences that do not say
 the same thing, kinds same_skeleton / related) with the very judge memlab uses
-(memlab.scoring.plagiarism.Judge) and reports, per candidate lower threshold t in 0.50..0.95:
+(memlab.scoring.plagiarism.judge.Judge) and reports, per candidate lower threshold t in 0.50..0.95:
 recall on paraphrases (cosine in [t, high]), false-positive rate on same-topic pairs (overall and
 per kind), ROC AUC, the smallest t whose same-topic FPR is <= --max-fpr, the t maximising
 Youden's J, and the same figures when a simple named-entity check (numbers and capitalised words
@@ -43,10 +43,10 @@ GRID = [round(x, 2) for x in np.arange(0.50, 0.9501, 0.01)]
 
 # ------------------------------------------------------------------ the entity check
 def entity_checks(a: str, b: str) -> dict[str, bool]:
-    """contained: memlab's own condition (memlab.scoring.plagiarism.facts_agree: every number
+    """contained: memlab's own condition (memlab.scoring.plagiarism.text.facts_agree: every number
     and capitalised non-initial word of each side occurs, in any case and position, in the
     other). equal: the two fact sets are equal. overlap: they share a fact, or both are empty."""
-    from memlab.scoring.plagiarism import facts, facts_agree
+    from memlab.scoring.plagiarism.text import facts, facts_agree
 
     fa, fb = facts(a)[0], facts(b)[0]
     return {"equal": fa == fb, "contained": facts_agree(a, b),
@@ -199,7 +199,7 @@ def main() -> None:
                     help="skip the supplementary same-template pairs of memlab's generator")
     args = ap.parse_args()
 
-    from memlab.scoring.plagiarism import Judge
+    from memlab.scoring.plagiarism.judge import Judge
 
     stem = "judge_calibration"
     if args.cross_encoder:

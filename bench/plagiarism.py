@@ -10,7 +10,7 @@ graph) and types the same texts with it, on one core.
 
 `--dense-sizes N ...` measures method=semantic's dense retrieval alone over N documents (demo
 corpora generated in parallel; every sentence embedded, on the GPU when there is one; each
-document's vector the unit mean of its sentences', as memlab.scoring.plagiarism.SemanticIndex
+document's vector the unit mean of its sentences', as memlab.scoring.plagiarism.index.SemanticIndex
 builds it; usearch's HNSW graph built with `--build-threads`): milliseconds per query on one
 thread and recall of the exact nearest documents. Each phase's output is kept under `--work`,
 so a run stopped after embedding resumes at the graph; `--generate-only` stops after the
@@ -51,7 +51,9 @@ def run_size(size: int, n_texts: int, n_ref: int, judge, tmp: Path, methods: lis
 
     from memlab.config.schema import PlagiarismSection
     from memlab.scoring import ann
-    from memlab.scoring.plagiarism import CorpusIndex, SemanticIndex, prepare, type_texts
+    from memlab.scoring.plagiarism.index import CorpusIndex, SemanticIndex
+    from memlab.scoring.plagiarism.text import prepare
+    from memlab.scoring.plagiarism.typer import type_texts
     from tests.reference.texts import make_generated_texts
 
     torch.set_num_threads(1)
@@ -179,7 +181,7 @@ def _corpus_part(args: tuple[int, int, int]) -> tuple[list[str], list[int], list
     """One process's share of the dense corpus: its documents' sentences (memlab's splitter;
     stems are not needed for the spans) and sentence counts, and (part 0) the texts to query."""
     from memlab.config.schema import PlagiarismSection
-    from memlab.scoring.plagiarism import split_sentences
+    from memlab.scoring.plagiarism.text import split_sentences
 
     n, seed, n_queries = args
     docs = _corpus_docs(n, seed)
@@ -308,7 +310,7 @@ def _exact_top(queries: np.ndarray, docs: np.ndarray, k: int) -> np.ndarray:
 
 def _split(text: str):
     from memlab.config.schema import PlagiarismSection
-    from memlab.scoring.plagiarism import split_sentences
+    from memlab.scoring.plagiarism.text import split_sentences
 
     return split_sentences(text, PlagiarismSection().min_sentence_words, str)
 
@@ -355,7 +357,7 @@ def main() -> None:
         return
     import torch
 
-    from memlab.scoring.plagiarism import Judge
+    from memlab.scoring.plagiarism.judge import Judge
 
     gpu = torch.cuda.is_available()
     judge_device = args.judge_device if args.judge_device != "auto" else ("cuda" if gpu else "cpu")

@@ -42,13 +42,9 @@ def evaluate(method: str, work: Path, overrides: dict | None = None) -> dict:
     """Type every labelled text with `method`; recall per type, false labels, each text's
     result."""
     from memlab.config.schema import PlagiarismSection
-    from memlab.scoring.plagiarism import (
-        CorpusIndex,
-        Judge,
-        SemanticIndex,
-        ensure_index,
-        type_texts,
-    )
+    from memlab.scoring.plagiarism.index import CorpusIndex, SemanticIndex, ensure_index
+    from memlab.scoring.plagiarism.judge import Judge
+    from memlab.scoring.plagiarism.typer import type_texts
 
     p = PlagiarismSection(method=method)
     for k, v in (overrides or {}).items():

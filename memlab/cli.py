@@ -180,7 +180,7 @@ def cmd_plagiarism(args: argparse.Namespace) -> int:
     if section.method == "semantic" and section.judge_kind != "embedding":
         raise ConfigError(["--method semantic: needs judge_kind=embedding (it seeds and "
                            "retrieves by the judge's sentence embeddings)"])
-    from memlab.scoring.plagiarism import type_file
+    from memlab.scoring.plagiarism.files import type_file
 
     try:
         counts = type_file(args.corpus, args.generated, args.out, section, args.batch_size)

@@ -7,7 +7,9 @@ import collections
 import pytest
 
 from memlab.config.schema import PlagiarismSection
-from memlab.scoring.plagiarism import CorpusIndex, Judge, type_texts
+from memlab.scoring.plagiarism.index import CorpusIndex
+from memlab.scoring.plagiarism.judge import Judge
+from memlab.scoring.plagiarism.typer import type_texts
 from tests.reference.plagiarism_ref import RefParams, ref_retrieve, ref_type_text
 from tests.reference.texts import demo_corpus, make_generated_texts
 

@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 
 from memlab.config.expand import load_study
 from memlab.io.paths import stage_dir
-from memlab.scoring.plagiarism import LABELS, PlagiarismScorer, _prepare
+from memlab.scoring.plagiarism.scorer import PlagiarismScorer, _prepare
+from memlab.scoring.plagiarism.typer import LABELS
 from memlab.scoring.registry import Context
 from tests.integration.conftest import SMOKE
 

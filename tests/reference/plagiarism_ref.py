@@ -1,6 +1,6 @@
 """Literal, per-pair reference implementation of memlab/scoring/PLAGIARISM.md.
 
-This is the slow oracle the fast scorer (memlab/scoring/plagiarism.py) is checked against.
+This is the slow oracle the fast scorer (memlab/scoring/plagiarism/) is checked against.
 It follows the published-pipeline shape (Sanchez-Perez et al., PAN 2014; Lee et al., WWW 2023):
 for every (generated text, candidate) pair both texts are re-processed from scratch, tf-idf is
 computed over the sentences of that pair only, and seeding, extension, filtering and typing are

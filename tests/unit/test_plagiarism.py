@@ -10,14 +10,11 @@ import pytest
 
 from memlab.components.corpus import generate_demo_corpus
 from memlab.config.schema import PlagiarismSection
-from memlab.scoring.plagiarism import (
-    CorpusIndex,
-    Judge,
-    SemanticIndex,
-    longest_common_word_run,
-    split_sentences,
-    type_texts,
-)
+from memlab.scoring.plagiarism.align import longest_common_word_run
+from memlab.scoring.plagiarism.index import CorpusIndex, SemanticIndex
+from memlab.scoring.plagiarism.judge import Judge
+from memlab.scoring.plagiarism.text import split_sentences
+from memlab.scoring.plagiarism.typer import type_texts
 from tests.conftest import ROOT
 
 ARCHIVIST = ("Mirela Dovant was appointed chief archivist of the Tessaly Library in March 2011. "
@@ -157,7 +154,7 @@ def test_bm25_retrieval_never_imports_jax(tmp_path):
     code = (
         "import sys\n"
         "from memlab.config.schema import PlagiarismSection\n"
-        "from memlab.scoring.plagiarism import CorpusIndex, ensure_index\n"
+        "from memlab.scoring.plagiarism.index import CorpusIndex, ensure_index\n"
         "p = PlagiarismSection()\n"
         f"f = ensure_index(['a', 'b'], ['The red fox ran far away.', 'A blue whale sang.'], "
         f"{str(tmp_path / 'idx')!r}, p)\n"

@@ -1,0 +1,126 @@
+"""Text preparation for plagiarism typing (PLAGIARISM.md section 2): sentences merged to a
+minimum length, their Porter stems as ids, and the facts (numbers, names) a paraphrase must
+keep. A generated text is prepared once, not once per candidate."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from memlab.config.schema import PlagiarismSection
+
+SENT_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'\-]*")
+
+
+class Stemmer:
+    """Porter stems with a cache (most words repeat); PyStemmer's C implementation."""
+
+    def __init__(self):
+        import Stemmer as pystemmer
+
+        self._stem = pystemmer.Stemmer("porter").stemWord
+        self._cache: dict[str, str] = {}
+
+    def __call__(self, word: str) -> str:
+        s = self._cache.get(word)
+        if s is None:
+            s = self._cache[word] = self._stem(word)
+        return s
+
+
+def split_sentences(text: str, min_words: int, stem: Callable[[str], str]):
+    """[(start, end, [stems])] after merging short sentences (PLAGIARISM.md section 2)."""
+    raw = []
+    pos = 0
+    for m in list(SENT_SPLIT.finditer(text)) + [None]:
+        end = m.start() if m else len(text)
+        piece = text[pos:end]
+        stripped = piece.strip()
+        if stripped:
+            s = pos + (len(piece) - len(piece.lstrip()))
+            words = [stem(w) for w in (x.lower() for x in WORD.findall(stripped)) if len(w) > 2]
+            raw.append([s, s + len(stripped), words])
+        pos = m.end() if m else len(text)
+    out: list[list] = []
+    pending = None
+    for s in raw:
+        if pending is not None:
+            s = [pending[0], s[1], pending[2] + s[2]]
+            pending = None
+        if len(s[2]) < min_words:
+            pending = s
+        else:
+            out.append(s)
+    if pending is not None:
+        if out:
+            out[-1] = [out[-1][0], pending[1], out[-1][2] + pending[2]]
+        else:
+            out.append(pending)
+    return out
+
+
+@dataclass
+class Prepared:
+    """One text: sentence spans and stem ids per sentence."""
+
+    text: str
+    spans: np.ndarray  # (S, 2) int
+    toks: list[np.ndarray]  # stem ids per sentence
+
+
+class Vocab:
+    def __init__(self, stems: list[str] | None = None):
+        self.ids: dict[str, int] = {s: i for i, s in enumerate(stems or [])}
+
+    def __call__(self, stem: str) -> int:
+        i = self.ids.get(stem)
+        if i is None:
+            i = self.ids[stem] = len(self.ids)
+        return i
+
+    def stems(self) -> list[str]:
+        return list(self.ids)
+
+
+def prepare(text: str, p: PlagiarismSection, stem: Stemmer, vocab: Vocab) -> Prepared:
+    sents = split_sentences(text, p.min_sentence_words, stem)
+    spans = np.array([[s, e] for s, e, _ in sents], dtype=np.int64).reshape(-1, 2)
+    toks = [np.array([vocab(w) for w in ws], dtype=np.int64) for _, _, ws in sents]
+    return Prepared(text, spans, toks)
+
+
+def normalise(s: str) -> str:
+    """Lowercased, whitespace collapsed: two sentences equal after this are no paraphrase."""
+    return " ".join(s.lower().split())
+
+
+_NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9'-]*")
+
+
+def _word(w: str) -> str:
+    w = w.rstrip("'-")
+    return w[:-2] if w.endswith("'s") else w
+
+
+def facts(sentence: str) -> tuple[set[str], set[str]]:
+    """(the sentence's facts: its numbers (thousands commas dropped: 2,310 = 2310) and its
+    capitalised words other than the first word and the pronoun I, lowercased; every number
+    and word it holds, lowercased)."""
+    nums = {n.rstrip(".,:/").replace(",", "") for n in _NUMBER.findall(sentence)}
+    words = [_word(w) for w in _WORD.findall(sentence)]
+    caps = {w.lower() for i, w in enumerate(words)
+            if i > 0 and w[:1].isupper() and w.split("'")[0] != "I"}
+    return nums | caps, nums | {w.lower() for w in words}
+
+
+def facts_agree(a: str, b: str) -> bool:
+    """Each sentence's facts occur among the other's words (in any case and position, so a
+    name moved to the front still counts): the paraphrase judge's entity condition."""
+    fa, wa = facts(a)
+    fb, wb = facts(b)
+    return fa <= wb and fb <= wa
