@@ -27,13 +27,15 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from memlab.scoring.registry import Column, Context, Scorer, register
+from memlab.scoring.registry import Column, Context, Heading, Scorer, register
 
 SIGNALS = ("loss", "zlib", "mink", "minkpp", "ref")
 FPRS = {"tpr1": 0.01, "tpr01": 0.001}  # metric prefix -> false-positive rate
-SIGNAL_DOC = {
-    "loss": "fine-tuned model's loss", "zlib": "loss / zlib bytes",
-    "mink": "min-k% token log-prob", "minkpp": "min-k%++", "ref": "loss / base model's loss"}
+SIGNAL_DOC = {  # the report's legends and its ROC figure
+    "loss": "loss of the fine-tuned model", "zlib": "loss / zlib bytes",
+    "mink": "min-k% token log-prob", "minkpp": "min-k%++",
+    "ref": "loss relative to the base model"}
+COLUMNS = {s: f"mia_{s}" for s in SIGNALS}  # signal -> its column of the score shards
 
 
 def min_k(values, frac: float) -> float:
@@ -156,7 +158,10 @@ def contrast(name: str):
 
 
 def _report(name: str):
-    return lambda sec: {f"auc_{name}": f"AUC {name}", f"tpr1_{name}": f"TPR@1%FPR {name}"}
+    """The report's membership tables: a signal's AUC, and its TPR at each of FPRS, a table
+    each, under the signal's name."""
+    tables = {f"auc_{name}": "membership_auc", **{f"{p}_{name}": f"membership_{p}" for p in FPRS}}
+    return lambda sec: {metric: Heading(name, table) for metric, table in tables.items()}
 
 
 def _load(ctx: Context):
@@ -164,12 +169,12 @@ def _load(ctx: Context):
 
     def score(rows: list[dict]) -> dict[str, list]:
         found = [signals(r, frac) for r in rows]
-        return {f"mia_{s}": [f[s] for f in found] for s in SIGNALS}
+        return {COLUMNS[s]: [f[s] for f in found] for s in SIGNALS}
 
     return score
 
 
 register(Scorer("membership", tuple(
-    Column(f"mia_{s}", pa.float64(), contrast=contrast(s), report=_report(s), table="membership",
+    Column(COLUMNS[s], pa.float64(), contrast=contrast(s), report=_report(s), table="membership",
            doc=f"{s}: {SIGNAL_DOC[s]}") for s in SIGNALS), _load,
     enabled=lambda sec: sec.membership.enabled))
