@@ -177,7 +177,7 @@ def log_sweep_summary(study: Study, tracking: Tracking, failed: int, secs: float
                       plans: list[TrialPlan] = ()) -> None:
     """Sweep-level results on the parent run: the report's files (tables as CSV, Markdown and
     HTML, figures) under `summary`, counts."""
-    from memlab.stages.report import FILES
+    from memlab.report.render import FILES
     from memlab.tracking.mlflow_log import Client, TrackedRun
 
     root = sweep_root(study.base)
@@ -342,7 +342,7 @@ def placed_or_refused(study: Study, cluster_file: str | None) -> None:
 
 
 def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
-    from memlab.stages.report import write_report
+    from memlab.report.render import write_report
     from memlab.tracking.mlflow_log import TrackingError, redact
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
