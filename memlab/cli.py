@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from memlab.stages.report import write_report
+    from memlab.report.render import write_report
 
     study = _load(args)
     print(write_report(study))

@@ -27,13 +27,15 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from memlab.scoring.registry import Column, Context, Scorer, register
+from memlab.scoring.registry import Column, Context, Heading, Scorer, register
 
 SIGNALS = ("loss", "zlib", "mink", "minkpp", "ref")
 FPRS = {"tpr1": 0.01, "tpr01": 0.001}  # metric prefix -> false-positive rate
-SIGNAL_DOC = {
-    "loss": "fine-tuned model's loss", "zlib": "loss / zlib bytes",
-    "mink": "min-k% token log-prob", "minkpp": "min-k%++", "ref": "loss / base model's loss"}
+SIGNAL_DOC = {  # the report's legends and its ROC figure
+    "loss": "loss of the fine-tuned model", "zlib": "loss / zlib bytes",
+    "mink": "min-k% token log-prob", "minkpp": "min-k%++",
+    "ref": "loss relative to the base model"}
+COLUMNS = {s: f"mia_{s}" for s in SIGNALS}  # signal -> its column of the score shards
 
 
 def min_k(values, frac: float) -> float:
@@ -58,6 +60,13 @@ def signals(row: dict, frac: float) -> dict[str, float]:
 
 
 # ------------------------------------------------------------------ ROC statistics
+def _running(w: np.ndarray) -> np.ndarray:
+    """(B, n) weights -> (B, n + 1) running sums from 0: the weight below each sorted position."""
+    out = np.zeros((w.shape[0], w.shape[1] + 1))
+    np.cumsum(w, axis=1, out=out[:, 1:])
+    return out
+
+
 def _weighted_roc(pos: np.ndarray, neg: np.ndarray, d: np.ndarray,
                   c: np.ndarray) -> np.ndarray:
     """AUC and the TPR at each of FPRS (percent) of B weighted samples, (1 + len(FPRS), B).
@@ -66,27 +75,45 @@ def _weighted_roc(pos: np.ndarray, neg: np.ndarray, d: np.ndarray,
     member / non-member is in each sample (all ones: the data itself; a bootstrap resample:
     multiplicities summing to n1 / n0). Counting over the once-sorted scores instead of sorting
     every resample: O(B (n1 + n0)).
-    AUC = P(member > non-member) + P(tie) / 2; TPR at FPR f = the share of members above the
-    (m+1)-th largest non-member, m = floor(f * n0): the largest TPR over thresholds t (member
-    if score >= t) with at most m non-members at or above t."""
-    b, n1, n0 = d.shape[0], len(pos), len(neg)
-    ccum = np.zeros((b, n0 + 1))
-    np.cumsum(c, axis=1, out=ccum[:, 1:])
-    dcum = np.zeros((b, n1 + 1))
-    np.cumsum(d, axis=1, out=dcum[:, 1:])
+    AUC = P(member > non-member) + P(tie) / 2; the TPRs: `members_flagged`."""
+    n1, n0 = len(pos), len(neg)
+    dcum, ccum = _running(d), _running(c)
     below = ccum[:, np.searchsorted(neg, pos, "left")]  # non-members below each member
     ties = ccum[:, np.searchsorted(neg, pos, "right")] - below
-    out = [(d * (below + 0.5 * ties)).sum(axis=1) / (n1 * n0)]
+    auc = (d * (below + 0.5 * ties)).sum(axis=1) / (n1 * n0)
+    return np.vstack([auc, 100.0 * members_flagged(pos, neg, dcum, ccum, FPRS.values()) / n1])
+
+
+def members_flagged(pos: np.ndarray, neg: np.ndarray, dcum: np.ndarray, ccum: np.ndarray,
+                    fprs) -> np.ndarray:
+    """The members the ROC curve flags at each false-positive rate f of `fprs`, counted by
+    their weights, (len(fprs), B): the most over thresholds t (member if score >= t) with at
+    most m = floor(f * n0) non-members at or above t, that is the members above the (m+1)-th
+    largest non-member (tied scores move together; all members once m >= n0).
+    pos, neg: sorted as in `_weighted_roc`; dcum, ccum: the running sums of their weights.
+    memlab's one reading of a ROC curve: the tpr metrics and the report's curves
+    (`tpr_at_fpr`)."""
+    b, n1, n0 = dcum.shape[0], len(pos), len(neg)
     at_or_above = n0 - ccum[:, :-1]  # non-members at sorted position >= j
-    for f in FPRS.values():
+    out = []
+    for f in fprs:
         m = math.floor(f * n0 + 1e-9)
         if m >= n0:
-            out.append(np.full(b, 100.0))
+            out.append(np.full(b, float(n1)))
             continue
         cut = neg[(at_or_above >= m + 1).sum(axis=1) - 1]
-        above = n1 - dcum[np.arange(b), np.searchsorted(pos, cut, "right")]
-        out.append(100.0 * above / n1)
+        out.append(n1 - dcum[np.arange(b), np.searchsorted(pos, cut, "right")])
     return np.stack(out)
+
+
+def tpr_at_fpr(member, nonmember, fprs) -> np.ndarray:
+    """The TPR (a fraction) at each false-positive rate of `fprs` of one score per document
+    (higher = member): `members_flagged` with every weight 1. From the members above every
+    non-member (FPR 0: the curve's start) to all of them (FPR 1: its end)."""
+    pos = np.sort(np.asarray(member, dtype=np.float64))
+    neg = np.sort(np.asarray(nonmember, dtype=np.float64))
+    dcum, ccum = _running(np.ones((1, len(pos)))), _running(np.ones((1, len(neg))))
+    return members_flagged(pos, neg, dcum, ccum, fprs)[:, 0] / len(pos)
 
 
 @functools.lru_cache(maxsize=4)
@@ -131,7 +158,10 @@ def contrast(name: str):
 
 
 def _report(name: str):
-    return lambda sec: {f"auc_{name}": f"AUC {name}", f"tpr1_{name}": f"TPR@1%FPR {name}"}
+    """The report's membership tables: a signal's AUC, and its TPR at each of FPRS, a table
+    each, under the signal's name."""
+    tables = {f"auc_{name}": "membership_auc", **{f"{p}_{name}": f"membership_{p}" for p in FPRS}}
+    return lambda sec: {metric: Heading(name, table) for metric, table in tables.items()}
 
 
 def _load(ctx: Context):
@@ -139,12 +169,12 @@ def _load(ctx: Context):
 
     def score(rows: list[dict]) -> dict[str, list]:
         found = [signals(r, frac) for r in rows]
-        return {f"mia_{s}": [f[s] for f in found] for s in SIGNALS}
+        return {COLUMNS[s]: [f[s] for f in found] for s in SIGNALS}
 
     return score
 
 
 register(Scorer("membership", tuple(
-    Column(f"mia_{s}", pa.float64(), contrast=contrast(s), report=_report(s), table="membership",
+    Column(COLUMNS[s], pa.float64(), contrast=contrast(s), report=_report(s), table="membership",
            doc=f"{s}: {SIGNAL_DOC[s]}") for s in SIGNALS), _load,
     enabled=lambda sec: sec.membership.enabled))

@@ -5,8 +5,10 @@ A registered scorer is, with no other edit anywhere:
 - summary metrics per (split, dup_count) group (each column's `aggregate`), and per member
   group against all non-members (`contrast`, one value per document: membership inference),
   which are the trial's MLflow metrics;
-- columns of the sweep's report (each column's `report`: summary metric -> heading), members at
-  each duplication level next to the non-member floor.
+- columns of the sweep's report (each column's `report`: summary metric -> heading, in the
+  column's `table`, or a `Heading` naming its own table), members at each duplication level
+  next to the non-member floor; the report lays out some tables itself (membership, utility:
+  memlab/report/tables.py), reading their headings and docs from here all the same.
 
 A per-sample scorer is a plain function of generation columns, registered with `@scorer`.
 A scorer that loads something once (an embedding model, a corpus index) is registered with
@@ -32,7 +34,16 @@ from memlab.config.schema import ScoreSection, StudyConfig
 Aggregate = Callable[[Any, ScoreSection], dict[str, float]]  # (pandas Series, section)
 # (a member group's values, all non-members' values, section), one value per document
 Contrast = Callable[[Any, Any, ScoreSection], dict[str, float]]
-Report = Callable[[ScoreSection], dict[str, str]]
+Report = Callable[[ScoreSection], dict[str, "str | Heading"]]
+
+
+@dataclass(frozen=True)
+class Heading:
+    """A report heading of a summary metric that goes to a table of its own, not its column's
+    (a membership signal's AUC and its TPR at each false-positive rate: a table each)."""
+
+    text: str
+    table: str
 
 
 @dataclass(frozen=True)

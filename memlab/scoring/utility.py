@@ -52,15 +52,15 @@ def _held_out(fn):
     return lambda split, *texts: fn(*texts) if split == "nonmember" else None
 
 
+# one legend phrase for both (the report's utility table joins its columns' docs, each once)
+AGAINST_SUFFIX = ("rougeL (ROUGE-L F1 x 100) and bleu (sentence BLEU, 0-100) against the true "
+                  "suffix")
 scorer("rougeL", pa.float64(), inputs=("split", "gen_text", "suffix_text"),
-       aggregate=mean("rougeL"), report={"rougeL": "ROUGE-L"}, table="utility",
-       doc="ROUGE-L F1 x 100 vs the true suffix", enabled=lambda sec: sec.utility)(
-           _held_out(rouge_l))
+       aggregate=mean("rougeL"), report={"rougeL": "rougeL"}, table="utility",
+       doc=AGAINST_SUFFIX, enabled=lambda sec: sec.utility)(_held_out(rouge_l))
 scorer("bleu", pa.float64(), inputs=("split", "gen_text", "suffix_text"),
-       aggregate=mean("bleu"), report={"bleu": "BLEU"}, table="utility",
-       doc="sentence BLEU vs the true suffix", enabled=lambda sec: sec.utility)(
-           _held_out(bleu))
+       aggregate=mean("bleu"), report={"bleu": "bleu"}, table="utility",
+       doc=AGAINST_SUFFIX, enabled=lambda sec: sec.utility)(_held_out(bleu))
 scorer("flesch", pa.float64(), inputs=("split", "gen_text"), aggregate=_nanmean("flesch"),
-       report={"flesch": "Flesch"}, table="utility",
-       doc="Flesch reading ease of the generation", enabled=lambda sec: sec.utility)(
-           _held_out(flesch))
+       report={"flesch": "flesch"}, table="utility", doc="flesch (Flesch reading ease)",
+       enabled=lambda sec: sec.utility)(_held_out(flesch))

@@ -297,7 +297,7 @@ def placed_or_refused(study: Study, cluster_file: str | None) -> None:
 
 
 def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
-    from memlab.stages.report import FILES, write_report
+    from memlab.report.render import FILES, write_report
     from memlab.tracking.mlflow_log import TrackingError, redact
     from memlab.tracking.trials import log_pending, log_sweep_summary
 

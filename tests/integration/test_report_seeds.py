@@ -13,7 +13,8 @@ import yaml
 
 from memlab.io.paths import stage_dir
 from memlab.io.shards import read_summary
-from memlab.stages.report import FIGURES, FILES, build_report, layout
+from memlab.report.render import FIGURES, FILES, build_report
+from memlab.report.tables import layout
 from tests.conftest import SWEEPS
 from tests.integration.conftest import SMOKE, run_sweep
 

@@ -1,4 +1,4 @@
-"""The sweep report over seeds (memlab/stages/report.py), on synthetic trials: aggregation,
+"""The sweep report over seeds (memlab/report/), on synthetic trials: aggregation,
 intervals, the tables, the figures' contents and the self-contained HTML page."""
 
 import base64
@@ -12,10 +12,21 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from memlab.stages import report
-from memlab.stages.report import aggregate, fmt, layout, render, roc, roc_curves, tpr_at
+from memlab.config.schema import ScoreSection
+from memlab.report.numbers import FPR_GRID, aggregate, roc_curves
+from memlab.report.render import FIGURES, FILES, render
+from memlab.report.tables import (
+    canary_table,
+    fmt,
+    headings,
+    layout,
+    membership_tables,
+    utility_table,
+)
+from memlab.scoring.membership import tpr_at_fpr
 
-HEADS = {  # what report.headings() gives for two registry tables
+HEADS = {  # what headings() gives, two registry tables cut down to a column or so
+    **headings([ScoreSection()]),
     "extraction": [("exact_pct", "exact_%", "samples whose suffix came back token for token")],
     "plagiarism": [("verbatim_pct", "verbatim_%", "")],
 }
@@ -113,7 +124,7 @@ def test_one_seed_shows_the_trials_bootstrap_interval_or_none():
     assert fmt(s, 2) == "0.64 [0.55, 0.71]"
     no_boot = g.get("member", 4, "exact_pct")
     assert no_boot.lo is None and fmt(no_boot) == "25.0"
-    auc = report.membership_tables([g], ["strategy", "model"])[0]
+    auc = membership_tables([g], HEADS, ["strategy", "model"])[0]
     head, body, _ = layout(auc, hide=["model"])
     row = dict(zip(head, body[[r[head.index("dup")] for r in body].index("4")]))
     assert row["loss"] == "0.64 [0.55, 0.71]" and row["zlib"] == "0.64" and row["n"] == "1"
@@ -138,7 +149,7 @@ def test_groups_split_by_other_axes_and_absent_metrics_show_a_dash(tmp_path):
     assert [g.seeds for g in groups] == [[0, 1], [0, 1]]
     assert groups[0].get("nonmember", -1, "base_ppl").n == 1
     assert groups[0].get("member", 4, "rougeL") is None  # NaN: no value
-    util = report.utility_table(groups, ["strategy", "model", "attack.temperature"])
+    util = utility_table(groups, HEADS, ["strategy", "model", "attack.temperature"])
     head, body, _ = layout(util, hide=["model"])
     assert "dup" not in head and len(body) == 2  # a row per group, no duplication level
     assert [r[head.index("n")] for r in body] == ["1", "1"]  # the fewest of the row's cells
@@ -146,11 +157,11 @@ def test_groups_split_by_other_axes_and_absent_metrics_show_a_dash(tmp_path):
     # a metric no trial has: not a column, named in the legend
     (g,) = aggregate([record("head", 0)], [])
     g.stats = {k: v for k, v in g.stats.items() if k[2] != "bleu"}
-    head, body, legend = layout(report.utility_table([g], ["strategy", "model"]), ["model"])
+    head, body, legend = layout(utility_table([g], HEADS, ["strategy", "model"]), ["model"])
     assert "bleu" not in head and "No trial has: bleu." in legend
     (other,) = aggregate([record("full", 0)], [])
     other.stats = {k: v for k, v in other.stats.items() if k[2] != "auc_zlib"}
-    auc = report.membership_tables([g, other], ["strategy", "model"])[0]
+    auc = membership_tables([g, other], HEADS, ["strategy", "model"])[0]
     head, body, _ = layout(auc, ["model"])
     assert [r[head.index("zlib")] for r in body] == ["0.61", "0.64", "-", "-"]
 
@@ -207,7 +218,7 @@ def test_figures_draw_a_line_per_strategy_and_model_and_each_strategys_floor(tmp
     assert sorted(curves) == list(range(6))
     rep = render("demo", tmp_path / "out", groups, [], HEADS, signal, curves)
     _desc_checks(groups, rep.figures)
-    for name in report.FIGURES:
+    for name in FIGURES:
         assert (tmp_path / "out" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -215,11 +226,11 @@ def test_html_page_embeds_every_figure_and_the_tables(tmp_path):
     groups = aggregate([record(s, seed, shift=seed) for s in ("full", "lora")
                         for seed in (0, 1)], [])
     render("demo", tmp_path, groups, [], HEADS)
-    assert {p.name for p in tmp_path.iterdir()} == set(report.FILES)
+    assert {p.name for p in tmp_path.iterdir()} == set(FILES)
     page = (tmp_path / "results.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == 3
-    for data, name in zip(images, report.FIGURES):
+    for data, name in zip(images, FIGURES):
         assert base64.b64decode(data) == (tmp_path / name).read_bytes()
     assert page.count("<table>") == 5 and "Membership inference: AUC" in page
     assert "loss: loss of the fine-tuned model" in page and "AUC 0.5 = chance" in page
@@ -230,13 +241,13 @@ def test_html_page_embeds_every_figure_and_the_tables(tmp_path):
 
 def test_canary_table_only_with_canary_rows(tmp_path):
     plain = aggregate([record("lora", 0)], [])
-    assert report.canary_table(plain, ["strategy", "model"]) is None
+    assert canary_table(plain, ["strategy", "model"]) is None
     canary = {("canary", r, m): v for r in (0, 4) for m, v in (
         ("exposure", 2.0 + r), ("exposure_min", 1.0 + r), ("exposure_max", 3.0 + r),
         ("canaries", 5.0), ("exposure_cap", 9.97))}
     groups = aggregate([record("lora", 0, extra=canary),
                         record("lora", 1, extra={k: v + 1 for k, v in canary.items()})], [])
-    t = report.canary_table(groups, ["strategy", "model"])
+    t = canary_table(groups, ["strategy", "model"])
     head, body, _ = layout(t, ["model"])
     assert [r[head.index("repeats")] for r in body] == ["0", "4"]
     row = dict(zip(head, body[1]))
@@ -251,14 +262,32 @@ def test_canary_table_only_with_canary_rows(tmp_path):
     assert rows[0]["exposure_r4_n"] == "2" and float(rows[0]["exposure_cap_r4"]) == 10.97
 
 
-def test_roc_curve_and_its_value_at_a_false_positive_rate():
-    fpr, tpr = roc([3.0, 2.0, 1.0], [2.0, 0.0])  # the tie at 2 moves both rates at once
-    assert fpr.tolist() == [0.0, 0.0, 0.5, 0.5, 1.0]
-    assert tpr.tolist() == pytest.approx([0.0, 1 / 3, 2 / 3, 1.0, 1.0])
-    at = tpr_at(np.array([0.001, 0.49, 0.5, 1.0]), fpr, tpr)
+def _curve(member, nonmember):
+    """FPR and TPR of every score threshold (higher = more member-like), from (0, 0) to
+    (1, 1), tied scores together: the whole curve written out, which the report read off
+    itself before it took the membership scorer's reading."""
+    scores = np.concatenate([member, nonmember]).astype(float)
+    is_member = np.r_[np.ones(len(member)), np.zeros(len(nonmember))]
+    order = np.argsort(-scores, kind="stable")
+    scores, is_member = scores[order], is_member[order]
+    last = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]  # each tie's last row
+    tp, fp = np.cumsum(is_member)[last], np.cumsum(1 - is_member)[last]
+    return np.r_[0.0, fp / len(nonmember)], np.r_[0.0, tp / len(member)]
+
+
+def test_roc_curve_read_off_at_false_positive_rates():
+    # the tie at 2 moves both rates at once: members 3 | 3, 2 and non-member 2 | 1, 0
+    at = tpr_at_fpr([3.0, 2.0, 1.0], [2.0, 0.0], [0.001, 0.49, 0.5, 1.0])
     assert at.tolist() == pytest.approx([1 / 3, 1 / 3, 1.0, 1.0])
-    fpr, tpr = roc(np.arange(10.0, 20.0), np.arange(0.0, 10.0))  # separable: TPR 1 at FPR 0
-    assert tpr_at(report.FPR_GRID, fpr, tpr).min() == 1.0
+    assert tpr_at_fpr([2.0, 1.0], [2.0, 0.0], [0.001, 1.0]).tolist() == [0.0, 1.0]  # (0, 0),
+    separable = tpr_at_fpr(np.arange(10.0, 20.0), np.arange(0.0, 10.0), FPR_GRID)  # (1, 1)
+    assert separable.min() == 1.0  # TPR 1 at FPR 0
+    rng = np.random.default_rng(0)
+    for n1, n0 in ((30, 40), (7, 1000), (250, 3), (100, 100)):  # with many ties
+        m, nm = np.round(rng.normal(0.5, 1, n1), 1), np.round(rng.normal(0, 1, n0), 1)
+        fpr, tpr = _curve(m, nm)
+        want = tpr[np.searchsorted(fpr, FPR_GRID, side="right") - 1]  # the best point <= each
+        assert tpr_at_fpr(m, nm, FPR_GRID).tolist() == want.tolist()  # exactly
 
 
 def test_old_trials_without_new_metrics_still_get_every_file(tmp_path):
@@ -271,7 +300,7 @@ def test_old_trials_without_new_metrics_still_get_every_file(tmp_path):
     assert [t.title.split(":")[0].split(" ")[0] for t in rep.tables] == \
         ["Extraction", "Plagiarism", "Utility"]
     assert rep.figures["roc.png"] == {}
-    assert {p.name for p in tmp_path.iterdir()} == set(report.FILES)
+    assert {p.name for p in tmp_path.iterdir()} == set(FILES)
     head, body, legend = layout(rep.tables[-1], ["model"])
     assert head[:3] == ["strategy", "n", "heldout_ppl"] and body[0][1:3] == ["1", "20.00"]
     assert "No trial has: base_ppl, rougeL, bleu, flesch." in legend
@@ -281,7 +310,7 @@ def test_an_axis_that_picks_the_model_is_not_a_second_model_column():
     """sweeps/paper.yaml chooses its models by a bundle axis: the report's rows and lines are
     told apart by the model column and the dataset axis, not by the bundle again."""
     from memlab.config.expand import load_study
-    from memlab.stages.report import axes
+    from memlab.report.numbers import axes
     from tests.conftest import SWEEPS
 
     assert axes(load_study(SWEEPS / "paper.yaml")) == ["dataset"]

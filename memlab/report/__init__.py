@@ -1,0 +1,8 @@
+"""The sweep's report: its results as a paper would print them, over seeds, one job per file.
+
+- numbers.py: trials that differ only by seed as one group, each metric its mean with a 95%
+  interval and n; the ROC curves of the headline membership signal;
+- tables.py: the tables (registry tables, membership, utility, canaries), as text and as CSV;
+- figures.py: results.png, scale.png, roc.png;
+- render.py: the files (results.csv, .md, .html, the figures) and what `memlab report` prints.
+"""

@@ -1,0 +1,204 @@
+"""The report's numbers: finished trials that differ only by seed as one group, (strategy,
+model, the other grid axes). Every metric of a group, at each duplication level, is the mean
+over its seeds with a 95% interval and n, the number of seeds: the Student-t interval of the
+mean when n >= 2; with one seed, the trial's own bootstrap interval where its score summary
+has one (`<m>_lo`, `<m>_hi`). And the ROC curves of the headline membership signal, read off
+on a grid of false-positive rates by the membership scorer's own reading, averaged over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from memlab.config.expand import Study
+from memlab.config.labels import model_label
+from memlab.io.paths import stage_dir, sweep_root
+from memlab.io.shards import read_summary
+from memlab.scoring.membership import COLUMNS, tpr_at_fpr
+from memlab.strategies import STRATEGIES
+
+SHOWN_ELSEWHERE = ("train.strategy", "seed", "model.name", "model.source")  # grid axes
+TRAIN = {"trainable_params": "trainable_params", "train_s": "train_time_s",
+         "total_params": "total_params"}  # group figure -> result.json train field
+FPR_GRID = np.logspace(-3, 0, 61)  # where ROC curves of several seeds are averaged
+HEADLINE = ("ref", "loss")  # the ROC figure's signal: the first that some trial has
+
+
+def axes(study: Study) -> list[str]:
+    """The grid axes that tell rows apart besides strategy, model, dup and seed. An axis that
+    takes one value per model (a bundle axis choosing the model, as in sweeps/paper.yaml) is
+    the model column under another name: left out."""
+    out = []
+    for k in study.grid:
+        if k in SHOWN_ELSEWHERE:
+            continue
+        per_model: dict[str, set[str]] = {}
+        for t in study.trials:
+            per_model.setdefault(model_label(t.config), set()).add(repr(t.point.get(k)))
+        if len(per_model) > 1 and all(len(v) == 1 for v in per_model.values()):
+            continue
+        out.append(k)
+    return out
+
+
+@dataclass(frozen=True)
+class Stat:
+    """One metric of a group of trials: a value per seed and a 95% interval (None: none)."""
+
+    values: tuple[float, ...]
+    lo: float | None = None
+    hi: float | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+
+def over_seeds(values: list[float], bootstrap: tuple = (None, None)) -> Stat | None:
+    """The mean of `values` (one per seed) with its Student-t 95% interval; with one value,
+    the interval given (the trial's bootstrap interval) when both its bounds are known."""
+    if not values:
+        return None
+    if len(values) == 1:
+        lo, hi = bootstrap
+        return Stat(tuple(values), lo, hi) if lo is not None and hi is not None else \
+            Stat(tuple(values))
+    from scipy.stats import t
+
+    mean = statistics.fmean(values)
+    half = t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return Stat(tuple(values), mean - half, mean + half)
+
+
+@dataclass
+class Group:
+    """The trials of one (strategy, model, other grid axes) setting, one per seed."""
+
+    key: dict  # strategy, model and each other grid axis -> its value
+    seeds: list
+    trial_keys: list[str]
+    stats: dict[tuple[str, int, str], Stat]  # (split, dup_count, metric) -> over the seeds
+    train: dict[str, Stat]  # TRAIN's figures over the seeds
+    order: int = 0  # where its first trial is in the study
+
+    def get(self, split: str, dup: int, metric: str) -> Stat | None:
+        return self.stats.get((split, dup, metric))
+
+    def dups(self, split: str = "member") -> list[int]:
+        """The split's levels (members: duplication counts; canaries: repeat counts)."""
+        return sorted({d for s, d, _ in self.stats if s == split and d >= 0})
+
+
+def _values(rows: list[dict]) -> dict[tuple[str, int, str], float]:
+    return {(r["split"], int(r["dup_count"]), r["metric"]): float(r["value"]) for r in rows
+            if r["value"] is not None and not math.isnan(r["value"])}
+
+
+def aggregate(records: list[tuple[dict, list[dict]]], axis_names: list[str]) -> list[Group]:
+    """Group finished trials that differ only by seed. `records`: (result.json, score summary
+    rows) per trial, in study order; every summary metric becomes a Stat over the seeds (the
+    `<m>_lo` / `<m>_hi` bounds of a metric `<m>` are its one-seed interval, not metrics)."""
+    by: dict[str, list] = {}
+    for i, (res, rows) in enumerate(records):
+        key = {"strategy": res["strategy"], "model": res["model"],
+               **{a: res.get("point", {}).get(a) for a in axis_names}}
+        by.setdefault(json.dumps(key, sort_keys=True, default=str), []).append(
+            (i, key, res, _values(rows)))
+    groups = []
+    for trials in by.values():
+        trials.sort(key=lambda x: x[2].get("seed", 0))
+        names = list(dict.fromkeys(n for *_, v in trials for n in v))
+        stats = {}
+        for split, dup, metric in names:
+            if metric.endswith(("_lo", "_hi")) and (split, dup, metric[:-3]) in names:
+                continue
+            have = [v for *_, v in trials if (split, dup, metric) in v]
+            bounds = (have[0].get((split, dup, f"{metric}_lo")),
+                      have[0].get((split, dup, f"{metric}_hi")))
+            stats[(split, dup, metric)] = over_seeds([v[(split, dup, metric)] for v in have],
+                                                     bounds)
+        train = {name: over_seeds([float(r["train"][src]) for _, _, r, _ in trials
+                                   if r.get("train", {}).get(src) is not None])
+                 for name, src in TRAIN.items()}
+        groups.append(Group(key=trials[0][1], seeds=[r.get("seed") for _, _, r, _ in trials],
+                            trial_keys=[r["key"] for _, _, r, _ in trials], stats=stats,
+                            train={k: s for k, s in train.items() if s is not None},
+                            order=trials[0][0]))
+    rank = {s: i for i, s in enumerate(STRATEGIES)}
+    groups.sort(key=lambda g: (str(g.key["model"]), rank.get(g.key["strategy"], len(rank)),
+                               *(str(g.key[a]) for a in axis_names)))
+    return groups
+
+
+def load_records(study: Study) -> list[tuple[dict, list[dict]]]:
+    """(result.json, score summary rows) of every finished trial, in study order."""
+    records, seen = [], set()
+    for t in study.trials:
+        path = sweep_root(t.config) / t.key / "result.json"
+        if t.key in seen or not path.is_file():
+            continue
+        seen.add(t.key)
+        summary = read_summary(stage_dir(t.config, "score", t.key)).to_pylist()
+        records.append((json.loads(path.read_text()), summary))
+    return records
+
+
+# ---------------------------------------------------------------- ROC curves
+def _doc_scores(score_dir: Path):
+    """One row per document (sample_idx 0) of a trial's score shards: split and the headline
+    candidates' membership scores (None: no shards)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frames = []
+    for part in sorted(Path(score_dir).glob("part-*.parquet")):
+        names = pq.read_schema(part).names
+        cols = [c for c in ("split", "sample_idx", *(COLUMNS[s] for s in HEADLINE))
+                if c in names]
+        frames.append(pq.read_table(part, columns=cols).to_pandas())
+    if not frames:
+        return None
+    df = pd.concat(frames, ignore_index=True)
+    return df[df.sample_idx == 0] if "sample_idx" in df else df
+
+
+def roc_curves(groups: list[Group], score_dirs: dict[str, Path]
+               ) -> tuple[str | None, dict[int, np.ndarray]]:
+    """The headline signal (the first of HEADLINE that a trial has) and, per group (by its
+    index), the TPR on FPR_GRID averaged over its seeds: all members against all
+    non-members."""
+    scores = {k: _doc_scores(score_dirs[k]) for g in groups for k in g.trial_keys
+              if k in score_dirs}
+
+    def has(s: str) -> bool:
+        return any(df is not None and COLUMNS[s] in df and df[COLUMNS[s]].notna().any()
+                   for df in scores.values())
+
+    signal = next((s for s in HEADLINE if has(s)), None)
+    if signal is None:
+        return None, {}
+    col, curves = COLUMNS[signal], {}
+    for i, g in enumerate(groups):
+        tprs = []
+        for k in g.trial_keys:
+            df = scores.get(k)
+            if df is None or col not in df:
+                continue
+            df = df[df[col].notna()]
+            m = df[df.split == "member"][col].to_numpy()
+            nm = df[df.split == "nonmember"][col].to_numpy()
+            if len(m) and len(nm):
+                tprs.append(tpr_at_fpr(m, nm, FPR_GRID))
+        if tprs:
+            curves[i] = np.mean(tprs, axis=0)
+    return signal, curves

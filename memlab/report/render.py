@@ -1,0 +1,130 @@
+"""The report's files and what `memlab report` prints: the tables (tables.py) as text, in
+results.md, results.html (self-contained: the figures embedded) and results.csv, and the
+figures (figures.py), of the groups aggregated over seeds (numbers.py)."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tabulate import tabulate
+
+from memlab.config.expand import Study
+from memlab.io.paths import stage_dir, sweep_root
+from memlab.report import figures
+from memlab.report.numbers import Group, aggregate, axes, load_records, roc_curves
+from memlab.report.tables import (
+    LAID_OUT_HERE,
+    Heads,
+    Table,
+    canary_table,
+    csv_only,
+    csv_rows,
+    headings,
+    key_cell,
+    layout,
+    membership_tables,
+    registry_tables,
+    text,
+    utility_table,
+    write_csv,
+)
+
+FIGURES = ("results.png", "scale.png", "roc.png")
+FILES = ("results.csv", "results.md", "results.html", *FIGURES)
+PREAMBLE = ("Each cell: mean [95% interval] over seeds: the Student-t interval of the mean when "
+            "n >= 2; with one seed, that trial's bootstrap interval (none where it has none). "
+            "n: the seeds a row averages (the fewest of its cells, where they differ).")
+
+
+@dataclass
+class Report:
+    text: str  # what `memlab report` prints
+    tables: list[Table]
+    figures: dict[str, dict]  # file name -> what its plotting function drew
+    groups: list[Group]
+
+
+def _html(title: str, intro: list[str], tables: list[Table], hide: list[str],
+          root: Path) -> str:
+    parts = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+             "</title><style>body{font-family:sans-serif;max-width:80em;margin:2em auto}"
+             "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;"
+             "padding:2px 6px;text-align:right}.legend{color:#444;font-size:90%}"
+             "img{max-width:100%}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             *(f"<p>{html.escape(line)}</p>" for line in intro)]
+    for t in tables:
+        head, body, legend = layout(t, hide)
+        parts += [f"<h2>{html.escape(t.title)}</h2>",
+                  tabulate(body, headers=head, tablefmt="html", disable_numparse=True),
+                  f"<p class=\"legend\">{html.escape(legend).replace(chr(10), '<br>')}</p>"]
+    for name in FIGURES:
+        data = base64.b64encode((root / name).read_bytes()).decode()
+        parts += [f"<h2>{name}</h2>",
+                  f"<img alt=\"{name}\" src=\"data:image/png;base64,{data}\">"]
+    return "\n".join(parts + ["</body></html>\n"])
+
+
+def _markdown(title: str, intro: list[str], tables: list[Table], hide: list[str]) -> str:
+    md = [f"# {title}", "", *(f"{line}\n" for line in intro)]
+    for t in tables:
+        head, body, legend = layout(t, hide)
+        md += [f"## {t.title}", "", tabulate(body, headers=head, tablefmt="github",
+                                             disable_numparse=True), "",
+               legend.replace("\n", "  \n"), ""]
+    md += ["## Figures", "", *(f"![{f}]({f})\n" for f in FIGURES)]
+    return "\n".join(md)
+
+
+def render(name: str, root: Path, groups: list[Group], axis_names: list[str], heads: Heads,
+           signal: str | None = None, curves: dict[int, np.ndarray] | None = None) -> Report:
+    """Tables, figures and files (FILES, under `root`) of aggregated groups; `heads`: the
+    registry's report headings (tables.headings)."""
+    keys = ["strategy", "model", *axis_names]
+    # the printed tables leave out key columns that are the same on every row (in the title)
+    hide = [k for k in keys[1:] if len({key_cell(g.key.get(k)) for g in groups}) == 1]
+    extraction = registry_tables(groups, heads, keys)
+    membership = membership_tables(groups, heads, keys)
+    utility = utility_table(groups, heads, keys)
+    canary = canary_table(groups, keys)
+    tables = [t for t in (*extraction, *membership, utility, canary) if t and t.rows]
+
+    root.mkdir(parents=True, exist_ok=True)
+    write_csv(csv_rows(groups, keys, [m for t in extraction + membership for m in t.metrics]
+                       + csv_only(groups, heads), utility.metrics), root / "results.csv")
+    series = figures.Series(groups, axis_names)
+    first = next((cols for n, cols in heads.items() if n not in LAID_OUT_HERE), [])
+    drawn = {"results.png": figures.plot_dup(groups, first, series, root / "results.png"),
+             "scale.png": figures.plot_scale(groups, first, series, root / "scale.png"),
+             "roc.png": figures.plot_roc(groups, signal, curves or {}, series,
+                                         root / "roc.png")}
+
+    fixed = "; ".join(f"{k} {key_cell(groups[0].key.get(k))}" for k in hide)
+    seeds = ", ".join(str(s) for s in sorted({s for g in groups for s in g.seeds}))
+    title = f"Results of sweep '{name}'"
+    intro = [f"{fixed + '; ' if fixed else ''}seeds {seeds}", PREAMBLE]
+    (root / "results.md").write_text(_markdown(title, intro, tables, hide))
+    (root / "results.html").write_text(_html(title, intro, tables, hide, root))
+    printed = (f"\n{title} ({intro[0]}; {root}/results.csv, .md, .html, .png; scale.png, "
+               f"roc.png)\n{PREAMBLE}\n\n" + "\n\n".join(text(t, hide) for t in tables))
+    return Report(printed, tables, drawn, groups)
+
+
+def build_report(study: Study) -> Report | None:
+    """The report of a study's finished trials (None: none finished)."""
+    groups = aggregate(load_records(study), axes(study))
+    if not groups:
+        return None
+    score_dirs = {t.key: stage_dir(t.config, "score", t.key) for t in study.trials}
+    signal, curves = roc_curves(groups, score_dirs)
+    return render(study.name, sweep_root(study.base), groups, axes(study),
+                  headings([t.config.score for t in study.trials]), signal, curves)
+
+
+def write_report(study: Study) -> str:
+    report = build_report(study)
+    return report.text if report else f"no finished trials under {sweep_root(study.base)}"

@@ -1,0 +1,283 @@
+"""The report's tables, printed (and in results.md, results.html) and in results.csv:
+- extraction and plagiarism: the scorer registry's tables (each registered column's `report`
+  headings), members at each duplication level next to the non-member floor (`floor_*`);
+- membership inference: AUC and TPR at 1% FPR of each signal the registry's membership
+  scorer reports (its headings' own tables), members of each level against all non-members;
+- utility: held-out perplexity (fine-tuned and base model, from the score stage) and the
+  registry's utility columns on the non-members, and the training figures, one row per group;
+- canary exposure, when the trials inserted canaries.
+Every metric is machine-readable in results.csv, one row per group and duplication level.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tabulate import tabulate
+
+from memlab.config.schema import ScoreSection
+from memlab.report.numbers import TRAIN, Group, Stat
+from memlab.scoring import suite
+from memlab.scoring.registry import Heading
+
+TITLES = {  # the registry's tables, by the `table` of their registered headings
+    "extraction": "Extraction: members at each duplication level against the non-member floor "
+                  "(% of samples)",
+    "plagiarism": "Plagiarism typing of the generations against the whole fine-tuning corpus "
+                  "(% of samples; METRICS.md section 2)",
+    "membership_auc": "Membership inference: AUC",
+    "membership_tpr1": "Membership inference: TPR at 1% FPR (%)",
+}
+CSV_ONLY = ("membership_tpr01",)  # registry tables written to results.csv, not printed
+# registry tables this module lays out itself (the others: members next to the floor)
+LAID_OUT_HERE = ("membership_auc", "membership_tpr1", *CSV_ONLY, "utility", "canary")
+PERPLEXITY = (  # (heading, summary metric of the non-members): the score stage's, not a scorer's
+    ("heldout_ppl", "ppl"), ("base_ppl", "base_ppl"))
+
+Heads = dict[str, list[tuple[str, str, str]]]  # table -> [(summary metric, heading, doc)]
+
+
+def headings(secs: list[ScoreSection]) -> Heads:
+    """table -> [(summary metric, heading, legend text)] of the registered columns of every
+    score section given (the trials may differ in thresholds or plugins), in first-seen
+    order."""
+    out: Heads = {}
+    for sec in secs:
+        for c in suite.columns(sec):
+            doc = c.doc.format(t=f"{sec.headline_threshold:g}")
+            for metric, head in (c.report(sec) if c.report else {}).items():
+                table, text = (head.table, head.text) if isinstance(head, Heading) else \
+                    (c.table, head)
+                if (metric, text, doc) not in out.setdefault(table, []):
+                    out[table].append((metric, text, doc))
+    return out
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str  # CSV column stem
+    head: str  # heading of the printed tables
+    get: Callable[[Group, int | None], Stat | None]
+    digits: int = 1
+
+
+@dataclass
+class Table:
+    title: str
+    legend: str
+    keys: list[str]  # key columns: strategy, model, axes, and "dup" / "repeats" (the level)
+    metrics: list[Metric]
+    rows: list[tuple[Group, int | None]]  # (group, level)
+    extra: dict[str, Callable[[Group, int | None], str]] = field(default_factory=dict)
+
+
+def at(split: str, metric: str, dup: int | None = None) -> Callable:
+    """A metric of a row's group: at the row's level, or at `dup` (-1: the whole split)."""
+    return lambda g, d: g.get(split, d if dup is None else dup, metric)
+
+
+def registry_tables(groups: list[Group], heads: Heads, keys: list[str]) -> list[Table]:
+    """The registry's tables (extraction first): members at each duplication level next to
+    the non-member floor."""
+    rows = [(g, d) for g in groups for d in g.dups()]
+    out = []
+    for name, cols in heads.items():
+        if name in LAID_OUT_HERE:
+            continue
+        members = [Metric(h, h, at("member", m)) for m, h, _ in cols]
+        floors = [Metric(f"floor_{h}", f"floor_{h}", at("nonmember", m, -1)) for m, h, _ in cols]
+        docs = "; ".join(f"{h}: {doc}" for _, h, doc in cols if doc)
+        legend = ((docs + ".\n") if docs else "") + (
+            "Members at each dup (copies in the training set); floor_*: the same on "
+            "non-members (never trained on).")
+        out.append(Table(TITLES.get(name, name), legend, keys + ["dup"], members + floors, rows))
+    return out
+
+
+def signals(groups: list[Group], heads: Heads, table: str = "membership_auc"
+            ) -> list[tuple[str, str, str]]:
+    """The headings of a membership table (the registry's, one per signal) of the signals
+    that some trial has an AUC of."""
+    have = {h for m, h, _ in heads.get("membership_auc", [])
+            if any(k[2] == m for g in groups for k in g.stats)}
+    return [entry for entry in heads.get(table, []) if entry[1] in have]
+
+
+def membership_tables(groups: list[Group], heads: Heads, keys: list[str]) -> list[Table]:
+    """AUC, and TPR at 1% FPR, of each membership signal: members of each duplication level
+    against all non-members."""
+    auc = signals(groups, heads)
+    if not auc:
+        return []
+    rows = [(g, d) for g in groups for d in g.dups()]
+    legend = ("Signals: " + "; ".join(doc for _, _, doc in auc) + ". Members of each dup "
+              "against all non-members (higher score = more member-like).")
+    tpr = signals(groups, heads, "membership_tpr1")
+    return [
+        Table(TITLES["membership_auc"], legend + " AUC 0.5 = chance.", keys + ["dup"],
+              [Metric(m, h, at("member", m), 2) for m, h, _ in auc], rows),
+        Table(TITLES["membership_tpr1"],
+              legend + " The % of members found at the score that flags 1% of the "
+              "non-members (chance: 1%).", keys + ["dup"],
+              [Metric(m, h, at("member", m)) for m, h, _ in tpr], rows),
+    ]
+
+
+def human(n: float) -> str:
+    """A count, short: 1.2M, 350.0k."""
+    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f}{unit}"
+    return str(int(n))
+
+
+def _train(name: str, show: Callable[[float], str]) -> Callable[[Group, int | None], str]:
+    return lambda g, d: show(g.train[name].mean) if name in g.train else "-"
+
+
+def utility_table(groups: list[Group], heads: Heads, keys: list[str]) -> Table:
+    """A row per group: what fine-tuning costs the model on held-out text (the perplexities,
+    and the registry's utility columns on the non-member generations), and its training."""
+    cols = heads.get("utility", [])
+    docs = ", ".join(dict.fromkeys(doc for _, _, doc in cols if doc))
+    return Table(
+        "Utility: the fine-tuned model on non-members (never trained on), and its training",
+        "heldout_ppl: perplexity of the fine-tuned model on the non-members; base_ppl: the base "
+        "model's on the same documents; "
+        + (f"of the non-member generations: {docs}; " if docs else "")
+        + "trainable_params, train_s: training (mean over seeds).",
+        keys, [Metric(h, h, at("nonmember", m, -1), 2) for h, m in PERPLEXITY]
+        + [Metric(h, h, at("nonmember", m, -1)) for m, h, _ in cols],
+        [(g, None) for g in groups],
+        {"trainable_params": _train("trainable_params", human),
+         "train_s": _train("train_s", lambda v: f"{v:.0f}")})
+
+
+def _canary(metric: str, pick: Callable, spec: str) -> Callable[[Group, int | None], str]:
+    """A canary figure over the seeds (`pick` of the values, e.g. max), formatted by `spec`."""
+    def cell(g: Group, d: int | None) -> str:
+        s = g.get("canary", d, metric)
+        return "-" if s is None else format(pick(s.values), spec)
+    return cell
+
+
+def _range(g: Group, d: int | None) -> str:
+    """The lowest and highest canary's exposure over the seeds."""
+    lo, hi = g.get("canary", d, "exposure_min"), g.get("canary", d, "exposure_max")
+    return "-" if lo is None or hi is None else f"{min(lo.values):.1f}-{max(hi.values):.1f}"
+
+
+def canary_table(groups: list[Group], keys: list[str]) -> Table | None:
+    rows = [(g, k) for g in groups for k in g.dups("canary")]
+    if not rows:
+        return None
+    return Table(
+        "Canary exposure (bits)",
+        "exposure: mean over the canaries of each repeat count (copies in the training "
+        "stream; 0: never inserted, the control); canaries: how many (per seed); range: "
+        "lowest and highest canary over the seeds; cap: the most the estimator can show, "
+        "log2(alternatives + 1).",
+        keys + ["repeats"], [Metric("exposure", "exposure", at("canary", "exposure"))], rows,
+        {"canaries": _canary("canaries", statistics.fmean, ".0f"),
+         "range": _range,
+         "cap": _canary("exposure_cap", max, ".1f")})
+
+
+# ---------------------------------------------------------------- as printed
+def key_cell(v) -> str:
+    """A key column's value as printed."""
+    if v is None:
+        return "-"
+    if isinstance(v, list):  # a grid axis over a list (e.g. score.plugins): short names
+        return ",".join(Path(str(x)).name for x in v) or "-"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _key(g: Group, d: int | None, k: str):
+    return d if k in ("dup", "repeats") else g.key.get(k)
+
+
+def fmt(s: Stat | None, digits: int = 1) -> str:
+    """`0.93 [0.85, 0.99]`: the mean and its interval; `-`: no value."""
+    if s is None:
+        return "-"
+    out = f"{s.mean:.{digits}f}"
+    return out if s.lo is None else f"{out} [{s.lo:.{digits}f}, {s.hi:.{digits}f}]"
+
+
+def layout(table: Table, hide: list[str]) -> tuple[list[str], list[list[str]], str]:
+    """Headers, cells and legend of a table as printed: key columns but those in `hide`, n,
+    the metrics that have a value somewhere (the others are named in the legend), extras."""
+    shown = [m for m in table.metrics if any(m.get(g, d) is not None for g, d in table.rows)]
+    keys = [k for k in table.keys if k not in hide]
+    head = keys + ["n"] + [m.head for m in shown] + list(table.extra)
+    body = []
+    for g, d in table.rows:
+        stats = [m.get(g, d) for m in shown]
+        n = min((s.n for s in stats if s is not None), default=None)
+        body.append([key_cell(_key(g, d, k)) for k in keys] + [str(n) if n else "-"]
+                    + [fmt(s, m.digits) for s, m in zip(stats, shown)]
+                    + [cell(g, d) for cell in table.extra.values()])
+    missing = [m.head for m in table.metrics if m not in shown]
+    legend = table.legend + (f"\nNo trial has: {', '.join(missing)}." if missing else "")
+    return head, body, legend
+
+
+def text(table: Table, hide: list[str]) -> str:
+    """The table as `memlab report` prints it: title, columns, legend."""
+    head, body, legend = layout(table, hide)
+    left = [k for k in table.keys if k not in ("dup", "repeats")]
+    return (f"{table.title}\n"
+            + tabulate(body, headers=head, disable_numparse=True,
+                       colalign=["left" if h in left else "right" for h in head])
+            + f"\n{legend}")
+
+
+# ---------------------------------------------------------------- results.csv
+def _stat_columns(name: str, s: Stat | None) -> dict:
+    return {f"{name}_mean": s.mean if s else None, f"{name}_lo": s.lo if s else None,
+            f"{name}_hi": s.hi if s else None, f"{name}_n": s.n if s else 0}
+
+
+def csv_rows(groups: list[Group], keys: list[str], per_dup: list[Metric],
+             per_group: list[Metric]) -> list[dict]:
+    """A row per group and member duplication level: every metric as `<name>_mean`, `_lo`,
+    `_hi`, `_n`; the group's own figures (utility, training, canaries by repeat count
+    `_r<k>`) on each of its rows."""
+    rows = []
+    for g in groups:
+        own = {"seeds": " ".join(str(s) for s in g.seeds), "trial_keys": " ".join(g.trial_keys)}
+        for m in per_group:
+            own.update(_stat_columns(m.name, m.get(g, None)))
+        own.update({k: g.train[k].mean if k in g.train else None for k in TRAIN})
+        for k in g.dups("canary"):
+            own.update(_stat_columns(f"exposure_r{k}", g.get("canary", k, "exposure")))
+            for metric, pick in (("canaries", statistics.fmean), ("exposure_min", min),
+                                 ("exposure_max", max), ("exposure_cap", max)):
+                s = g.get("canary", k, metric)
+                own[f"{metric}_r{k}"] = pick(s.values) if s else None
+        for d in g.dups():
+            row = {**{k: g.key.get(k) for k in keys}, "dup": d}
+            for m in per_dup:
+                row.update(_stat_columns(m.name, m.get(g, d)))
+            rows.append({**row, **own})
+    return rows
+
+
+def csv_only(groups: list[Group], heads: Heads) -> list[Metric]:
+    """The registry's metrics that go to results.csv but to no printed table (TPR at 0.1% FPR
+    of each signal the membership tables show)."""
+    return [Metric(m, h, at("member", m))
+            for t in CSV_ONLY for m, h, _ in signals(groups, heads, t)]
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    columns = list(dict.fromkeys(c for r in rows for c in r))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, columns)
+        w.writeheader()
+        w.writerows(rows)
