@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import types
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
@@ -188,6 +189,13 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
     raise TypeError(f"expected {_type_name(tp)}, got {got} {value!r}")
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A dataclass's field types (typing evaluates the annotations anew on every call: a
+    study of a dozen trials asked it thousands of times, seconds of `validate`)."""
+    return get_type_hints(cls)
+
+
 def _suggest(name: str, options: list[str]) -> str:
     close = difflib.get_close_matches(name, options, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -200,7 +208,7 @@ def from_dict(cls: type, data: Any, prefix: str, located: Located, problems: lis
     if not isinstance(data, dict):
         problems.append(_fmt(located.at(prefix), prefix, f"expected a section, got {data!r}"))
         return cls()
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     names = [f.name for f in fields(cls)]
     per_strategy = list(STRATEGIES) if issubclass(cls, PerStrategy) else []
     kwargs, sections = {}, {}
@@ -238,7 +246,7 @@ def field_at(key: str) -> tuple[Any, dataclasses.Field | None]:
         if issubclass(tp, PerStrategy) and part in STRATEGIES:
             tp, found = tp.section_type(tp, part), None
             continue
-        hints = get_type_hints(tp)
+        hints = _hints(tp)
         if part not in hints:
             raise KeyError(part)
         found = next(f for f in fields(tp) if f.name == part)
