@@ -23,7 +23,7 @@ from memlab.strategies import STRATEGIES
 from memlab.tracking.mlflow_log import TrackingError
 
 EXIT_CONFIG = 2
-log = logging.getLogger(__name__)
+log = logging.getLogger("memlab.cli")  # (not __name__: `python -m memlab.cli` runs it as __main__)
 
 
 def _load(args: argparse.Namespace) -> Study:

@@ -8,6 +8,8 @@ command line (`--only`)."""
 import contextlib
 import json
 import shutil
+import subprocess
+import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -222,11 +224,20 @@ def started(monkeypatch) -> list:
     return got
 
 
-def test_run_says_where_the_defaults_came_from(study, capsys, started, monkeypatch):
-    monkeypatch.chdir(study.parent)
-    assert cli.main(["run", str(study)]) == 0
-    assert f"no _defaults.yaml in {study.parent} or a folder above it" in \
-        capsys.readouterr().err
+def test_run_says_where_the_defaults_came_from(study):
+    """As `python -m memlab.cli run` (the module runs as __main__), up to the sweep."""
+    code = ("import contextlib, runpy, sys\n"
+            "import memlab.sweep.run as r\n"
+            "r.run_sweep = lambda s, tracking_uri=None: 0\n"
+            "r.placed_or_refused = lambda *a: None\n"
+            "r.one_run_at_a_time = lambda s: contextlib.nullcontext()\n"
+            "sys.argv = ['memlab', 'run', 's.yaml']\n"
+            "runpy.run_module('memlab.cli', run_name='__main__')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=study.parent, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"[memlab] defaults: no _defaults.yaml in {study.parent} or a folder above it" in \
+        out.stderr
 
 
 @pytest.mark.parametrize("text", ["", "# nothing yet\n", "description: my study\n"])
