@@ -119,6 +119,15 @@ def test_validate_and_plan_find_too_few_records(study, capsys, monkeypatch):
         assert len(err) == 1 and "holds 30 records" in err[0], err
 
 
+def test_run_refuses_too_few_records_before_creating_anything(study, capsys, monkeypatch):
+    """No MLflow store or run, no sweep record, no stage folder: the study's checks refuse."""
+    monkeypatch.chdir(study.parent)
+    assert cli.main(["run", str(study), "--set", "data.num_members=25"]) == 2
+    assert not (study.parent / "runs").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [e for e in err if e.startswith("error:")] == [err[-1]] and "holds 30" in err[-1]
+
+
 def test_run_time_messages_count_lines_from_one(tmp_path):
     """The data stage names a record by the line an editor shows (a JSONL file) or its row
     counted from 1 (Parquet), not by its index."""
