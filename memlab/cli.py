@@ -8,6 +8,7 @@ machinery inside the function.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -16,20 +17,28 @@ from memlab.config.errors import DataError
 from memlab.config.expand import Study, load_study
 from memlab.config.labels import dup_label, model_label
 from memlab.config.load import ConfigError
+from memlab.config.paths import shown
 from memlab.config.placement import selectors
 from memlab.strategies import STRATEGIES
 from memlab.tracking.mlflow_log import TrackingError
 
 EXIT_CONFIG = 2
+log = logging.getLogger("memlab.cli")  # (not __name__: `python -m memlab.cli` runs it as __main__)
 
 
 def _load(args: argparse.Namespace) -> Study:
-    return load_study(args.file, args.set)
+    return load_study(args.file, args.set, getattr(args, "only", []))
+
+
+def _subset(study: Study) -> str:
+    return f" ({study.subset})" if study.only else ""
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     study = _load(args)
-    print(f"{args.file}: ok ({len(study.trials)} trials)")
+    subset = f"; {study.subset}" if study.only else ""
+    print(f"{args.file}: ok ({len(study.trials)} trials{subset})")
+    print(study.defaults)
     return 0
 
 
@@ -52,7 +61,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for t, est in zip(study.trials, ests):
         rows.append(_plan_row(t, est, pools))
     total = sum(gpu_hours(t.config, est) for t, est in zip(study.trials, ests) if est)
-    print(f"sweep '{study.name}': {len(study.trials)} trials -> {study.root}/<trial_key>/")
+    print(f"sweep '{study.name}': {len(study.trials)} trials{_subset(study)} -> "
+          f"{shown(study.root)}/<trial_key>/")
+    print(study.defaults)
     print(tabulate(rows, headers=["trial_key", "strategy", "model", "dup_counts", "seed", "cpu",
                                   "gpu", "params", "train GiB/GPU", "gen GiB", "GPU-h"],
                    disable_numparse=True, colalign=["left"] * 5 + ["right"] * 6))
@@ -137,6 +148,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from memlab.sweep.run import one_run_at_a_time, placed_or_refused, run_sweep
 
     study = _load(args)
+    log.info(study.defaults)
+    if study.only:
+        log.info(f"{study.subset}: {len(study.trials)} trial(s) of the grid")
     _refuse_misfits(study)
     placed_or_refused(study, args.cluster)  # before the sweep's folder, runs or trials
     with one_run_at_a_time(study):
@@ -209,6 +223,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         env_file = "cluster/runtime_env.yaml"
     runtime_env = yaml.safe_load(Path(env_file).read_text()) if env_file else {}
     entry = ["memlab", args.command, args.file] + [a for s in args.set for a in ("--set", s)]
+    entry += [a for o in args.only for a in ("--only", o)]
     if args.command == "run":
         entry += (["--resume"] if args.resume else []) + \
             (["--tracking-uri", args.tracking_uri] if args.tracking_uri else [])
@@ -253,9 +268,19 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
         sp.add_argument("file", help="study YAML (merged over _defaults.yaml)")
         sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted override, e.g. --set train.epochs=2 (repeatable)")
+                        help="dotted override, e.g. --set train.epochs=2 (repeatable); a grid "
+                        "axis whole: --set 'grid.seed=[0, 1]'. A relative path given here is "
+                        "read from the working directory (those in a study file from the "
+                        "file's folder)")
         sp.set_defaults(fn=fn)
         return sp
+
+    def only_option(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--only", action="append", default=[], metavar="AXIS=VALUE",
+                        help="only the grid cells with this value of a grid axis, written as "
+                        "the grid writes it (a bundle: its label), e.g. --only "
+                        "train.strategy=lora --only seed=0; repeatable: values of one axis add "
+                        "up, different axes narrow")
 
     def cluster_option(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--cluster", default=None, metavar="FILE",
@@ -264,9 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "placements (resources.<strategy>.labels, GPUs per trial) no node "
                         "offers")
 
-    study_cmd("validate", cmd_validate, "check a study file; exit 2 on any problem")
+    only_option(study_cmd("validate", cmd_validate, "check a study file; exit 2 on any problem"))
     plan = study_cmd("plan", cmd_plan, "print the trials of a study with their resources, "
                      "memory per GPU and GPU-hours; refuse a grid that cannot fit")
+    only_option(plan)
     plan.add_argument("--tflops", type=float, default=300.0,
                       help="effective TFLOP/s per GPU for the GPU-hours estimate")
     plan.add_argument("--address", default=None,
@@ -275,17 +301,21 @@ def build_parser() -> argparse.ArgumentParser:
     cluster_option(plan)
     def run_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI (default: SQLite file under the runs root)")
+                        help="MLflow tracking URI (default: SQLite file under the runs root; "
+                        "a relative store is read from the working directory)")
         sp.add_argument("--resume", action="store_true",
                         help="continue an interrupted sweep: finished stages are reused, "
                         "finished trials only logged (what every run does; the flag states "
                         "the intent in scripts)")
         cluster_option(sp)
 
-    run_options(study_cmd("run", cmd_run, "run every trial: train -> generate -> score -> "
-                          "report"))
-    study_cmd("report", cmd_report, "print and write the results table of finished trials")
+    run = study_cmd("run", cmd_run, "run every trial: train -> generate -> score -> report")
+    run_options(run)
+    only_option(run)
+    only_option(study_cmd("report", cmd_report, "print and write the results table of "
+                          "finished trials"))
     sb = study_cmd("submit", cmd_submit, "submit a sweep to a Ray cluster as a Ray Job")
+    only_option(sb)
     sb.add_argument("--address", required=True,
                     help="the cluster's job server, e.g. http://head:8265")
     sb.add_argument("--command", choices=["run", "plan", "validate"], default="run",

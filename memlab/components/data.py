@@ -33,12 +33,9 @@ from memlab.io.shards import (
     shard_name,
     write_shard,
 )
-from memlab.io.tables import read_rows
+from memlab.io.tables import located_rows
 
 log = logging.getLogger(__name__)
-
-
-
 
 __all__ = ["DataError", "build", "load_documents", "read_dataset", "select",
            "training_stream"]
@@ -71,8 +68,8 @@ def _read_local(path: Path, cfg: DataSection) -> tuple[list[dict], int]:
                          "messages": None})
             continue
         try:
-            rows = read_rows(f)
-            found, left = records(rows, cfg, where=lambda i, f=f: f"{f}: row {i}",
+            rows, places = located_rows(f)  # (named 'file:line', as an editor counts)
+            found, left = records(rows, cfg, where=places.__getitem__,
                                   default_id=lambda i, rel=rel: f"{rel}#{i}")
         except (ValueError, FormatError) as e:
             raise DataError(str(e)) from None
@@ -99,7 +96,7 @@ def _read_hf(cfg: DataSection) -> tuple[list[dict], int]:
     if present:
         ds = ds.select_columns(present)
     try:
-        return records(ds.to_list(), cfg, where=lambda i: f"{name}: row {i}",
+        return records(ds.to_list(), cfg, where=lambda i: f"{name}: record {i + 1} (index {i})",
                        default_id=str)
     except FormatError as e:
         raise DataError(f"{e} (its columns: {', '.join(columns)})" if "no field" in

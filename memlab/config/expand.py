@@ -3,20 +3,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import importlib.util
 import itertools
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, is_dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from memlab.config.datafiles import problems as dataset_problems
 from memlab.config.formats import problems as format_problems
 from memlab.config.keys import StageKeys, config_identity, flatten, stage_keys, under
 from memlab.config.labels import trial_label
 from memlab.config.load import (
+    DEFAULTS_NAME,
     TOP_LEVEL_EXTRA,
     ConfigError,
     Located,
@@ -24,6 +31,7 @@ from memlab.config.load import (
     _fmt,
     _suggest,
     deep_merge,
+    dotted_keys,
     find_defaults,
     from_dict,
     leaf_type,
@@ -32,6 +40,7 @@ from memlab.config.load import (
     set_dotted,
     to_dict,
 )
+from memlab.config.paths import folder_of, resolve
 from memlab.config.placement import selector_problem
 from memlab.config.ranges import out_of_range, plain_name
 from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
@@ -47,6 +56,8 @@ class Trial:
     config: StudyConfig
     point: dict[str, Any]  # the grid coordinates of this trial
     suffix: str = ""  # set by load_study when another trial reads the same (its key)
+    # every grid cell it stands for (cells whose configs are one trial)
+    cells: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @cached_property
     def keys(self) -> StageKeys:
@@ -69,7 +80,9 @@ class Study:
     path: Path
     base: StudyConfig
     grid: dict[str, list[Any]]
-    trials: list[Trial]
+    trials: list[Trial]  # those --only selects (all, without it)
+    defaults: str = ""  # where _defaults.yaml came from, or where none was found
+    only: dict[str, list[Any]] = dataclasses.field(default_factory=dict)  # --only: axis -> values
 
     @property
     def name(self) -> str:
@@ -78,6 +91,12 @@ class Study:
     @property
     def root(self) -> Path:
         return Path(self.base.sweep.runs_root) / self.base.sweep.name
+
+    @property
+    def subset(self) -> str:
+        """The --only selection as options ('' for the whole grid)."""
+        return " ".join(f"--only {a}={_shown(v)}" for a, vals in self.only.items()
+                        for v in vals)
 
 
 def _tell_apart(trials: list[Trial]) -> None:
@@ -97,10 +116,13 @@ def _tell_apart(trials: list[Trial]) -> None:
                 t.suffix = t.key
 
 
-def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) -> list[str]:
-    """Every number in its range, then relations between fields and paths on disk, one
-    located line each; `point` is the trial's grid coordinates. A key out of range is not
-    checked again in its relations to others."""
+def _semantic_checks(cfg: StudyConfig, where: Callable[[str], str], tags: dict[str, str],
+                     notes: dict[str, str]) -> list[str]:
+    """Every number in its range, then relations between fields, paths and the local
+    dataset's files, one located line each: `where(key)` is where the key's value was
+    written (a grid axis, a bundle's key, --set, a file's line), `tags` what names the grid
+    cell of a value the grid sets, `notes` how a relative path was read. A key out of range is
+    not checked again in its relations to others."""
     out: list[str] = []
     out_of: set[str] = set()
     said: set[tuple[str, str]] = set()
@@ -109,8 +131,8 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
         if key in out_of or (key, msg) in said:
             return
         said.add((key, msg))
-        tag = f" (grid value {point[key]!r})" if key in point else ""
-        out.append(_fmt(located.at(key), key, msg + tag))
+        note = f" ({notes[key]})" if key in notes else ""
+        out.append(_fmt(where(key), key, msg + note + _nearest(tags, key, "")))
 
     for key, value in flatten(to_dict(cfg)).items():
         if why := out_of_range(key, value):
@@ -125,7 +147,20 @@ def _semantic_checks(cfg: StudyConfig, located: Located, point: dict[str, Any]) 
                   format_problems, cfg.strategy.check):
         for key, msg in check(cfg):
             bad(key, msg)
+    if not any(k.startswith("data.") for k, _ in said):  # (its files, once its settings hold)
+        for key, msg in dataset_problems(cfg.data):
+            bad(key, msg)
     return out
+
+
+def _nearest(found: dict[str, Any], key: str, default: Any = None) -> Any:
+    """The value of `key` or of its nearest parent in `found` (dotted keys)."""
+    parts = key.split(".")
+    while parts:
+        if (k := ".".join(parts)) in found:
+            return found[k]
+        parts.pop()
+    return default
 
 
 def _path_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
@@ -240,15 +275,18 @@ def _non_identity(key: str) -> bool:
     return under(key, NON_IDENTITY_KEYS)
 
 
-def _bundles(axis: str, values: list[dict], where: str, problems: list[str]) -> list[Bundle]:
+def _bundles(axis: str, values: list[dict], located: Located,
+             problems: list[str]) -> list[Bundle]:
     """Check a bundle axis: each value maps dotted keys to values, plus an optional `label`
     (default: the values joined). A bundle must change what a trial computes: resources
-    alone would make trials that differ only in where they run."""
+    alone would make trials that differ only in where they run. A problem names the line of
+    its own key."""
     out: list[Bundle] = []
     for i, raw in enumerate(values):
         settings: dict[str, Any] = {}
         label = raw.get("label")
         for key, value in raw.items():
+            at = f"grid.{axis}[{i}].{key}"
             if key == "label":
                 continue
             try:
@@ -257,18 +295,21 @@ def _bundles(axis: str, values: list[dict], where: str, problems: list[str]) -> 
                     raise KeyError(key)
                 settings[key] = _check_value(tp, value, key)
             except KeyError:
-                problems.append(_fmt(where, f"grid.{axis}[{i}].{key}", "unknown key"))
+                msg = f"unknown key{_suggest(key, dotted_keys() + ['label'])}"
+                problems.append(_fmt(located.at(at), at, msg))
             except TypeError as e:
-                problems.append(_fmt(where, f"grid.{axis}[{i}].{key}", str(e)))
+                problems.append(_fmt(located.at(at), at, str(e)))
         if settings and all(_non_identity(k) for k in settings):
-            problems.append(_fmt(where, f"grid.{axis}[{i}]", "changes only where or how a "
-                                 "trial runs: a bundle must also change what it computes"))
+            problems.append(_fmt(located.at(f"grid.{axis}[{i}]"), f"grid.{axis}[{i}]",
+                                 "changes only where or how a trial runs: a bundle must also "
+                                 "change what it computes"))
         if label is None:
             label = ",".join(str(v) for v in settings.values())
         out.append(Bundle(label=str(label), settings=settings))
     labels = [b.label for b in out]
     if len(set(labels)) != len(labels):
-        problems.append(_fmt(where, f"grid.{axis}", f"labels must differ: {labels}"))
+        problems.append(_fmt(located.at(f"grid.{axis}"), f"grid.{axis}",
+                             f"labels must differ: {labels}"))
     return out
 
 
@@ -307,56 +348,84 @@ def bundle_keys(study: Study) -> set[str]:
             for k in v.settings}
 
 
-def load_study(path: str | os.PathLike, overrides: list[str] | None = None) -> Study:
-    """Read a study file (+ defaults + overrides), validate it and expand its grid.
+def load_study(path: str | os.PathLike, overrides: list[str] | None = None,
+               only: list[str] | None = None) -> Study:
+    """Read a study file (+ defaults + overrides), validate it and expand its grid; `only`
+    (--only AXIS=VALUE) keeps the trials of the grid cells it names. Relative paths are made
+    absolute here, once (memlab/config/paths.py).
 
     Raises ConfigError listing every problem found, each on one line.
     """
     path = Path(path)
     located = Located()
     problems: list[str] = []
-    raw, overridden = _read(path, overrides or [], located, problems)
+    raw, overridden, defaults = _read(path, overrides or [], located, problems)
     grid_raw = raw.pop("grid", None) or {}
     for extra in TOP_LEVEL_EXTRA:
         raw.pop(extra, None)
-    _load_strategies(raw, grid_raw, located, problems)  # (before their sections are read)
+    _load_strategies(raw, grid_raw, located, problems, path)  # (before their sections are read)
     base = from_dict(StudyConfig, raw, "", located, problems)
     grid = _grid(grid_raw, located, problems)
     problems.extend(_clashes(grid, overridden, located))
     if problems:
         raise ConfigError(problems)
-    trials = _trials(base, grid, located, problems)
+    trials = _trials(base, grid, located, problems, path)
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
-    _tell_apart(trials)
-    return Study(path=path, base=base, grid=grid, trials=trials)
+    resolve(base, lambda key: folder_of(located.at(key), path))
+    _tell_apart(trials)  # (over the whole grid: a trial has one name, with --only or not)
+    trials, chosen = _select(trials, grid, only or [])
+    return Study(path=path, base=base, grid=grid, trials=trials, defaults=defaults,
+                 only=chosen)
 
 
 def _read(path: Path, overrides: list[str], located: Located,
-          problems: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """The study file merged over its defaults file, then the `--set` overrides; and the keys
-    those set."""
+          problems: list[str]) -> tuple[dict[str, Any], list[str], str]:
+    """The study file merged over its defaults file, then the `--set` overrides (a grid axis
+    given as `--set grid.AXIS=[...]` replaces or adds that axis); the keys those set; and
+    where the defaults came from (or the folders searched for them). A study that sets
+    nothing is refused: it would run the defaults (the demo) as they are."""
     raw: dict[str, Any] = {}
-    defaults = find_defaults(path)
-    if defaults is not None and defaults.resolve() != path.resolve():
-        raw = read_yaml(defaults, located)
+    found = find_defaults(path)
+    itself = found is not None and found.resolve() == path.resolve()
+    if itself:
+        defaults = f"defaults: {path} is itself a defaults file"
+    elif found is not None:
+        defaults = f"defaults: {found}"
+        raw = read_yaml(found, located)
         if "grid" in raw:
             problems.append(f"{located.at('grid')}: grid: belongs in a study file, not defaults")
-    raw = deep_merge(raw, read_yaml(path, located))
+    else:
+        defaults = (f"defaults: no {DEFAULTS_NAME} in {os.path.abspath(path.parent)} or a "
+                    "folder above it: memlab's own (memlab/config/schema.py)")
+    study = read_yaml(path, located)
+    if not set(study) - {"description"} and not itself:
+        but = " but a description" if study else ""
+        raise ConfigError([f"{path}: the study sets nothing{but}: it would run the defaults as "
+                           "they are; name what it changes (e.g. sweep: {name: my-study}, "
+                           "data, model) and its grid"])
+    raw = deep_merge(raw, study)
     overridden: list[str] = []
     for item in overrides:
         key, value = parse_override(item)
         located.where[key] = f"--set {key}"
+        if key.startswith("grid."):  # an axis, whole (its problems name this --set)
+            if raw.get("grid") is None:
+                raw["grid"] = {}
+            if isinstance(raw["grid"], dict):
+                raw["grid"][key[len("grid."):]] = value
+            continue
         set_dotted(raw, key, value)
         overridden.append(key)
-    return raw, overridden
+    return raw, overridden, defaults
 
 
 def _load_strategies(raw: dict[str, Any], grid_raw: Any, located: Located,
-                     problems: list[str]) -> None:
-    """Import the study's own strategy modules (train.plugins), so that train.strategy can
-    name them and train.<name> / resources.<name> be read. One list for the whole study: not a
-    grid axis."""
+                     problems: list[str], path: Path) -> None:
+    """Import the study's own strategy modules (train.plugins; a relative file read from the
+    folder of the file that names it), so that train.strategy can name them and
+    train.<name> / resources.<name> be read. One list for the whole study: not a grid
+    axis."""
     plugins = (raw.get("train") or {}).get("plugins") if isinstance(raw.get("train"), dict) \
         else None
     in_grid = isinstance(grid_raw, dict) and any(
@@ -368,10 +437,15 @@ def _load_strategies(raw: dict[str, Any], grid_raw: Any, located: Located,
                              "list every strategy module of the study in train.plugins"))
     if not isinstance(plugins, list) or not all(isinstance(x, str) for x in plugins):
         return  # (a wrong type is reported where the section is read)
+    folder, named = folder_of(located.at("train.plugins"), path)
+    plugins = raw["train"]["plugins"] = [
+        os.path.abspath(folder / os.path.expanduser(p)) if p.endswith(".py") else p
+        for p in plugins]
     for plugin in plugins:
-        if plugin.endswith(".py") and not Path(os.path.expanduser(plugin)).is_file():
+        if plugin.endswith(".py") and not Path(plugin).is_file():
             problems.append(_fmt(located.at("train.plugins"), "train.plugins",
-                                 f"no such file: {plugin}"))
+                                 f"no such file: {plugin} (relative files are read from "
+                                 f"{named}, {folder})"))
             continue
         try:
             load_strategies([plugin])
@@ -393,13 +467,14 @@ def _grid(grid_raw: Any, located: Located, problems: list[str]) -> dict[str, lis
             problems.append(_fmt(where, f"grid.{key}", "must be a non-empty list"))
             continue
         if all(isinstance(v, dict) for v in values) and not _is_field(key):
-            grid[key] = _bundles(key, values, where, problems)
+            grid[key] = _bundles(key, values, located, problems)
             continue
         try:
             tp = leaf_type(key)
         except KeyError:
-            problems.append(_fmt(where, f"grid.{key}", "unknown key (an axis of several "
-                                 "settings at once takes a list of mappings of dotted keys)"))
+            hint = _suggest(key, dotted_keys()) or (" (an axis of several settings at once "
+                                                    "takes a list of mappings of dotted keys)")
+            problems.append(_fmt(where, f"grid.{key}", f"unknown key{hint}"))
             continue
         if is_dataclass(tp):
             problems.append(_fmt(where, f"grid.{key}", "names a section, not a field: give a "
@@ -418,28 +493,98 @@ def _grid(grid_raw: Any, located: Located, problems: list[str]) -> dict[str, lis
 
 
 def _trials(base: StudyConfig, grid: dict[str, list[Any]], located: Located,
-            problems: list[str]) -> list[Trial]:
-    """One trial per grid cell (each checked); cells whose configs are one trial are one."""
-    trials: list[Trial] = []
+            problems: list[str], path: Path) -> list[Trial]:
+    """One trial per grid cell, each checked and its paths made absolute; cells whose configs
+    are one trial are one (it lists every cell it stands for)."""
+    trials: dict[str, Trial] = {}
     base_tree = to_dict(base)
-    seen: set[str] = set()
-    for combo in itertools.product(*grid.values()) if grid else [()]:
-        point = dict(zip(grid.keys(), combo))
-        tree = copy.deepcopy(base_tree)
-        for key, value in point.items():
-            if isinstance(value, Bundle):
-                for field_key, v in value.settings.items():
-                    set_dotted(tree, field_key, v)
-                point[key] = value.label
-            else:
-                set_dotted(tree, key, value)
+    for combo in itertools.product(*(enumerate(v) for v in grid.values())) if grid else [()]:
+        tree, point, origin, tags = _cell(base_tree, grid, combo)
+        where = lambda key, origin=origin: located.at(_nearest(origin, key, key))  # noqa: E731
         cfg = from_dict(StudyConfig, tree, "", located, problems)
-        problems.extend(_semantic_checks(cfg, located, point))
+        notes = resolve(cfg, lambda key, where=where: folder_of(where(key), path))
+        problems.extend(_semantic_checks(cfg, where, tags, notes))
         if cfg.train.strategy not in STRATEGIES:
             continue
         ident = config_identity(cfg)
-        if ident in seen:  # e.g. a zero_stage axis does not split head-only / LoRA trials
+        if ident in trials:  # e.g. a zero_stage axis does not split head-only / LoRA trials
+            trials[ident].cells.append(point)
             continue
-        seen.add(ident)
-        trials.append(Trial(config=cfg, point=point))
-    return trials
+        trials[ident] = Trial(config=cfg, point=point, cells=[point])
+    return list(trials.values())
+
+
+def _cell(base_tree: dict, grid: dict[str, list[Any]], combo: tuple) -> tuple[dict, ...]:
+    """A grid cell (one (index, value) per axis): its settings tree; its point (axis ->
+    value, a bundle's label); where each field it sets is written (field -> the located key of
+    the axis, or of the bundle's own key); and what a problem with such a field adds."""
+    tree = copy.deepcopy(base_tree)
+    point: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    tags: dict[str, str] = {}
+    for axis, (i, value) in zip(grid, combo):
+        if isinstance(value, Bundle):
+            for key, v in value.settings.items():
+                set_dotted(tree, key, v)
+                origin[key] = f"grid.{axis}[{i}].{key}"
+                tags[key] = f" (grid axis {axis}: {value.label})"
+            point[axis] = value.label
+        else:
+            set_dotted(tree, axis, value)
+            origin[axis] = f"grid.{axis}"
+            tags[axis] = f" (grid value {value!r})"
+            point[axis] = value
+    return tree, point, origin, tags
+
+
+def _shown(value: Any) -> str:
+    """A grid value as the grid writes it (a bundle: its label)."""
+    if isinstance(value, Bundle):
+        return value.label
+    return yaml.safe_dump(value, default_flow_style=True, width=1000).strip().removesuffix(
+        "\n...").strip()
+
+
+def _matches(value: Any, raw: str) -> bool:
+    """Whether --only's text names this grid value: as the grid writes it, or as YAML reads
+    it (`5e-4` and `0.0005` are one learning rate)."""
+    if isinstance(value, Bundle):
+        return raw == value.label
+    if raw in (_shown(value), str(value)):
+        return True
+    try:
+        parsed = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return False
+    if isinstance(value, float) and isinstance(parsed, str):
+        with contextlib.suppress(ValueError):
+            parsed = float(parsed)
+    return isinstance(parsed, bool) == isinstance(value, bool) and parsed == value
+
+
+def _select(trials: list[Trial], grid: dict[str, list[Any]],
+            only: list[str]) -> tuple[list[Trial], dict[str, list[Any]]]:
+    """The trials of the grid cells `--only AXIS=VALUE` names (values of one axis add up,
+    axes narrow), and the selection; one line naming the option for an axis or a value the
+    grid does not have, with what it has."""
+    chosen: dict[str, list[Any]] = {}
+    problems: list[str] = []
+    for item in only:
+        axis, sep, raw = (x.strip() for x in item.partition("="))
+        if not sep or not axis:
+            problems.append(f"--only {item}: expected AXIS=VALUE, e.g. --only seed=0")
+        elif axis not in grid:
+            axes = ", ".join(grid) or "none (the study has no grid)"
+            problems.append(f"--only {axis}: not a grid axis{_suggest(axis, list(grid))}; the "
+                            f"grid's axes: {axes}")
+        elif not (hit := [v for v in grid[axis] if _matches(v, raw)]):
+            problems.append(f"--only {axis}={raw}: not a value of grid axis {axis} (its "
+                            f"values: {', '.join(_shown(v) for v in grid[axis])})")
+        else:
+            chosen.setdefault(axis, []).append(hit[0])
+    if problems:
+        raise ConfigError(problems)
+    label = lambda v: v.label if isinstance(v, Bundle) else v  # noqa: E731  (as points hold)
+    keep = [t for t in trials if any(all(any(c[a] == label(v) for v in vals)
+                                         for a, vals in chosen.items()) for c in t.cells)]
+    return keep, chosen

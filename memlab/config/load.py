@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import types
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
@@ -50,8 +51,10 @@ class Located:
 
 
 def _fmt(loc: str, key: str, msg: str) -> str:
-    if loc.startswith("--set"):
-        return f"--set {key}: {msg}"
+    """One located problem: 'file:line: key: msg', '--set key: msg', or, for a key inside
+    what an option sets (a grid axis given by --set), '--set grid.axis: key: msg'."""
+    if loc == f"--set {key}":
+        return f"{loc}: {msg}"
     return f"{loc}: {key}: {msg}" if loc else f"{key}: {msg}"
 
 
@@ -66,8 +69,12 @@ def _node_to_py(node: yaml.Node, file: str, prefix: str, located: Located) -> An
             located.where[path] = f"{file}:{k_node.start_mark.line + 1}"
             out[key] = _node_to_py(v_node, file, path, located)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_node_to_py(v, file, prefix, located) for v in node.value]
+    if isinstance(node, yaml.SequenceNode):  # item i of `key` is `key[i]` (a bundle's line)
+        out_list = []
+        for i, v_node in enumerate(node.value):
+            located.where[f"{prefix}[{i}]"] = f"{file}:{v_node.start_mark.line + 1}"
+            out_list.append(_node_to_py(v_node, file, f"{prefix}[{i}]", located))
+        return out_list
     return loader.construct_object(node, deep=True)
 
 
@@ -188,6 +195,13 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
     raise TypeError(f"expected {_type_name(tp)}, got {got} {value!r}")
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A dataclass's field types (typing evaluates the annotations anew on every call: a
+    study of a dozen trials asked it thousands of times, seconds of `validate`)."""
+    return get_type_hints(cls)
+
+
 def _suggest(name: str, options: list[str]) -> str:
     close = difflib.get_close_matches(name, options, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -200,7 +214,7 @@ def from_dict(cls: type, data: Any, prefix: str, located: Located, problems: lis
     if not isinstance(data, dict):
         problems.append(_fmt(located.at(prefix), prefix, f"expected a section, got {data!r}"))
         return cls()
-    hints = get_type_hints(cls)
+    hints = _hints(cls)
     names = [f.name for f in fields(cls)]
     per_strategy = list(STRATEGIES) if issubclass(cls, PerStrategy) else []
     kwargs, sections = {}, {}
@@ -211,7 +225,8 @@ def from_dict(cls: type, data: Any, prefix: str, located: Located, problems: lis
                                       problems)
             continue
         if key not in names:
-            msg = f"unknown key{_suggest(key, names + per_strategy)}"
+            extra = list(TOP_LEVEL_EXTRA) if not prefix else []  # (grid, description, ...)
+            msg = f"unknown key{_suggest(key, names + per_strategy + extra)}"
             problems.append(_fmt(located.at(path), path, msg))
             continue
         tp = hints[key]
@@ -238,12 +253,26 @@ def field_at(key: str) -> tuple[Any, dataclasses.Field | None]:
         if issubclass(tp, PerStrategy) and part in STRATEGIES:
             tp, found = tp.section_type(tp, part), None
             continue
-        hints = get_type_hints(tp)
+        hints = _hints(tp)
         if part not in hints:
             raise KeyError(part)
         found = next(f for f in fields(tp) if f.name == part)
         tp = hints[part]
     return tp, found
+
+
+def dotted_keys(tp: Any = StudyConfig, prefix: str = "") -> list[str]:
+    """Every setting's dotted key (a registered strategy's sub-sections included): what a grid
+    axis, a bundle or --only may name, and what a misspelled one is matched against."""
+    out: list[str] = []
+    hints = _hints(tp)
+    subs = [(f.name, hints[f.name]) for f in fields(tp)]
+    if issubclass(tp, PerStrategy):
+        subs += [(name, tp.section_type(tp, name)) for name in STRATEGIES]
+    for name, sub in subs:
+        key = f"{prefix}{name}"
+        out += dotted_keys(sub, key + ".") if is_dataclass(sub) else [key]
+    return out
 
 
 def leaf_type(key: str) -> Any:

@@ -24,7 +24,8 @@ trained on them) built by an older generator are not reused."""
 @dataclass
 class SweepSection:
     name: str = _f("sweep", "Sweep name: MLflow experiment and folder under runs_root.")
-    runs_root: str = _f("runs", "Root folder of every artefact (relative to the working dir).")
+    runs_root: str = _f("runs", "Root folder of every artefact; relative: read from the folder "
+                                "of the file that sets it (the study file's when none does).")
     max_concurrent_trials: int = _f(0, "Trials run at once; 0 lets Ray decide by resources.", ge=0)
     max_failures: int = _f(1, "Retries of a failed trial (a lost node, an OOM); a retry skips "
                               "the trial's finished stages and shards.", ge=-1)
@@ -52,7 +53,8 @@ class DataSection:
     source: Literal["demo", "local", "hf"] = _f(
         "demo", "demo: built-in offline corpus; local: JSONL/Parquet/text folder; hf: hub name."
     )
-    path: str | None = _f(None, "Local dataset path (file or folder) when source=local.")
+    path: str | None = _f(None, "Local dataset path (file or folder) when source=local; "
+                                "relative: read from the folder of the file that sets it.")
     hf_name: str | None = _f(None, "Hugging Face dataset name when source=hf (needs network).")
     hf_config: str | None = _f(None, "Configuration (subset) of the hub dataset; null: its "
                                      "default.")

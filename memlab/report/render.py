@@ -13,6 +13,7 @@ import numpy as np
 from tabulate import tabulate
 
 from memlab.config.expand import Study
+from memlab.config.paths import shown
 from memlab.io.paths import stage_dir, sweep_root
 from memlab.report import figures
 from memlab.report.numbers import Group, aggregate, axes, load_records, roc_curves
@@ -109,7 +110,7 @@ def render(name: str, root: Path, groups: list[Group], axis_names: list[str], he
     intro = [f"{fixed + '; ' if fixed else ''}seeds {seeds}", PREAMBLE]
     (root / "results.md").write_text(_markdown(title, intro, tables, hide))
     (root / "results.html").write_text(_html(title, intro, tables, hide, root))
-    printed = (f"\n{title} ({intro[0]}; {root}/results.csv, .md, .html, .png; scale.png, "
+    printed = (f"\n{title} ({intro[0]}; {shown(root)}/results.csv, .md, .html, .png; scale.png, "
                f"roc.png)\n{PREAMBLE}\n\n" + "\n\n".join(text(t, hide) for t in tables))
     return Report(printed, tables, drawn, groups)
 

@@ -18,6 +18,7 @@ from memlab.config.expand import Study, bundle_keys
 from memlab.config.keys import resolved, under
 from memlab.config.labels import dup_label, model_label
 from memlab.config.load import flatten, to_dict
+from memlab.config.paths import absolute_uri
 from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import artifact_root, default_tracking_uri, stage_dir, sweep_root
@@ -62,43 +63,15 @@ def trial_resources(cfg: StudyConfig) -> tuple[list[dict], list[dict]]:
     return bundles, [sel["trial"]] + [sel["actors"]] * (len(bundles) - 1)
 
 
-def _absolute(cfg: StudyConfig) -> StudyConfig:
-    """Trials run in other processes (and nodes): make every path absolute."""
-    cfg = copy.deepcopy(cfg)
-    absolute = lambda p: str(Path(p).expanduser().resolve())  # noqa: E731
-    cfg.sweep.runs_root = absolute(cfg.sweep.runs_root)
-    cfg.model.cache_dir = absolute(cfg.model.cache_dir)
-    if cfg.data.path:
-        cfg.data.path = absolute(cfg.data.path)
-    if cfg.model.source == "gguf" and cfg.model.name:
-        cfg.model.name = absolute(cfg.model.name)
-    if Path(cfg.score.embedder).expanduser().exists():
-        cfg.score.embedder = absolute(cfg.score.embedder)
-    cfg.score.plugins = [absolute(p) if p.endswith(".py") else p for p in cfg.score.plugins]
-    cfg.train.plugins = [absolute(p) if p.endswith(".py") else p for p in cfg.train.plugins]
-    if cfg.tracking.uri:
-        cfg.tracking.uri = _absolute_uri(cfg.tracking.uri)
-    return cfg
-
-
-def _absolute_uri(uri: str) -> str:
-    """A relative SQLite or file store would land in each trial's own working directory."""
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        return "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
-    if uri.startswith("file:"):  # an MLflow file store
-        return Path(uri[len("file:"):].removeprefix("//")).expanduser().resolve().as_uri()
-    if "://" not in uri:
-        return str(Path(uri).expanduser().resolve())
-    return uri
-
-
 def open_tracking(study: Study, tracking_uri: str | None) -> Tracking:
     """The sweep's experiment and parent run (TrackingError if MLflow cannot be reached:
     nothing has been computed yet, so the sweep stops before it starts)."""
     from memlab.tracking.mlflow_log import Client, ensure_experiment, provenance, sweep_run
 
-    base = _absolute(study.base)
-    uri = _absolute_uri(tracking_uri or base.tracking.uri or default_tracking_uri(base))
+    base = study.base  # (its paths made absolute when the study was loaded)
+    uri = base.tracking.uri or default_tracking_uri(base)
+    if tracking_uri:  # --tracking-uri: a relative store is read from the working directory
+        uri = absolute_uri(tracking_uri, Path.cwd())
     client = Client(uri, base.tracking.retry_s)
     local_store = uri.startswith(("sqlite:", "file:")) or "://" not in uri
     exp_id = ensure_experiment(client, base.tracking.experiment or base.sweep.name,
@@ -121,7 +94,7 @@ def prepare(study: Study, tracking: Tracking) -> list[TrialPlan]:
     prov = provenance(Path(__file__).resolve().parent)
     plans: list[TrialPlan] = []
     for trial in study.trials:
-        cfg, keys = _absolute(trial.config), trial.keys
+        cfg, keys = copy.deepcopy(trial.config), trial.keys  # (paths absolute since load)
         if cfg.resources.gpu_share == "memory":  # GPU fractions sized to the plan's estimates
             cfg = sized_shares(cfg, model_shape(cfg))
         if keys.trial in {p.key for p in plans}:  # the same trial by another config spelling

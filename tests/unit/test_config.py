@@ -213,7 +213,8 @@ def test_validate_cli_missing_dataset_path(memlab_cmd):
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 2
     assert r.stderr.strip() == ("error: --set data.path: no such file or folder: "
-                                "missing/corpus.jsonl")
+                                f"{ROOT}/missing/corpus.jsonl (missing/corpus.jsonl read from "
+                                f"the working directory, {ROOT})")
 
 
 def test_validate_and_plan_do_not_import_heavy_packages():

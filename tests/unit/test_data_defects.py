@@ -101,6 +101,10 @@ def test_memlab_run_says_a_data_defect_in_one_line_before_training(memlab_cmd, t
                        capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert len(err) == 1 and err[0].startswith("error: data: "), r.stderr[-2000:]
+    assert len(err) == 1, r.stderr[-2000:]
+    assert err[0].startswith("error: data: ") if defect == "duplicate_ids" else str(f) in err[0]
     assert "Traceback" not in r.stderr
     assert not list((tmp_path / "r").glob("stages/train/*"))  # nothing trained
+    if defect != "duplicate_ids":  # found by the study's checks: before any run or folder
+        assert "data.path" in err[0] or "data.num_members" in err[0], err[0]
+        assert not (tmp_path / "r").exists() and not (tmp_path / "mlflow.db").exists()

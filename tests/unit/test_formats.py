@@ -98,11 +98,11 @@ def test_column_mapping_and_errors_name_file_row_field_and_setting(tmp_path):
     assert docs[0]["text"].startswith("question 0 why")  # no input column, unmapped: empty
     assert docs[0]["text"][docs[0]["response_start"]:].startswith("answer 0 because")
     sec.columns = {"instruction": "q", "output": "answer"}
-    with pytest.raises(DataError, match=r"qa.jsonl: row 0 has no field 'answer' "
+    with pytest.raises(DataError, match=r"qa.jsonl:1 has no field 'answer' "
                                         r"\(data.columns.output\)"):
         load_documents(sec)
     sec.columns = {"instruction": "q"}  # output unmapped, read from 'output': not there
-    with pytest.raises(DataError, match=r"row 0 has no field 'output' \(canonical field "
+    with pytest.raises(DataError, match=r"qa.jsonl:1 has no field 'output' \(canonical field "
                                         r"'output' of data.format instruction.*data.columns"):
         load_documents(sec)
     sec.columns = {"instruction": "q", "output": "a", "input": "context"}  # mapped: required
@@ -114,7 +114,7 @@ def test_column_mapping_and_errors_name_file_row_field_and_setting(tmp_path):
         load_documents(DataSection(source="local", path=str(tmp_path / "d"), format="papers"))
     bad = tmp_path / "chat.jsonl"
     bad.write_text(json.dumps({"messages": [{"role": "user", "text": "hi"}]}) + "\n")
-    with pytest.raises(DataError, match="chat.jsonl: row 0: message 0 is not a"):
+    with pytest.raises(DataError, match="chat.jsonl:1: message 0 is not a"):
         load_documents(DataSection(source="local", path=str(bad), format="chat"))
     # the old settings are the canonical fields' columns too
     f.write_text(json.dumps({"body": "some words here", "key": "x"}) + "\n")
@@ -151,8 +151,9 @@ def test_hf_source_takes_config_split_and_column_mapping(monkeypatch):
     assert docs == [{"doc_id": "u1", "text": "Q?\n\n### Response:\nA.", "response_start": 18,
                      "messages": None}]
     sec.columns = {"instruction": "prompt", "output": "answer"}
-    with pytest.raises(DataError, match=r"hub dataset org/qa \(en\), split train\[:2000\]: row "
-                                        r"0 has no field 'prompt' \(data.columns.instruction\) "
+    with pytest.raises(DataError, match=r"hub dataset org/qa \(en\), split train\[:2000\]: "
+                                        r"record 1 \(index 0\) has no field 'prompt' "
+                                        r"\(data.columns.instruction\) "
                                         r"\(its columns: question, answer, uid\)"):
         load_documents(sec)
 
