@@ -166,38 +166,39 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plagiarism(args: argparse.Namespace) -> int:
-    from memlab.config.load import _check_value, leaf_type, parse_override
-    from memlab.config.schema import PlagiarismSection
+    """Type a file of texts against a corpus file. Every setting is checked as a study's is
+    (memlab/config/expand.py: types, ranges, relations) and the judge is loaded before an
+    index is built or a file written, so a mistake costs seconds and one line."""
+    from memlab.config.expand import plagiarism_settings
+    from memlab.config.ranges import INF, outside
 
-    section = PlagiarismSection(method=args.method)
-    for item in args.set:
-        key, value = parse_override(item)
-        try:
-            tp = leaf_type(f"score.plagiarism.{key}")
-            *parents, leaf = key.split(".")
-            owner = section
-            for name in parents:  # e.g. semantic.seed
-                owner = getattr(owner, name)
-            setattr(owner, leaf, _check_value(tp, value, key))
-        except KeyError:
-            raise ConfigError([f"--set {key}: unknown key (see score.plagiarism in "
-                               "memlab/config/schema.py)"]) from None
-        except TypeError as e:
-            raise ConfigError([f"--set {key}: {e}"]) from None
+    section = plagiarism_settings(args.set, args.method)
+    problems = []
+    if why := outside(args.batch_size, (1, True, INF, False)):  # (texts per batch: >= 1)
+        problems.append(f"--batch-size: {why}")
     for path, what in ((args.corpus, "--corpus"), (args.generated, "--generated"),
                        (args.out, "--out")):
         if not path.endswith((".jsonl", ".json", ".parquet")):
-            raise ConfigError([f"{what} {path}: expected a .jsonl or .parquet file"])
+            problems.append(f"{what} {path}: expected a .jsonl or .parquet file")
     for path, what in ((args.corpus, "--corpus"), (args.generated, "--generated")):
         if not os.path.isfile(path):
-            raise ConfigError([f"{what} {path}: no such file"])
-    if section.method == "semantic" and section.judge_kind != "embedding":
-        raise ConfigError(["--method semantic: needs judge_kind=embedding (it seeds and "
-                           "retrieves by the judge's sentence embeddings)"])
-    from memlab.scoring.plagiarism.files import type_file
+            problems.append(f"{what} {path}: no such file")
+    if args.index_dir is not None and Path(args.index_dir).exists() \
+            and not Path(args.index_dir).is_dir():
+        problems.append(f"--index-dir {args.index_dir}: not a folder")
+    if problems:
+        raise ConfigError(problems)
+    from memlab.scoring.plagiarism.files import JudgeError, type_file
 
     try:
-        counts = type_file(args.corpus, args.generated, args.out, section, args.batch_size)
+        counts = type_file(args.corpus, args.generated, args.out, section, args.batch_size,
+                           args.index_dir, (args.id_column, args.text_column),
+                           (args.generated_id_column, args.generated_text_column))
+    except JudgeError as e:
+        said = next((f"--set {s}" for s in reversed(args.set)
+                     if s.split("=", 1)[0].removeprefix("score.plagiarism.") == "judge"),
+                    f"score.plagiarism.judge {section.judge}")
+        raise ConfigError([f"{said}: {e}"]) from None
     except ValueError as e:
         raise ConfigError([str(e)]) from None
     print(f"{args.out}: {counts['texts']} texts typed: " +
@@ -325,20 +326,61 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Ray runtime_env YAML (default: cluster/runtime_env.yaml if present)")
     sb.add_argument("--job-id", default=None, help="submission id (default: Ray's)")
     sb.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
+    _plagiarism_parser(sub)
+    return p
+
+
+PLAGIARISM_HELP = """\
+Type each generated text against a corpus: verbatim, paraphrase, idea or none, by the code of
+a sweep's scoring (memlab/scoring/PLAGIARISM.md), with its settings (score.plagiarism in
+memlab/config/schema.py, checked as in a study).
+
+writes:
+  --out                  one row per generated text, columns (null where not applicable):
+                           id, label, doc_id   the text, its type, the corpus document found
+                           gen_span, doc_span  [start, end) in characters, in the text and
+                                               in the document
+                           gen_chars, doc_chars  the spans' lengths in characters (idea:
+                                               gen_chars >= idea_ratio x doc_chars)
+                           run_chars           verbatim: the longest common word run, in
+                                               characters (verbatim when > verbatim_chars)
+                           judge_score         paraphrase: the judge's highest score in its
+                                               window (embedding judge: a cosine)
+  --index-dir            the corpus index, <corpus file>.index-<key>/ and its .lock file
+                         (default: the corpus's folder): a copy of the corpus's texts, their
+                         sentences' stems and a BM25 index (method semantic: each sentence's
+                         embedding), reused while the corpus and index settings stay the same.
+                         It is derived from the corpus: keep it where the corpus may be kept.
+"""
+
+
+def _plagiarism_parser(sub) -> None:
     pl = sub.add_parser("plagiarism", help="type generated texts against a corpus: verbatim, "
-                        "paraphrase, idea or none (same code as the sweep's scoring)")
-    pl.add_argument("--corpus", required=True, help="JSONL or Parquet with doc_id, text")
-    pl.add_argument("--generated", required=True, help="JSONL or Parquet with id, text")
-    pl.add_argument("--out", required=True, help="JSONL or Parquet: id, label, doc_id, "
-                    "gen_span, doc_span, score")
+                        "paraphrase, idea or none (same code as the sweep's scoring)",
+                        description=PLAGIARISM_HELP,
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    pl.add_argument("--corpus", required=True, help="JSONL or Parquet: one document a row")
+    pl.add_argument("--id-column", default="doc_id", metavar="COL",
+                    help="the corpus's document id column (default: doc_id)")
+    pl.add_argument("--text-column", default="text", metavar="COL",
+                    help="the corpus's text column (default: text)")
+    pl.add_argument("--generated", required=True, help="JSONL or Parquet: one text a row")
+    pl.add_argument("--generated-id-column", default="id", metavar="COL",
+                    help="the generated file's id column (default: id)")
+    pl.add_argument("--generated-text-column", default="text", metavar="COL",
+                    help="the generated file's text column (default: text)")
+    pl.add_argument("--out", required=True, help="JSONL or Parquet to write (columns above)")
+    pl.add_argument("--index-dir", default=None, metavar="DIR",
+                    help="where the corpus index is written and reused (default: the "
+                    "corpus's folder; above)")
     pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a score.plagiarism field, e.g. --set n_candidates=20")
-    pl.add_argument("--batch-size", type=int, default=64, help="texts per batch")
-    pl.add_argument("--method", choices=("pan2014", "semantic"), default="pan2014",
+                    help="a score.plagiarism field, e.g. --set n_candidates=20 (repeatable)")
+    pl.add_argument("--batch-size", type=int, default=64,
+                    help="texts typed per batch, >= 1 (default: 64)")
+    pl.add_argument("--method", choices=("pan2014", "semantic"), default=None,
                     help="pan2014: the published pipeline (default); semantic: also by sentence "
                     "embeddings (score.plagiarism.method)")
     pl.set_defaults(fn=cmd_plagiarism)
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,11 +43,12 @@ from memlab.config.load import (
 from memlab.config.paths import folder_of, resolve
 from memlab.config.placement import selector_problem
 from memlab.config.ranges import out_of_range, plain_name
-from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
+from memlab.config.schema import NON_IDENTITY_KEYS, PlagiarismSection, StudyConfig
 from memlab.strategies import STRATEGIES
 from memlab.strategies import load_plugins as load_strategies
 
 RESERVED_NAMES = ("stages",)  # folders of the runs root that are not sweeps
+PLAGIARISM = "score.plagiarism"  # the section `memlab plagiarism` reads on its own
 REPORT_COLUMNS = ("strategy", "model", "dup", "seed", "n", "repeats")  # the tables' own columns
 
 
@@ -134,10 +135,9 @@ def _semantic_checks(cfg: StudyConfig, where: Callable[[str], str], tags: dict[s
         note = f" ({notes[key]})" if key in notes else ""
         out.append(_fmt(where(key), key, msg + note + _nearest(tags, key, "")))
 
-    for key, value in flatten(to_dict(cfg)).items():
-        if why := out_of_range(key, value):
-            bad(key, why)
-            out_of.add(key)
+    for key, why in _range_checks(cfg):
+        bad(key, why)
+        out_of.add(key)
     if cfg.train.strategy not in STRATEGIES:
         bad("train.strategy", f"unknown strategy {cfg.train.strategy!r}"
             f"{_suggest(cfg.train.strategy, list(STRATEGIES))}; registered: "
@@ -161,6 +161,13 @@ def _nearest(found: dict[str, Any], key: str, default: Any = None) -> Any:
             return found[k]
         parts.pop()
     return default
+
+
+def _range_checks(cfg: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """(key, why) for every number of `cfg` (a study's config, or its section at dotted
+    `prefix`) outside the range its field declares (memlab/config/ranges.py)."""
+    return [(key, why) for key, value in flatten(to_dict(cfg), prefix).items()
+            if (why := out_of_range(key, value))]
 
 
 def _path_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
@@ -246,12 +253,61 @@ def _attack_score_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
     a, sc, out = cfg.attack, cfg.score, []
     if a.max_new_tokens < a.suffix_tokens:
         out.append(("attack.max_new_tokens", "must be >= attack.suffix_tokens"))
-    if sc.plagiarism.method == "semantic" and sc.plagiarism.judge_kind != "embedding":
-        out.append(("score.plagiarism.method", "semantic needs score.plagiarism.judge_kind="
-                    "embedding (it seeds and retrieves by the judge's sentence embeddings)"))
+    out += plagiarism_relations(sc.plagiarism)
     if sc.headline_threshold not in sc.sim_thresholds:
         out.append(("score.headline_threshold", "must be one of score.sim_thresholds"))
     return out
+
+
+def plagiarism_relations(p: PlagiarismSection) -> list[tuple[str, str]]:
+    """(key, why) for each relation between score.plagiarism's settings that does not hold:
+    checked in a study and by `memlab plagiarism` alike (plagiarism_settings). An empty
+    paraphrase window is refused, not run: it would type nothing paraphrase, silently."""
+    out, at = [], f"{PLAGIARISM}."
+    if p.method == "semantic" and p.judge_kind != "embedding":
+        out.append((f"{at}method", f"semantic needs {at}judge_kind=embedding (it seeds and "
+                    "retrieves by the judge's sentence embeddings)"))
+    low, high = p.window()
+    if low > high and p.paraphrase_low is None:  # (the judge kind's default: high is to blame)
+        out.append((f"{at}paraphrase_high", f"{high:g} is below {at}paraphrase_low = {low:g} "
+                    f"(the {p.judge_kind} judge's default): no judge score would fall in the "
+                    "paraphrase window"))
+    elif low > high:
+        out.append((f"{at}paraphrase_low", f"{low:g} is above {at}paraphrase_high = {high:g}: "
+                    "no judge score would fall in the paraphrase window"))
+    elif p.judge_kind == "embedding" and (low > 1 or high < -1):
+        out.append((f"{at}paraphrase_low" if low > 1 else f"{at}paraphrase_high",
+                    f"the window [{low:g}, {high:g}] misses [-1, 1], where the embedding "
+                    "judge's cosine lies: no judge score would fall in it"))
+    return out
+
+
+def plagiarism_settings(overrides: list[str], method: str | None = None) -> PlagiarismSection:
+    """`memlab plagiarism`'s settings: score.plagiarism's defaults, `method`, then `--set`
+    overrides (a key with or without its `score.plagiarism.` prefix), read and checked by the
+    code that reads and checks a study (types, unknown keys, ranges, relations), so that the
+    command refuses what `memlab validate` refuses, before any model or file is read. Raises
+    ConfigError: one line per problem, naming the option that set the key."""
+    located, problems, tree = Located(), [], {}
+    if method is not None:
+        tree["method"] = method
+    for item in overrides:
+        key, value = parse_override(item)
+        key = key.removeprefix(f"{PLAGIARISM}.")
+        located.where[key] = f"--set {key}"
+        set_dotted(tree, key, value)
+    p = from_dict(PlagiarismSection, tree, "", located, problems)
+    if not problems:
+        ranged = _range_checks(p, PLAGIARISM)
+        out_of = {key for key, _ in ranged}
+        for key, why in ranged + [r for r in plagiarism_relations(p) if r[0] not in out_of]:
+            short = key.removeprefix(f"{PLAGIARISM}.")
+            said = "--method" if short == "method" and "method" not in located.where \
+                and method is not None else ""
+            problems.append(f"{said}: {why}" if said else _fmt(located.at(short), short, why))
+    if problems:
+        raise ConfigError(problems)
+    return p
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,14 @@ def _describe(r: tuple[float, bool, float, bool]) -> str:
 
 def out_of_range(key: str, value: Any) -> str | None:
     """Why `value` is no valid setting of the numeric field `key` (None: it is)."""
-    r = rule(key)
+    return outside(value, rule(key))
+
+
+def outside(value: Any, r: tuple[float, bool, float, bool] | None) -> str | None:
+    """Why `value` (a number, or a list of numbers) is not in range `r` (low, low included,
+    high, high included; None: any finite number), None if it is: the one check of a setting's
+    range, for the settings a command takes outside the schema too (`memlab plagiarism
+    --batch-size`)."""
     items = value if isinstance(value, list) else [value]
     for v in items:
         if not is_number(v):

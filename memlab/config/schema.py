@@ -323,7 +323,8 @@ class PlagiarismSection:
         None, "Paraphrase: a sentence pair judged in [low, high]. null: the judge kind's "
         "calibrated default, 0.80 for the embedding cosine (measured on hand-written pairs: "
         "bench/judge_calibration.py, PLAGIARISM.md section 6), 0.5 for a cross-encoder's "
-        "probability (the published classifier window).")
+        "probability (the published classifier window). At most paraphrase_high (an empty "
+        "window types nothing paraphrase).", gt=-math.inf)  # (a cross-encoder's: logits)
     paraphrase_high: float = _f(0.99, "Upper end of the paraphrase-judge window.",
                                   gt=-math.inf)  # (a cross-encoder's scores are logits)
     paraphrase_entities: bool = _f(

@@ -116,13 +116,16 @@ SUMMARY_SCHEMA = pa.schema([  # scores/summary.parquet: one row per (split, dup_
     ("value", pa.float64()),
 ])
 
-PLAGIARISM_SCHEMA = pa.schema([  # output of `memlab plagiarism`
-    ("id", pa.string()),
-    ("label", pa.string()),
-    ("doc_id", pa.string()),
-    ("gen_span", pa.list_(pa.int32())),
-    ("doc_span", pa.list_(pa.int32())),
-    ("score", pa.float64()),
+PLAGIARISM_SCHEMA = pa.schema([  # output of `memlab plagiarism`; null where not applicable
+    ("id", pa.string()),  # the generated text's id
+    ("label", pa.string()),  # verbatim | paraphrase | idea | none
+    ("doc_id", pa.string()),  # the corpus document of the finding (none: null)
+    ("gen_span", pa.list_(pa.int32())),  # [start, end) in the generated text, in characters
+    ("doc_span", pa.list_(pa.int32())),  # [start, end) in the document, in characters
+    ("gen_chars", pa.int32()),  # the spans' lengths in characters (idea: gen_chars >=
+    ("doc_chars", pa.int32()),  # idea_ratio x doc_chars)
+    ("run_chars", pa.int32()),  # verbatim: the longest common word run, characters
+    ("judge_score", pa.float64()),  # paraphrase: the judge's score (cosine, or cross-encoder)
 ])
 
 MANIFEST = "_MANIFEST.json"

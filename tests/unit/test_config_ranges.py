@@ -2,11 +2,13 @@
 is a plain name; a bad setting is refused before anything starts, one line naming its key."""
 
 import subprocess
+import types
+from typing import Union, get_args, get_origin
 
 import pytest
 
 from memlab.config.expand import load_study
-from memlab.config.load import ConfigError, flatten, to_dict
+from memlab.config.load import ConfigError, flatten, leaf_type, to_dict
 from memlab.config.ranges import is_number, rule
 from memlab.config.schema import StudyConfig
 from tests.conftest import ROOT, SWEEPS
@@ -57,6 +59,9 @@ BAD = [  # (override, the key the error names)
     ("score.plagiarism.seed_cosine=-0.1", "score.plagiarism.seed_cosine"),
     ("score.plagiarism.n_candidates=0", "score.plagiarism.n_candidates"),
     ("score.plagiarism.semantic.seed=1.2", "score.plagiarism.semantic.seed"),
+    ("score.plagiarism.paraphrase_low=inf", "score.plagiarism.paraphrase_low"),
+    ("score.plagiarism.paraphrase_low=0.995", "score.plagiarism.paraphrase_low"),  # (> high:
+    ("score.plagiarism.paraphrase_high=0.5", "score.plagiarism.paraphrase_high"),  # empty)
     ("score.membership.mink_frac=0", "score.membership.mink_frac"),
     ("score.corpus_ann_candidates=0", "score.corpus_ann_candidates"),
     ("tracking.retry_s=-1", "tracking.retry_s"),
@@ -67,10 +72,18 @@ BAD = [  # (override, the key the error names)
 ]                                            # needs judge_kind=embedding, set below)
 
 
+def _numeric(tp) -> bool:
+    """int or float, optional (`float | None`) or a list of them."""
+    args = [a for a in get_args(tp) if a is not type(None)]
+    return tp in (int, float) or (get_origin(tp) in (list, Union, types.UnionType)
+                                  and bool(args) and all(map(_numeric, args)))
+
+
 def test_every_numeric_field_has_a_range():
+    """By value, and by type: a field whose default is null (paraphrase_low) is numeric too."""
     missing = [k for k, v in flatten(to_dict(StudyConfig())).items()
-               if (is_number(v) or (isinstance(v, list) and v and all(map(is_number, v))))
-               and rule(k) is None]
+               if (is_number(v) or (isinstance(v, list) and v and all(map(is_number, v)))
+                   or _numeric(leaf_type(k))) and rule(k) is None]
     assert not missing, f"numeric settings without a range in memlab/config/ranges.py: {missing}"
 
 

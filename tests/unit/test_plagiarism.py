@@ -94,7 +94,8 @@ def test_long_elaboration_of_a_short_document_is_idea(typer):
 def test_no_shared_source_is_none(typer, text):
     (r,) = typer([text])
     assert r == {"label": "none", "doc_id": None, "gen_span": None, "doc_span": None,
-                 "score": 0.0}
+                 "score": 0.0, "gen_chars": None, "doc_chars": None, "run_chars": None,
+                 "judge_score": None}
 
 
 def test_batch_equals_one_by_one(typer):

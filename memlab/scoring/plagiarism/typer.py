@@ -34,7 +34,10 @@ class _Pending:
 
 class _Best:
     """Each text's finding so far: the most severe label wins, then the higher score, then the
-    better-ranked candidate, then the earlier case."""
+    better-ranked candidate, then the earlier case. A finding's `score` is its label's own
+    measure (verbatim: the common word run in characters; paraphrase: the judge's score; idea:
+    generated / source length); it is also given typed, as `run_chars` and `judge_score`
+    (None where another label's), with the spans' lengths `gen_chars` and `doc_chars`."""
 
     def __init__(self, n: int):
         self.keys: list[tuple] = [(0, 0.0, 0, 0)] * n
@@ -46,14 +49,19 @@ class _Best:
         if self.found[ti] is None or key > self.keys[ti]:
             self.keys[ti] = key
             self.found[ti] = {"label": label, "doc_id": doc_id, "gen_span": list(gspan),
-                              "doc_span": list(dspan), "score": float(score)}
+                              "doc_span": list(dspan), "score": float(score),
+                              "gen_chars": int(gspan[1] - gspan[0]),
+                              "doc_chars": int(dspan[1] - dspan[0]),
+                              "run_chars": int(score) if label == "verbatim" else None,
+                              "judge_score": float(score) if label == "paraphrase" else None}
 
     def severity(self, ti: int) -> int:
         return self.keys[ti][0]
 
     def results(self) -> list[dict]:
         none = {"label": "none", "doc_id": None, "gen_span": None, "doc_span": None,
-                "score": 0.0}
+                "score": 0.0, "gen_chars": None, "doc_chars": None, "run_chars": None,
+                "judge_score": None}
         return [f if f is not None else dict(none) for f in self.found]
 
 
