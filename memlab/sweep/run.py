@@ -296,6 +296,18 @@ def placed_or_refused(study: Study, cluster_file: str | None) -> None:
         check(todo, address, cluster_file, connected=True)
 
 
+def mlflow_ui_command(uri: str, port: int = 5000) -> str:
+    """`mlflow ui` of a local store, runnable as printed from any directory and shell: the
+    absolute path of the mlflow next to this Python (a virtualenv's is on no PATH), else
+    this Python's `-m mlflow`; never a path relative to where the sweep ran."""
+    import shlex
+
+    python = Path(os.path.abspath(sys.executable))
+    exe = python.parent / "mlflow"
+    cmd = [str(exe)] if os.access(exe, os.X_OK) else [str(python), "-m", "mlflow"]
+    return shlex.join([*cmd, "ui", "--backend-store-uri", uri, "--port", str(port)])
+
+
 def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
     from memlab.report.render import FILES, write_report
     from memlab.tracking.mlflow_log import TrackingError, redact
@@ -336,9 +348,7 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
     log.info(f"sweep finished in {(time.time() - start) / 60:.1f} min")
     print("\nOpen the MLflow UI with:")  # (the command's output, as the report is)
     if uri.startswith("sqlite:"):
-        mlflow = Path(sys.executable).parent / "mlflow"
-        exe = os.path.relpath(mlflow) if mlflow.is_relative_to(Path.cwd()) else "mlflow"
-        print(f"    {exe} ui --backend-store-uri {uri} --port 5000")
+        print(f"    {mlflow_ui_command(uri)}")
         print(f"  then browse {runs_url('http://127.0.0.1:5000', tracking.experiment_id)}")
     else:
         print(f"    browse {runs_url(redact(uri), tracking.experiment_id)}")

@@ -1,0 +1,50 @@
+"""Issue 32, part 4: a command line that explains itself. Each test is one finding of a
+newcomer's first hour: `memlab` alone, --version, each command's help (what it does, its
+defaults, what it writes where), the printed MLflow command, `report` with nothing to report,
+`plan` on a CPU, and the most-leaked generations read back from the local files."""
+
+import os
+import shlex
+import subprocess
+import sys
+
+from memlab.config.expand import load_study
+from tests.conftest import ROOT, SWEEPS
+
+QUICK, SMOKE = SWEEPS / "quickstart.yaml", SWEEPS / "smoke.yaml"
+
+
+def cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "memlab.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def test_the_printed_mlflow_command_runs_from_any_directory(tmp_path, monkeypatch, capsys):
+    """`memlab run` ends with the `mlflow ui` command: as printed, it must run from another
+    folder and with a PATH that lacks the virtualenv (it printed `.venv/bin/mlflow` relative
+    to where the sweep ran, or a bare `mlflow`)."""
+    import memlab.report.render
+    import memlab.tracking.trials
+    from memlab.sweep import run
+    from memlab.tracking.trials import Tracking
+
+    runs = tmp_path / "runs"
+    study = load_study(SMOKE, [f"sweep.runs_root={runs}"])
+    uri = f"sqlite:///{runs}/mlflow.db"
+    monkeypatch.setattr(run, "open_tracking", lambda *a: Tracking(uri, "1", "p", 0))
+    monkeypatch.setattr(run, "prepare", lambda *a: [])
+    monkeypatch.setattr(run, "finish_here", lambda plans: 0)
+    monkeypatch.setattr(memlab.report.render, "write_report", lambda s: "(the report)")
+    monkeypatch.setattr(memlab.tracking.trials, "log_pending", lambda plans: [])
+    monkeypatch.setattr(memlab.tracking.trials, "log_sweep_summary", lambda *a: None)
+    monkeypatch.chdir(ROOT)  # (where `make demo` runs it)
+    assert run.run_sweep(study) == 0
+    (line,) = [x for x in capsys.readouterr().out.splitlines() if " ui --backend-store-uri" in x]
+    argv = shlex.split(line)
+    assert argv[argv.index("--backend-store-uri") + 1] == uri
+    exe = argv[:argv.index("ui")]
+    assert os.path.isabs(exe[0]) and os.access(exe[0], os.X_OK), line
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    r = subprocess.run([*exe, "--version"], capture_output=True, text=True, cwd=tmp_path,
+                       env=env, timeout=120)
+    assert r.returncode == 0 and "version" in r.stdout, r.stderr[-2000:]
