@@ -158,7 +158,11 @@ def sweep_params(study: Study) -> dict:
 
 
 def _init_ray() -> None:
+    """Start (or join) Ray; what its workers print reaches this terminal without the lines
+    known to be harmless (memlab/io/noise.py)."""
     import ray
+
+    from memlab.io import noise
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -174,6 +178,8 @@ def _init_ray() -> None:
             if "dashboard" not in str(e):
                 raise
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+    noise.quiet_warnings()  # (again: importing ray put its own filters first)
+    noise.quiet_ray_driver()
 
 
 def finish_here(plans: list[TrialPlan]) -> int:
@@ -342,9 +348,12 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
                           len(study.trials))
     except TrackingError as e:
         log.warning(f"the sweep's summary is not in MLflow: {e}")
+    from memlab.io.noise import said_once
     from memlab.tracking.desk import runs_url
 
     uri = tracking.uri
+    if hidden := said_once():
+        log.info(hidden)
     log.info(f"sweep finished in {(time.time() - start) / 60:.1f} min")
     print("\nOpen the MLflow UI with:")  # (the command's output, as the report is)
     if uri.startswith("sqlite:"):
