@@ -54,10 +54,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     total = sum(gpu_hours(t.config, est) for t, est in zip(study.trials, ests) if est)
     print(f"sweep '{study.name}': {len(study.trials)} trials -> {study.root}/<trial_key>/")
     print(tabulate(rows, headers=["trial_key", "strategy", "model", "dup_counts", "seed", "cpu",
-                                  "gpu", "params", "train GiB/GPU", "gen GiB", "GPU-h"],
-                   disable_numparse=True, colalign=["left"] * 5 + ["right"] * 6))
+                                  "gpu", "steps", "params", "train GiB/GPU", "gen GiB", "GPU-h",
+                                  "CPU min"],
+                   disable_numparse=True, colalign=["left"] * 5 + ["right"] * 8))
     print(f"estimated GPU-hours: {total:.1f} (at {args.tflops:g} effective TFLOP/s per GPU; "
           "'?' = model shape (or the strategy's memory) unknown offline, '-' = no GPU reserved)")
+    _print_cpu_time(study, ests)
     for model, n, cpus, gpus, *_ in pools:  # (one pool per distinct actor spec)
         print(f"warm pool for {model}: {n} actor(s) of {cpus:g} CPU"
               f"{f', {gpus:g} GPU' if gpus else ''} each, held for the whole sweep "
@@ -72,17 +74,38 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_cpu_time(study: Study, ests: list) -> None:
+    """The rough time of the trials that reserve no GPU, labelled as the estimate it is."""
+    from memlab.sweep.plan import CPU_GFLOPS_PER_CORE, caps
+
+    cpu = [est for t, est in zip(study.trials, ests) if caps(t.config) == (None, None)]
+    if not cpu:
+        return
+    known = [est["cpu_hours"] for est in cpu if est]
+    total = f"{_minutes(sum(known))} min" if len(known) == len(cpu) else "? min"
+    print(f"estimated time on CPU: {total} for {len(cpu)} trial(s) without a GPU, one after "
+          f"another (an estimate: their training and generation FLOPs at "
+          f"{CPU_GFLOPS_PER_CORE:g} GFLOP/s per torch thread, the rate the demo's trials "
+          "trained at on a 2-core x86 CPU; start-up, scoring and Ray's own work come on top)")
+
+
+def _minutes(hours: float) -> str:
+    """A rough time in minutes, as rough as it is: '~12', '<1'."""
+    return "<1" if hours * 60 < 1 else f"~{hours * 60:.0f}"
+
+
 def _plan_row(t, est: dict | None, pools: dict) -> list:
     """A trial's row of `memlab plan`; its warm pool (if any) added to `pools`."""
     from memlab.stages.warm import warm_on
-    from memlab.sweep.plan import caps, model_shape, sized_shares
+    from memlab.sweep.plan import caps, model_shape, sized_shares, train_steps
 
     c, res = t.config, t.config.reserved
     mem = lambda v: "?" if v is None else f"{v:.1f}"  # noqa: E731
     shown = ["?"] * 3 if est is None else [f"{est['params_m']:.0f}M",
                                            mem(est["train_mem_gib"]), mem(est["gen_mem_gib"])]
-    gpu_h = f"{est['gpu_hours']:.2f}" if est is not None and any(
-        x is not None for x in caps(c)) else "-"
+    on_gpu = any(x is not None for x in caps(c))
+    gpu_h = f"{est['gpu_hours']:.2f}" if est is not None and on_gpu else "-"
+    cpu_min = "-" if on_gpu else "?" if est is None else _minutes(est["cpu_hours"])
     per = f"{res.workers}x" if res.workers > 1 else ""  # (per Ray Train worker)
     gpu = f"{per}{res.gpu:g}"
     sized = sized_shares(c, model_shape(c)) if est is not None else c
@@ -95,7 +118,7 @@ def _plan_row(t, est: dict | None, pools: dict) -> list:
                a.engine, a.batch_size, a.warm_models,
                tuple(sorted(selectors(c)["actors"].items())))] = None
     return [t.key, c.train.strategy, model_label(c), dup_label(c), c.seed, f"{per}{res.cpu:g}",
-            gpu, *shown, gpu_h]
+            gpu, train_steps(c), *shown, gpu_h, cpu_min]
 
 
 def _print_models(study: Study, ests: list) -> None:

@@ -48,3 +48,21 @@ def test_the_printed_mlflow_command_runs_from_any_directory(tmp_path, monkeypatc
     r = subprocess.run([*exe, "--version"], capture_output=True, text=True, cwd=tmp_path,
                        env=env, timeout=120)
     assert r.returncode == 0 and "version" in r.stdout, r.stderr[-2000:]
+
+
+def test_plan_on_cpu_gives_steps_and_an_estimated_time():
+    """The demo reserves no GPU: its plan said '-' for time. Steps: 24 members in thirds x 2,
+    8 and 32 copies = 336 sequences / batch 8 = 42; the time an estimate, labelled so."""
+    r = cli("plan", str(QUICK))
+    assert r.returncode == 0, r.stderr
+    header, *rows = r.stdout.splitlines()[1:]
+    cols = header.split()
+    assert "steps" in cols and "CPU" in cols
+    study = load_study(QUICK, [])
+    for t in study.trials:
+        (row,) = [x for x in rows if x.startswith(t.key)]
+        assert " 42 " in row
+        minutes = row.split()[-1]
+        assert minutes.startswith("~") and 1 <= int(minutes[1:]) <= 10, row
+    line = [x for x in r.stdout.splitlines() if x.startswith("estimated time on CPU:")]
+    assert line and "an estimate" in line[0] and "GFLOP/s per torch thread" in line[0]
