@@ -167,11 +167,34 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from memlab.report.render import write_report
+    from memlab.report.render import build_report
 
     study = _load(args)
-    print(write_report(study))
+    report = build_report(study)
+    if report is None:
+        raise ConfigError([_none_finished(study)])
+    print(report.text)
     return 0
+
+
+def _none_finished(study: Study) -> str:
+    """Why a report or examples has nothing to show: no finished trial has this study's keys;
+    what did finish under the runs root (other sweeps, or this sweep under other settings)."""
+    from memlab.io.paths import finished_trials, runs_root
+
+    root = runs_root(study.base)
+    found = finished_trials(study.base)
+    if not found:
+        return (f"sweep.runs_root: no finished trial under {root} (of any sweep): run the "
+                f"study first (memlab run {study.path}), or name the runs root it ran in "
+                "(--set sweep.runs_root=...)")
+    mine = found.pop(study.name, [])
+    said = (f"{len(mine)} finished trial(s) of sweep '{study.name}' there have other keys (other "
+            "settings or --set than this study's); " if mine else "")
+    others = "; ".join(f"sweep '{name}': {len(keys)} trial(s)" for name, keys in found.items())
+    return (f"sweep.name: no finished trial of this study (sweep '{study.name}', "
+            f"{len(study.trials)} trial(s)) under {root}; {said}"
+            f"{'finished there: ' + others if others else 'no other sweep finished there'}")
 
 
 def cmd_plagiarism(args: argparse.Namespace) -> int:
@@ -307,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_options(study_cmd("run", cmd_run, "run every trial: train -> generate -> score -> "
                           "report"))
-    study_cmd("report", cmd_report, "print and write the results table of finished trials")
+    study_cmd("report", cmd_report, "print and write the results table of finished trials "
+              "(exit 2 if none matches the study, saying what finished)")
     sb = study_cmd("submit", cmd_submit, "submit a sweep to a Ray cluster as a Ray Job")
     sb.add_argument("--address", required=True,
                     help="the cluster's job server, e.g. http://head:8265")

@@ -8,6 +8,7 @@ import shlex
 import subprocess
 import sys
 
+from memlab.cli import main
 from memlab.config.expand import load_study
 from tests.conftest import ROOT, SWEEPS
 
@@ -48,6 +49,29 @@ def test_the_printed_mlflow_command_runs_from_any_directory(tmp_path, monkeypatc
     r = subprocess.run([*exe, "--version"], capture_output=True, text=True, cwd=tmp_path,
                        env=env, timeout=120)
     assert r.returncode == 0 and "version" in r.stdout, r.stderr[-2000:]
+
+
+def _finished(path, trial_key):
+    path.joinpath(trial_key).mkdir(parents=True)
+    path.joinpath(trial_key, "result.json").write_text("{}")
+
+
+def test_report_with_no_matching_trial_exits_2_and_says_what_finished(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    sets = ["--set", f"sweep.runs_root={runs}"]
+    assert main(["report", str(SMOKE), *sets]) == 2  # nothing at all under the runs root
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: sweep.runs_root: no finished trial")
+    assert str(runs) in err[0] and "memlab run" in err[0]
+    _finished(runs / "smoke", "0123456789ab")  # this sweep under other settings
+    _finished(runs / "quickstart", "5a0362c71a3c")
+    _finished(runs / "quickstart", "455cc7b313a1")
+    assert main(["report", str(SMOKE), *sets]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: sweep.name: no finished trial"), err
+    assert "1 finished trial(s) of sweep 'smoke' there have other keys" in err[0]
+    assert "sweep 'quickstart': 2 trial(s)" in err[0]
+    assert not (runs / "smoke" / "results.csv").exists()
 
 
 def test_plan_on_cpu_gives_steps_and_an_estimated_time():
