@@ -1,4 +1,4 @@
-"""memlab command line: validate | plan | run | report | submit | plagiarism.
+"""memlab command line: validate | plan | run | report | examples | submit | plagiarism.
 
 This module and everything it imports at the top stays free of torch, ray, transformers and
 mlflow, so `validate` and `plan` answer in well under a second. `run` imports the heavy
@@ -197,6 +197,22 @@ def _none_finished(study: Study) -> str:
             f"{'finished there: ' + others if others else 'no other sweep finished there'}")
 
 
+def cmd_examples(args: argparse.Namespace) -> int:
+    from memlab.report.examples import format_examples, most_leaked
+
+    study = _load(args)
+    if args.top < 1:
+        raise ConfigError([f"--top {args.top}: must be at least 1"])
+    rows, read = most_leaked(study, args.top, args.split)
+    if not read:
+        raise ConfigError([_none_finished(study)])
+    print(f"The {len(rows)} most-leaked {args.split} generation(s) of sweep '{study.name}' "
+          f"({read} finished trial(s), read from {study.root} and the stage shards under "
+          "the runs root; exact extraction, then token match, then similarity):\n")
+    print(format_examples(rows) if rows else "(no generations)")
+    return 0
+
+
 def cmd_plagiarism(args: argparse.Namespace) -> int:
     from memlab.config.load import _check_value, leaf_type, parse_override
     from memlab.config.schema import PlagiarismSection
@@ -332,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "report"))
     study_cmd("report", cmd_report, "print and write the results table of finished trials "
               "(exit 2 if none matches the study, saying what finished)")
+    ex = study_cmd("examples", cmd_examples, "show the sweep's most-leaked generations next to "
+                   "their true suffix, read from the local runs folder only (whatever "
+                   "tracking.log_text says)")
+    ex.add_argument("--top", type=int, default=10, help="how many generations to show")
+    ex.add_argument("--split", choices=("member", "nonmember", "all"), default="member",
+                    help="whose generations: members (trained on), non-members (the floor)")
     sb = study_cmd("submit", cmd_submit, "submit a sweep to a Ray cluster as a Ray Job")
     sb.add_argument("--address", required=True,
                     help="the cluster's job server, e.g. http://head:8265")

@@ -8,8 +8,13 @@ import shlex
 import subprocess
 import sys
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
 from memlab.cli import main
 from memlab.config.expand import load_study
+from memlab.io.paths import stage_dir, trial_dir
 from tests.conftest import ROOT, SWEEPS
 
 QUICK, SMOKE = SWEEPS / "quickstart.yaml", SWEEPS / "smoke.yaml"
@@ -90,3 +95,63 @@ def test_plan_on_cpu_gives_steps_and_an_estimated_time():
         assert minutes.startswith("~") and 1 <= int(minutes[1:]) <= 10, row
     line = [x for x in r.stdout.splitlines() if x.startswith("estimated time on CPU:")]
     assert line and "an estimate" in line[0] and "GFLOP/s per torch thread" in line[0]
+
+
+def _fake_trial(t, samples: list[dict]) -> None:
+    """A finished trial's files as a sweep leaves them: result.json, its generation and score
+    shards (the columns `memlab examples` reads)."""
+    _finished(trial_dir(t.config, t.key).parent, t.key)
+    gen, score = stage_dir(t.config, "gen", t.keys.gen), stage_dir(t.config, "score", t.key)
+    gen.mkdir(parents=True)
+    score.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([{k: s[k] for k in (
+        "sample_id", "doc_id", "split", "dup_count", "gen_text", "suffix_text")}
+        for s in samples]), gen / "part-00000.parquet")
+    pq.write_table(pa.Table.from_pylist([{k: s[k] for k in (
+        "sample_id", "exact_extracted", "token_match_frac", "sim_to_source", "plag_label",
+        "plag_doc_id")} for s in samples]), score / "part-00000.parquet")
+
+
+def _sample(i, split, exact, match, sim, label="none"):
+    return {"sample_id": f"d{i}#0", "doc_id": f"d{i}", "split": split,
+            "dup_count": 4 if split == "member" else 0, "gen_text": f"generated words {i}",
+            "suffix_text": f"true suffix {i}", "exact_extracted": exact,
+            "token_match_frac": match, "sim_to_source": sim, "plag_label": label,
+            "plag_doc_id": f"d{i}" if label != "none" else None}
+
+
+def test_examples_shows_the_most_leaked_generations_from_the_local_files(tmp_path, capsys):
+    """tracking.log_text off (what local and hub data get): no generation reaches MLflow;
+    `memlab examples` reads them back from the runs folder, most leaked first."""
+    sets = [f"sweep.runs_root={tmp_path / 'runs'}", "tracking.log_text=off"]
+    study = load_study(SMOKE, sets)
+    full, head = study.trials[0], study.trials[1]
+    _fake_trial(full, [_sample(1, "member", False, 0.5, 0.9), _sample(2, "member", True, 1.0,
+                       0.99, "verbatim"), _sample(3, "nonmember", False, 0.1, 0.95)])
+    _fake_trial(head, [_sample(4, "member", False, 0.75, 0.3)])
+    args = ["examples", str(SMOKE), *(a for s in sets for a in ("--set", s))]
+    assert main([*args, "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    blocks = out.split("\n#")[1:]
+    assert [b.split(" ", 1)[0] for b in blocks] == ["1", "2", "3"]
+    first, second, third = blocks
+    assert f"trial {full.name} ({full.key}), strategy full" in first
+    assert "member d2, dup 4: similarity 0.990, exact yes, match 100%, plagiarism verbatim " \
+        "of d2" in first
+    assert "generated  generated words 2" in first and "true       true suffix 2" in first
+    assert f"trial {head.name}" in second and "match 75%" in second
+    assert "d1" in third and "d3" not in out  # members only, by default
+    assert "read from" in out and "stage shards" in out
+    assert main([*args, "--split", "nonmember"]) == 0
+    assert "nonmember d3" in capsys.readouterr().out
+
+
+def test_examples_with_nothing_finished_exits_2(tmp_path, capsys):
+    assert main(["examples", str(SMOKE), "--set", f"sweep.runs_root={tmp_path}"]) == 2
+    assert capsys.readouterr().err.startswith("error: sweep.runs_root: no finished trial")
+
+
+@pytest.mark.parametrize("top", ["0", "-3"])
+def test_examples_refuses_a_top_below_one(tmp_path, top):
+    r = cli("examples", str(SMOKE), "--set", f"sweep.runs_root={tmp_path}", "--top", top)
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --top {top}: must be at least 1"
