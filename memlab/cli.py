@@ -2,7 +2,8 @@
 
 This module and everything it imports at the top stays free of torch, ray, transformers and
 mlflow, so `validate` and `plan` answer in well under a second. `run` imports the heavy
-machinery inside the function.
+machinery inside the function. Every command's --help says what it does, its options'
+defaults and the files it writes (ABOUT), so that a newcomer needs no source to find out.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from pathlib import Path
 
+import memlab
 from memlab.config.errors import DataError
 from memlab.config.expand import Study, load_study
 from memlab.config.labels import dup_label, model_label
@@ -307,81 +310,201 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0 if status == JobStatus.SUCCEEDED else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="memlab", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+WRITES_RUN = """\
+  <runs_root>/stages/<stage>/<key>/  each stage's output (data, train, gen, base,
+                                     score), shared by every trial and sweep there
+  <runs_root>/<sweep>/<trial_key>/   each trial's record: config.json, result.json
+  <runs_root>/<sweep>/results.*      the report (as `memlab report` writes it)
+  <runs_root>/<sweep>/_tune/         Ray Tune's own state
+  <runs_root>/mlflow.db, mlartifacts/
+                                     the MLflow store (unless --tracking-uri or
+                                     tracking.uri names another)
+runs_root is sweep.runs_root (default: runs), sweep is sweep.name."""
 
-    def study_cmd(name: str, fn, help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help)
-        sp.add_argument("file", help="study YAML (merged over _defaults.yaml)")
-        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted override, e.g. --set train.epochs=2 (repeatable)")
-        sp.set_defaults(fn=fn)
-        return sp
+# Per command: (one line for `memlab --help`, what it does, what it writes where).
+ABOUT = {
+    "validate": (
+        "check a study file; exit 2 on any problem",
+        "Load the study (its file merged over _defaults.yaml, then each --set), expand its grid "
+        "and check every trial: unknown keys, values out of range, relations between fields, "
+        "paths on disk. Each problem is one line naming the key and the file:line it came "
+        "from; exit 2 if there is any. No torch, no Ray: it answers in about a second.",
+        "nothing."),
+    "plan": (
+        "print the trials with their resources, steps, memory and time; refuse a grid that "
+        "cannot fit",
+        "Print every trial of the study with what it reserves (CPUs, GPUs), its optimizer "
+        "steps, its memory per GPU, GPU-hours (trials with a GPU) or a rough time on CPU "
+        "(trials without: an estimate at a measured rate, memlab/sweep/plan.py), then per base "
+        "model each strategy's training memory against what it reserves. Exit 2 if a trial "
+        "cannot fit the GPUs the config describes or, with --address / --cluster, no node of "
+        "the cluster can place it. Nothing runs.",
+        "nothing."),
+    "run": (
+        "run every trial: train -> generate -> score -> report, logged to MLflow",
+        "Run the study: datasets and base models are prepared once, then each trial trains, "
+        "generates (the extraction attack) and scores on Ray Tune; the report is printed and "
+        "written, and every trial logged to MLflow. Each stage's output is kept under the key "
+        "of what it computes: a rerun, or another study under the same runs root, reuses what "
+        "is done (a trial with every stage done is only recorded). Ends with the command that "
+        "opens the MLflow UI. Exit 1 if a trial failed or is not logged.",
+        WRITES_RUN),
+    "report": (
+        "print and write the results tables of the study's finished trials",
+        "Aggregate the study's finished trials over seeds and print the results tables "
+        "(extraction, plagiarism typing, membership inference, utility): what `memlab run` "
+        "prints at its end, without computing anything. Exit 2 if no finished trial has this "
+        "study's keys (another runs root, other settings or --set), saying which sweeps did "
+        "finish under the runs root.",
+        "<runs_root>/<sweep>/results.csv, results.md, results.html, results.png, scale.png, "
+        "roc.png (replaced); runs_root is sweep.runs_root (default: runs)."),
+    "examples": (
+        "show the sweep's most-leaked generations next to their true suffix",
+        "Print the most-leaked generations of the study's finished trials: each with its "
+        "trial, strategy, document and copies in the training stream (dup), similarity to the "
+        "true suffix, exact extraction, token match and plagiarism label, then the generation "
+        "above the true suffix; ranked by exact extraction, then token match, then similarity. "
+        "It reads the local runs folder only (the stage shards under sweep.runs_root), never "
+        "MLflow: it works whatever tracking.log_text says (off keeps text out of MLflow, not "
+        "out of the runs folder). It prints training text to this terminal.",
+        "nothing."),
+    "submit": (
+        "submit a sweep to a Ray cluster as a Ray Job",
+        "Check the study here (a bad study is refused now, not minutes later on the cluster), "
+        "then submit `memlab run` (or plan / validate) of it to a Ray cluster as a Ray Job.",
+        "nothing here; the job writes what `memlab run` writes, where sweep.runs_root points "
+        "on the cluster."),
+    "plagiarism": (
+        "type generated texts against a corpus: verbatim, paraphrase, idea or none",
+        "Type each generated text against a corpus: verbatim, paraphrase, idea or none, with "
+        "the same code as the sweep's scoring (score.plagiarism; memlab/scoring/PLAGIARISM.md).",
+        "--out (one row per generated text); the corpus's index (a copy of its texts, their "
+        "word stems and a BM25 index; with --method semantic also sentence embeddings) in a "
+        "folder <corpus>.index-<key>/ beside the corpus file, with a lock file, reused while "
+        "the corpus and the index settings are unchanged: derived from the corpus, keep it "
+        "as private as the corpus."),
+}
 
-    def cluster_option(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--cluster", default=None, metavar="FILE",
-                        help="the cluster's launcher or KubeRay file (cluster/): its node "
-                        "types count as nodes (an autoscaler starts them on demand); refuse "
-                        "placements (resources.<strategy>.labels, GPUs per trial) no node "
-                        "offers")
 
-    study_cmd("validate", cmd_validate, "check a study file; exit 2 on any problem")
-    plan = study_cmd("plan", cmd_plan, "print the trials of a study with their resources, "
-                     "memory per GPU and GPU-hours; refuse a grid that cannot fit")
-    plan.add_argument("--tflops", type=float, default=300.0,
-                      help="effective TFLOP/s per GPU for the GPU-hours estimate")
-    plan.add_argument("--address", default=None,
-                      help="a running Ray cluster (default: $RAY_ADDRESS): refuse placements "
-                      "its nodes do not offer")
-    cluster_option(plan)
-    def run_options(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI (default: SQLite file under the runs root)")
-        sp.add_argument("--resume", action="store_true",
-                        help="continue an interrupted sweep: finished stages are reused, "
-                        "finished trials only logged (what every run does; the flag states "
-                        "the intent in scripts)")
-        cluster_option(sp)
+class _Help(argparse.HelpFormatter):
+    """Help that wraps each paragraph on its own, keeps indented lines (lists of files) as
+    written, and shows every option's default that is not spelled out in its help."""
 
-    run_options(study_cmd("run", cmd_run, "run every trial: train -> generate -> score -> "
-                          "report"))
-    study_cmd("report", cmd_report, "print and write the results table of finished trials "
-              "(exit 2 if none matches the study, saying what finished)")
-    ex = study_cmd("examples", cmd_examples, "show the sweep's most-leaked generations next to "
-                   "their true suffix, read from the local runs folder only (whatever "
-                   "tracking.log_text says)")
-    ex.add_argument("--top", type=int, default=10, help="how many generations to show")
-    ex.add_argument("--split", choices=("member", "nonmember", "all"), default="member",
-                    help="whose generations: members (trained on), non-members (the floor)")
-    sb = study_cmd("submit", cmd_submit, "submit a sweep to a Ray cluster as a Ray Job")
-    sb.add_argument("--address", required=True,
-                    help="the cluster's job server, e.g. http://head:8265")
-    sb.add_argument("--command", choices=["run", "plan", "validate"], default="run",
-                    help="what the job runs (plan: check the grid against the cluster)")
-    run_options(sb)
-    sb.add_argument("--runtime-env", default=None,
-                    help="Ray runtime_env YAML (default: cluster/runtime_env.yaml if present)")
-    sb.add_argument("--job-id", default=None, help="submission id (default: Ray's)")
-    sb.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
-    pl = sub.add_parser("plagiarism", help="type generated texts against a corpus: verbatim, "
-                        "paraphrase, idea or none (same code as the sweep's scoring)")
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for para in text.split("\n\n"):
+            if para.startswith(" ") or "\n " in para:
+                out.append(textwrap.indent(para, indent))
+            else:
+                out.append(textwrap.fill(" ".join(para.split()), width, initial_indent=indent,
+                                         subsequent_indent=indent))
+        return "\n\n".join(out)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.option_strings and "%(default)" not in text and "default:" not in text
+                and action.default not in (None, False, [], argparse.SUPPRESS)):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _command(sub, name: str, fn) -> argparse.ArgumentParser:
+    """A subcommand with its line, its description and the files it writes (ABOUT)."""
+    line, what, writes = ABOUT[name]
+    sep = "\n" if writes.startswith(" ") else " "
+    sp = sub.add_parser(name, help=line, description=what, epilog=f"writes:{sep}{writes}",
+                        formatter_class=_Help)
+    sp.set_defaults(fn=fn)
+    return sp
+
+
+def _study_cmd(sub, name: str, fn) -> argparse.ArgumentParser:
+    sp = _command(sub, name, fn)
+    sp.add_argument("file", help="study YAML (merged over _defaults.yaml)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted override, e.g. --set train.epochs=2 (repeatable)")
+    return sp
+
+
+def _cluster_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--cluster", default=None, metavar="FILE",
+                    help="the cluster's launcher or KubeRay file (cluster/): its node types "
+                    "count as nodes (an autoscaler starts them on demand); refuse placements "
+                    "(resources.<strategy>.labels, GPUs per trial) no node offers")
+
+
+def _run_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--tracking-uri", default=None,
+                    help="MLflow tracking URI (default: tracking.uri, else the SQLite file "
+                    "<runs_root>/mlflow.db)")
+    sp.add_argument("--resume", action="store_true",
+                    help="continue an interrupted sweep: finished stages are reused, finished "
+                    "trials only logged (what every run does; the flag states the intent in "
+                    "scripts)")
+    _cluster_option(sp)
+
+
+def _plagiarism_cmd(sub) -> None:
+    pl = _command(sub, "plagiarism", cmd_plagiarism)
     pl.add_argument("--corpus", required=True, help="JSONL or Parquet with doc_id, text")
     pl.add_argument("--generated", required=True, help="JSONL or Parquet with id, text")
     pl.add_argument("--out", required=True, help="JSONL or Parquet: id, label, doc_id, "
                     "gen_span, doc_span, score")
     pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a score.plagiarism field, e.g. --set n_candidates=20")
+                    help="a score.plagiarism field, e.g. --set n_candidates=20 (defaults: "
+                    "memlab/config/schema.py, PlagiarismSection)")
     pl.add_argument("--batch-size", type=int, default=64, help="texts per batch")
     pl.add_argument("--method", choices=("pan2014", "semantic"), default="pan2014",
-                    help="pan2014: the published pipeline (default); semantic: also by sentence "
+                    help="pan2014: the published pipeline; semantic: also by sentence "
                     "embeddings (score.plagiarism.method)")
-    pl.set_defaults(fn=cmd_plagiarism)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="memlab", formatter_class=_Help,
+        description="memlab measures how much a language model memorizes its fine-tuning "
+        "data: a study file (sweeps/*.yaml) names a grid of fine-tuning strategies, models, "
+        "duplication and seeds; `memlab run` trains, attacks and scores each trial and "
+        "reports. Start with `memlab validate` and `memlab plan` on a study (they run nothing).",
+        epilog="`memlab COMMAND --help` says what a command does, its options and their "
+        "defaults, and the files it writes. Example: memlab run sweeps/quickstart.yaml (the "
+        "offline CPU demo).")
+    p.add_argument("--version", action="version", version=f"memlab {memlab.__version__}")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", title="commands")
+    _study_cmd(sub, "validate", cmd_validate)
+    plan = _study_cmd(sub, "plan", cmd_plan)
+    plan.add_argument("--tflops", type=float, default=300.0,
+                      help="effective TFLOP/s per GPU for the GPU-hours estimate")
+    plan.add_argument("--address", default=None,
+                      help="a running Ray cluster (default: $RAY_ADDRESS): refuse placements "
+                      "its nodes do not offer")
+    _cluster_option(plan)
+    _run_options(_study_cmd(sub, "run", cmd_run))
+    _study_cmd(sub, "report", cmd_report)
+    ex = _study_cmd(sub, "examples", cmd_examples)
+    ex.add_argument("--top", type=int, default=10, help="how many generations to show")
+    ex.add_argument("--split", choices=("member", "nonmember", "all"), default="member",
+                    help="whose generations: members (trained on), non-members (the floor)")
+    sb = _study_cmd(sub, "submit", cmd_submit)
+    sb.add_argument("--address", required=True,
+                    help="the cluster's job server, e.g. http://head:8265")
+    sb.add_argument("--command", choices=["run", "plan", "validate"], default="run",
+                    help="what the job runs (plan: check the grid against the cluster)")
+    _run_options(sb)
+    sb.add_argument("--runtime-env", default=None,
+                    help="Ray runtime_env YAML (default: cluster/runtime_env.yaml if present)")
+    sb.add_argument("--job-id", default=None, help="submission id (default: Ray's)")
+    sb.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
+    _plagiarism_cmd(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cmd is None:  # `memlab` alone: what it can do, not "argument cmd is required"
+        parser.print_help()
+        return 0
     try:
         return args.fn(args)
     except ConfigError as e:

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from memlab.cli import main
+from memlab import __version__
+from memlab.cli import build_parser, main
 from memlab.config.expand import load_study
 from memlab.io.paths import stage_dir, trial_dir
 from tests.conftest import ROOT, SWEEPS
@@ -23,6 +24,57 @@ QUICK, SMOKE = SWEEPS / "quickstart.yaml", SWEEPS / "smoke.yaml"
 def cli(*args, cwd=ROOT):
     return subprocess.run([sys.executable, "-m", "memlab.cli", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=120)
+
+
+def test_version():
+    r = cli("--version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"memlab {__version__}"
+
+
+def test_memlab_alone_prints_the_usage_and_every_command():
+    r = cli()
+    assert r.returncode == 0, r.stderr
+    assert "required" not in r.stdout + r.stderr
+    assert r.stdout.startswith("usage: memlab")
+    for command in ("validate", "plan", "run", "report", "examples", "submit", "plagiarism"):
+        assert f"\n    {command}" in r.stdout, command
+    assert "memlab COMMAND --help" in r.stdout
+
+
+def _subcommands() -> dict:
+    import argparse
+
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+def test_every_command_has_a_description_and_says_what_it_writes():
+    commands = _subcommands()
+    assert set(commands) >= {"validate", "plan", "run", "report", "submit", "plagiarism"}
+    for name, sp in commands.items():
+        assert sp.description and len(sp.description) > 80, name
+        assert sp.epilog and sp.epilog.startswith("writes:"), name
+    run, report, plag = (" ".join(commands[n].format_help().split())
+                         for n in ("run", "report", "plagiarism"))
+    for where in ("<runs_root>/stages/<stage>/<key>/ each stage's output",
+                  "<runs_root>/<sweep>/<trial_key>/ each trial's record",
+                  "<runs_root>/<sweep>/results.* the report", "<runs_root>/mlflow.db",
+                  "sweep.runs_root (default: runs)"):
+        assert where in run, where
+    assert "results.csv, results.md, results.html, results.png, scale.png" in report
+    assert "--out" in plag.split("writes:")[1] and "index" in plag.split("writes:")[1]
+
+
+def test_help_shows_the_defaults():
+    r = cli("plan", "--help")
+    assert r.returncode == 0
+    assert "(default: 300.0)" in r.stdout  # --tflops
+    assert "(default: $RAY_ADDRESS)" in r.stdout
+    plag = cli("plagiarism", "--help").stdout
+    assert "(default: 64)" in plag and "(default: pan2014)" in plag
+    run = cli("run", "--help").stdout
+    assert "writes:" in run and "<runs_root>/mlflow.db" in run
 
 
 def test_the_printed_mlflow_command_runs_from_any_directory(tmp_path, monkeypatch, capsys):
@@ -155,3 +207,8 @@ def test_examples_with_nothing_finished_exits_2(tmp_path, capsys):
 def test_examples_refuses_a_top_below_one(tmp_path, top):
     r = cli("examples", str(SMOKE), "--set", f"sweep.runs_root={tmp_path}", "--top", top)
     assert r.returncode == 2 and r.stderr.strip() == f"error: --top {top}: must be at least 1"
+
+
+def test_examples_help_says_it_reads_the_local_runs_folder_only():
+    text = _subcommands()["examples"].description
+    assert "local runs folder only" in text and "tracking.log_text" in text
