@@ -44,6 +44,12 @@ KNOWN = (
           "Ray's own text says it is safe to ignore when it happens transiently with the CPU "
           "overloaded, which is a small machine while trials start; workers that cannot "
           "start fail the trial, which memlab reports.", traceback=True),
+    Noise(r"Unhandled error .*_StatsActor\.update_execution_metrics",
+          "Ray Data's stats actor (with a traceback ending in KeyError: 'dataset_...')",
+          "the actor that keeps Ray Data's execution metrics for Ray's dashboard is told of a "
+          "dataset it has not registered, when trials run their Ray Data stages at once; no "
+          "row of a stage goes through it, and memlab counts its shards itself.",
+          traceback=True),
     Noise(r"Progress bars disabled\. To enable",
           "Ray Data", "memlab turns Ray Data's bars off on purpose: its own progress line "
           "counts the shards (memlab/io/progress.py)."),

@@ -27,6 +27,18 @@ CONTROLLER = [
     "[{'CPU': 1.0}] * 1",
 ]
 
+STATS = [  # (Ray relays the ANSI colours of the name)
+    "Unhandled error (suppress with 'RAY_IGNORE_UNHANDLED_ERRORS=1'): \x1b[36mray::_StatsActor."
+    "update_execution_metrics()\x1b[39m (pid=7520, ip=192.0.2.2, actor_id=97b6e996a25effbe03c0f0"
+    "c501000000, repr=<ray.data._internal.stats._StatsActor object at 0x7f286ad1a3d0>)",
+    "           ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^",
+    '  File "/venv/ray/data/_internal/stats.py", line 934, in update_dataset',
+    "    self.datasets[dataset_tag].update(state)",
+    "    ~~~~~~~~~~~~~^^^^^^^^^^^^^",
+    "KeyError: 'dataset_035AVDDbcvDHlvTeI3WotX_0'",
+    "[memlab] score: 4/4 shards, 18.49s/shard, elapsed 01:13, eta 00:00",
+]
+
 
 def _python(code: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], capture_output=True,
@@ -78,6 +90,7 @@ def test_the_drivers_relay_drops_known_lines_and_their_traceback_only():
             "[memlab] train full: 9/9 steps", E_LINE, "[memlab] warning: something real"]})
         relays.emit({"pid": 2, "is_err": True, "lines": CONTROLLER})
         relays.emit({"pid": 3, "is_err": True, "lines": [E_LINE]})  # nothing left: no print
+        relays.emit({"pid": 5, "is_err": True, "lines": STATS})
         relays.emit({"pid": 4, "is_err": True, "lines": [
             "[2026-12-07 09:58:13,008 E 1 2] raylet.cc:1: something Ray says is wrong"]})
     finally:
@@ -85,9 +98,10 @@ def test_the_drivers_relay_drops_known_lines_and_their_traceback_only():
     assert [d["lines"] for d in printed] == [
         ["[memlab] train full: 9/9 steps", "[memlab] warning: something real"],
         [CONTROLLER[-1]],
+        [STATS[-1]],
         ["[2026-12-07 09:58:13,008 E 1 2] raylet.cc:1: something Ray says is wrong"]]
-    assert sum(noise.HIDDEN.values()) == 3
-    assert "3 known-harmless line(s)" in noise.said_once()
+    assert sum(noise.HIDDEN.values()) == 4
+    assert "4 known-harmless line(s)" in noise.said_once()
     assert "memlab/io/noise.py" in noise.said_once()
 
 
