@@ -8,12 +8,16 @@ child of the `memlab` logger, which gets memlab's one handler here, in every pro
 imports memlab (the driver, Ray Tune trials, Ray Train workers, actors): `[memlab] <message>`
 on standard error (`[memlab] warning: ...` for warnings), at the level MEMLAB_LOG names
 (default INFO). What a command produces (a plan's table, the report, a refusal's `error:`
-lines) is its output, printed by the command line (memlab/cli.py).
+lines) is its output, printed by the command line (memlab/cli.py). Warnings of other
+libraries known to be harmless are filtered here too, in every such process (the list, and
+why each is harmless: memlab/io/noise.py).
 """
 
 import logging
 import os
 import sys
+
+from memlab.io.noise import quiet_warnings
 
 __version__ = "0.1.0"
 
@@ -47,3 +51,4 @@ def _one_voice() -> None:
 
 
 _one_voice()
+quiet_warnings()

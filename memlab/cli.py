@@ -1,8 +1,9 @@
-"""memlab command line: validate | plan | run | report | submit | plagiarism.
+"""memlab command line: validate | plan | run | report | examples | submit | plagiarism.
 
 This module and everything it imports at the top stays free of torch, ray, transformers and
 mlflow, so `validate` and `plan` answer in well under a second. `run` imports the heavy
-machinery inside the function.
+machinery inside the function. Every command's --help says what it does, its options'
+defaults and the files it writes (ABOUT), so that a newcomer needs no source to find out.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import argparse
 import logging
 import os
 import sys
+import textwrap
 from pathlib import Path
 
+import memlab
 from memlab.config.errors import DataError
 from memlab.config.expand import Study, load_study
 from memlab.config.labels import dup_label, model_label
@@ -65,10 +68,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
           f"{shown(study.root)}/<trial_key>/")
     print(study.defaults)
     print(tabulate(rows, headers=["trial_key", "strategy", "model", "dup_counts", "seed", "cpu",
-                                  "gpu", "params", "train GiB/GPU", "gen GiB", "GPU-h"],
-                   disable_numparse=True, colalign=["left"] * 5 + ["right"] * 6))
+                                  "gpu", "steps", "params", "train GiB/GPU", "gen GiB", "GPU-h",
+                                  "CPU min"],
+                   disable_numparse=True, colalign=["left"] * 5 + ["right"] * 8))
     print(f"estimated GPU-hours: {total:.1f} (at {args.tflops:g} effective TFLOP/s per GPU; "
           "'?' = model shape (or the strategy's memory) unknown offline, '-' = no GPU reserved)")
+    _print_cpu_time(study, ests)
     for model, n, cpus, gpus, *_ in pools:  # (one pool per distinct actor spec)
         print(f"warm pool for {model}: {n} actor(s) of {cpus:g} CPU"
               f"{f', {gpus:g} GPU' if gpus else ''} each, held for the whole sweep "
@@ -83,17 +88,38 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_cpu_time(study: Study, ests: list) -> None:
+    """The rough time of the trials that reserve no GPU, labelled as the estimate it is."""
+    from memlab.sweep.plan import CPU_GFLOPS_PER_CORE, caps
+
+    cpu = [est for t, est in zip(study.trials, ests) if caps(t.config) == (None, None)]
+    if not cpu:
+        return
+    known = [est["cpu_hours"] for est in cpu if est]
+    total = f"{_minutes(sum(known))} min" if len(known) == len(cpu) else "? min"
+    print(f"estimated time on CPU: {total} for {len(cpu)} trial(s) without a GPU, one after "
+          f"another (an estimate: their training and generation FLOPs at "
+          f"{CPU_GFLOPS_PER_CORE:g} GFLOP/s per torch thread, the rate the demo's trials "
+          "trained at on a 2-core x86 CPU; start-up, scoring and Ray's own work come on top)")
+
+
+def _minutes(hours: float) -> str:
+    """A rough time in minutes, as rough as it is: '~12', '<1'."""
+    return "<1" if hours * 60 < 1 else f"~{hours * 60:.0f}"
+
+
 def _plan_row(t, est: dict | None, pools: dict) -> list:
     """A trial's row of `memlab plan`; its warm pool (if any) added to `pools`."""
     from memlab.stages.warm import warm_on
-    from memlab.sweep.plan import caps, model_shape, sized_shares
+    from memlab.sweep.plan import caps, model_shape, sized_shares, train_steps
 
     c, res = t.config, t.config.reserved
     mem = lambda v: "?" if v is None else f"{v:.1f}"  # noqa: E731
     shown = ["?"] * 3 if est is None else [f"{est['params_m']:.0f}M",
                                            mem(est["train_mem_gib"]), mem(est["gen_mem_gib"])]
-    gpu_h = f"{est['gpu_hours']:.2f}" if est is not None and any(
-        x is not None for x in caps(c)) else "-"
+    on_gpu = any(x is not None for x in caps(c))
+    gpu_h = f"{est['gpu_hours']:.2f}" if est is not None and on_gpu else "-"
+    cpu_min = "-" if on_gpu else "?" if est is None else _minutes(est["cpu_hours"])
     per = f"{res.workers}x" if res.workers > 1 else ""  # (per Ray Train worker)
     gpu = f"{per}{res.gpu:g}"
     sized = sized_shares(c, model_shape(c)) if est is not None else c
@@ -106,7 +132,7 @@ def _plan_row(t, est: dict | None, pools: dict) -> list:
                a.engine, a.batch_size, a.warm_models,
                tuple(sorted(selectors(c)["actors"].items())))] = None
     return [t.key, c.train.strategy, model_label(c), dup_label(c), c.seed, f"{per}{res.cpu:g}",
-            gpu, *shown, gpu_h]
+            gpu, train_steps(c), *shown, gpu_h, cpu_min]
 
 
 def _print_models(study: Study, ests: list) -> None:
@@ -158,10 +184,49 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from memlab.report.render import write_report
+    from memlab.report.render import build_report
 
     study = _load(args)
-    print(write_report(study))
+    report = build_report(study)
+    if report is None:
+        raise ConfigError([_none_finished(study)])
+    print(report.text)
+    return 0
+
+
+def _none_finished(study: Study) -> str:
+    """Why a report or examples has nothing to show: no finished trial has this study's keys;
+    what did finish under the runs root (other sweeps, or this sweep under other settings)."""
+    from memlab.io.paths import finished_trials, runs_root
+
+    root = runs_root(study.base)
+    found = finished_trials(study.base)
+    if not found:
+        return (f"sweep.runs_root: no finished trial under {root} (of any sweep): run the "
+                f"study first (memlab run {study.path}), or name the runs root it ran in "
+                "(--set sweep.runs_root=...)")
+    mine = found.pop(study.name, [])
+    said = (f"{len(mine)} finished trial(s) of sweep '{study.name}' there have other keys (other "
+            "settings or --set than this study's); " if mine else "")
+    others = "; ".join(f"sweep '{name}': {len(keys)} trial(s)" for name, keys in found.items())
+    return (f"sweep.name: no finished trial of this study (sweep '{study.name}', "
+            f"{len(study.trials)} trial(s)) under {root}; {said}"
+            f"{'finished there: ' + others if others else 'no other sweep finished there'}")
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    from memlab.report.examples import format_examples, most_leaked
+
+    study = _load(args)
+    if args.top < 1:
+        raise ConfigError([f"--top {args.top}: must be at least 1"])
+    rows, read = most_leaked(study, args.top, args.split)
+    if not read:
+        raise ConfigError([_none_finished(study)])
+    print(f"The {len(rows)} most-leaked {args.split} generation(s) of sweep '{study.name}' "
+          f"({read} finished trial(s), read from {study.root} and the stage shards under "
+          "the runs root; exact extraction, then token match, then similarity):\n")
+    print(format_examples(rows) if rows else "(no generations)")
     return 0
 
 
@@ -261,130 +326,235 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0 if status == JobStatus.SUCCEEDED else 1
 
 
+WRITES_RUN = """\
+  <runs_root>/stages/<stage>/<key>/  each stage's output (data, train, gen, base,
+                                     score), shared by every trial and sweep there
+  <runs_root>/<sweep>/<trial_key>/   each trial's record: config.json, result.json
+  <runs_root>/<sweep>/results.*      the report (as `memlab report` writes it)
+  <runs_root>/<sweep>/_tune/         Ray Tune's own state
+  <runs_root>/mlflow.db, mlartifacts/
+                                     the MLflow store (unless --tracking-uri or
+                                     tracking.uri names another)
+runs_root is sweep.runs_root (default: runs), sweep is sweep.name."""
+
+# Per command: (one line for `memlab --help`, what it does, what it writes where).
+ABOUT = {
+    "validate": (
+        "check a study file; exit 2 on any problem",
+        "Load the study (its file merged over _defaults.yaml, then each --set), expand its grid "
+        "and check every trial: unknown keys, values out of range, relations between fields, "
+        "paths on disk. Each problem is one line naming the key and the file:line it came "
+        "from; exit 2 if there is any. No torch, no Ray: it answers in about a second.",
+        "nothing."),
+    "plan": (
+        "print the trials with their resources, steps, memory and time; refuse a grid that "
+        "cannot fit",
+        "Print every trial of the study with what it reserves (CPUs, GPUs), its optimizer "
+        "steps, its memory per GPU, GPU-hours (trials with a GPU) or a rough time on CPU "
+        "(trials without: an estimate at a measured rate, memlab/sweep/plan.py), then per base "
+        "model each strategy's training memory against what it reserves. Exit 2 if a trial "
+        "cannot fit the GPUs the config describes or, with --address / --cluster, no node of "
+        "the cluster can place it. Nothing runs.",
+        "nothing."),
+    "run": (
+        "run every trial: train -> generate -> score -> report, logged to MLflow",
+        "Run the study: datasets and base models are prepared once, then each trial trains, "
+        "generates (the extraction attack) and scores on Ray Tune; the report is printed and "
+        "written, and every trial logged to MLflow. Each stage's output is kept under the key "
+        "of what it computes: a rerun, or another study under the same runs root, reuses what "
+        "is done (a trial with every stage done is only recorded). Ends with the command that "
+        "opens the MLflow UI. Exit 1 if a trial failed or is not logged.",
+        WRITES_RUN),
+    "report": (
+        "print and write the results tables of the study's finished trials",
+        "Aggregate the study's finished trials over seeds and print the results tables "
+        "(extraction, plagiarism typing, membership inference, utility): what `memlab run` "
+        "prints at its end, without computing anything. Exit 2 if no finished trial has this "
+        "study's keys (another runs root, other settings or --set), saying which sweeps did "
+        "finish under the runs root.",
+        "<runs_root>/<sweep>/results.csv, results.md, results.html, results.png, scale.png, "
+        "roc.png (replaced); runs_root is sweep.runs_root (default: runs)."),
+    "examples": (
+        "show the sweep's most-leaked generations next to their true suffix",
+        "Print the most-leaked generations of the study's finished trials: each with its "
+        "trial, strategy, document and copies in the training stream (dup), similarity to the "
+        "true suffix, exact extraction, token match and plagiarism label, then the generation "
+        "above the true suffix; ranked by exact extraction, then token match, then similarity. "
+        "It reads the local runs folder only (the stage shards under sweep.runs_root), never "
+        "MLflow: it works whatever tracking.log_text says (off keeps text out of MLflow, not "
+        "out of the runs folder). It prints training text to this terminal.",
+        "nothing."),
+    "submit": (
+        "submit a sweep to a Ray cluster as a Ray Job",
+        "Check the study here (a bad study is refused now, not minutes later on the cluster), "
+        "then submit `memlab run` (or plan / validate) of it to a Ray cluster as a Ray Job.",
+        "nothing here; the job writes what `memlab run` writes, where sweep.runs_root points "
+        "on the cluster."),
+    "plagiarism": (
+        "type generated texts against a corpus: verbatim, paraphrase, idea or none",
+        "Type each generated text against a corpus: verbatim, paraphrase, idea or none, with "
+        "the same code as the sweep's scoring (memlab/scoring/PLAGIARISM.md) and its settings "
+        "(score.plagiarism in memlab/config/schema.py, checked as in a study).",
+        """
+  --out        one row per generated text, columns (null where not applicable):
+                 id, label, doc_id     the text, its type, the corpus document found
+                 gen_span, doc_span    [start, end) in characters, in the text and in the
+                                       document
+                 gen_chars, doc_chars  the spans' lengths in characters (idea: gen_chars
+                                       >= idea_ratio x doc_chars)
+                 run_chars             verbatim: the longest common word run, in characters
+                                       (verbatim when > verbatim_chars)
+                 judge_score           paraphrase: the judge's highest score in its window
+                                       (embedding judge: a cosine)
+  --index-dir  the corpus index, <corpus file>.index-<key>/ and its .lock file (default: the
+               corpus's folder): a copy of the corpus's texts, their sentences' stems and a
+               BM25 index (method semantic: each sentence's embedding), reused while the
+               corpus and the index settings stay the same. It is derived from the corpus:
+               keep it where the corpus may be kept."""),
+}
+
+
+class _Help(argparse.HelpFormatter):
+    """Help that wraps each paragraph on its own, keeps indented lines (lists of files) as
+    written, and shows every option's default that is not spelled out in its help."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out = []
+        for para in text.split("\n\n"):
+            if para.startswith(" ") or "\n " in para:
+                out.append(textwrap.indent(para, indent))
+            else:
+                out.append(textwrap.fill(" ".join(para.split()), width, initial_indent=indent,
+                                         subsequent_indent=indent))
+        return "\n\n".join(out)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.option_strings and "%(default)" not in text and "default:" not in text
+                and action.default not in (None, False, [], argparse.SUPPRESS)):
+            text += " (default: %(default)s)"
+        return text
+
+
+def _command(sub, name: str, fn) -> argparse.ArgumentParser:
+    """A subcommand with its line, its description and the files it writes (ABOUT)."""
+    line, what, writes = ABOUT[name]
+    sep = "\n" if writes.startswith(" ") else " "
+    sp = sub.add_parser(name, help=line, description=what, epilog=f"writes:{sep}{writes}",
+                        formatter_class=_Help)
+    sp.set_defaults(fn=fn)
+    return sp
+
+
+def _study_cmd(sub, name: str, fn) -> argparse.ArgumentParser:
+    sp = _command(sub, name, fn)
+    sp.add_argument("file", help="study YAML (merged over _defaults.yaml)")
+    sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted override, e.g. --set train.epochs=2 (repeatable); a grid axis "
+                    "whole: --set 'grid.seed=[0, 1]'. A relative path given here is read from "
+                    "the working directory (those in a study file from the file's folder)")
+    return sp
+
+
+def _only_option(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sp.add_argument("--only", action="append", default=[], metavar="AXIS=VALUE",
+                    help="only the grid cells with this value of a grid axis, written as the "
+                    "grid writes it (a bundle: its label), e.g. --only train.strategy=lora "
+                    "--only seed=0; repeatable: values of one axis add up, different axes "
+                    "narrow")
+    return sp
+
+
+def _cluster_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--cluster", default=None, metavar="FILE",
+                    help="the cluster's launcher or KubeRay file (cluster/): its node types "
+                    "count as nodes (an autoscaler starts them on demand); refuse placements "
+                    "(resources.<strategy>.labels, GPUs per trial) no node offers")
+
+
+def _run_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--tracking-uri", default=None,
+                    help="MLflow tracking URI (default: tracking.uri, else the SQLite file "
+                    "<runs_root>/mlflow.db; a relative store given here is read from the "
+                    "working directory)")
+    sp.add_argument("--resume", action="store_true",
+                    help="continue an interrupted sweep: finished stages are reused, finished "
+                    "trials only logged (what every run does; the flag states the intent in "
+                    "scripts)")
+    _cluster_option(sp)
+
+
+def _plagiarism_cmd(sub) -> None:
+    pl = _command(sub, "plagiarism", cmd_plagiarism)
+    pl.add_argument("--corpus", required=True, help="JSONL or Parquet: one document a row")
+    pl.add_argument("--id-column", default="doc_id", metavar="COL",
+                    help="the corpus's document id column")
+    pl.add_argument("--text-column", default="text", metavar="COL",
+                    help="the corpus's text column")
+    pl.add_argument("--generated", required=True, help="JSONL or Parquet: one text a row")
+    pl.add_argument("--generated-id-column", default="id", metavar="COL",
+                    help="the generated file's id column")
+    pl.add_argument("--generated-text-column", default="text", metavar="COL",
+                    help="the generated file's text column")
+    pl.add_argument("--out", required=True, help="JSONL or Parquet to write (columns below)")
+    pl.add_argument("--index-dir", default=None, metavar="DIR",
+                    help="where the corpus index is written and reused (default: the "
+                    "corpus's folder; below)")
+    pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a score.plagiarism field, e.g. --set n_candidates=20 (repeatable; "
+                    "defaults: memlab/config/schema.py, PlagiarismSection)")
+    pl.add_argument("--batch-size", type=int, default=64, help="texts typed per batch, >= 1")
+    pl.add_argument("--method", choices=("pan2014", "semantic"), default=None,
+                    help="pan2014: the published pipeline (the default); semantic: also by "
+                    "sentence embeddings (score.plagiarism.method)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="memlab", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
-
-    def study_cmd(name: str, fn, help: str) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help)
-        sp.add_argument("file", help="study YAML (merged over _defaults.yaml)")
-        sp.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="dotted override, e.g. --set train.epochs=2 (repeatable); a grid "
-                        "axis whole: --set 'grid.seed=[0, 1]'. A relative path given here is "
-                        "read from the working directory (those in a study file from the "
-                        "file's folder)")
-        sp.set_defaults(fn=fn)
-        return sp
-
-    def only_option(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--only", action="append", default=[], metavar="AXIS=VALUE",
-                        help="only the grid cells with this value of a grid axis, written as "
-                        "the grid writes it (a bundle: its label), e.g. --only "
-                        "train.strategy=lora --only seed=0; repeatable: values of one axis add "
-                        "up, different axes narrow")
-
-    def cluster_option(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--cluster", default=None, metavar="FILE",
-                        help="the cluster's launcher or KubeRay file (cluster/): its node "
-                        "types count as nodes (an autoscaler starts them on demand); refuse "
-                        "placements (resources.<strategy>.labels, GPUs per trial) no node "
-                        "offers")
-
-    only_option(study_cmd("validate", cmd_validate, "check a study file; exit 2 on any problem"))
-    plan = study_cmd("plan", cmd_plan, "print the trials of a study with their resources, "
-                     "memory per GPU and GPU-hours; refuse a grid that cannot fit")
-    only_option(plan)
+    p = argparse.ArgumentParser(
+        prog="memlab", formatter_class=_Help,
+        description="memlab measures how much a language model memorizes its fine-tuning "
+        "data: a study file (sweeps/*.yaml) names a grid of fine-tuning strategies, models, "
+        "duplication and seeds; `memlab run` trains, attacks and scores each trial and "
+        "reports. Start with `memlab validate` and `memlab plan` on a study (they run nothing).",
+        epilog="`memlab COMMAND --help` says what a command does, its options and their "
+        "defaults, and the files it writes. Example: memlab run sweeps/quickstart.yaml (the "
+        "offline CPU demo).")
+    p.add_argument("--version", action="version", version=f"memlab {memlab.__version__}")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", title="commands")
+    _only_option(_study_cmd(sub, "validate", cmd_validate))
+    plan = _only_option(_study_cmd(sub, "plan", cmd_plan))
     plan.add_argument("--tflops", type=float, default=300.0,
                       help="effective TFLOP/s per GPU for the GPU-hours estimate")
     plan.add_argument("--address", default=None,
                       help="a running Ray cluster (default: $RAY_ADDRESS): refuse placements "
                       "its nodes do not offer")
-    cluster_option(plan)
-    def run_options(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI (default: SQLite file under the runs root; "
-                        "a relative store is read from the working directory)")
-        sp.add_argument("--resume", action="store_true",
-                        help="continue an interrupted sweep: finished stages are reused, "
-                        "finished trials only logged (what every run does; the flag states "
-                        "the intent in scripts)")
-        cluster_option(sp)
-
-    run = study_cmd("run", cmd_run, "run every trial: train -> generate -> score -> report")
-    run_options(run)
-    only_option(run)
-    only_option(study_cmd("report", cmd_report, "print and write the results table of "
-                          "finished trials"))
-    sb = study_cmd("submit", cmd_submit, "submit a sweep to a Ray cluster as a Ray Job")
-    only_option(sb)
+    _cluster_option(plan)
+    _run_options(_only_option(_study_cmd(sub, "run", cmd_run)))
+    _only_option(_study_cmd(sub, "report", cmd_report))
+    ex = _only_option(_study_cmd(sub, "examples", cmd_examples))
+    ex.add_argument("--top", type=int, default=10, help="how many generations to show")
+    ex.add_argument("--split", choices=("member", "nonmember", "all"), default="member",
+                    help="whose generations: members (trained on), non-members (the floor)")
+    sb = _only_option(_study_cmd(sub, "submit", cmd_submit))
     sb.add_argument("--address", required=True,
                     help="the cluster's job server, e.g. http://head:8265")
     sb.add_argument("--command", choices=["run", "plan", "validate"], default="run",
                     help="what the job runs (plan: check the grid against the cluster)")
-    run_options(sb)
+    _run_options(sb)
     sb.add_argument("--runtime-env", default=None,
                     help="Ray runtime_env YAML (default: cluster/runtime_env.yaml if present)")
     sb.add_argument("--job-id", default=None, help="submission id (default: Ray's)")
     sb.add_argument("--wait", action="store_true", help="stream the job's logs until it ends")
-    _plagiarism_parser(sub)
+    _plagiarism_cmd(sub)
     return p
 
 
-PLAGIARISM_HELP = """\
-Type each generated text against a corpus: verbatim, paraphrase, idea or none, by the code of
-a sweep's scoring (memlab/scoring/PLAGIARISM.md), with its settings (score.plagiarism in
-memlab/config/schema.py, checked as in a study).
-
-writes:
-  --out                  one row per generated text, columns (null where not applicable):
-                           id, label, doc_id   the text, its type, the corpus document found
-                           gen_span, doc_span  [start, end) in characters, in the text and
-                                               in the document
-                           gen_chars, doc_chars  the spans' lengths in characters (idea:
-                                               gen_chars >= idea_ratio x doc_chars)
-                           run_chars           verbatim: the longest common word run, in
-                                               characters (verbatim when > verbatim_chars)
-                           judge_score         paraphrase: the judge's highest score in its
-                                               window (embedding judge: a cosine)
-  --index-dir            the corpus index, <corpus file>.index-<key>/ and its .lock file
-                         (default: the corpus's folder): a copy of the corpus's texts, their
-                         sentences' stems and a BM25 index (method semantic: each sentence's
-                         embedding), reused while the corpus and index settings stay the same.
-                         It is derived from the corpus: keep it where the corpus may be kept.
-"""
-
-
-def _plagiarism_parser(sub) -> None:
-    pl = sub.add_parser("plagiarism", help="type generated texts against a corpus: verbatim, "
-                        "paraphrase, idea or none (same code as the sweep's scoring)",
-                        description=PLAGIARISM_HELP,
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    pl.add_argument("--corpus", required=True, help="JSONL or Parquet: one document a row")
-    pl.add_argument("--id-column", default="doc_id", metavar="COL",
-                    help="the corpus's document id column (default: doc_id)")
-    pl.add_argument("--text-column", default="text", metavar="COL",
-                    help="the corpus's text column (default: text)")
-    pl.add_argument("--generated", required=True, help="JSONL or Parquet: one text a row")
-    pl.add_argument("--generated-id-column", default="id", metavar="COL",
-                    help="the generated file's id column (default: id)")
-    pl.add_argument("--generated-text-column", default="text", metavar="COL",
-                    help="the generated file's text column (default: text)")
-    pl.add_argument("--out", required=True, help="JSONL or Parquet to write (columns above)")
-    pl.add_argument("--index-dir", default=None, metavar="DIR",
-                    help="where the corpus index is written and reused (default: the "
-                    "corpus's folder; above)")
-    pl.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="a score.plagiarism field, e.g. --set n_candidates=20 (repeatable)")
-    pl.add_argument("--batch-size", type=int, default=64,
-                    help="texts typed per batch, >= 1 (default: 64)")
-    pl.add_argument("--method", choices=("pan2014", "semantic"), default=None,
-                    help="pan2014: the published pipeline (default); semantic: also by sentence "
-                    "embeddings (score.plagiarism.method)")
-    pl.set_defaults(fn=cmd_plagiarism)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.cmd is None:  # `memlab` alone: what it can do, not "argument cmd is required"
+        parser.print_help()
+        return 0
     try:
         return args.fn(args)
     except ConfigError as e:

@@ -71,7 +71,7 @@ class Trial:
 
     @property
     def name(self) -> str:
-        """strategy-model-x<dup>-s<seed> (labels.trial_label), then `-<key>` when other grid
+        """strategy-model-x<copies>-s<seed> (labels.trial_label), then `-<key>` when other grid
         axes make two trials read the same."""
         return trial_label(self.config) + (f"-{self.suffix}" if self.suffix else "")
 

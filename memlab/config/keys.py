@@ -120,13 +120,19 @@ NOT_BY_TEXT = ("data.path", "score.plugins", "train.plugins", "train.precision",
                "attack.engine")
 
 
+def member_stream(cfg: StudyConfig) -> int:
+    """Members' sequences in the training stream, from the config alone: each duplication
+    subset's documents times their copies (canaries not counted)."""
+    d = cfg.data
+    groups = len(d.dup_mix)
+    return sum(d.dup_factor * k * (d.num_members // groups + (i < d.num_members % groups))
+               for i, k in enumerate(d.dup_mix))
+
+
 def train_tokens(cfg: StudyConfig) -> int:
     """Tokens a trial trains on at most (steps x batch x seq_len), from the config alone."""
-    d, t = cfg.data, cfg.train
-    groups = len(d.dup_mix)
-    stream = sum(d.dup_factor * k * (d.num_members // groups + (i < d.num_members % groups))
-                 for i, k in enumerate(d.dup_mix))
-    steps = -(-stream // t.batch_size) * t.epochs
+    t = cfg.train
+    steps = -(-member_stream(cfg) // t.batch_size) * t.epochs
     if t.max_steps:
         steps = min(steps, t.max_steps)
     return steps * t.batch_size * t.seq_len

@@ -33,8 +33,12 @@ def dup_label(cfg: StudyConfig) -> str:
 
 
 def trial_label(cfg: StudyConfig) -> str:
-    """`lora-SmolLM2-135M-x4-s0`: strategy, model, duplication factor and seed, as a person
-    reads a trial in the MLflow runs list and in printed lines (also a folder name: Ray Tune
-    names the trial's folder by it)."""
+    """`lora-SmolLM2-135M-x4-s0`: strategy, model, the copies of a member in the training
+    stream and seed, as a person reads a trial in the MLflow runs list and in printed lines
+    (also a folder name: Ray Tune names the trial's folder by it). The copies are those of
+    each duplication subset (`x2-8-32` for data.dup_mix [1, 4, 16] at dup_factor 2): naming
+    dup_factor alone said `x1` of a study whose members are trained 2, 8 and 32 times. With
+    dup_mix [1] they are dup_factor, so names of plain dup_factor studies (and their MLflow
+    run names) stay what they were."""
     model = re.sub(r"[^A-Za-z0-9._-]+", "_", model_label(cfg).rsplit("/", 1)[-1]) or "model"
-    return f"{cfg.train.strategy}-{model}-x{cfg.data.dup_factor}-s{cfg.seed}"
+    return f"{cfg.train.strategy}-{model}-x{dup_label(cfg).replace('/', '-')}-s{cfg.seed}"

@@ -48,3 +48,14 @@ def default_tracking_uri(cfg: StudyConfig) -> str:
 
 def artifact_root(cfg: StudyConfig) -> Path:
     return (runs_root(cfg) / "mlartifacts").resolve()
+
+
+def finished_trials(cfg: StudyConfig) -> dict[str, list[str]]:
+    """Every sweep under the runs root with a finished trial (its result.json): sweep name ->
+    trial keys. What `memlab report` names when none of a study's own trials finished."""
+    found: dict[str, list[str]] = {}
+    for result in sorted(runs_root(cfg).glob("*/*/result.json")):
+        sweep = result.parent.parent.name
+        if sweep != "stages":
+            found.setdefault(sweep, []).append(result.parent.name)
+    return found

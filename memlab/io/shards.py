@@ -173,6 +173,26 @@ def read_shards(folder: str | os.PathLike, schema: pa.Schema | None = None) -> p
     return table
 
 
+def sample_rows(gen_dir: str | os.PathLike, score_dir: str | os.PathLike,
+                gen_columns: tuple[str, ...], score_columns: tuple[str, ...]) -> list[dict]:
+    """A trial's samples as rows: the wanted columns of its score shards, each joined with its
+    generation's (by sample_id); columns a stage's shards lack (an older scorer set) are
+    absent from the rows, not an error. Reads local shards only: generated text never has to
+    leave the runs folder to be read back (tracking.log_text)."""
+
+    def columns(folder, wanted: tuple[str, ...]) -> list[dict]:
+        out = []
+        for f in sorted(Path(folder).glob("part-*.parquet")):
+            names = pq.read_schema(f).names
+            out += pq.read_table(f, columns=[c for c in wanted if c in names]).to_pylist()
+        return out
+
+    gen = {r["sample_id"]: r for r in columns(gen_dir, ("sample_id", *gen_columns))}
+    return [{**gen[r["sample_id"]], **r} for r in columns(score_dir, ("sample_id",
+                                                                       *score_columns))
+            if r["sample_id"] in gen]
+
+
 def read_summary(score_dir: str | os.PathLike) -> pa.Table:
     """A finished score stage's summary (SUMMARY_SCHEMA): what MLflow and the report read."""
     table = pq.read_table(Path(score_dir) / "summary.parquet")

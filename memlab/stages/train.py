@@ -159,6 +159,15 @@ def count_steps(stream_len: int, cfg: StudyConfig) -> int:
     return min(steps, cfg.train.max_steps) if cfg.train.max_steps else steps
 
 
+def count_sequences(stream_len: int, cfg: StudyConfig, steps: int) -> int:
+    """Sequences the first `steps` optimizer steps train on, as `_batches` cuts the stream:
+    each epoch's last batch holds what is left of the stream, not train.batch_size
+    (steps x batch_size said 176 for 170 trained)."""
+    per_epoch = math.ceil(stream_len / cfg.train.batch_size)
+    epochs, rest = divmod(steps, per_epoch)
+    return epochs * stream_len + rest * cfg.train.batch_size  # (rest < per_epoch: full ones)
+
+
 def _fit_ray_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
                    on_loss) -> None:
     """DeepSpeed training as a Ray Train TorchTrainer fitted from inside the Tune trial:
@@ -332,16 +341,17 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     setup.export(out_dir / "model")
     if setup.rank == 0:
         tok.save_pretrained(out_dir / "model")
-        _record(cfg, setup, out_dir, losses, train_time, rate, device, dtype, base_model,
+        _record(cfg, setup, out_dir, losses, count_sequences(len(stream), cfg, len(losses)),
+                train_time, rate, device, dtype, base_model,
                 {**_format_record(tok, rows, cfg), "resumed_from_step": first, **(record or {})})
     setup.sync()
 
 
 def _record(cfg: StudyConfig, setup: Setup, out_dir: Path, losses: list[float],
-            train_time: float, rate: float, device: str, dtype, base_model: str,
-            extra: dict) -> None:
-    """metrics.json: the training's figures, its loss curve, the setup's notes, and the
-    stage manifest's fields."""
+            sequences: int, train_time: float, rate: float, device: str, dtype,
+            base_model: str, extra: dict) -> None:
+    """metrics.json: the training's figures (`sequences`: those trained on), its loss curve,
+    the setup's notes, and the stage manifest's fields."""
     import torch
 
     t = cfg.train
@@ -350,7 +360,7 @@ def _record(cfg: StudyConfig, setup: Setup, out_dir: Path, losses: list[float],
         "total_params": setup.total,
         "trainable_frac": setup.trainable / setup.total,
         "train_steps": len(losses),
-        "train_sequences": len(losses) * t.batch_size,
+        "train_sequences": sequences,
         "train_time_s": train_time,
         "train_tokens_per_s": rate,
         "final_loss": losses[-1],

@@ -15,6 +15,9 @@ per-token statistics' temporaries, ~12 bytes each).
 
 GPU-hours: the strategy's FLOPs per parameter per training token (6 full, 4 LoRA, 2 head) and
 2 per generated token, at `tflops` effective TFLOP/s per GPU (default 300: ~40% of an H100/H200).
+A trial without a GPU gets the same FLOPs at CPU_GFLOPS_PER_CORE per torch thread instead: a
+rough time on CPU. Steps: ceil(training stream / train.batch_size) x train.epochs (at most
+train.max_steps), the stream being each member times its copies plus the canaries' repeats.
 """
 
 from __future__ import annotations
@@ -24,11 +27,21 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from memlab.config.keys import train_tokens
+from memlab.components.models import torch_threads
+from memlab.config.keys import member_stream, train_tokens
 from memlab.config.labels import model_label
 from memlab.config.schema import StudyConfig
 
 GIB = 1024 ** 3
+CPU_GFLOPS_PER_CORE = 40.0
+"""Effective training FLOP/s per torch thread on a CPU, measured: the demo (SmolLM2-135M,
+42 steps of 8 x 64 tokens, float32, 2 threads on a 2-core x86 laptop-class CPU) trained full
+in 236 s (37 GFLOP/s per core, DeepSpeed ZeRO-2 on CPU), head-only in 64 s (45) and LoRA in
+115 s (50), at 6, 2 and 4 FLOPs per parameter per token. Another CPU, another model size or
+generation (which runs below this rate) can be off by 2x: `memlab plan` labels it an estimate.
+"""
+
+
 def _llama(h, layers, inter, heads, kv, vocab, tied=True) -> dict:
     return {"hidden_size": h, "num_hidden_layers": layers, "intermediate_size": inter,
             "num_attention_heads": heads, "num_key_value_heads": kv, "vocab_size": vocab,
@@ -97,6 +110,24 @@ def model_shape(cfg: StudyConfig) -> Shape | None:
     return None
 
 
+def train_steps(cfg: StudyConfig) -> int:
+    """Optimizer steps of a trial, from the config alone (what the train stage counts from
+    its dataset: stages/train.count_steps)."""
+    c, t = cfg.data.canaries, cfg.train
+    stream = member_stream(cfg) + c.count * sum(c.repeats)
+    steps = -(-stream // t.batch_size) * t.epochs
+    return min(steps, t.max_steps) if t.max_steps else steps
+
+
+def cpu_hours(cfg: StudyConfig, shape: Shape, workers: int = 1) -> float:
+    """A rough time of a trial without a GPU: its training and generation FLOPs at
+    CPU_GFLOPS_PER_CORE per torch thread (train.threads, else its CPUs; per worker).
+    Start-up, scoring and Ray's own work come on top."""
+    flops = cfg.strategy.flops * shape.params * train_tokens(cfg) \
+        + 2 * shape.params * gen_tokens(cfg)
+    return flops / (CPU_GFLOPS_PER_CORE * 1e9 * torch_threads(cfg) * workers) / 3600
+
+
 def gen_tokens(cfg: StudyConfig) -> int:
     d, a = cfg.data, cfg.attack
     return (d.num_members + d.num_nonmembers) * a.samples_per_prompt * a.max_new_tokens
@@ -114,7 +145,8 @@ def estimate(cfg: StudyConfig, shape: Shape, tflops: float = 300.0, workers: int
     train_h = flops_tok * train_tokens(cfg) / (tflops * 1e12) / 3600
     gen_h = 2 * p * gen_tokens(cfg) / (tflops * 1e12) / 3600
     return {"params_m": p / 1e6, "train_mem_gib": None if mem is None else mem / GIB + 1,
-            "gen_mem_gib": gen_mem / GIB + 1, "gpu_hours": train_h + gen_h}
+            "gen_mem_gib": gen_mem / GIB + 1, "gpu_hours": train_h + gen_h,
+            "cpu_hours": cpu_hours(cfg, shape, workers)}
 
 
 def caps(c: StudyConfig) -> tuple[float | None, float | None]:

@@ -131,7 +131,11 @@ def sweep_params(study: Study) -> dict:
 
 
 def _init_ray() -> None:
+    """Start (or join) Ray; what its workers print reaches this terminal without the lines
+    known to be harmless (memlab/io/noise.py)."""
     import ray
+
+    from memlab.io import noise
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
@@ -147,6 +151,8 @@ def _init_ray() -> None:
             if "dashboard" not in str(e):
                 raise
             ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING)
+    noise.quiet_warnings()  # (again: importing ray put its own filters first)
+    noise.quiet_ray_driver()
 
 
 def finish_here(plans: list[TrialPlan]) -> int:
@@ -269,6 +275,18 @@ def placed_or_refused(study: Study, cluster_file: str | None) -> None:
         check(todo, address, cluster_file, connected=True)
 
 
+def mlflow_ui_command(uri: str, port: int = 5000) -> str:
+    """`mlflow ui` of a local store, runnable as printed from any directory and shell: the
+    absolute path of the mlflow next to this Python (a virtualenv's is on no PATH), else
+    this Python's `-m mlflow`; never a path relative to where the sweep ran."""
+    import shlex
+
+    python = Path(os.path.abspath(sys.executable))
+    exe = python.parent / "mlflow"
+    cmd = [str(exe)] if os.access(exe, os.X_OK) else [str(python), "-m", "mlflow"]
+    return shlex.join([*cmd, "ui", "--backend-store-uri", uri, "--port", str(port)])
+
+
 def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
     from memlab.report.render import FILES, write_report
     from memlab.tracking.mlflow_log import TrackingError, redact
@@ -303,15 +321,16 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
                           len(study.trials))
     except TrackingError as e:
         log.warning(f"the sweep's summary is not in MLflow: {e}")
+    from memlab.io.noise import said_once
     from memlab.tracking.desk import runs_url
 
     uri = tracking.uri
+    if hidden := said_once():
+        log.info(hidden)
     log.info(f"sweep finished in {(time.time() - start) / 60:.1f} min")
     print("\nOpen the MLflow UI with:")  # (the command's output, as the report is)
     if uri.startswith("sqlite:"):
-        mlflow = Path(sys.executable).parent / "mlflow"
-        exe = os.path.relpath(mlflow) if mlflow.is_relative_to(Path.cwd()) else "mlflow"
-        print(f"    {exe} ui --backend-store-uri {uri} --port 5000")
+        print(f"    {mlflow_ui_command(uri)}")
         print(f"  then browse {runs_url('http://127.0.0.1:5000', tracking.experiment_id)}")
     else:
         print(f"    browse {runs_url(redact(uri), tracking.experiment_id)}")

@@ -18,7 +18,7 @@ from memlab.config.digests import file_sha256
 from memlab.config.keys import StageKeys
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import StudyConfig
-from memlab.io.shards import read_manifest, write_json_atomic
+from memlab.io.shards import read_manifest, sample_rows, write_json_atomic
 from memlab.tracking import desk
 from memlab.tracking.mlflow_log import Client, LiveRun, TrackingError, trial_run
 
@@ -144,20 +144,9 @@ def log_text(cfg) -> bool:
 def write_examples(plan: Trial, per_split: int = 10) -> Path:
     """The trial's generations most similar to their true suffix (members and non-members,
     `per_split` each), with their scores: `examples.jsonl` in the trial's folder."""
-    import pyarrow.parquet as pq
-
-    def rows_of(folder: Path, wanted: tuple[str, ...]) -> list[dict]:
-        out = []
-        for f in sorted(folder.glob("part-*.parquet")):
-            names = pq.read_schema(f).names
-            out += pq.read_table(f, columns=[c for c in wanted if c in names]).to_pylist()
-        return out
-
-    gen = {r["sample_id"]: r for r in rows_of(plan.stage("gen"), (
-        "sample_id", "doc_id", "split", "dup_count", "gen_text", "suffix_text"))}
-    scores = rows_of(plan.stage("score"), ("sample_id", "sim_to_source", "plag_label",
-                                           "exact_extracted"))
-    rows = [{**gen[s["sample_id"]], **s} for s in scores if s["sample_id"] in gen]
+    rows = sample_rows(plan.stage("gen"), plan.stage("score"),
+                       ("doc_id", "split", "dup_count", "gen_text", "suffix_text"),
+                       ("sim_to_source", "plag_label", "exact_extracted"))
     rows.sort(key=lambda r: (-(r.get("sim_to_source") or 0.0), r["sample_id"]))
     out = plan.dir / "examples.jsonl"
     picked = [r for split in ("member", "nonmember")

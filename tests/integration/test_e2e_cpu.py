@@ -169,7 +169,7 @@ def test_mlflow_desk_through_the_api(sweep):
         assert "mlflow.parentRunId" not in tags  # a top-level row of the runs list
         assert tags["memlab.sweep_run_id"] == parent.info.run_id
         assert r.info.run_name == t.name == \
-            f"{t.config.train.strategy}-tiny-llama-64x2-x{t.config.data.dup_factor}-s0"
+            f"{t.config.train.strategy}-tiny-llama-64x2-x1-4-s0"  # (copies: dup_mix [1, 4])
         assert (tags["strategy"], tags["model"], tags["dup_factor"], tags["seed"]) == \
             (t.config.train.strategy, model_label(t.config), "1", "0")
         (ds,) = r.inputs.dataset_inputs

@@ -368,3 +368,19 @@ def test_membership_and_canary_settings_reach_their_stages_only():
     assert can.data != plain.data and can.base != plain.base
     off = load_study(SWEEPS / "smoke.yaml", ["score.membership.enabled=false"]).trials[0]
     assert off.keys.score != plain.score and off.keys.gen == plain.gen
+
+
+def test_trial_names_say_the_copies_a_member_gets(tmp_path):
+    """Issue 32: the demo (dup_factor 2, dup_mix [1, 4, 16]) trains members 2, 8 and 32 times,
+    and its trials were named `x2`; a dup_mix study at dup_factor 1 was `x1`. A plain
+    dup_factor study keeps its names (MLflow run names derive from them)."""
+    assert [t.name for t in load_study(QUICK).trials] == [
+        "full-SmolLM2-135M-x2-8-32-s0", "head-SmolLM2-135M-x2-8-32-s0",
+        "lora-SmolLM2-135M-x2-8-32-s0"]
+    smoke = load_study(SWEEPS / "smoke.yaml")  # dup_mix [1, 4] at dup_factor 1
+    assert {t.name.split("-x")[1] for t in smoke.trials} == {"1-4-s0"}
+    plain = load_study(QUICK, ["data.dup_mix=[1]", "data.dup_factor=4"])
+    assert [t.name for t in plain.trials][0] == "full-SmolLM2-135M-x4-s0"
+    grid = load_study(_study_file(tmp_path, "grid:\n  data.dup_factor: [1, 8]\n"))
+    assert [t.name for t in grid.trials] == ["lora-SmolLM2-135M-x1-s0",
+                                             "lora-SmolLM2-135M-x8-s0"]

@@ -180,3 +180,12 @@ def test_a_micro_batch_without_loss_tokens_keeps_the_step_loss_finite(tmp_path):
     whole = setup.step(micro_parts(ids, mask, labels, 1, False), False)
     parts = setup.step(micro_parts(ids, mask, labels, 2, False), False)
     assert torch.isfinite(parts) and parts.item() == pytest.approx(whole.item(), rel=1e-5)
+
+
+def test_the_manifest_counts_the_sequences_trained_not_full_batches(tmp_path):
+    """Issue 32: a stream of 6 sequences in batches of 4 is a batch of 4 and one of 2 per
+    epoch; 2 epochs cut at 3 steps train 6 + 4 = 10 sequences (steps x batch_size said 12)."""
+    cfg, base, data = _setup(tmp_path, "gpt2", "head", batch_size=4, epochs=2, max_steps=3)
+    man = stage("train", cfg, base=base, data=data, train=tmp_path / "train").manifest
+    assert man["train_steps"] == 3
+    assert man["train_sequences"] == 10
