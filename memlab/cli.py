@@ -335,7 +335,8 @@ WRITES_RUN = """\
   <runs_root>/mlflow.db, mlartifacts/
                                      the MLflow store (unless --tracking-uri or
                                      tracking.uri names another)
-runs_root is sweep.runs_root (default: runs), sweep is sweep.name."""
+runs_root is sweep.runs_root (default: runs), read from the folder of the file that sets it
+(the repository's sweeps/_defaults.yaml: ../runs); sweep is sweep.name."""
 
 # Per command: (one line for `memlab --help`, what it does, what it writes where).
 ABOUT = {

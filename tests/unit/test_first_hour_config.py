@@ -382,6 +382,7 @@ def test_run_plan_and_report_take_only(study, capsys, monkeypatch, started):
     import memlab.report.render as render
 
     got = []
-    monkeypatch.setattr(render, "write_report", lambda s: got.append(s) or "report")
+    monkeypatch.setattr(render, "build_report",
+                        lambda s: got.append(s) or type("R", (), {"text": "report"}))
     assert cli.main(["report", str(study), "--only", "seed=0"]) == 0
     assert [t.config.seed for t in got[0].trials] == [0]
