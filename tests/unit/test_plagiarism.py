@@ -231,11 +231,12 @@ def test_an_exact_extraction_is_verbatim_of_its_document(tmp_path):
     verbatim of it, with the copy's spans; a non-member's (its document is no fine-tuning
     document) is typed by its text alone."""
     from memlab.config.schema import StudyConfig
-    from memlab.scoring.registry import SCORERS, Context
+    from memlab.scoring import suite
+    from memlab.scoring.registry import Context
     from tests.unit.demo_copies import demo_dataset, exact_extractions
 
     cfg = StudyConfig()
-    plag = SCORERS["plagiarism"]
+    (plag,) = [s for s in suite.scorers(cfg.score) if s.name == "plagiarism"]
     scorer = plag.load(Context(cfg, plag.prepare(cfg, demo_dataset(tmp_path))))
     copies = exact_extractions()
     (mid_word,) = [r for r in copies if r["doc_id"] == "demo-01313"]

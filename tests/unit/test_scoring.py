@@ -199,11 +199,12 @@ def test_an_exact_copy_scores_one_and_names_its_source(tmp_path):
     lined up with the text it copies, each scores ~1 and names its document; a text on none of
     the documents' topics stays far below."""
     from memlab.config.schema import StudyConfig
+    from memlab.scoring import suite
     from memlab.scoring.registry import Context
     from tests.unit.demo_copies import demo_dataset, exact_extractions
 
     cfg = StudyConfig()
-    sim = SCORERS["similarity"]
+    (sim,) = [s for s in suite.scorers(cfg.score) if s.name == "similarity"]
     scorer = sim.load(Context(cfg, sim.prepare(cfg, demo_dataset(tmp_path))))
     copies = exact_extractions()
     unrelated = {"gen_text": "We had pasta for dinner and then watched a film about sailing "
