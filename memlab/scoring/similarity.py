@@ -135,8 +135,10 @@ def top_cosines(queries: np.ndarray, corpus: np.ndarray, k: int = 1, block: int 
     idx = np.full((n, k), -1, dtype=np.int64)
     for start in range(0, len(corpus), block):
         sims = queries @ corpus[start:start + block].T
-        if sims.shape[1] > k:  # (each block's k best, then merged with the best so far)
-            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        if k == 1:  # (each block's k best, then merged with the best so far)
+            part = sims.argmax(axis=1)[:, None]
+        elif sims.shape[1] > k:
+            part = np.argpartition(sims, -k, axis=1)[:, -k:]
         else:
             part = np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
         v = np.concatenate([val, np.take_along_axis(sims, part, 1)], axis=1)
