@@ -380,7 +380,9 @@ class ScoreSection:
         32, "sim_to_corpus compares a generation with passages of the fine-tuning documents, "
         "not whole documents (whose embedding stands for everything else they say): windows "
         "of this many words, about a generation's length (attack.max_new_tokens=32: 15-25 "
-        "words; 100: 50-75). Embedded once per dataset (memlab/scoring/passages.py).", ge=1)
+        "words; 100: 50-75), and well inside what the embedder reads (all-MiniLM-L6-v2: 256 "
+        "word pieces, about 180 words). Embedded once per dataset "
+        "(memlab/scoring/passages.py).", ge=1)
     corpus_passage_stride: int = _f(
         16, "sim_to_corpus: words from one passage's start to the next (at most "
         "corpus_passage_words: passages overlap, so a copy that straddles two is mostly inside "

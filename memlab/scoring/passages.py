@@ -3,12 +3,14 @@ passages about a generation's length, and the passage of a document that a gener
 with.
 
 Why passages: a whole document's embedding stands for everything the document says, so a
-generation that copies 30 of its 200 words is compared with 170 words it never wrote (on the
-demo, exact copies of a 32-token suffix scored 0.36-0.61 against their own document and three
-of six were nearest to another one). A window of the generation's length is the unit a copy
-can match; the passage the generation lines up with (its longest common run of words, placed
-at the same character offset) is the copied text itself when the generation is an exact copy,
-whatever its first and last words were cut to, so an exact copy scores 1."""
+generation that copies 30 of its 200 words is compared with 170 words it never wrote, and the
+embedder reads only a document's first 256 word pieces (all-MiniLM-L6-v2; every demo document
+is longer). On the demo, exact copies of a 32-token suffix scored 0.36-0.61 against their own
+document and three of six were nearest to another one. A window of the generation's length
+is the unit a copy can match; the passage the generation lines up with (its longest common
+run of words, placed at the same character offset) is the copied text itself when the
+generation is an exact copy, whatever its first and last words were cut to, so an exact copy
+scores 1."""
 
 from __future__ import annotations
 
