@@ -256,6 +256,9 @@ def _attack_score_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
     out += plagiarism_relations(sc.plagiarism)
     if sc.headline_threshold not in sc.sim_thresholds:
         out.append(("score.headline_threshold", "must be one of score.sim_thresholds"))
+    if sc.corpus_passage_stride > sc.corpus_passage_words:
+        out.append(("score.corpus_passage_stride", "must be <= score.corpus_passage_words "
+                    "(a larger stride leaves words of the documents in no passage)"))
     return out
 
 

@@ -379,13 +379,30 @@ class ScoreSection:
                                                                 ge=-1, le=1)
     headline_threshold: float = _f(0.8, "Similarity threshold shown in the results table.",
                                         ge=-1, le=1)
+    corpus_passage_words: int = _f(
+        32, "sim_to_corpus compares a generation with passages of the fine-tuning documents, "
+        "not whole documents (whose embedding stands for everything else they say): windows "
+        "of this many words, about a generation's length (attack.max_new_tokens=32: 15-25 "
+        "words; 100: 50-75), and well inside what the embedder reads (all-MiniLM-L6-v2: 256 "
+        "word pieces, about 180 words). Embedded once per dataset "
+        "(memlab/scoring/passages.py).", ge=1)
+    corpus_passage_stride: int = _f(
+        16, "sim_to_corpus: words from one passage's start to the next (at most "
+        "corpus_passage_words: passages overlap, so a copy that straddles two is mostly inside "
+        "one); smaller finds more at more passages to embed and search.", ge=1)
+    corpus_align: int = _f(
+        3, "sim_to_corpus: the documents of each generation's this-many best passages are also "
+        "compared at the span of the generation's length that it lines up with (their longest "
+        "common run of words, at the same character offset): an exact copy is compared with "
+        "the copied text itself and scores 1, wherever the window boundaries fall. 0: the "
+        "passages only.", ge=0)
     corpus_block: int = _f(4096, "Corpus rows per block of the exact max-cosine search.", ge=1)
     corpus_ann_above: int = _f(
-        500_000, "sim_to_corpus: past this many fine-tuning documents, search an approximate "
-        "nearest-neighbour index (usearch HNSW over the documents' embeddings, built once per "
-        "dataset) and score its corpus_ann_candidates nearest exactly, instead of the exact "
-        "blockwise search over every document.", ge=0)
-    corpus_ann_candidates: int = _f(10, "sim_to_corpus: documents the ANN index returns per "
+        500_000, "sim_to_corpus: past this many passages of the fine-tuning documents, search "
+        "an approximate nearest-neighbour index (usearch HNSW over the passages' embeddings, "
+        "built once per dataset) and score its corpus_ann_candidates nearest exactly, instead "
+        "of the exact blockwise search over every passage.", ge=0)
+    corpus_ann_candidates: int = _f(10, "sim_to_corpus: passages the ANN index returns per "
                                         "generation, re-scored by exact cosine.", ge=1)
     corpus_ann_breadth: int = _f(64, "sim_to_corpus's ANN index, " + ANN_BREADTH, ge=1)
     plugins: list[str] = _f(

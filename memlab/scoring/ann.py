@@ -1,6 +1,6 @@
 """Approximate nearest neighbours over unit vectors (usearch's HNSW, cosine), shared by
 method=semantic's dense candidates (PLAGIARISM.md section 8) and `sim_to_corpus` past
-`score.corpus_ann_above` documents (METRICS.md section 3).
+`score.corpus_ann_above` passages of the fine-tuning documents (METRICS.md section 3).
 
 An index is built once per dataset and embedder, written to `<path>.tmp` and renamed, and
 memory-mapped by every reader (`view`). Built on one thread by default, so one corpus always

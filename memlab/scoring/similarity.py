@@ -1,11 +1,15 @@
 """Relaxed similarity (METRICS.md section 3): sentence embeddings, cosine to the own reference
-suffix and maximum cosine over the whole fine-tuning corpus (exact, blockwise; past
-score.corpus_ann_above documents through an ANN index, its candidates re-scored exactly)."""
+suffix and maximum cosine over the passages of the fine-tuning corpus (memlab/scoring/
+passages.py says why passages): exact, blockwise, or past score.corpus_ann_above passages
+through an ANN index whose candidates are re-scored exactly; then each generation against the
+span it lines up with in the documents of its best passages."""
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,7 @@ import pyarrow as pa
 
 from memlab.config.digests import content_key
 from memlab.config.schema import StudyConfig
+from memlab.scoring.passages import aligned_span, windows
 from memlab.scoring.registry import (
     Column,
     Context,
@@ -121,104 +126,169 @@ class Embedder:
         return out
 
 
-def max_cosine(queries: np.ndarray, corpus: np.ndarray, block: int = 4096):
-    """For unit vectors: (max cosine, argmax row) of each query over the corpus, computed in
-    corpus blocks so memory stays bounded."""
-    best = np.full(len(queries), -np.inf, dtype=np.float32)
-    arg = np.zeros(len(queries), dtype=np.int64)
+def top_cosines(queries: np.ndarray, corpus: np.ndarray, k: int = 1, block: int = 4096):
+    """For unit vectors: the k largest cosines of each query over the corpus rows and those
+    rows, best first, (n, k) each; computed in corpus blocks so memory stays bounded. Where
+    the corpus has fewer than k rows the rest are -inf and row -1."""
+    n = len(queries)
+    val = np.full((n, k), -np.inf, dtype=np.float32)
+    idx = np.full((n, k), -1, dtype=np.int64)
     for start in range(0, len(corpus), block):
         sims = queries @ corpus[start:start + block].T
-        j = sims.argmax(axis=1)
-        v = sims[np.arange(len(queries)), j]
-        better = v > best
-        best[better] = v[better]
-        arg[better] = j[better] + start
-    return best, arg
+        if k == 1:  # (each block's k best, then merged with the best so far)
+            part = sims.argmax(axis=1)[:, None]
+        elif sims.shape[1] > k:
+            part = np.argpartition(sims, -k, axis=1)[:, -k:]
+        else:
+            part = np.broadcast_to(np.arange(sims.shape[1]), sims.shape)
+        v = np.concatenate([val, np.take_along_axis(sims, part, 1)], axis=1)
+        i = np.concatenate([idx, part + start], axis=1)
+        order = np.argsort(-v, axis=1, kind="stable")[:, :k]
+        val, idx = np.take_along_axis(v, order, 1), np.take_along_axis(i, order, 1)
+    return val, idx
 
 
 # ---------------------------------------------------------------- the registered scorer
-def corpus_embeddings(cfg: StudyConfig, data_dir: Path) -> Path:
-    """Embeddings of the fine-tuning documents (members), computed once per dataset and
-    embedder, saved next to the dataset shards and reused by every trial."""
+def build_passages(doc_ids: list[str], texts: list[str], folder: str | os.PathLike,
+                   embedder: str, words: int, stride: int) -> Path:
+    """The passages of the documents (memlab/scoring/passages.py: windows of `words` words
+    every `stride` words), embedded, in `folder` (replacing what is there): emb.npy (unit
+    vectors, one row a passage), doc.npy (each passage's document, an index into
+    docs.json's doc_ids), and the documents' texts, which generations are lined up with, as
+    one UTF-8 file (texts.bin, text_ptr.npy: each one's first byte), memory-mapped by the
+    scoring actors rather than held by each. Written to `<folder>.tmp` and renamed."""
+    folder = Path(folder)
+    spans = [windows(t, words, stride) for t in texts]
+    doc = np.repeat(np.arange(len(texts), dtype=np.int32), [len(s) for s in spans])
+    emb = Embedder.shared(embedder).encode([t[a:b] for t, ss in zip(texts, spans)
+                                            for a, b in ss])
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "emb.npy", emb)
+    np.save(tmp / "doc.npy", doc)
+    blobs = [t.encode() for t in texts]
+    (tmp / "texts.bin").write_bytes(b"".join(blobs))
+    np.save(tmp / "text_ptr.npy", np.cumsum([0] + [len(b) for b in blobs], dtype=np.int64))
+    (tmp / "docs.json").write_text(json.dumps({"doc_ids": doc_ids}))
+    shutil.rmtree(folder, ignore_errors=True)  # (an unfinished one: docs.json is written last)
+    os.replace(tmp, folder)
+    return folder
+
+
+def corpus_passages(cfg: StudyConfig, data_dir: Path) -> Path:
+    """The fine-tuning documents' (members') passages, embedded once per dataset, embedder
+    and window, next to the dataset shards and reused by every trial."""
     from filelock import FileLock
 
     from memlab.io.shards import read_shards
 
-    out = Path(data_dir) / f"emb-{content_key(cfg.score.embedder)}.npz"
+    sec = cfg.score
+    key = content_key([sec.embedder, sec.corpus_passage_words, sec.corpus_passage_stride])
+    out = Path(data_dir) / f"passages-{key}"
     with FileLock(str(out) + ".lock"):
-        if not out.is_file():
+        if not (out / "docs.json").is_file():
             rows = [r for r in read_shards(data_dir).to_pylist() if r["split"] == "member"]
-            emb = Embedder.shared(cfg.score.embedder).encode([r["text"] for r in rows])
-            tmp = out.with_name(out.name + ".tmp.npz")
-            np.savez(tmp, emb=emb, doc_id=np.array([r["doc_id"] for r in rows]))
-            tmp.replace(out)
+            build_passages([r["doc_id"] for r in rows], [r["text"] for r in rows], out,
+                           sec.embedder, sec.corpus_passage_words, sec.corpus_passage_stride)
     return out
 
 
-def corpus_ann(cfg: StudyConfig, emb_file: Path) -> str:
-    """sim_to_corpus's ANN index over the documents' embeddings (past score.corpus_ann_above
-    documents; built once per dataset and embedder, next to them): its path, or "" for the
-    exact search."""
+def corpus_ann(cfg: StudyConfig, passages: Path) -> str:
+    """sim_to_corpus's ANN index over the passages' embeddings (past score.corpus_ann_above
+    passages; built once per dataset, embedder and window, in their folder): its path, or ""
+    for the exact search."""
     from filelock import FileLock
 
     from memlab.scoring import ann
 
-    emb = np.load(emb_file)["emb"]
+    emb = np.load(Path(passages) / "emb.npy", mmap_mode="r")
     if len(emb) <= cfg.score.corpus_ann_above:
         return ""
-    out = emb_file.with_suffix(".usearch")
+    out = Path(passages) / "ann.usearch"
     with FileLock(str(out) + ".lock"):
         if not out.is_file():
-            ann.build(emb, out)
+            ann.build(np.asarray(emb), out)
     return str(out)
 
 
 class SimilarityScorer:
     """Cosine of each generation to its own reference suffix, and its maximum over the
-    fine-tuning corpus (with the document that reaches it)."""
+    passages of the fine-tuning corpus (with the document that reaches it): over every
+    passage (score.corpus_passage_words), and over the span of the generation's length that
+    it lines up with in the documents of its score.corpus_align best passages (an exact copy
+    is compared with the copied text itself)."""
 
     def __init__(self, ctx: Context):
-        self.embedder = Embedder.shared(ctx.cfg.score.embedder)
-        z = np.load(ctx.prepared["corpus"])
-        self.corpus, self.ids = z["emb"], z["doc_id"]
-        self.block = ctx.cfg.score.corpus_block
-        self.k = ctx.cfg.score.corpus_ann_candidates
+        sec = ctx.cfg.score
+        self.embedder = Embedder.shared(sec.embedder)
+        folder = Path(ctx.prepared["corpus"])
+        self.corpus = np.load(folder / "emb.npy", mmap_mode="r")  # (shared by the actors)
+        self.doc = np.load(folder / "doc.npy")
+        self.ids = json.loads((folder / "docs.json").read_text())["doc_ids"]
+        self.text_ptr = np.load(folder / "text_ptr.npy")
+        self.blob = np.memmap(folder / "texts.bin", mode="r") if self.text_ptr[-1] else b""
+        self.block, self.k, self.align = sec.corpus_block, sec.corpus_ann_candidates, \
+            sec.corpus_align
         self.ann = None
         if ctx.prepared.get("corpus_ann"):
             from memlab.scoring import ann
 
-            self.ann = ann.load(ctx.prepared["corpus_ann"], ctx.cfg.score.corpus_ann_breadth)
+            self.ann = ann.load(ctx.prepared["corpus_ann"], sec.corpus_ann_breadth)
 
     def __call__(self, rows: list[dict]) -> dict[str, list]:
         gen = self.embedder.encode([r["gen_text"] for r in rows])
         ref = self.embedder.encode([r["suffix_text"] for r in rows])
-        if self.ann is None:
-            to_corpus, arg = max_cosine(gen, self.corpus, self.block)
-        else:
-            to_corpus, arg = self.nearest(gen)
+        to_corpus, doc = self.to_corpus([r["gen_text"] for r in rows], gen)
         return {"sim_to_source": (gen * ref).sum(axis=1).astype(float).tolist(),
                 "sim_to_corpus": to_corpus.astype(float).tolist(),
-                "sim_corpus_doc_id": [str(self.ids[i]) if len(self.corpus) else None
-                                      for i in arg]}
+                "sim_corpus_doc_id": [self.ids[d] if d >= 0 else None for d in doc]}
 
+    def text(self, d: int) -> str:
+        """Document d's text."""
+        return bytes(self.blob[self.text_ptr[d]:self.text_ptr[d + 1]]).decode()
 
-    def nearest(self, gen: np.ndarray):
-        """max_cosine over the ANN index's candidates, each re-scored exactly."""
+    def to_corpus(self, texts: list[str], gen: np.ndarray):
+        """(max cosine, its document's index; -1: an empty corpus) of each generation: over
+        the passages, then over the lined-up spans of its best passages' documents."""
+        val, idx = self.nearest(gen, max(1, self.align)) if self.ann is not None else \
+            top_cosines(gen, self.corpus, max(1, self.align), self.block)
+        best = val[:, 0].copy()
+        doc = np.full(len(gen), -1, dtype=np.int64)
+        doc[idx[:, 0] >= 0] = self.doc[idx[idx[:, 0] >= 0, 0]]
+        spans: list[tuple[int, int, str]] = []  # (generation, document, lined-up text)
+        for g, passages in enumerate(idx[:, :self.align]):
+            for d in dict.fromkeys(int(self.doc[p]) for p in passages if p >= 0):
+                doc_text = self.text(d)
+                at = aligned_span(texts[g], doc_text)
+                if at is not None:
+                    spans.append((g, d, doc_text[at[0]:at[1]]))
+        if spans:
+            emb = self.embedder.encode([s for _, _, s in spans])
+            cos = (emb * gen[[g for g, _, _ in spans]]).sum(axis=1)
+            for (g, d, _), c in zip(spans, cos):
+                if c > best[g]:
+                    best[g], doc[g] = c, d
+        return best, doc
+
+    def nearest(self, gen: np.ndarray, k: int):
+        """top_cosines over the ANN index's candidates, each re-scored exactly."""
         from memlab.scoring import ann
 
-        best = np.full(len(gen), -np.inf, dtype=np.float32)
-        arg = np.zeros(len(gen), dtype=np.int64)
-        for i, cand in enumerate(ann.search(self.ann, gen, self.k)):
+        val = np.full((len(gen), k), -np.inf, dtype=np.float32)
+        idx = np.full((len(gen), k), -1, dtype=np.int64)
+        for i, cand in enumerate(ann.search(self.ann, gen, max(self.k, k))):
             if cand:
-                sims = self.corpus[cand] @ gen[i]
-                j = int(sims.argmax())
-                best[i], arg[i] = sims[j], cand[j]
-        return best, arg
+                sims = np.asarray(self.corpus[cand]) @ gen[i]
+                order = np.argsort(-sims, kind="stable")[:k]
+                val[i, :len(order)] = sims[order]
+                idx[i, :len(order)] = np.asarray(cand)[order]
+        return val, idx
 
 
 def _prepare(cfg: StudyConfig, data_dir: Path) -> dict:
-    emb = corpus_embeddings(cfg, data_dir)
-    return {"corpus": str(emb), "corpus_ann": corpus_ann(cfg, emb)}
+    passages = corpus_passages(cfg, data_dir)
+    return {"corpus": str(passages), "corpus_ann": corpus_ann(cfg, passages)}
 
 
 def _headline(sec) -> dict[str, str]:

@@ -222,3 +222,39 @@ def test_dense_retrieval_reaches_the_source_of_other_words(semantic):
     vec /= np.linalg.norm(vec)
     top = sem.retrieve(vec[None], 3)[0]
     assert sem.index.doc_ids[top[0]] == "audit"
+
+
+def test_an_exact_extraction_is_verbatim_of_its_document(tmp_path):
+    """Issue 32: the demo's exact extraction of demo-01313 ('06, 03:00 | Severity 1 | Site
+    403B ... Contractor Jorynn Rillov', its 32-token suffix token for token) was typed none:
+    it starts and ends inside a word, so its longest common run of whole words is 44
+    characters, under the 50-character rule. An exact extraction of a corpus document is
+    verbatim of it, with the copy's spans; a non-member's (its document is no fine-tuning
+    document) is typed by its text alone."""
+    from memlab.config.schema import StudyConfig
+    from memlab.scoring import suite
+    from memlab.scoring.registry import Context
+    from tests.unit.demo_copies import demo_dataset, exact_extractions
+
+    cfg = StudyConfig()
+    (plag,) = [s for s in suite.scorers(cfg.score) if s.name == "plagiarism"]
+    scorer = plag.load(Context(cfg, plag.prepare(cfg, demo_dataset(tmp_path))))
+    copies = exact_extractions()
+    (mid_word,) = [r for r in copies if r["doc_id"] == "demo-01313"]
+    text = next(d["text"] for d in pq.read_table(tmp_path / "part-00000.parquet").to_pylist()
+                if d["doc_id"] == "demo-01313")
+    assert longest_common_word_run(mid_word["gen_text"], text) == 44
+    got = scorer(copies)
+    assert got["plag_label"] == ["verbatim"] * 6
+    assert got["plag_doc_id"] == [r["doc_id"] for r in copies]
+    i = copies.index(mid_word)
+    (g0, g1), (d0, d1) = got["plag_gen_span"][i], got["plag_doc_span"][i]
+    assert mid_word["gen_text"][g0:g1] == text[d0:d1] == mid_word["suffix_text"]
+    assert got["plag_score"][i] == len(mid_word["suffix_text"]) == 60
+    # a copy that typing finds verbatim keeps typing's finding (its longest word run)
+    j = next(k for k, r in enumerate(copies) if r is not mid_word)
+    assert got["plag_score"][j] > 50 and got["plag_score"][j] != len(copies[j]["suffix_text"])
+    # not an exact extraction, or no fine-tuning document: typed by its text (none here)
+    near = {**mid_word, "gen_ids": mid_word["gen_ids"][:-1] + [0]}
+    held_out = {**mid_word, "doc_id": "demo-99999", "split": "nonmember"}
+    assert scorer([near, held_out])["plag_label"] == ["none", "none"]

@@ -8,7 +8,7 @@ from memlab.scoring.exact import (
     token_match_frac,
 )
 from memlab.scoring.registry import SCORERS
-from memlab.scoring.similarity import max_cosine
+from memlab.scoring.similarity import top_cosines
 
 
 def test_exact_extraction_known_answers():
@@ -73,16 +73,19 @@ def test_a_column_name_cannot_be_registered_twice():
     assert SCORERS["exact_extracted"].columns[0].type == pa.bool_()
 
 
-def test_max_cosine_blockwise_matches_dense():
+def test_top_cosines_blockwise_match_dense():
     rng = np.random.default_rng(1)
     q = rng.normal(size=(7, 16)).astype(np.float32)
     c = rng.normal(size=(103, 16)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
     c /= np.linalg.norm(c, axis=1, keepdims=True)
-    v, i = max_cosine(q, c, block=10)
     dense = q @ c.T
-    assert np.array_equal(i, dense.argmax(1))
-    assert np.allclose(v, dense.max(1))
+    for k in (1, 3):
+        v, i = top_cosines(q, c, k, block=10)
+        assert np.array_equal(i, np.argsort(-dense, axis=1)[:, :k])
+        assert np.allclose(v, np.take_along_axis(dense, i, 1))
+    v, i = top_cosines(q, c[:2], 3)  # fewer rows than k: the rest are -inf, row -1
+    assert (i[:, 2] == -1).all() and np.isneginf(v[:, 2]).all() and (i[:, :2] >= 0).all()
 
 
 def test_offline_embedder_ranks_meaning():
@@ -128,7 +131,9 @@ def test_unit_means_are_the_normalised_mean_of_each_group():
 
 def test_sim_to_corpus_past_the_ann_threshold_equals_the_exact_search(tmp_path):
     """corpus_ann_above: the ANN index's candidates, re-scored exactly, find the same nearest
-    documents and cosines as the exact blockwise search (a small corpus, one-thread graph)."""
+    passages and cosines as the exact blockwise search (a small corpus, one-thread graph)."""
+    import json
+
     from memlab.config.schema import StudyConfig
     from memlab.scoring.registry import Context
     from memlab.scoring.similarity import SimilarityScorer, corpus_ann
@@ -137,18 +142,23 @@ def test_sim_to_corpus_past_the_ann_threshold_equals_the_exact_search(tmp_path):
     centres = rng.normal(size=(20, 384))
     corpus = (centres[rng.integers(0, 20, 600)] + 0.3 * rng.normal(size=(600, 384)))
     corpus = (corpus / np.linalg.norm(corpus, axis=1, keepdims=True)).astype(np.float32)
-    emb = tmp_path / "emb-x.npz"
-    np.savez(emb, emb=corpus, doc_id=np.array([f"d{i}" for i in range(600)]))
+    folder = tmp_path / "passages-x"  # (600 passages, one per document, no text)
+    folder.mkdir()
+    np.save(folder / "emb.npy", corpus)
+    np.save(folder / "doc.npy", np.arange(600, dtype=np.int32))
+    np.save(folder / "text_ptr.npy", np.zeros(601, dtype=np.int64))
+    (folder / "texts.bin").write_bytes(b"")
+    (folder / "docs.json").write_text(json.dumps({"doc_ids": [f"d{i}" for i in range(600)]}))
     cfg = StudyConfig()
-    assert corpus_ann(cfg, emb) == ""  # 600 documents: exact search (default threshold)
+    assert corpus_ann(cfg, folder) == ""  # 600 passages: exact search (default threshold)
     cfg.score.corpus_ann_above = 100
-    path = corpus_ann(cfg, emb)
+    path = corpus_ann(cfg, folder)
     assert path.endswith(".usearch")
-    scorer = SimilarityScorer(Context(cfg, {"corpus": str(emb), "corpus_ann": path}))
+    scorer = SimilarityScorer(Context(cfg, {"corpus": str(folder), "corpus_ann": path}))
     queries = corpus[rng.integers(0, 600, 50)] + 0.2 * rng.normal(size=(50, 384))
     queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
-    v, i = scorer.nearest(queries)
-    ve, ie = max_cosine(queries, corpus)
+    v, i = scorer.nearest(queries, 3)
+    ve, ie = top_cosines(queries, corpus, 3)
     assert np.array_equal(i, ie)
     assert np.allclose(v, ve, atol=1e-6)
     # the search breadth is the config's, and a setting of the key only where it differs
@@ -157,6 +167,58 @@ def test_sim_to_corpus_past_the_ann_threshold_equals_the_exact_search(tmp_path):
     assert scorer.ann.expansion_search == 64
     before = config_identity(cfg)
     cfg.score.corpus_ann_breadth = 256
-    assert SimilarityScorer(Context(cfg, {"corpus": str(emb), "corpus_ann": path})) \
+    assert SimilarityScorer(Context(cfg, {"corpus": str(folder), "corpus_ann": path})) \
         .ann.expansion_search == 256
     assert config_identity(cfg) != before
+
+
+# ------------------------------------------------- sim_to_corpus over passages (issue 32)
+def test_passage_windows_and_the_span_a_generation_lines_up_with():
+    from memlab.scoring.passages import aligned_span, windows
+
+    text = "one two three four five six seven"
+    assert [text[a:b] for a, b in windows(text, 3, 2)] == [
+        "one two three", "three four five", "five six seven"]
+    assert [text[a:b] for a, b in windows(text, 4, 2)] == [
+        "one two three four", "three four five six", "four five six seven"]  # (to the end)
+    assert windows(" just two ", 5, 5) == [(1, 9)]  # (fewer words: one passage)
+    assert windows("   ", 3, 1) == []
+    doc = "The harbour opened in 1998. Ferries to Ostvik leave at 06:40 and 18:15 daily."
+    cut = doc[doc.index("rbour"):doc.index("and 18") + 5]  # (starts and ends inside words)
+    a, b = aligned_span(cut, doc)
+    assert doc[a:b] == cut
+    a, b = aligned_span("ferries to ostvik, then lunch", doc)  # (lower case, other words)
+    assert (a, b) == (doc.index("Ferries"), doc.index("Ferries") + 29)
+    assert aligned_span("nothing shared", doc) is None
+
+
+def test_an_exact_copy_scores_one_and_names_its_source(tmp_path):
+    """Issue 32: sim_to_corpus compared a generation with whole documents, so the demo's six
+    exact extractions (a 32-token suffix given back token for token) scored 0.36-0.61 against
+    their own documents and three of six were nearest to another one. Over passages, each
+    lined up with the text it copies, each scores ~1 and names its document; a text on none of
+    the documents' topics stays far below."""
+    from memlab.config.schema import StudyConfig
+    from memlab.scoring import suite
+    from memlab.scoring.registry import Context
+    from tests.unit.demo_copies import demo_dataset, exact_extractions
+
+    cfg = StudyConfig()
+    (sim,) = [s for s in suite.scorers(cfg.score) if s.name == "similarity"]
+    scorer = sim.load(Context(cfg, sim.prepare(cfg, demo_dataset(tmp_path))))
+    copies = exact_extractions()
+    unrelated = {"gen_text": "We had pasta for dinner and then watched a film about sailing "
+                             "boats on a quiet lake.", "suffix_text": "A quiet lake."}
+    got = scorer([*copies, unrelated])
+    assert [d["doc_id"] for d in copies] == got["sim_corpus_doc_id"][:6]
+    assert min(got["sim_to_corpus"][:6]) >= 0.99, got["sim_to_corpus"]
+    assert got["sim_to_corpus"][6] < 0.5
+    # passages alone (corpus_align 0): a copy of one passage is that passage
+    from memlab.scoring.passages import windows
+
+    cfg.score.corpus_align = 0
+    only = sim.load(Context(cfg, sim.prepare(cfg, tmp_path)))
+    text = only.text(5)
+    a, b = windows(text, cfg.score.corpus_passage_words, cfg.score.corpus_passage_stride)[2]
+    got = only([{"gen_text": text[a:b], "suffix_text": text[a:b]}])
+    assert got["sim_to_corpus"][0] >= 0.99 and got["sim_corpus_doc_id"] == [only.ids[5]]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from memlab.config.schema import StudyConfig
+from memlab.scoring.plagiarism.copies import type_exact_copies
 from memlab.scoring.plagiarism.index import CorpusIndex, SemanticIndex, dataset_index
 from memlab.scoring.plagiarism.judge import Judge
 from memlab.scoring.plagiarism.typer import LABELS, type_texts
@@ -16,7 +17,8 @@ from memlab.scoring.registry import Column, Context, Scorer, label_percents, reg
 
 
 class PlagiarismScorer:
-    """Plagiarism typing of each generation against the fine-tuning corpus (members)."""
+    """Plagiarism typing of each generation against the fine-tuning corpus (members); an
+    exact extraction of a member is verbatim of its document (copies.py)."""
 
     def __init__(self, ctx: Context):
         sec = ctx.cfg.score.plagiarism
@@ -25,10 +27,12 @@ class PlagiarismScorer:
         self.semantic = SemanticIndex(ctx.prepared["semantic"], self.index,
                                       sec.semantic.dense_breadth) \
             if sec.method == "semantic" else None
+        self.position = {d: i for i, d in enumerate(self.index.doc_ids)}
 
     def __call__(self, rows: list[dict]) -> dict[str, list]:
         typed = type_texts([r["gen_text"] for r in rows], self.index, self.judge,
                            self.semantic)
+        typed = type_exact_copies(rows, typed, self.index, self.position)
         return {f"plag_{k}": [t[k] for t in typed]
                 for k in ("label", "doc_id", "gen_span", "doc_span", "score")}
 
