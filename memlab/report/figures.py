@@ -1,17 +1,25 @@
 """The report's figures: results.png (rate against duplication, a panel per model), scale.png
-(rate against model scale), roc.png (ROC curves of the headline membership signal, averaged
-over seeds). Each plotting function returns what it drew (line labels, bands, floors), for the
-tests; a figure with nothing to draw says why instead."""
+(rate against model scale; two models at least), roc.png (ROC curves of the headline membership
+signal, averaged over seeds). What they must not do, each seen in a report: hide a series at
+the same value as another (series sit side by side at each x), merge the floors of several
+strategies into one line (each floor is drawn at its own series' points, hollow, and has its
+legend entry), promise a band that is not drawn, cut a title at the figure's edge (titles are
+wrapped to the figure's width), draw one model as a scale, or start an axis below what the
+data resolves (the ROC's FPR starts at 1 / the non-members). Each plotting function returns
+what it drew ({"title": as drawn, "panels": {panel title: lines, bands, floors, points,
+legend, axes}}), for the tests; a figure with nothing to draw says why instead (the report's
+files are always the same set)."""
 
 from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from pathlib import Path
 
 import numpy as np
 
-from memlab.report.numbers import FPR_GRID, Group, Stat
+from memlab.report.numbers import Group, Stat
 from memlab.report.tables import human, key_cell
 from memlab.scoring.membership import SIGNAL_DOC
 from memlab.strategies import STRATEGIES
@@ -26,12 +34,25 @@ def _plt():
     return plt
 
 
-def _finish(fig, out: Path, title: str) -> None:
-    """A figure's title, layout and file; the figure closed."""
-    fig.suptitle(title, fontsize=9)
+def _fit(fig, text, title: str) -> str:
+    """Wrap `title` (its own line breaks kept) until it is as wide as the figure at most."""
+    renderer, width = fig.canvas.get_renderer(), 0.96 * fig.bbox.width
+    chars = max(len(line) for line in title.split("\n"))
+    while text.get_window_extent(renderer).width > width and chars > 16:
+        chars = int(chars * 0.9)
+        text.set_text("\n".join(textwrap.fill(line, chars, break_on_hyphens=False)
+                                 for line in title.split("\n")))
+    return text.get_text()
+
+
+def _finish(fig, out: Path, title: str) -> str:
+    """A figure's title (wrapped to its width), layout and file; the figure closed. Returns
+    the title as drawn."""
+    drawn = _fit(fig, fig.suptitle(title, fontsize=9), title)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     _plt().close(fig)
+    return drawn
 
 
 def _nothing(out: Path, why: str) -> dict:
@@ -39,10 +60,11 @@ def _nothing(out: Path, why: str) -> dict:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 2))
     ax.axis("off")
-    ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=9)
+    text = ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=9)
+    why = _fit(fig, text, why)
     fig.savefig(out, dpi=110)
     plt.close(fig)
-    return {}
+    return {"title": why, "panels": {}}
 
 
 LINESTYLES = ("-", "--", "-.", (0, (5, 1)))
@@ -74,14 +96,47 @@ class Series:
 
 
 def models_in_order(groups: list[Group]) -> list[str]:
-    """By parameter count when every group knows it, else in the order of the study."""
+    """By parameter count (the base model's, as loaded) when every group knows it, else in
+    the order of the study."""
     params: dict[str, list[float]] = {}
     for g in sorted(groups, key=lambda g: g.order):
         params.setdefault(g.key["model"], []).append(
-            g.train["total_params"].mean if "total_params" in g.train else math.nan)
+            g.train["model_params"].mean if "model_params" in g.train else math.nan)
     if all(not math.isnan(v) for vs in params.values() for v in vs):
         return sorted(params, key=lambda m: statistics.fmean(params[m]))
     return list(params)
+
+
+DODGE = 0.05  # series side by side: octaves apart on a log2 axis, units on a categorical one
+
+
+def _draw(ax, lines: list[tuple], log: bool) -> dict:
+    """Lines of one panel, each (label, style, [(x, Stat)] of the members, [(x, Stat)] of its
+    floor): a line per series with its band (where its stats have an interval), its floor
+    dotted with hollow markers at its own points; at each x every series and every floor has
+    its own place side by side (DODGE apart), so that one at the same value as another (a
+    member rate at 0 and its floor at 0, too) still shows; a legend entry for each line and
+    each floor. Returns the panel's description."""
+    what: dict = {"lines": [], "bands": [], "floors": {}, "points": {}, "floor_points": {},
+                  "legend": []}
+    lines = [line for line in lines if line[2]]
+    slots = 2 * len(lines) if any(floor for *_, floor in lines) else len(lines)
+    for i, (label, style, pts, floor) in enumerate(lines):
+        off = (i * slots // len(lines) - (slots - 1) / 2) * DODGE
+        xs, stats = [x * 2 ** off if log else x + off for x, _ in pts], [s for _, s in pts]
+        ax.plot(xs, [s.mean for s in stats], label=label, markersize=5, **style)
+        what["lines"].append(label)
+        what["points"][label] = [(x, s.mean) for x, s in zip(xs, stats)]
+        if _band(ax, xs, stats, style["color"]):
+            what["bands"].append(label)
+        if floor:
+            fx = [x * 2 ** (off + DODGE) if log else x + off + DODGE for x, _ in floor]
+            fy = [s.mean for _, s in floor]
+            ax.plot(fx, fy, linestyle=":", linewidth=1.3, marker=style["marker"], markersize=5,
+                    fillstyle="none", color=style["color"], label=f"{label}: non-member floor")
+            what["floor_points"][label] = list(zip(fx, fy))
+    what["legend"] = [t.get_text() for t in ax.legend(fontsize=6).get_texts()] if lines else []
+    return what
 
 
 def _band(ax, xs: list, stats: list[Stat], colour: str) -> bool:
@@ -94,122 +149,115 @@ def _band(ax, xs: list, stats: list[Stat], colour: str) -> bool:
 
 def _rate_axis(ax, stats: list[Stat], head: str) -> None:
     top = max([s.hi if s.hi is not None else s.mean for s in stats], default=0)
-    ax.set_ylim(0, max(5.0, 1.15 * top))
+    ax.set_ylim(-0.02 * max(5.0, 1.15 * top), max(5.0, 1.15 * top))  # (0 above the axis)
     ax.set_ylabel(head)
 
 
+def _band_title(drawn: dict) -> str:
+    """What the figure's bands are, only where one is drawn."""
+    if any(p["bands"] for p in drawn.values()):
+        return "band: the 95% interval over seeds, or with one seed its bootstrap interval"
+    return "no interval to draw: one seed without a bootstrap interval"
+
+
 def plot_dup(groups: list[Group], panels: list[tuple[str, str, str]], series: Series,
-             out: Path) -> dict[str, dict]:
+             out: Path) -> dict:
     """Members against duplication: a row of panels per heading, a panel per model, a line
-    per strategy (and other axis value) with its band over the seeds, and each line's own
-    non-member floor dotted in its colour. Returns {panel title: {"lines": [line labels],
-    "bands": [labels of the lines with a band], "floors": {line label: floor drawn}}}."""
+    per strategy (and other axis value) with its band, and each line's own non-member floor
+    (`_draw`). Panels: {"lines", "bands", "floors": {line label: floor drawn}, "points",
+    "floor_points", "legend"}."""
     models = models_in_order(groups)
     dups = sorted({d for g in groups for d in g.dups()})
     if not panels or not dups:
         return _nothing(out, "no member rates in the trials' score summaries")
     plt = _plt()
     fig, grid = plt.subplots(len(panels), len(models), figsize=(max(6.0, 4.6 * len(models)),
-                             3.8 * len(panels) + 0.4), squeeze=False)
+                             3.8 * len(panels) + 0.6), squeeze=False)
     drawn: dict[str, dict] = {}
+    log = min(dups) > 0
     for row, (metric, head, doc) in zip(grid, panels):
         for ax, model in zip(row, models):
             title = f"{head}, {model}"
-            what = drawn[title] = {"lines": [], "bands": [], "floors": {}}
-            seen: list[Stat] = []
+            lines = []
             for g in (g for g in groups if g.key["model"] == model):
-                pts = [(d, g.get("member", d, metric)) for d in g.dups()]
-                pts = [(d, s) for d, s in pts if s is not None]
-                if not pts:
-                    continue
-                label, style = series.label(g), series.style(g)
-                xs, stats = [d for d, _ in pts], [s for _, s in pts]
-                ax.plot(xs, [s.mean for s in stats], label=label, **style)
-                what["lines"].append(label)
-                if _band(ax, xs, stats, style["color"]):
-                    what["bands"].append(label)
+                pts = [(d, s) for d in g.dups() if (s := g.get("member", d, metric))]
                 floor = g.get("nonmember", -1, metric)
-                if floor is not None:
-                    ax.axhline(floor.mean, linestyle=":", linewidth=1.3, color=style["color"])
-                    what["floors"][label] = floor.mean
-                    seen.append(floor)
-                seen += stats
-            if dups and min(dups) > 0:
+                lines.append((series.label(g), series.style(g), pts,
+                              [(d, floor) for d, _ in pts] if floor else []))
+            what = drawn[title] = _draw(ax, lines, log)
+            what["floors"] = {label: fl[0][1].mean for label, _, _, fl in lines if fl}
+            if log:
                 ax.set_xscale("log", base=2)
             ax.set_xticks(dups, [str(d) for d in dups])
             ax.minorticks_off()
-            _rate_axis(ax, seen, head)
+            _rate_axis(ax, [s for *_, pts, fl in lines for _, s in pts + fl], head)
             ax.set_xlabel("copies of the document in the training set (dup_count)")
             ax.set_title(f"{title}\n{doc}" if doc else title, fontsize=8)
-            if len(what["lines"]) > 1:
-                ax.legend(fontsize=7)
-    _finish(fig, out, "members (lines; band: 95% interval over seeds)\nagainst the non-member "
-            "floor (dotted, same colour)")
-    return drawn
+    return {"title": _finish(fig, out, f"members (lines; {_band_title(drawn)}) against the "
+                             "non-member floor (dotted, hollow markers, same colour); series "
+                             "side by side at each dup"), "panels": drawn}
 
 
 def plot_scale(groups: list[Group], panels: list[tuple[str, str, str]], series: Series,
-               out: Path) -> dict[str, dict]:
-    """The same rates against model scale: a row per heading; panels: members at the highest
+               out: Path) -> dict:
+    """The same rates against model scale, with two models or more (one is a point, not a
+    scale: the figure says so): a row per heading; panels: members at the highest
     duplication level, and all members; a line per strategy (and other axis value) with its
-    band and its non-member floor dotted. Returns what plot_dup returns, with a floor per
-    model ({line label: [floors]})."""
+    band and its non-member floor (`_draw`). Panels as plot_dup's, with a floor per model
+    ({line label: [floors]})."""
     models = models_in_order(groups)
     if not panels:
         return _nothing(out, "no member rates in the trials' score summaries")
+    if len(models) < 2:
+        return _nothing(out, f"one model ({models[0]}): a scale needs two or more, so this "
+                        "figure is left empty; results.png has its rates")
     plt = _plt()
-    params = {g.key["model"]: g.train["total_params"].mean for g in groups
-              if "total_params" in g.train}
+    params = {g.key["model"]: g.train["model_params"].mean for g in groups
+              if "model_params" in g.train}
     ticks = [f"{m}\n({human(params[m])} params)" if m in params else m for m in models]
     top = max((d for g in groups for d in g.dups()), default=-1)
     levels = ([(top, f"members at dup {top}")] if top >= 0 else []) + [(-1, "all members")]
     fig, grid = plt.subplots(len(panels), len(levels), figsize=(
-        max(4.6, 1.6 * len(models)) * len(levels), 3.8 * len(panels)), squeeze=False)
+        max(4.6, 1.6 * len(models)) * len(levels), 3.8 * len(panels) + 0.6), squeeze=False)
     drawn: dict[str, dict] = {}
     for row, (metric, head, _) in zip(grid, panels):
         for ax, (level, name) in zip(row, levels):
-            title = f"{head}, {name}"
-            what = drawn[title] = {"lines": [], "bands": [], "floors": {}}
-            lines: dict[str, list[Group]] = {}
+            by: dict[str, list[Group]] = {}
             for g in groups:
-                lines.setdefault(series.label(g), []).append(g)
-            seen: list[Stat] = []
-            for label, members in lines.items():
+                by.setdefault(series.label(g), []).append(g)
+            lines = []
+            for label, members in by.items():
                 at = {models.index(g.key["model"]): g for g in members}
-                pts = [(x, at[x].get("member", level, metric)) for x in sorted(at)]
-                pts = [(x, s) for x, s in pts if s is not None]
-                if not pts:
-                    continue
-                style = series.style(members[0])
-                xs, stats = [x for x, _ in pts], [s for _, s in pts]
-                ax.plot(xs, [s.mean for s in stats], label=label, **style)
-                what["lines"].append(label)
-                if _band(ax, xs, stats, style["color"]):
-                    what["bands"].append(label)
-                floors = [(x, at[x].get("nonmember", -1, metric)) for x in sorted(at)]
-                floors = [(x, s) for x, s in floors if s is not None]
-                if floors:
-                    ax.plot([x for x, _ in floors], [s.mean for _, s in floors], linestyle=":",
-                            linewidth=1.3, marker="_", markersize=14, color=style["color"])
-                    what["floors"][label] = [s.mean for _, s in floors]
-                seen += stats + [s for _, s in floors]
+                pts = [(x, s) for x in sorted(at) if (s := at[x].get("member", level, metric))]
+                floor = [(x, s) for x in sorted(at)
+                         if (s := at[x].get("nonmember", -1, metric))]
+                lines.append((label, series.style(members[0]), pts, floor))
+            what = drawn[f"{head}, {name}"] = _draw(ax, lines, log=False)
+            what["floors"] = {label: [s.mean for _, s in fl] for label, _, _, fl in lines if fl}
             ax.set_xticks(range(len(models)), ticks, fontsize=7)
-            ax.set_xlim(-0.3, len(models) - 0.7)
-            _rate_axis(ax, seen, head)
+            ax.set_xlim(-0.4, len(models) - 0.6)
+            _rate_axis(ax, [s for *_, pts, fl in lines for _, s in pts + fl], head)
             ax.set_xlabel("model")
-            ax.set_title(title, fontsize=8)
-            if len(what["lines"]) > 1:
-                ax.legend(fontsize=7)
-    _finish(fig, out, "against model scale (band: 95% interval over seeds;\ndotted: the "
-            "non-member floor, same colour)")
-    return drawn
+            ax.set_title(f"{head}, {name}", fontsize=8)
+    return {"title": _finish(fig, out, f"against model scale ({_band_title(drawn)}; dotted, "
+                             "hollow markers: the non-member floor, same colour)"),
+            "panels": drawn}
 
 
-def plot_roc(groups: list[Group], signal: str | None, curves: dict[int, np.ndarray],
-             series: Series, out: Path) -> dict[str, list[str]]:
-    """ROC curves on log-log axes: a panel per strategy, a curve per model (and other axis
-    value; models by scale), averaged over seeds; the diagonal (chance) dotted. Returns {panel
-    title: [curve labels]}."""
+def _roc_axes(groups: list[Group], curves: dict) -> tuple[float, float]:
+    """Where the ROC's axes start: the FPR at the smallest rate the non-members resolve (1 /
+    the most of them of any curve drawn), the TPR below one member of the most members."""
+    left = min(curves[i][0][0] for i in curves)
+    most = max((span[1] for i in curves if (span := groups[i].docs("member"))), default=None)
+    return left, min(left, 1 / most if most else 1e-3) / 2
+
+
+def plot_roc(groups: list[Group], signal: str | None, curves: dict[int, tuple],
+             series: Series, out: Path) -> dict:
+    """ROC curves on log-log axes, from the smallest false-positive rate the non-members
+    resolve (`numbers.roc_curves`): a panel per strategy, a curve per model (and other axis
+    value; models by scale), averaged over seeds; the diagonal (chance) dotted. Panels:
+    {strategy: {"curves": [curve labels], "xlim": (from, to)}}."""
     strategies = list(dict.fromkeys(groups[i].key["strategy"] for i in sorted(curves)))
     if not strategies:
         return _nothing(out, "no per-document membership scores in the trials' score shards")
@@ -217,27 +265,30 @@ def plot_roc(groups: list[Group], signal: str | None, curves: dict[int, np.ndarr
     fig, axs = plt.subplots(1, len(strategies), figsize=(4.4 * len(strategies), 4.2),
                             squeeze=False)
     models = models_in_order(groups)
-    drawn: dict[str, list[str]] = {}
+    left, bottom = _roc_axes(groups, curves)
+    drawn: dict[str, dict] = {}
     for ax, strategy in zip(axs[0], strategies):
-        drawn[strategy] = []
+        what = drawn[strategy] = {"curves": [], "xlim": (left, 1.0)}
         for i in sorted(curves, key=lambda i: models.index(groups[i].key["model"])):
             g = groups[i]
             if g.key["strategy"] != strategy:
                 continue
             label = series.label(g, model=True)
-            ax.plot(FPR_GRID, np.clip(curves[i], 1e-3, 1), label=label,  # a colour per model
+            fpr, tpr = curves[i]
+            ax.plot(fpr, np.clip(tpr, bottom, 1), label=label,  # a colour per model
                     color=f"C{models.index(g.key['model']) % 10}",
                     linestyle=series.style(g)["linestyle"])
-            drawn[strategy].append(label)
-        ax.plot([1e-3, 1], [1e-3, 1], linestyle=":", color="grey", linewidth=1)
+            what["curves"].append(label)
+        ax.plot([left, 1], [left, 1], linestyle=":", color="grey", linewidth=1)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlim(1e-3, 1)
-        ax.set_ylim(1e-3, 1.05)
+        ax.set_xlim(left, 1)
+        ax.set_ylim(bottom, 1.05)
         ax.set_xlabel("false positive rate (non-members)")
         ax.set_ylabel("true positive rate (members)")
         ax.set_title(strategy, fontsize=9)
         ax.legend(fontsize=7)
-    _finish(fig, out, f"membership inference, signal '{signal}' ({SIGNAL_DOC[signal]}): all "
-            "members against all non-members, mean over seeds; dotted: chance")
-    return drawn
+    return {"title": _finish(fig, out, f"membership inference, signal '{signal}' "
+                             f"({SIGNAL_DOC[signal]}): all members against all non-members, "
+                             f"mean over seeds; dotted: chance; FPR from {100 * left:.1f}% "
+                             f"(1 of {round(1 / left)} non-members)"), "panels": drawn}

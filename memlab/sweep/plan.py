@@ -86,7 +86,14 @@ def _from_hf_config(c: dict) -> Shape:
     gated = "intermediate_size" in c  # llama-style gate/up/down
     per_layer = h * (heads * hd) * 2 + h * (kv * hd) * 2 + (3 if gated else 2) * h * inter
     emb = vocab * h * (1 if c.get("tie_word_embeddings", True) else 2)
-    return Shape(layers * per_layer + emb, h, layers, kv * hd, vocab)
+    # the small tensors too, so that the count is the model's own (SmolLM2: 134,515,008, as
+    # loaded and as its GGUF file holds), not a second number next to the report's
+    if gated:  # Llama: two RMSNorm weights per layer and a final one; no biases
+        small = layers * 2 * h + h
+    else:  # GPT-2: LayerNorm weights and biases, the linear layers' biases, positions
+        small = layers * (4 * h + heads * hd + 2 * kv * hd + h + inter + h) + 2 * h \
+            + c.get("n_positions", 1024) * h
+    return Shape(layers * per_layer + emb + small, h, layers, kv * hd, vocab)
 
 
 def model_shape(cfg: StudyConfig) -> Shape | None:
@@ -144,7 +151,8 @@ def estimate(cfg: StudyConfig, shape: Shape, tflops: float = 300.0, workers: int
     gen_mem = 2 * p + kv + 4 * a.batch_size * shape.vocab * 4 + 12 * 2**27  # + logits
     train_h = flops_tok * train_tokens(cfg) / (tflops * 1e12) / 3600
     gen_h = 2 * p * gen_tokens(cfg) / (tflops * 1e12) / 3600
-    return {"params_m": p / 1e6, "train_mem_gib": None if mem is None else mem / GIB + 1,
+    return {"params": int(p), "params_m": p / 1e6,
+            "train_mem_gib": None if mem is None else mem / GIB + 1,
             "gen_mem_gib": gen_mem / GIB + 1, "gpu_hours": train_h + gen_h,
             "cpu_hours": cpu_hours(cfg, shape, workers)}
 
@@ -207,7 +215,7 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
             fix = c.strategy.fix or f"a larger resources.{s}.gpu"
             fix = f"a smaller train.micro_batch, or {fix}"
             problems.setdefault(
-                f"{s} fine-tuning of {model_label(c)} ({est['params_m']:.0f}M) needs "
+                f"{s} fine-tuning of {model_label(c)} ({est['params_m']:.1f}M) needs "
                 f"~{est['train_mem_gib']:.1f} GiB per GPU, more than its {min(gpu, 1):g} x "
                 f"{cap:g} GiB (resources.{s}.gpu, resources.gpu_mem_gb): lower "
                 f"train.batch_size / train.seq_len, or {fix}", []).append(trial.name)
@@ -224,18 +232,24 @@ def misfits(study, tflops: float = 300.0) -> tuple[list[dict], list[str]]:
 
 
 def by_model(study, ests: list[dict | None]) -> list[dict]:
-    """One row per base model of the grid: its size, the largest training memory per GPU of
-    each strategy against what that strategy's trials reserve, its trials and GPU-hours."""
+    """One row per base model of the grid: what it is (`origin`: its label alone may not say),
+    its size, the largest training memory per GPU of each strategy against what that
+    strategy's trials reserve, its trials and GPU-hours."""
+    from memlab.components.models import origin
+
     rows: dict[str, dict] = {}
     for trial, est in zip(study.trials, ests):
         c = trial.config
-        row = rows.setdefault(model_label(c), {"model": model_label(c), "params_m": None,
-                                               "trials": 0, "gpu_hours": 0.0, "fits": {}})
+        if model_label(c) not in rows:
+            rows[model_label(c)] = {"model": model_label(c), "origin": origin(c.model),
+                                    "params": None, "params_m": None, "trials": 0,
+                                    "gpu_hours": 0.0, "fits": {}}
+        row = rows[model_label(c)]
         row["trials"] += 1
         if est is None:
             continue
         s, res = c.train.strategy, c.reserved
-        row["params_m"] = est["params_m"]
+        row["params"], row["params_m"] = est["params"], est["params_m"]
         row["gpu_hours"] += gpu_hours(c, est)
         cap, gen_cap = caps(c)
         if est["gen_mem_gib"] > row.get("gen", {"mem": -1})["mem"]:

