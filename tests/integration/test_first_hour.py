@@ -2,8 +2,8 @@
 repository nor the study's folder. The README's first commands (`memlab`, `--version`,
 `validate` and `plan` of the demo study), then a study of the newcomer's own data (50
 instruction records and 50 chat records written here, one trial each; a study file in a
-folder of its own with no _defaults.yaml above it): validate, plan, a mistake caught before anything runs, run
-(LoRA on the tiny model), report, examples."""
+folder of its own with no _defaults.yaml above it): validate, plan, a mistake caught before
+anything runs, run (LoRA on the tiny model), report, examples."""
 
 import json
 import subprocess
