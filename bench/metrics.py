@@ -48,7 +48,7 @@ def run_arm(cfg, base: str, data: Path, train: Path, out: Path, threads: int) ->
     t0 = time.perf_counter()
     ctx = TrialContext(cfg, {"data": data, "train": train, "gen": out / "gen",
                              "base": out / "base", "score": out / "score"},
-                       base_model=base, keys={"score": "bench"}, threads=threads)
+                       base_model=base, keys={"trial": "bench"}, threads=threads)
     run_stage(ctx, "gen")
     t1 = time.perf_counter()
     if ctx.has("base"):

@@ -164,6 +164,8 @@ def _print_models(study: Study, ests: list) -> None:
     for m in models:
         count = f"; {m['params']:,} parameters" if m["params"] else ""
         print(f"  {m['model']}: {m['origin']}{count}")
+    print("what each strategy trains: " + "; ".join(
+        f"{s}: {STRATEGIES[s].doc}" for s in strategies))
 
 
 def _refuse_misfits(study: Study) -> None:
@@ -437,7 +439,8 @@ class _Help(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if (action.option_strings and "%(default)" not in text and "default:" not in text
-                and action.default not in (None, False, [], argparse.SUPPRESS)):
+                and action.default is not None and action.default is not False
+                and action.default != [] and action.default is not argparse.SUPPRESS):
             text += " (default: %(default)s)"
         return text
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from memlab.config.digests import plugin_digests, source_digest
 from memlab.config.schema import StudyConfig
+from memlab.strategies import base as strategies
 
 
 def _always(cfg: StudyConfig) -> bool:
@@ -56,14 +57,15 @@ def _data(cfg: StudyConfig, run: dict[str, str]) -> dict:
 def _train(cfg: StudyConfig, run: dict[str, str]) -> dict:
     """The seed, and how it trains: device and precision, plus the engine and compilation where
     they differ from the strategy's first way (full under DeepSpeed, eager), so that trials
-    trained that way keep their keys; a study's strategy modules by content."""
+    trained that way keep their keys; a study's own strategy by its module's content."""
     on = [run["train_device"], run["train_dtype"]]
     if run["train_engine"] != cfg.strategy.first_engine:
         on.append(f"engine={run['train_engine']}")
     if run["train_compiled"] == "yes":
         on.append("compiled")
-    plugins = {"plugins": plugin_digests(cfg.train.plugins)} if cfg.train.plugins else {}
-    return {"seed": cfg.seed, "on": on, **plugins}
+    origin = strategies.ORIGIN.get(cfg.train.strategy)  # (a study's own: its module's content)
+    plugin = {"plugins": plugin_digests([origin])} if origin else {}
+    return {"seed": cfg.seed, "on": on, **plugin}
 
 
 GEN_OUTPUTS = 2

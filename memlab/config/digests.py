@@ -62,3 +62,16 @@ def plugin_digests(plugins: list[str]) -> list[str]:
     by name."""
     return [file_sha256(p) if p.endswith(".py") and Path(p).expanduser().is_file() else p
             for p in plugins]
+
+
+def local_model_digest(path: str | os.PathLike) -> str:
+    """What a local model is, wherever it lies: a file (GGUF) by its bytes; a folder (a
+    checkpoint, a sentence-transformers model) by its config.json files' bytes and every other
+    file's name and size (weights are not read: gigabytes per validate)."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return file_sha256(p)
+    files = sorted(f for f in p.rglob("*") if f.is_file())
+    return content_key([(str(f.relative_to(p)),
+                         file_sha256(f) if f.name == "config.json" else f.stat().st_size)
+                        for f in files])

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memlab.config.chain import CHAIN, LINKS
-from memlab.config.digests import content_key
+from memlab.config.digests import content_key, local_model_digest
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
 
@@ -158,11 +158,24 @@ def resolved(cfg: StudyConfig) -> dict[str, str]:
             "gen_engine": engine}
 
 
+def _local_models(cfg: StudyConfig) -> dict[str, str]:
+    """A local model (model.name, score.embedder) as its content, not its path: the same
+    checkout moved, or mounted elsewhere on a cluster, keeps its keys."""
+    m, out = cfg.model, {}
+    if m.name and (m.source == "gguf" or m.source == "hf" and os.path.isdir(
+            os.path.expanduser(m.name))):
+        out["model.name"] = local_model_digest(m.name)
+    if os.path.isdir(os.path.expanduser(cfg.score.embedder)):
+        out["score.embedder"] = local_model_digest(cfg.score.embedder)
+    return out
+
+
 def stage_keys(cfg: StudyConfig) -> StageKeys:
     """Every stage's key, from the chain's declarations (memlab/config/chain.py): its upstream
     stages' keys, its config sections, and what else it declares."""
     auto = tuple(f"train.{cfg.train.strategy}.{name}" for name in cfg.strategy.auto)
     ident = {k: v for k, v in _identity(cfg).items() if k not in NOT_BY_TEXT + auto}
+    ident.update(_local_models(cfg))
     run = resolved(cfg)
     keys: dict[str, str] = {}
     for link in CHAIN:

@@ -307,6 +307,9 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def find_defaults(study: Path) -> Path | None:
+    """The first _defaults.yaml in the study's folder or a folder above it (the study's path
+    resolved: `s.yaml` typed in its own folder still looks above it)."""
+    study = Path(study).resolve()
     for folder in [study.parent, *study.parent.parents]:
         cand = folder / DEFAULTS_NAME
         if cand.is_file():

@@ -78,8 +78,8 @@ def resolve(cfg: StudyConfig, folder: Callable[[str], Folder]) -> dict[str, str]
         m.name = fix("model.name", m.name)
     if _local(sc.embedder, folder("score.embedder")[0]):
         sc.embedder = fix("score.embedder", sc.embedder)
-    for key, section in (("score.plugins", sc), ("train.plugins", cfg.train)):
-        section.plugins = [fix(key, p) if p.endswith(".py") else p for p in section.plugins]
+    # (train.plugins are read before the study's sections: load_study resolves them then)
+    sc.plugins = [fix("score.plugins", p) if p.endswith(".py") else p for p in sc.plugins]
     if cfg.tracking.uri:
         cfg.tracking.uri = fix("tracking.uri", cfg.tracking.uri, as_uri=True)
     return notes

@@ -110,7 +110,7 @@ class DataSection:
 
 @dataclass
 class TinyModel:
-    family: Literal["llama", "gpt2"] = _f("llama", "Architecture of the tiny test model.", ge=1)
+    family: Literal["llama", "gpt2"] = _f("llama", "Architecture of the tiny test model.")
     hidden: int = _f(64, "Hidden size.", ge=1)
     layers: int = _f(2, "Transformer blocks.", ge=1)
     heads: int = _f(4, "Attention heads.", ge=1)
@@ -140,14 +140,21 @@ class PerStrategy:
     def section_type(self, strategy: str) -> type:  # (TrainSection: its settings; resources)
         raise NotImplementedError
 
+    def own(self) -> tuple[str, ...]:
+        """Strategies whose sub-section this section always has, besides memlab's own."""
+        return ()
+
     def sections(self) -> dict[str, Any]:
-        """strategy name -> its sub-section, for every registered strategy (defaults where
-        not given), then any given for a strategy not registered in this process (plain)."""
-        for name in strategies.STRATEGIES:
-            if name not in self.__dict__:
-                getattr(self, name)
+        """strategy name -> its sub-section: memlab's own strategies (defaults where not
+        given), those given or read, `own()`; then any given for a strategy not registered in
+        this process (plain). A study's strategy module loaded in this process for another
+        study adds nothing to this one's sections."""
+        names = [n for n, s in strategies.STRATEGIES.items()
+                 if s.builtin or n in self.__dict__ or n in self.own()]
+        for name in names:
+            getattr(self, name)
         pending = self.__dict__.get("_pending", {})
-        return {**{n: self.__dict__[n] for n in strategies.STRATEGIES}, **pending}
+        return {**{n: self.__dict__[n] for n in names}, **pending}
 
     def __getattr__(self, name: str):  # (only for names that are not attributes yet)
         if name.startswith("_"):
@@ -183,9 +190,9 @@ class TrainSection(PerStrategy):
     settings of each fine-tuning strategy (memlab/strategies/: full, head, lora, and a study's
     own from train.plugins)."""
 
-    strategy: str = _f("lora", "The fine-tuning strategy: full (every weight; DeepSpeed ZeRO), "
-                               "head (output head only), lora (peft adapters), or one a module "
-                               "of train.plugins registers.")
+    strategy: str = _f("lora", "The fine-tuning strategy: full (every weight: DeepSpeed ZeRO, "
+                               "or plain torch on one GPU), head (output head only), lora (peft "
+                               "adapters), or one a module of train.plugins registers.")
     plugins: list[str] = _f(
         [], "Strategy modules of the study's own: Python files (path/to/strategy.py) or "
         "importable modules that register a fine-tuning strategy (memlab/strategies/base.py), "
@@ -224,6 +231,9 @@ class TrainSection(PerStrategy):
 
     def section_type(self, strategy: str) -> type:
         return strategies.get(strategy).settings
+
+    def own(self) -> tuple[str, ...]:
+        return (self.strategy,) if self.strategy in strategies.STRATEGIES else ()
 
 
 @dataclass
@@ -422,8 +432,9 @@ class Resources:
     cpu: float = _f(1.0, "CPUs reserved by one trial of this strategy (full: per worker).", ge=0)
     gpu: float = _f(0.0, "GPUs reserved by one trial (full: per worker; fractions pack "
                          "several trials on one GPU).", ge=0)
-    workers: int = _f(1, "full only: Ray Train workers of the trial's TorchTrainer, DeepSpeed "
-                         "ZeRO across them (gloo on CPU, NCCL on GPU).", ge=1)
+    workers: int = _f(1, "Ray Train workers of the trial's TorchTrainer, DeepSpeed ZeRO across "
+                         "them (gloo on CPU, NCCL on GPU): only a strategy that trains across "
+                         "workers (full) takes more than 1.", ge=1)
     labels: dict[str, str] = _f({}, "Ray node label selector of the trial process and its "
                                     "Ray Train workers, e.g. {memlab/role: full}: the labels "
                                     "the cluster files start their node types with "

@@ -112,6 +112,7 @@ def _filtered(relay):
                 continue
             HIDDEN[n.pattern] += 1
             in_traceback[pid] = n.traceback
+        in_traceback[pid] = False  # (a traceback is relayed in the batch of its line)
         if kept or not data.get("lines"):
             relay({**data, "lines": kept})
 

@@ -207,6 +207,9 @@ def _worker_loop(c: dict) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(ctx.get_world_size()),
                       LOCAL_RANK=str(ctx.get_local_rank()))
     cfg: StudyConfig = c["cfg"]
+    from memlab.strategies import load_plugins
+
+    load_plugins(cfg.train.plugins)  # (before anything reads the strategy's sections)
     torch.set_num_threads(torch_threads(cfg))
     device = "cpu"
     if torch.cuda.is_available():

@@ -30,11 +30,12 @@ the whole sweep and are gone with the driver.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from pathlib import Path
 
 from memlab.config.digests import content_key
@@ -233,6 +234,7 @@ class WarmWorker:
         self.trained: OrderedDict = OrderedDict()  # (train_dir, digest) -> host weights
         self.cache_lock, self.state_lock = threading.Lock(), threading.Lock()
         self.states: OrderedDict = OrderedDict()  # (stage, cache key) -> what `load` gave
+        self.stage_locks: defaultdict = defaultdict(threading.Lock)
 
     def node_id(self) -> str:
         """The Ray node this actor runs on."""
@@ -248,8 +250,10 @@ class WarmWorker:
         shards = work_of(stage).shards
         if torch.get_num_threads() != args["threads"]:
             torch.set_num_threads(args["threads"])
-        if shards.weights is None:
-            return shards.run(self._state(stage, shards, args), None, args, src, dst)
+        if shards.weights is None:  # (one shard at a time on what it loaded, unless the stage
+            state = self._state(stage, shards, args)  # declares more: Shards.calls)
+            with self.stage_locks[stage] if shards.calls == 1 else contextlib.nullcontext():
+                return shards.run(state, None, args, src, dst)
         weights = shards.weights(args)
         if weights is not None:
             self._weights(weights)  # read before the model lock is taken (the device works on)

@@ -46,12 +46,13 @@ class TrialContext:
     def of(cls, cfg: StudyConfig, keys: StageKeys, **kw) -> TrialContext:
         """A trial's context: each stage's folder named by its key."""
         known = dataclasses.asdict(keys)
-        return cls(cfg, {s: stage_dir(cfg, s, known[s]) for s in STAGES}, keys=known, **kw)
+        return cls(cfg, {s: stage_dir(cfg, s, known[s]) for s in STAGES},
+                   keys={**known, "trial": keys.trial}, **kw)
 
     @property
     def key(self) -> str:
-        """The trial's key: its chain's last (every score row carries it)."""
-        return self.keys.get(STAGES[-1], "")
+        """The trial's key (StageKeys.trial; every score row carries it)."""
+        return self.keys.get("trial", "")
 
     def dir(self, stage: str) -> Path:
         return Path(self.dirs[stage])

@@ -12,7 +12,6 @@ from memlab.strategies.base import (  # noqa: F401
     get,
     load_plugins,
     logits,
-    of,
     register,
     resources,
     setting,

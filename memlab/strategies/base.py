@@ -9,12 +9,14 @@ its name:
   e.g. in peft adapters) and how the result is saved (`saved`: the whole model, or an adapter
   over the base model);
 - what trains it (`engine`: plain torch in the trial process, or DeepSpeed ZeRO over Ray Train
-  workers) and what of that resolution goes into its train key (`key_on`);
+  workers) and what of that resolution goes into its train key (`first_engine`: the engine
+  not named in it; `auto`: settings hashed as what they resolve to);
 - its config checks (`check`), its memory and compute for `memlab plan` (`memory`, `flops`);
 - its resources are `resources.<name>` (every strategy has that section).
 
-This module is memlab's bottom floor: it imports nothing of memlab, so that the config
-(memlab/config/) can build the typed tree of every registered strategy. Heavy imports (torch,
+This module sits on memlab's lowest floors: it imports nothing of memlab but the plugin loader
+(memlab/plugins.py), so that the config (memlab/config/) can build the typed tree of every
+registered strategy. Heavy imports (torch,
 peft, deepspeed) happen inside a strategy's functions.
 """
 
@@ -92,7 +94,7 @@ class Strategy:
     name: str
     settings: type  # dataclass of train.<name> (documented fields made with `setting`, lr)
     prepare: Callable[[Any, Any], Prepared]  # (model, cfg): what trains
-    doc: str  # one line: what trains (the report's legend, `memlab plan`)
+    doc: str  # a few words: what trains (`memlab plan` says it)
     saved: str = "full_model"  # "full_model": the model's weights; "adapter": a peft adapter
     engine: Callable[[Any], str] = lambda cfg: "torch"  # what trains it: torch | deepspeed
     first_engine: str = "torch"  # its engine when memlab first had it (not in its train key)
@@ -104,6 +106,11 @@ class Strategy:
     label: Callable[[Any], str | None] = lambda cfg: None  # its engine as `plan` shows it
     auto: tuple[str, ...] = ()  # settings with an `auto` value: in its train key as what they
     # resolve to (`engine`), not as written
+
+    @property
+    def builtin(self) -> bool:
+        """One of memlab's own (not a study's module)."""
+        return self.prepare.__module__.startswith("memlab.strategies.")
 
     def lr(self, cfg) -> float:
         return self.section(cfg).lr
@@ -131,14 +138,12 @@ def get(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
-def of(cfg) -> Strategy:
-    """The strategy of a trial's config."""
-    return STRATEGIES[cfg.train.strategy]
-
-
 def resources(cfg):
     """The resources a trial of this config reserves: resources.<its strategy>."""
     return getattr(cfg.resources, cfg.train.strategy)
+
+
+ORIGIN: dict[str, str] = {}  # a study's strategy -> the module (file or name) that registered it
 
 
 def load_plugins(plugins: Sequence[str]) -> list[str]:
@@ -147,4 +152,9 @@ def load_plugins(plugins: Sequence[str]) -> list[str]:
     registered."""
     from memlab import plugins as loader
 
-    return loader.load("train.plugins", plugins, lambda: STRATEGIES)
+    names: list[str] = []
+    for plugin in plugins:
+        got = loader.load("train.plugins", [plugin], lambda: STRATEGIES)
+        ORIGIN.update(dict.fromkeys(got, plugin))
+        names += got
+    return names

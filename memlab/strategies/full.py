@@ -25,7 +25,8 @@ from memlab.strategies.base import (
 @dataclass
 class FullSettings:
     lr: float = setting(5e-5, "Learning rate of full fine-tuning.", gt=0)
-    zero_stage: int = setting(2, "DeepSpeed ZeRO stage (2 or 3).", ge=0, le=3)
+    zero_stage: int = setting(2, "DeepSpeed ZeRO stage: 0-3 (2 shards optimizer states and "
+                              "gradients over the workers, 3 the weights too).", ge=0, le=3)
     engine: Literal["auto", "deepspeed", "torch"] = setting(
         "auto", "What runs full fine-tuning. deepspeed: a DeepSpeed ZeRO engine (Ray Train "
         "workers in a sweep); torch: plain PyTorch in the trial process (fp32 master weights, "

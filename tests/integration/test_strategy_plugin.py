@@ -42,10 +42,15 @@ def test_it_plans_with_its_memory_estimate(study):
     out = subprocess.run(memlab_exe() + ["plan", str(study)], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
-    row = next(line for line in out.stdout.splitlines() if " layernorm " in line)
-    params, train_gib, gen_gib = row.split()[-4:-1]
-    assert params.endswith("M") and float(train_gib) > 0 and float(gen_gib) > 0, row
+    lines = out.stdout.splitlines()
+    head = next(line for line in lines if line.startswith("trial_key"))
+    row = next(line for line in lines if " layernorm " in line)
+    cells = dict(zip(head.replace("train GiB/GPU", "train_GiB").replace("gen GiB", "gen_GiB")
+                     .split(), row.split()))
+    assert cells["params"].endswith("M") and float(cells["train_GiB"]) > 0 \
+        and float(cells["gen_GiB"]) > 0, row
     assert "layernorm" in out.stdout.split("per model:")[1]  # its column in the model table
+    assert "layernorm: the normalisation layers" in out.stdout  # what it trains
 
 
 def test_an_unknown_setting_of_it_is_refused_naming_its_key(study):

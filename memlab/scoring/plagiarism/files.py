@@ -81,15 +81,20 @@ def load_judge(p: PlagiarismSection) -> Judge:
 
 
 def index_folder(corpus: str | os.PathLike, p: PlagiarismSection,
-                 index_dir: str | os.PathLike | None = None) -> Path:
+                 index_dir: str | os.PathLike | None = None,
+                 columns: tuple[str, str] = ("doc_id", "text")) -> Path:
     """Where the corpus's index goes: `<index_dir>/<corpus file name>.index-<key>` (its lock
     file beside it), `index_dir` by default the corpus's folder; the key hashes the corpus's
-    bytes and the settings the index depends on, so a changed corpus gets a new index."""
+    bytes, the (id, text) columns read from it and the settings the index depends on, so a
+    changed corpus, or the same file read by other columns, gets a new index."""
     from memlab.config.digests import content_key, file_sha256
 
     cpath = Path(corpus)
     folder = Path(index_dir) if index_dir is not None else cpath.parent
-    return folder / f"{cpath.name}.index-{content_key([index_key(p), file_sha256(cpath)])}"
+    key = [index_key(p), file_sha256(cpath)]
+    if tuple(columns) != ("doc_id", "text"):  # (indexes of the default columns keep their key)
+        key.append(list(columns))
+    return folder / f"{cpath.name}.index-{content_key(key)}"
 
 
 def type_file(corpus: str, generated: str, out: str, p: PlagiarismSection, batch: int = 64,
@@ -107,7 +112,7 @@ def type_file(corpus: str, generated: str, out: str, p: PlagiarismSection, batch
     if not docs:
         raise ValueError(f"{corpus}: no documents to type against (--corpus)")
     judge = load_judge(p)
-    folder = index_folder(corpus, p, index_dir)
+    folder = index_folder(corpus, p, index_dir, corpus_columns)
     log.info("plagiarism: corpus index %s %s (derived from the corpus: a copy of its texts "
              "and their sentences' stems; delete it when done, or place it with --index-dir)",
              folder, "reused" if (folder / "meta.json").is_file() else "written")
