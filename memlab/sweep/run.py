@@ -239,6 +239,10 @@ def one_run_at_a_time(study: Study):
     try:
         lock.acquire(timeout=0)
     except Timeout:
+        for _ in range(20):  # (the holder writes its name right after it takes the lock)
+            if holder.is_file() and holder.read_text().strip():
+                break
+            time.sleep(0.1)
         who = holder.read_text().strip() if holder.is_file() else "another process"
         raise ConfigError([f"sweep.name: sweep '{study.name}' is already running in "
                            f"{folder} ({who}); wait for it to finish, or give this run "
