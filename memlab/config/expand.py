@@ -20,7 +20,14 @@ import yaml
 
 from memlab.config.datafiles import problems as dataset_problems
 from memlab.config.formats import problems as format_problems
-from memlab.config.keys import StageKeys, config_identity, flatten, stage_keys, under
+from memlab.config.keys import (
+    StageKeys,
+    config_identity,
+    flatten,
+    member_stream,
+    stage_keys,
+    under,
+)
 from memlab.config.labels import trial_label
 from memlab.config.load import (
     DEFAULTS_NAME,
@@ -225,8 +232,7 @@ def _train_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
     """What the trial's training asks of its resources; its strategy checks the rest."""
     d, t, res, out = cfg.data, cfg.train, cfg.reserved, []
     s = t.strategy
-    stream = d.num_members and sum(d.dup_factor * d.dup_mix[i % len(d.dup_mix)]
-                                   for i in range(d.num_members)) if d.dup_mix else 0
+    stream = member_stream(cfg) if d.dup_mix else 0
     epoch_steps = -(-stream // t.batch_size) if t.batch_size > 0 else 0
     if 0 < t.max_steps < epoch_steps:
         out.append(("train.max_steps", f"{t.max_steps} stops before one pass over the training "

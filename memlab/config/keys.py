@@ -129,13 +129,20 @@ def member_stream(cfg: StudyConfig) -> int:
                for i, k in enumerate(d.dup_mix))
 
 
-def train_tokens(cfg: StudyConfig) -> int:
-    """Tokens a trial trains on at most (steps x batch x seq_len), from the config alone."""
+def count_steps(stream_len: int, cfg: StudyConfig) -> int:
+    """Optimizer steps over a training stream of `stream_len` sequences: train.epochs passes
+    of train.batch_size (the last batch of each pass what is left), at most train.max_steps.
+    The train stage counts its dataset's stream with it; plan and the keys the config's."""
     t = cfg.train
-    steps = -(-member_stream(cfg) // t.batch_size) * t.epochs
-    if t.max_steps:
-        steps = min(steps, t.max_steps)
-    return steps * t.batch_size * t.seq_len
+    steps = -(-stream_len // t.batch_size) * t.epochs
+    return min(steps, t.max_steps) if t.max_steps else steps
+
+
+def train_tokens(cfg: StudyConfig) -> int:
+    """Tokens a trial trains on at most (steps x batch x seq_len), from the config alone (the
+    members' stream: what train.compile=auto weighs)."""
+    t = cfg.train
+    return count_steps(member_stream(cfg), cfg) * t.batch_size * t.seq_len
 
 
 def resolved(cfg: StudyConfig) -> dict[str, str]:

@@ -35,6 +35,7 @@ from memlab.components.models import (
     torch_threads,
 )
 from memlab.components.training import CKPT, Setup, make_setup, micro_parts, micro_steps
+from memlab.config.keys import count_steps
 from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import write_json_atomic
@@ -152,11 +153,6 @@ def _format_record(tok, rows: list[dict], cfg: StudyConfig) -> dict:
         log.warning("train: %d of %d members' responses start beyond train.seq_len=%d tokens",
                     out["members_response_beyond_seq_len"], len(members), cfg.train.seq_len)
     return out
-
-
-def count_steps(stream_len: int, cfg: StudyConfig) -> int:
-    steps = math.ceil(stream_len / cfg.train.batch_size) * cfg.train.epochs
-    return min(steps, cfg.train.max_steps) if cfg.train.max_steps else steps
 
 
 def count_sequences(stream_len: int, cfg: StudyConfig, steps: int) -> int:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from memlab.components.models import torch_threads
-from memlab.config.keys import member_stream, train_tokens
+from memlab.config.keys import count_steps, member_stream, train_tokens
 from memlab.config.labels import model_label
 from memlab.config.schema import StudyConfig
 
@@ -118,12 +118,10 @@ def model_shape(cfg: StudyConfig) -> Shape | None:
 
 
 def train_steps(cfg: StudyConfig) -> int:
-    """Optimizer steps of a trial, from the config alone (what the train stage counts from
-    its dataset: stages/train.count_steps)."""
-    c, t = cfg.data.canaries, cfg.train
-    stream = member_stream(cfg) + c.count * sum(c.repeats)
-    steps = -(-stream // t.batch_size) * t.epochs
-    return min(steps, t.max_steps) if t.max_steps else steps
+    """Optimizer steps of a trial, from the config alone (its members' and canaries' stream:
+    what the train stage counts from its dataset)."""
+    c = cfg.data.canaries
+    return count_steps(member_stream(cfg) + c.count * sum(c.repeats), cfg)
 
 
 def cpu_hours(cfg: StudyConfig, shape: Shape, workers: int = 1) -> float:

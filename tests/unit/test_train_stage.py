@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from memlab.components.models import load_causal_lm, load_trained, prepare_base_model
+from memlab.config.keys import count_steps
 from memlab.config.schema import StudyConfig
 from memlab.stages.data import build_dataset
-from memlab.stages.train import count_steps
 from tests.conftest import stage
 
 
