@@ -38,7 +38,7 @@ class LoadedModel:
         self.model, self.tok = load(self.dtype)
         self.model.to(self.device)
         self.engine = None
-        if use_engine(cfg, self.device):
+        if use_engine(cfg, self.device) and not getattr(self.model, "prompt_learning", False):
             from memlab.engine import Engine
 
             self.engine = Engine(self.model, max_batch=cfg.attack.batch_size,

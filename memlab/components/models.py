@@ -239,7 +239,9 @@ def load_causal_lm(path: str, dtype=None):
 
 
 def load_trained(train_dir: str | os.PathLike, dtype=None):
-    """Model + tokenizer as the train stage left them (LoRA adapters merged for generation)."""
+    """Model + tokenizer as the train stage left them: an adapter merged into its base model
+    for generation; a prompt-learning adapter (prefix, prompt tuning: it cannot be merged)
+    kept as peft's model, behind `PromptLearned`."""
     from memlab.io.shards import read_manifest
 
     man = read_manifest(train_dir)
@@ -252,7 +254,12 @@ def load_trained(train_dir: str | os.PathLike, dtype=None):
         from peft import PeftModel
 
         base = load_causal_lm(man["base_model"], dtype)
-        model = PeftModel.from_pretrained(base, str(model_dir)).merge_and_unload()
+        model = PeftModel.from_pretrained(base, str(model_dir))
+        if model.peft_config["default"].is_prompt_learning:
+            from memlab.components.prompt_learned import PromptLearned
+
+            return PromptLearned(model).eval(), tok
+        model = model.merge_and_unload()
     else:
         model = load_causal_lm(str(model_dir), dtype)
     return model.eval(), tok

@@ -30,6 +30,7 @@ from memlab.config.chain import CHAIN, LINKS
 from memlab.config.digests import content_key, local_model_digest
 from memlab.config.load import flatten, to_dict
 from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
+from memlab.strategies import STRATEGIES
 
 
 def unused_by_format(cfg: StudyConfig) -> tuple[str, ...]:
@@ -65,6 +66,11 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
     skip = NON_IDENTITY_KEYS + other + unused_by_format(cfg)
     if not cfg.train.plugins:
         skip += ("train.plugins",)  # (keys as before strategy modules)
+    own = cfg.train.strategy
+    if own in STRATEGIES:  # its settings added later, at the value that means what it did
+        section = getattr(cfg.train, own)
+        skip += tuple(f"train.{own}.{k}" for k, v in STRATEGIES[own].since.items()
+                      if getattr(section, k) == v)
     if cfg.score.plagiarism.method == "pan2014":  # (keys as before the semantic method)
         skip += ("score.plagiarism.method", "score.plagiarism.semantic")
     if (cfg.score.corpus_ann_above, cfg.score.corpus_ann_candidates) == (500_000, 10):

@@ -168,6 +168,8 @@ def _check_value(tp: Any, value: Any, key: str) -> Any:
             raise TypeError(f"expected {_type_name(tp)}, got {value!r}")
         kt, vt = get_args(tp)
         return {_check_value(kt, k, key): _check_value(vt, v, key) for k, v in value.items()}
+    if tp is Any:  # (a mapping handed to a library that checks it: a peft method's `peft`)
+        return value
     if tp is type(None):
         if value is None:
             return None
@@ -227,6 +229,8 @@ def from_dict(cls: type, data: Any, prefix: str, located: Located, problems: lis
         if key not in names:
             extra = list(TOP_LEVEL_EXTRA) if not prefix else []  # (grid, description, ...)
             msg = f"unknown key{_suggest(key, names + per_strategy + extra)}"
+            if prefix.startswith("train.") and prefix.count(".") == 1:  # a strategy's settings
+                msg += f"; {prefix} takes: {', '.join(names)}"
             problems.append(_fmt(located.at(path), path, msg))
             continue
         tp = hints[key]

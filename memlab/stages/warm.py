@@ -52,8 +52,10 @@ CALLS = 2  # shards a warm actor with a GPU takes at once: one shard's host work
 
 
 def warm_on(cfg: StudyConfig) -> bool:
+    """A trial's shard stages on the sweep's warm pool: attack.warm, for a strategy whose
+    trained model merges into the base model's weights (a warm actor copies them in)."""
     a = cfg.attack
-    return a.warm == "on" or (a.warm == "auto" and a.actor_gpus > 0)
+    return (a.warm == "on" or (a.warm == "auto" and a.actor_gpus > 0)) and cfg.strategy.merges
 
 
 def pool_spec(cfg: StudyConfig, base_model: str) -> dict:

@@ -106,6 +106,11 @@ class Strategy:
     label: Callable[[Any], str | None] = lambda cfg: None  # its engine as `plan` shows it
     auto: tuple[str, ...] = ()  # settings with an `auto` value: in its train key as what they
     # resolve to (`engine`), not as written
+    since: dict = field(default_factory=dict)  # settings added later -> the value that does
+    # what the strategy did before them: at that value in no key (its trials keep their keys)
+    merges: bool = True  # its trained model is (or merges into) the base model's weights: the
+    # generation engine and warm pools serve it; False (prefix / prompt tuning): HF generate
+    # through peft, the trial's own actors
 
     @property
     def builtin(self) -> bool:
