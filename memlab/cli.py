@@ -68,9 +68,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
           f"{shown(study.root)}/<trial_key>/")
     print(study.defaults)
     print(tabulate(rows, headers=["trial_key", "strategy", "model", "dup_counts", "seed", "cpu",
-                                  "gpu", "steps", "params", "train GiB/GPU", "gen GiB", "GPU-h",
-                                  "CPU min"],
-                   disable_numparse=True, colalign=["left"] * 5 + ["right"] * 8))
+                                  "gpu", "steps", "params", "trainable", "train GiB/GPU",
+                                  "gen GiB", "GPU-h", "CPU min"],
+                   disable_numparse=True, colalign=["left"] * 5 + ["right"] * 9))
     print(f"estimated GPU-hours: {total:.1f} (at {args.tflops:g} effective TFLOP/s per GPU; "
           "'?' = model shape (or the strategy's memory) unknown offline, '-' = no GPU reserved)")
     _print_cpu_time(study, ests)
@@ -110,13 +110,15 @@ def _minutes(hours: float) -> str:
 
 def _plan_row(t, est: dict | None, pools: dict) -> list:
     """A trial's row of `memlab plan`; its warm pool (if any) added to `pools`."""
+    from memlab.report.tables import human
     from memlab.stages.warm import warm_on
     from memlab.sweep.plan import caps, model_shape, sized_shares, train_steps
 
     c, res = t.config, t.config.reserved
     mem = lambda v: "?" if v is None else f"{v:.1f}"  # noqa: E731
-    shown = ["?"] * 3 if est is None else [f"{est['params_m']:.1f}M",
-                                           mem(est["train_mem_gib"]), mem(est["gen_mem_gib"])]
+    shown = ["?"] * 4 if est is None else [
+        f"{est['params_m']:.1f}M", "?" if est["trainable"] is None else human(est["trainable"]),
+        mem(est["train_mem_gib"]), mem(est["gen_mem_gib"])]
     on_gpu = any(x is not None for x in caps(c))
     gpu_h = f"{est['gpu_hours']:.2f}" if est is not None and on_gpu else "-"
     cpu_min = "-" if on_gpu else "?" if est is None else _minutes(est["cpu_hours"])

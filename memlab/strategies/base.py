@@ -100,7 +100,9 @@ class Strategy:
     first_engine: str = "torch"  # its engine when memlab first had it (not in its train key)
     workers: bool = False  # may train across several Ray Train workers (resources.workers)
     check: Callable[[Any], list[tuple[str, str]]] = _none  # (cfg) -> [(key, problem)]
+    trainable: Callable | None = None  # (cfg, shape) -> the parameters it trains, estimated
     memory: Callable | None = None  # (cfg, shape, rows, workers) -> training bytes per GPU
+    # (None with `trainable`: a frozen body back-propagated through, `frozen_body`)
     flops: float = 4.0  # FLOPs per parameter per training token (forward 2 + backward)
     fix: str = ""  # what `memlab plan` suggests when a trial does not fit its GPU
     label: Callable[[Any], str | None] = lambda cfg: None  # its engine as `plan` shows it
@@ -111,6 +113,10 @@ class Strategy:
     merges: bool = True  # its trained model is (or merges into) the base model's weights: the
     # generation engine and warm pools serve it; False (prefix / prompt tuning): HF generate
     # through peft, the trial's own actors
+
+    def __post_init__(self):
+        if self.memory is None and self.trainable is not None:
+            object.__setattr__(self, "memory", frozen_body(self.trainable))
 
     @property
     def builtin(self) -> bool:

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from memlab.strategies.base import Prepared, Strategy, frozen_body, register, setting
+from memlab.strategies.base import Prepared, Strategy, register, setting
 
 
 @dataclass
@@ -60,4 +60,4 @@ def biases(cfg, shape) -> float:
 
 STRATEGY = register(Strategy(
     "bitfit", BitfitSettings, prepare, "the bias terms (BitFit)", check=check,
-    memory=frozen_body(biases), flops=4.0))
+    trainable=biases, flops=4.0))

@@ -80,5 +80,6 @@ def label(cfg) -> str:
 
 STRATEGY = register(Strategy(
     "full", FullSettings, prepare, "every weight", engine=engine, first_engine="deepspeed",
-    workers=True, check=check, memory=memory, flops=6.0, label=label, auto=("engine",),
+    workers=True, check=check, memory=memory, trainable=lambda cfg, shape: shape.params,
+    flops=6.0, label=label, auto=("engine",),
     fix="train.full.zero_stage=3 with more resources.full.workers"))

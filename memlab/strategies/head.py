@@ -51,4 +51,5 @@ def memory(cfg, shape, rows: int, workers: int) -> float:
 
 
 STRATEGY = register(Strategy("head", HeadSettings, prepare, "the output head",
-                             memory=memory, flops=2.0))
+                             memory=memory, flops=2.0,
+                             trainable=lambda cfg, shape: shape.vocab * shape.hidden))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memlab.strategies import adapters
-from memlab.strategies.base import Strategy, frozen_body, register, setting
+from memlab.strategies.base import Strategy, register, setting
 
 
 @dataclass
@@ -39,4 +39,4 @@ def vectors(cfg, shape) -> float:
 STRATEGY = register(Strategy(
     "ia3", IA3Settings, adapters.prepare("IA3Config", kwargs),
     "scaling vectors of keys, values and MLP (IA3, peft)", saved="adapter",
-    memory=frozen_body(vectors), flops=4.0, check=adapters.check("IA3Config", kwargs)))
+    trainable=vectors, flops=4.0, check=adapters.check("IA3Config", kwargs)))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memlab.strategies import adapters
-from memlab.strategies.base import Strategy, frozen_body, register, setting
+from memlab.strategies.base import Strategy, register, setting
 
 
 @dataclass
@@ -39,4 +39,4 @@ def adapter_params(cfg, shape) -> float:
 STRATEGY = register(Strategy(
     "loha", LohaSettings, adapters.prepare("LoHaConfig", kwargs),
     "Hadamard product of low-rank updates (LoHa, peft)", saved="adapter",
-    memory=frozen_body(adapter_params), flops=4.0, check=adapters.check("LoHaConfig", kwargs)))
+    trainable=adapter_params, flops=4.0, check=adapters.check("LoHaConfig", kwargs)))

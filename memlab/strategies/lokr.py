@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memlab.strategies import adapters
-from memlab.strategies.base import Strategy, frozen_body, register, setting
+from memlab.strategies.base import Strategy, register, setting
 
 
 @dataclass
@@ -43,4 +43,4 @@ def adapter_params(cfg, shape) -> float:
 STRATEGY = register(Strategy(
     "lokr", LokrSettings, adapters.prepare("LoKrConfig", kwargs),
     "Kronecker-product updates (LoKr, peft)", saved="adapter",
-    memory=frozen_body(adapter_params), flops=4.0, check=adapters.check("LoKrConfig", kwargs)))
+    trainable=adapter_params, flops=4.0, check=adapters.check("LoKrConfig", kwargs)))

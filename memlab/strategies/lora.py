@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from memlab.strategies import adapters
-from memlab.strategies.base import Strategy, frozen_body, register, setting
+from memlab.strategies.base import Strategy, register, setting
 
 Group = Literal["attention", "attention_qk", "attention_vo", "mlp", "all_linear"]
 
@@ -66,6 +66,6 @@ def adapter_params(cfg, shape) -> float:
 
 STRATEGY = register(Strategy(
     "lora", LoraSettings, adapters.prepare("LoraConfig", kwargs, "lora_targets"),
-    "low-rank adapters (peft)", saved="adapter", memory=frozen_body(adapter_params), flops=4.0,
+    "low-rank adapters (peft)", saved="adapter", trainable=adapter_params, flops=4.0,
     check=adapters.check("LoraConfig", kwargs),
     since={"targets": "attention", "peft": {}}))

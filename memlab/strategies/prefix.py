@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memlab.strategies import adapters
-from memlab.strategies.base import Strategy, frozen_body, register, setting
+from memlab.strategies.base import Strategy, register, setting
 
 
 @dataclass
@@ -36,5 +36,5 @@ def prefix_params(cfg, shape) -> float:
 STRATEGY = register(Strategy(
     "prefix", PrefixSettings, adapters.prepare("PrefixTuningConfig", kwargs),
     "key / value prefixes at every layer (prefix tuning, peft)", saved="adapter",
-    merges=False, memory=frozen_body(prefix_params), flops=4.0,
+    merges=False, trainable=prefix_params, flops=4.0,
     check=adapters.check("PrefixTuningConfig", kwargs)))

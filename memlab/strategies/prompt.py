@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from memlab.strategies import adapters
-from memlab.strategies.base import Strategy, frozen_body, register, setting
+from memlab.strategies.base import Strategy, register, setting
 
 
 @dataclass
@@ -46,5 +46,5 @@ def check(cfg) -> list[tuple[str, str]]:
 STRATEGY = register(Strategy(
     "prompt", PromptSettings, adapters.prepare("PromptTuningConfig", kwargs),
     "a soft prompt of virtual tokens (prompt tuning, peft)", saved="adapter", merges=False,
-    memory=frozen_body(lambda cfg, shape: cfg.train.prompt.num_virtual_tokens * shape.hidden),
+    trainable=lambda cfg, shape: cfg.train.prompt.num_virtual_tokens * shape.hidden,
     flops=4.0, check=check))

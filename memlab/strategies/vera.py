@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memlab.strategies import adapters
-from memlab.strategies.base import Strategy, frozen_body, register, setting
+from memlab.strategies.base import Strategy, register, setting
 
 
 @dataclass
@@ -41,4 +41,4 @@ def vectors(cfg, shape) -> float:
 STRATEGY = register(Strategy(
     "vera", VeraSettings, adapters.prepare("VeraConfig", kwargs),
     "scaling vectors of shared random projections (VeRA, peft)", saved="adapter",
-    memory=frozen_body(vectors), flops=4.0, check=adapters.check("VeraConfig", kwargs)))
+    trainable=vectors, flops=4.0, check=adapters.check("VeraConfig", kwargs)))

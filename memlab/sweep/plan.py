@@ -149,7 +149,8 @@ def estimate(cfg: StudyConfig, shape: Shape, tflops: float = 300.0, workers: int
     gen_mem = 2 * p + kv + 4 * a.batch_size * shape.vocab * 4 + 12 * 2**27  # + logits
     train_h = flops_tok * train_tokens(cfg) / (tflops * 1e12) / 3600
     gen_h = 2 * p * gen_tokens(cfg) / (tflops * 1e12) / 3600
-    return {"params": int(p), "params_m": p / 1e6,
+    trained = strategy.trainable(cfg, shape) if strategy.trainable else None
+    return {"params": int(p), "params_m": p / 1e6, "trainable": trained,
             "train_mem_gib": None if mem is None else mem / GIB + 1,
             "gen_mem_gib": gen_mem / GIB + 1, "gpu_hours": train_h + gen_h,
             "cpu_hours": cpu_hours(cfg, shape, workers)}
