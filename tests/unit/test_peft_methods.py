@@ -106,3 +106,23 @@ def test_the_methods_fields_are_peft_s():
 
 def test_bitfit_is_refused_on_a_model_without_biases_and_allowed_on_gpt2():
     assert _validate("grid.train.strategy=[bitfit]", "model.tiny.family=gpt2").returncode == 0
+
+
+@pytest.mark.parametrize("group, want", [
+    ("attention_qk", ["k_proj", "q_proj"]), ("attention_vo", ["o_proj", "v_proj"]),
+    ("mlp", ["down_proj", "gate_proj", "up_proj"]), ("attention", ["k_proj", "o_proj",
+                                                                   "q_proj", "v_proj"])])
+def test_lora_target_groups_of_the_design_space(bases, group, want):
+    """train.lora.targets names the group of modules that get adapters (sweeps/lora-design.yaml
+    spans them); all_linear: every linear layer but the output head."""
+    cfg = StudyConfig()
+    cfg.train.strategy, cfg.train.lora.targets = "lora", group
+    setup = make_setup(cfg, load_causal_lm(bases["llama"], torch.float32), "cpu", torch.float32)
+    assert setup.record["lora_targets"] == want
+    cfg.train.lora.targets = "all_linear"
+    everything = make_setup(cfg, load_causal_lm(bases["llama"], torch.float32), "cpu",
+                            torch.float32)
+    adapted = {n.split(".lora_A")[0].split(".")[-1] for n, p in everything.module.named_parameters()
+               if p.requires_grad and "lora_A" in n}
+    assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                       "down_proj"}
