@@ -73,14 +73,16 @@ MARKERS = ("o", "s", "^", "D", "v")
 
 class Series:
     """Lines of a figure: a colour per strategy, a line style per value of the other varying
-    grid axes; labels name the strategy and those values."""
+    grid axes; labels name the strategy and those values. Colours go to the strategies the
+    report has, in the registry's order (ten of the eleven built-in ones get ten colours)."""
 
     def __init__(self, groups: list[Group], axis_names: list[str]):
         self.varying = [a for a in axis_names
                         if len({key_cell(g.key.get(a)) for g in groups}) > 1]
         self.combos = list(dict.fromkeys(self._combo(g) for g in groups))
-        others = sorted({g.key["strategy"] for g in groups} - set(STRATEGIES))
-        self.colours = {s: f"C{i}" for i, s in enumerate([*STRATEGIES, *others])}
+        have = {g.key["strategy"] for g in groups}
+        ordered = [s for s in STRATEGIES if s in have] + sorted(have - set(STRATEGIES))
+        self.colours = {s: f"C{i}" for i, s in enumerate(ordered)}
 
     def _combo(self, g: Group) -> tuple:
         return tuple(f"{a}={key_cell(g.key.get(a))}" for a in self.varying)

@@ -148,10 +148,31 @@ def aggregate(records: list[tuple[dict, list[dict]]], axis_names: list[str]) -> 
                             trial_keys=[r["key"] for _, _, r, _ in trials], stats=stats,
                             train={k: s for k, s in train.items() if s is not None},
                             order=trials[0][0]))
+    return in_order(groups, axis_names)
+
+
+def in_order(groups: list[Group], axis_names: list[str]) -> list[Group]:
+    """The report's order, in every table and figure: models as they are, and within a model
+    by trainable parameters (the mean over seeds, fewest first: the adapters before full
+    fine-tuning); ties, and groups without a count after those with one, in the
+    registry's order (STRATEGIES; a study's own strategy after them), then by the other axes
+    (unset first, as DP off before DP on; numbers by value: 8 before 16)."""
     rank = {s: i for i, s in enumerate(STRATEGIES)}
-    groups.sort(key=lambda g: (str(g.key["model"]), rank.get(g.key["strategy"], len(rank)),
-                               *(str(g.key[a]) for a in axis_names)))
-    return groups
+
+    def value(v) -> tuple:
+        if v is None:
+            return (0, 0.0, "")
+        if isinstance(v, int | float) and not isinstance(v, bool):
+            return (1, float(v), "")
+        return (2, 0.0, str(v))
+
+    def key(g: Group) -> tuple:
+        n = g.train.get("trainable_params")
+        return (str(g.key["model"]), n is None, 0.0 if n is None else n.mean,
+                rank.get(g.key["strategy"], len(rank)), str(g.key["strategy"]),
+                *(value(g.key[a]) for a in axis_names))
+
+    return sorted(groups, key=key)
 
 
 def doc_counts(score_dir: Path) -> list[dict]:

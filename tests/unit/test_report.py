@@ -37,10 +37,12 @@ STRATEGY_RATE = {"full": 40.0, "head": 10.0, "lora": 25.0}  # member rate at dup
 STRATEGY_FLOOR = {"full": 3.0, "head": 1.0, "lora": 2.0}
 
 
-def record(strategy, seed, model="tiny", point=None, extra=(), shift=0.0):
+def record(strategy, seed, model="tiny", point=None, extra=(), shift=0.0, trainable=1000.0):
     """(result.json, summary rows) of a synthetic trial: members at dup 1 and 4, the
-    non-member floor, membership AUC / TPR of loss and zlib, utility metrics."""
-    rate, floor = STRATEGY_RATE[strategy] + shift, STRATEGY_FLOOR[strategy] + shift
+    non-member floor, membership AUC / TPR of loss and zlib, utility metrics; `trainable`:
+    its trainable parameters (None: not recorded)."""
+    rate = STRATEGY_RATE.get(strategy, 5.0) + shift
+    floor = STRATEGY_FLOOR.get(strategy, 0.5) + shift
     values = {
         ("member", 1, "exact_pct"): rate / 4, ("member", 4, "exact_pct"): rate,
         ("member", -1, "exact_pct"): rate / 2, ("nonmember", -1, "exact_pct"): floor,
@@ -57,9 +59,11 @@ def record(strategy, seed, model="tiny", point=None, extra=(), shift=0.0):
     values.update(dict(extra))
     res = {"strategy": strategy, "model": model, "seed": seed, "key": f"{strategy}-{model}-{seed}",
            "point": point or {"train.strategy": strategy, "seed": seed},
-           "train": {"trainable_params": 1000.0, "train_time_s": 5.0 + seed,
+           "train": {"trainable_params": trainable, "train_time_s": 5.0 + seed,
                      "total_params": 5000.0 if model == "tiny" else 9000.0,
                      "model_params": 4000.0 if model == "tiny" else 8000.0}}
+    if trainable is None:
+        del res["train"]["trainable_params"]
     rows = [{"split": s, "dup_count": d, "metric": m, "value": v}
             for (s, d, m), v in values.items()]
     return res, rows
@@ -530,3 +534,31 @@ def test_no_scale_figure_with_one_model(tmp_path):
     scale = rep.figures["scale.png"]
     assert scale["panels"] == {} and "one model (tiny)" in scale["title"]
     assert {p.name for p in tmp_path.iterdir()} == set(FILES)
+
+
+# ------------------------------------------ issue 33: strategies by trainable parameters
+def test_strategies_in_order_of_trainable_parameters_in_every_table_and_figure(tmp_path):
+    """Within a model, fewest trainable parameters first (the mean over seeds); a tie in the
+    registry's order (lora before dora); without a count, after the others in the registry's
+    order (ia3 before bitfit); models as before (by name here, big then tiny)."""
+    counts = {"full": 5000.0, "bitfit": None, "head": 300.0, "dora": 100.0, "ia3": None,
+              "lora": 100.0}
+    records = [record(s, seed, model=m, trainable=n if n is None else n + seed)
+               for m in ("tiny", "big") for s, n in counts.items() for seed in (0, 1)]
+    order = ["lora", "dora", "head", "full", "ia3", "bitfit"]
+    groups = aggregate(records, [])
+    assert [(g.key["model"], g.key["strategy"]) for g in groups] == \
+        [(m, s) for m in ("big", "tiny") for s in order]
+    assert groups[0].train["trainable_params"].mean == 100.5
+    rep = render("demo", tmp_path, groups, [], HEADS)
+    for t in rep.tables:
+        head, body, _ = layout(t, hide=[])
+        strategies = list(dict.fromkeys((r[head.index("model")], r[0]) for r in body))
+        assert strategies == [(m, s) for m in ("big", "tiny") for s in order], t.title
+    assert list(dict.fromkeys(r["strategy"] for r in _csv(tmp_path / "results.csv"))) == order
+    for panel in rep.figures["results.png"]["panels"].values():
+        assert panel["lines"] == order
+    # the count decides, not the registry: a full fine-tuning of fewer parameters comes first
+    swap = aggregate([record("full", 0, trainable=50.0), record("lora", 0, trainable=60.0)],
+                     [])
+    assert [g.key["strategy"] for g in swap] == ["full", "lora"]
