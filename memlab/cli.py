@@ -383,7 +383,7 @@ ABOUT = {
         "study's keys (another runs root, other settings or --set), saying which sweeps did "
         "finish under the runs root.",
         "<runs_root>/<sweep>/results.csv, results.md, results.html, results.png, scale.png, "
-        "roc.png (replaced); runs_root is sweep.runs_root (default: runs)."),
+        "roc.png, frontier.png (replaced); runs_root is sweep.runs_root (default: runs)."),
     "examples": (
         "show the sweep's most-leaked generations next to their true suffix",
         "Print the most-leaked generations of the study's finished trials: each with its "

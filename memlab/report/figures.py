@@ -1,6 +1,9 @@
 """The report's figures: results.png (rate against duplication, a panel per model), scale.png
 (rate against model scale; two models at least), roc.png (ROC curves of the headline membership
-signal, averaged over seeds). What they must not do, each seen in a report: hide a series at
+signal, averaged over seeds), frontier.png (the privacy-utility frontier: each setting's
+held-out perplexity against what it leaks, the Pareto frontier drawn; two settings at least).
+Series, lines and points come in the groups' order (numbers.in_order: by trainable
+parameters within a model). What they must not do, each seen in a report: hide a series at
 the same value as another (series sit side by side at each x), merge the floors of several
 strategies into one line (each floor is drawn at its own series' points, hollow, and has its
 legend entry), promise a band that is not drawn, cut a title at the figure's edge (titles are
@@ -15,6 +18,8 @@ from __future__ import annotations
 import math
 import statistics
 import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -294,3 +299,130 @@ def plot_roc(groups: list[Group], signal: str | None, curves: dict[int, tuple],
                              f"({SIGNAL_DOC[signal]}): all members against all non-members, "
                              f"mean over seeds; dotted: chance; FPR from {100 * left:.1f}% "
                              f"(1 of {round(1 / left)} non-members)"), "panels": drawn}
+
+
+# ------------------------------------------------------- the privacy-utility frontier
+@dataclass(frozen=True)
+class Leakage:
+    """A y axis of the frontier: what a group leaks (lower is better) and where nothing is."""
+
+    head: str
+    axis: str  # (its y label)
+    get: Callable[[Group], Stat | None]
+    floor: float
+    floor_label: str
+
+
+def leakages(groups: list[Group], threshold: float) -> list[Leakage]:
+    """The frontier's two y axes, at the highest duplication level of the groups: members'
+    similarity rate at score.headline_threshold minus the non-member floor (points), and the
+    membership AUC of the reference-model signal (the loss where no trial has it)."""
+    top = max((d for g in groups for d in g.dups()), default=-1)
+    sim = f"sim_src_ge_{threshold:g}_pct"  # (the similarity scorer's headline column)
+    signal = "ref" if any(g.get("member", top, "auc_ref") for g in groups) else "loss"
+    at = f"members at dup {top}" if top >= 0 else "all members"
+    return [Leakage(f"sim>={threshold:g}_%: {at} minus the non-member floor (points)",
+                    f"sim>={threshold:g}_% minus floor (points)",
+                    lambda g: g.minus_floor(sim, top), 0.0,
+                    "floor: members at the non-members' rate (0 points)"),
+            Leakage(f"membership AUC ({signal}): {at} against the non-members",
+                    f"membership AUC ({signal})",
+                    lambda g: g.get("member", top, f"auc_{signal}"), 0.5, "chance (AUC 0.5)")]
+
+
+def pareto(points: list[tuple[float, float]]) -> list[int]:
+    """The non-dominated points (lower x and lower y are better: no other point is as low in
+    both and lower in one), by x: the indices of `points`."""
+    keep = [i for i, p in enumerate(points)
+            if not any(q[0] <= p[0] and q[1] <= p[1] and q != p for q in points)]
+    return sorted(keep, key=lambda i: points[i])
+
+
+def _err(s: Stat) -> list[list[float]] | None:
+    """An error bar's (below, above) of a Stat's interval; None: it has none."""
+    if s.lo is None:
+        return None
+    return [[max(0.0, s.mean - s.lo)], [max(0.0, s.hi - s.mean)]]
+
+
+def _frontier_panel(ax, groups: list[Group], leak: Leakage, series: Series) -> dict:
+    """One model's groups at (held-out perplexity, leakage), each with its error bars where
+    its Stats have an interval and its label; the Pareto frontier a step line through the
+    non-dominated points (ringed); the floor dotted. Returns the panel's description."""
+    what: dict = {"points": {}, "xerr": {}, "yerr": {}, "frontier": [], "floor": leak.floor,
+                  "missing": []}
+    pts = []
+    for g in groups:
+        x, y = g.get("nonmember", -1, "ppl"), leak.get(g)
+        if x is None or y is None:
+            what["missing"].append(series.label(g))
+            continue
+        label, style = series.label(g), series.style(g)
+        ax.errorbar(x.mean, y.mean, xerr=_err(x), yerr=_err(y), color=style["color"],
+                    marker=style["marker"], linestyle="none", markersize=6, capsize=3,
+                    elinewidth=1, zorder=3)
+        what["points"][label] = (x.mean, y.mean)
+        what["xerr"].update({label: (x.lo, x.hi)} if x.lo is not None else {})
+        what["yerr"].update({label: (y.lo, y.hi)} if y.lo is not None else {})
+        pts.append(label)
+    front = [pts[i] for i in pareto([what["points"][p] for p in pts])]
+    what["frontier"] = front
+    if front:
+        xs, ys = zip(*(what["points"][p] for p in front))
+        ax.step(xs, ys, where="post", color="black", linewidth=1.2, alpha=0.7, zorder=2,
+                label="Pareto frontier (ringed: on it)")
+        ax.plot(xs, ys, linestyle="none", marker="o", markersize=13, fillstyle="none",
+                color="black", markeredgewidth=0.8, zorder=2)
+    ax.axhline(leak.floor, linestyle=":", color="grey", linewidth=1, label=leak.floor_label)
+    xs = [v for p in pts for v in (what["points"][p][0], *what["xerr"].get(p, ()))]
+    if xs and min(xs) > 0 and max(xs) / min(xs) > 10:
+        ax.set_xscale("log")
+    ax.margins(0.12)
+    lo, hi = (np.log(ax.get_xlim()) if ax.get_xscale() == "log" else ax.get_xlim())
+    for p in pts:  # each label on the side of its point away from the nearer edge
+        x = what["points"][p][0]
+        right = ((np.log(x) if ax.get_xscale() == "log" else x) - lo) / (hi - lo) > 0.6
+        ax.annotate(p, what["points"][p], xytext=(-6 if right else 6, 5),
+                    textcoords="offset points", ha="right" if right else "left", fontsize=6,
+                    clip_on=True)
+    what["legend"] = [t.get_text() for t in ax.legend(fontsize=6).get_texts()]
+    return what
+
+
+def plot_frontier(groups: list[Group], series: Series, out: Path, threshold: float) -> dict:
+    """The privacy-utility frontier: a panel per model (columns; by scale) and leakage
+    (rows, `leakages`), a point per group (strategy and the other varying axes) at its
+    held-out perplexity (x) and leakage (y), with its interval over seeds in both where known
+    (`_frontier_panel`). With fewer than two groups in every model there is nothing to
+    compare: the figure says so. Panels: {panel title: {"points": {label: (x, y)}, "xerr",
+    "yerr": {label: (lo, hi)}, "frontier": [labels, by x], "floor", "missing", "legend"}}."""
+    known = [g for g in groups if g.get("nonmember", -1, "ppl")]
+    if not known:
+        return _nothing(out, "no held-out perplexity in the trials' score summaries")
+    models = models_in_order(known)
+    if max(sum(g.key["model"] == m for g in known) for m in models) < 2:
+        what = (f"one setting ({series.label(known[0])} on {known[0].key['model']})"
+                if len(known) == 1
+                else "one setting per model")
+        return _nothing(out, f"{what}: a frontier compares two or more, so this figure is "
+                        "left empty; the tables have its numbers")
+    plt = _plt()
+    rows = leakages(known, threshold)
+    fig, grid = plt.subplots(len(rows), len(models), figsize=(max(6.4, 5.6 * len(models)),
+                             4.4 * len(rows) + 0.6), squeeze=False)
+    drawn: dict[str, dict] = {}
+    for row, leak in zip(grid, rows):
+        for ax, model in zip(row, models):
+            title = f"{leak.head}, {model}"
+            drawn[title] = _frontier_panel(ax, [g for g in known if g.key["model"] == model],
+                                           leak, series)
+            ax.set_xlabel("held-out perplexity (non-members; lower is better)")
+            ax.set_ylabel(leak.axis, fontsize=8)
+            ax.set_title(textwrap.fill(title, 64), fontsize=8)
+    bars = ("bars: the 95% interval over seeds, or with one seed its bootstrap interval, "
+            "where known" if any(p["xerr"] or p["yerr"] for p in drawn.values())
+            else "no interval to draw: one seed without a bootstrap interval")
+    return {"title": _finish(fig, out, "privacy-utility frontier: each setting's mean over "
+                             f"seeds ({bars}); line: the Pareto frontier (lower perplexity "
+                             "and lower leakage are better); dotted: the floor"),
+            "panels": drawn}

@@ -106,6 +106,17 @@ class Group:
         """The split's levels (members: duplication counts; canaries: repeat counts)."""
         return sorted({d for s, d, m in self.stats if s == split and d >= 0 and m != "docs"})
 
+    def minus_floor(self, metric: str, dup: int) -> Stat | None:
+        """Members at `dup` minus the non-member floor (in the metric's units: points of a
+        rate), over the seeds: each seed's own difference, with its Student-t interval, where
+        both are known for every seed; else the difference of the two means, no interval."""
+        member, floor = self.get("member", dup, metric), self.get("nonmember", -1, metric)
+        if member is None or floor is None:
+            return None
+        if member.n == floor.n == len(self.seeds):
+            return over_seeds([m - f for m, f in zip(member.values, floor.values)])
+        return Stat((member.mean - floor.mean,))
+
     def docs(self, split: str, dup: int = -1) -> tuple[int, int] | None:
         """The fewest and the most documents of a row over the seeds (members at `dup`, -1:
         all of the split); None: not known (a trial scored without its shards kept)."""

@@ -17,6 +17,7 @@ from memlab.components.models import origin
 from memlab.config.expand import Study
 from memlab.config.labels import model_label
 from memlab.config.paths import shown
+from memlab.config.schema import ScoreSection
 from memlab.io.paths import stage_dir, sweep_root
 from memlab.report import figures
 from memlab.report.numbers import Group, aggregate, axes, load_records, roc_curves
@@ -37,7 +38,7 @@ from memlab.report.tables import (
     write_csv,
 )
 
-FIGURES = ("results.png", "scale.png", "roc.png")
+FIGURES = ("results.png", "scale.png", "roc.png", "frontier.png")
 FILES = ("results.csv", "results.md", "results.html", *FIGURES)
 PREAMBLE = ("Each cell: mean [95% interval] over seeds: the Student-t interval of the mean when "
             "n >= 2; with one seed, that trial's bootstrap interval (none where it has none). "
@@ -101,9 +102,11 @@ def models_line(groups: list[Group], origins: dict[str, str]) -> str:
 
 def render(name: str, root: Path, groups: list[Group], axis_names: list[str], heads: Heads,
            signal: str | None = None, curves: dict[int, tuple] | None = None,
-           origins: dict[str, str] | None = None) -> Report:
+           origins: dict[str, str] | None = None, threshold: float | None = None) -> Report:
     """Tables, figures and files (FILES, under `root`) of aggregated groups; `heads`: the
-    registry's report headings (tables.headings); `origins`: what each model is."""
+    registry's report headings (tables.headings); `origins`: what each model is;
+    `threshold`: score.headline_threshold, the frontier's similarity rate (None: its
+    default)."""
     keys = ["strategy", "model", *axis_names]
     # the printed tables leave out key columns that are the same on every row (in the title)
     hide = [k for k in keys[1:] if len({key_cell(g.key.get(k)) for g in groups}) == 1]
@@ -121,7 +124,10 @@ def render(name: str, root: Path, groups: list[Group], axis_names: list[str], he
     drawn = {"results.png": figures.plot_dup(groups, first, series, root / "results.png"),
              "scale.png": figures.plot_scale(groups, first, series, root / "scale.png"),
              "roc.png": figures.plot_roc(groups, signal, curves or {}, series,
-                                         root / "roc.png")}
+                                         root / "roc.png"),
+             "frontier.png": figures.plot_frontier(
+                 groups, series, root / "frontier.png",
+                 ScoreSection().headline_threshold if threshold is None else threshold)}
 
     fixed = "; ".join([models_line(groups, origins or {})]
                       + [f"{k} {key_cell(groups[0].key.get(k))}" for k in hide if k != "model"])
@@ -131,7 +137,8 @@ def render(name: str, root: Path, groups: list[Group], axis_names: list[str], he
     (root / "results.md").write_text(_markdown(title, intro, tables, hide))
     (root / "results.html").write_text(_html(title, intro, tables, hide, root))
     printed = (f"\n{title} ({intro[0]}; {shown(root)}/results.csv, .md, .html, .png; scale.png, "
-               f"roc.png)\n{PREAMBLE}\n\n" + "\n\n".join(text(t, hide) for t in tables))
+               f"roc.png, frontier.png)\n{PREAMBLE}\n\n"
+               + "\n\n".join(text(t, hide) for t in tables))
     return Report(printed, tables, drawn, groups)
 
 
@@ -144,7 +151,8 @@ def build_report(study: Study) -> Report | None:
     signal, curves = roc_curves(groups, score_dirs)
     origins = {model_label(t.config): origin(t.config.model) for t in study.trials}
     return render(study.name, sweep_root(study.base), groups, axes(study),
-                  headings([t.config.score for t in study.trials]), signal, curves, origins)
+                  headings([t.config.score for t in study.trials]), signal, curves, origins,
+                  study.base.score.headline_threshold)
 
 
 def write_report(study: Study) -> str:

@@ -114,7 +114,7 @@ def test_mlflow_runs_hold_metrics_params_artifacts(sweep):
     assert parent.data.metrics["trials_finished"] == len(study.trials)
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "summary")} == \
         {f"summary/{f}" for f in ("results.csv", "results.md", "results.png", "results.html",
-                                  "scale.png", "roc.png")}
+                                  "scale.png", "roc.png", "frontier.png")}
     for r in runs:
         assert r.data.tags["memlab.sweep_run_id"] == parent.info.run_id
         assert r.info.status == "FINISHED"

@@ -133,6 +133,11 @@ def test_figures_draw_a_line_per_strategy_and_model_and_each_strategys_floor(swe
     roc = figures["roc.png"]["panels"]
     assert {s: p["curves"] for s, p in roc.items()} == {s: [model] for s in STRATEGIES}
     assert all(p["xlim"][0] == pytest.approx(1 / 12) for p in roc.values())  # 12 non-members
+    frontier = figures["frontier.png"]["panels"]  # similarity rate and AUC against perplexity
+    assert len(frontier) == 2
+    for title, panel in frontier.items():  # a point per strategy, its perplexity's interval
+        assert list(panel["points"]) == ORDER and set(panel["xerr"]) == set(ORDER), title
+        assert panel["frontier"] and set(panel["frontier"]) <= set(ORDER), title
 
 
 def test_files_html_page_and_parent_run_summary(sweep):

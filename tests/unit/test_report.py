@@ -238,14 +238,15 @@ def test_html_page_embeds_every_figure_and_the_tables(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == set(FILES)
     page = (tmp_path / "results.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
-    assert len(images) == 3
+    assert len(images) == len(FIGURES) == 4
     for data, name in zip(images, FIGURES):
         assert base64.b64decode(data) == (tmp_path / name).read_bytes()
     assert page.count("<table>") == 5 and "Membership inference: AUC" in page
     assert "loss: loss of the fine-tuned model" in page and "AUC 0.5 = chance" in page
     assert "<script" not in page and 'src="results.png"' not in page
     md = (tmp_path / "results.md").read_text()
-    assert "![roc.png](roc.png)" in md and "| strategy" in md
+    assert "![roc.png](roc.png)" in md and "![frontier.png](frontier.png)" in md
+    assert "| strategy" in md
 
 
 def test_canary_table_only_with_canary_rows(tmp_path):
@@ -536,7 +537,7 @@ def test_no_scale_figure_with_one_model(tmp_path):
     assert {p.name for p in tmp_path.iterdir()} == set(FILES)
 
 
-# ------------------------------------------ issue 33: strategies by trainable parameters
+# ------------------------------------ issue 33: strategies by trainable parameters, frontier
 def test_strategies_in_order_of_trainable_parameters_in_every_table_and_figure(tmp_path):
     """Within a model, fewest trainable parameters first (the mean over seeds); a tie in the
     registry's order (lora before dora); without a count, after the others in the registry's
@@ -558,7 +559,109 @@ def test_strategies_in_order_of_trainable_parameters_in_every_table_and_figure(t
     assert list(dict.fromkeys(r["strategy"] for r in _csv(tmp_path / "results.csv"))) == order
     for panel in rep.figures["results.png"]["panels"].values():
         assert panel["lines"] == order
+    for panel in rep.figures["frontier.png"]["panels"].values():  # (no similarity rate: the
+        assert (list(panel["points"]) or panel["missing"]) == order  # panel lists them missing)
     # the count decides, not the registry: a full fine-tuning of fewer parameters comes first
     swap = aggregate([record("full", 0, trainable=50.0), record("lora", 0, trainable=60.0)],
                      [])
     assert [g.key["strategy"] for g in swap] == ["full", "lora"]
+
+
+SIM = "sim_src_ge_0.8_pct"
+FRONTIER = {  # label -> (trainable, held-out ppl, sim>=0.8 members at dup 4, floor, AUC ref)
+    "lora, train.dp.epsilon=-": (100.0, 20.0, 31.0, 1.0, 0.70),
+    "lora, train.dp.epsilon=8": (100.0, 35.0, 1.0, 1.0, 0.50),
+    "head, train.dp.epsilon=-": (300.0, 25.0, 12.0, 2.0, 0.90),
+    "full, train.dp.epsilon=-": (5000.0, 30.0, 64.0, 4.0, 0.95),
+}  # (in the report's order: by trainable parameters, DP off before on)
+
+
+def _frontier_groups(seeds=(0, 1), sim_at_top=True):
+    """The known set: the four settings of FRONTIER, seed 1 each value moved (members +2,
+    floor +1, ppl +1, AUC +0.02), so that every point has an interval over the seeds."""
+    records = []
+    for label, (n, ppl, member, floor, auc) in FRONTIER.items():
+        strategy, eps = label.split(", train.dp.epsilon=")
+        for seed in seeds:
+            extra = {("nonmember", -1, "ppl"): ppl + seed,
+                     ("member", 4, SIM): member + 2 * seed, ("nonmember", -1, SIM): floor + seed,
+                     ("member", 1, SIM): 0.0, ("member", 4, "auc_ref"): auc + 0.02 * seed}
+            if not sim_at_top:
+                del extra[("member", 4, SIM)]
+            point = {"train.dp.epsilon": None if eps == "-" else float(eps)}
+            records.append(record(strategy, seed, point=point, extra=extra, trainable=n))
+    return aggregate(records, ["train.dp.epsilon"])
+
+
+def test_frontier_points_error_bars_and_the_pareto_frontier_of_a_known_set(tmp_path):
+    """x: held-out perplexity; y: sim>=0.8 at the highest dup minus the floor (each seed's
+    own difference), and the reference-model AUC at the highest dup; each with its Student-t
+    interval over the two seeds; on the frontier the points no other beats in both."""
+    groups = _frontier_groups()
+    rep = render("demo", tmp_path, groups, ["train.dp.epsilon"], HEADS)
+    fig = rep.figures["frontier.png"]
+    sim, auc = (fig["panels"][f"{head}, tiny"] for head in (
+        "sim>=0.8_%: members at dup 4 minus the non-member floor (points)",
+        "membership AUC (ref): members at dup 4 against the non-members"))
+    assert list(sim["points"]) == list(FRONTIER)  # by trainable parameters, DP off first
+    for label, (_, ppl, member, floor, a) in FRONTIER.items():
+        assert sim["points"][label] == (ppl + 0.5, pytest.approx(member - floor + 0.5))
+        assert auc["points"][label] == (ppl + 0.5, pytest.approx(a + 0.01))
+        xlo, xhi = t_interval([ppl, ppl + 1])
+        assert sim["xerr"][label] == auc["xerr"][label] == (pytest.approx(xlo),
+                                                             pytest.approx(xhi))
+        diff = member - floor
+        assert sim["yerr"][label] == tuple(pytest.approx(v) for v in
+                                           t_interval([diff, diff + 1]))
+        assert auc["yerr"][label] == tuple(pytest.approx(v) for v in t_interval([a, a + 0.02]))
+    # sim: (20.5, 30.5) lora, (25.5, 10.5) head, (30.5, 60.5) full, (35.5, 0.5) DP-LoRA:
+    # full is beaten by head in both; AUC: lora beats head and full in both
+    assert sim["frontier"] == ["lora, train.dp.epsilon=-", "head, train.dp.epsilon=-",
+                               "lora, train.dp.epsilon=8"]
+    assert auc["frontier"] == ["lora, train.dp.epsilon=-", "lora, train.dp.epsilon=8"]
+    assert (sim["floor"], auc["floor"]) == (0.0, 0.5)
+    assert sim["missing"] == auc["missing"] == []
+    assert "chance (AUC 0.5)" in auc["legend"] and "Pareto frontier (ringed: on it)" in \
+        sim["legend"]
+    assert "bars: the 95% interval" in fig["title"].replace("\n", " ")
+    assert _white_edges(tmp_path / "frontier.png")  # its title fits
+
+
+def test_frontier_without_a_ref_signal_uses_the_loss_and_leaves_out_what_is_missing(tmp_path):
+    """No reference-model AUC: the loss AUC; a setting without the similarity rate at the
+    highest dup is not drawn there, and the panel says so; one seed: no bars."""
+    groups = _frontier_groups(seeds=(0,), sim_at_top=False)
+    for g in groups:
+        g.stats.pop(("member", 4, "auc_ref"))
+    full = next(g for g in groups if g.key["strategy"] == "full")
+    full.stats[("member", 4, SIM)] = full.stats[("member", 1, SIM)]  # 0
+    fig = render("demo", tmp_path, groups, ["train.dp.epsilon"], HEADS).figures["frontier.png"]
+    sim, auc = fig["panels"].values()
+    assert list(fig["panels"])[1].startswith("membership AUC (loss): members at dup 4")
+    assert list(sim["points"]) == ["full, train.dp.epsilon=-"]  # (0 minus its floor 4)
+    assert sim["points"]["full, train.dp.epsilon=-"] == (30.0, -4.0)
+    assert len(sim["missing"]) == 3 and sim["frontier"] == ["full, train.dp.epsilon=-"]
+    assert len(auc["points"]) == 4 and auc["xerr"] == auc["yerr"] == {}
+    assert "no interval to draw" in fig["title"].replace("\n", " ")
+
+
+def test_frontier_pareto_known_answers():
+    from memlab.report.figures import pareto
+
+    assert pareto([(3.0, 1.0), (1.0, 3.0), (2.0, 2.0), (2.5, 2.5), (1.0, 3.0)]) == \
+        [1, 4, 2, 0]  # (2.5, 2.5) beaten by (2, 2); equal points both on it
+    assert pareto([(1.0, 1.0), (1.0, 2.0), (2.0, 1.0)]) == [0]  # ties in one: beaten
+    assert pareto([]) == []
+
+
+def test_no_frontier_with_one_setting(tmp_path):
+    """One group is a point, not a frontier: the file says why (the files stay the same set);
+    so does one group per model."""
+    rep = render("one", tmp_path, aggregate([record("lora", 0)], []), [], HEADS)
+    front = rep.figures["frontier.png"]
+    assert front["panels"] == {}
+    assert "one setting (lora on tiny)" in front["title"].replace("\n", " ")
+    assert {p.name for p in tmp_path.iterdir()} == set(FILES)
+    two = aggregate([record("lora", 0, model="tiny"), record("lora", 0, model="big")], [])
+    front = render("two", tmp_path / "two", two, [], HEADS).figures["frontier.png"]
+    assert front["panels"] == {} and "one setting per model" in front["title"]
