@@ -665,3 +665,23 @@ def test_no_frontier_with_one_setting(tmp_path):
     two = aggregate([record("lora", 0, model="tiny"), record("lora", 0, model="big")], [])
     front = render("two", tmp_path / "two", two, [], HEADS).figures["frontier.png"]
     assert front["panels"] == {} and "one setting per model" in front["title"]
+
+
+def test_the_frontier_is_logged_on_the_sweeps_run_with_the_other_figures(tmp_path):
+    """log_sweep_summary takes the report's FILES: frontier.png lands under summary/ and in
+    the chart view's images (study/frontier), as the other figures do."""
+    from memlab.config.schema import TrackingSection
+    from memlab.tracking.mlflow_log import Client
+    from memlab.tracking.trials import Tracking, log_sweep_summary
+
+    root = tmp_path / "report"
+    render("demo", root, _frontier_groups(), ["train.dp.epsilon"], HEADS)
+    client = Client(f"sqlite:///{tmp_path}/mlflow.db", retry_s=5)
+    exp = client.call("create_experiment", "e", artifact_location=str(tmp_path / "artifacts"))
+    run_id = client.call("create_run", exp).info.run_id
+    log_sweep_summary(Tracking(client.uri, exp, run_id, 5.0), [root / f for f in FILES],
+                      TrackingSection(log_models="off"), 0, 1.0, [], 8, 8)
+    logged = {a.path for a in client.call("list_artifacts", run_id, "summary")}
+    assert logged == {f"summary/{f}" for f in FILES}
+    images = {a.path for a in client.call("list_artifacts", run_id, "images")}
+    assert any("frontier" in p for p in images), images
