@@ -56,6 +56,12 @@ def number(text: str) -> float:
     return float(text.split(" [")[0])
 
 
+def above_floor(strategy: str, column: str, dup: str) -> float:
+    """A member rate minus its non-member floor, in points (frontier.png's y)."""
+    return number(cell(EXTRACTION, strategy, column, dup)) - \
+        number(cell(EXTRACTION, strategy, f"floor_{column}", dup))
+
+
 EXTRACTION, AUC, TPR, UTILITY = ("Extraction", "Membership inference: AUC",
                                  "Membership inference: TPR", "Utility")
 DUPS = ("2", "8", "32")
@@ -94,6 +100,12 @@ CLAIMS = {
         lambda: all(cell(EXTRACTION, s, "members", d) == "8" and
                     cell(EXTRACTION, s, "nonmembers", d) == "24"
                     for s in ("full", "head", "lora") for d in DUPS),
+    "LoRA alone is on the similarity\nfrontier: the lowest held-out perplexity and the fewest "
+    "members similar at 32 copies":  # (frontier.png: it beats head-only and full in both)
+        lambda: all(number(cell(UTILITY, "lora", "heldout_ppl"))
+                    < number(cell(UTILITY, s, "heldout_ppl"))
+                    and above_floor("lora", "sim>=0.8_%", "32")
+                    < above_floor(s, "sim>=0.8_%", "32") for s in ("head", "full")),
 }
 
 
