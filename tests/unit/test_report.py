@@ -422,7 +422,8 @@ def test_the_model_is_named_with_its_origin_and_one_parameter_count(tmp_path):
     rep = render("demo", tmp_path, aggregate(records, []), [], HEADS,
                  origins={"SmolLM2-135M": SMOLLM2})
     assert f"(model SmolLM2-135M: {SMOLLM2}; 134,515,008 parameters; seeds 0;" in rep.text
-    assert "136" not in rep.text.split("\n")[1]
+    title = rep.text.split("\n")[1].replace(str(tmp_path), "<tmp>")  # (pytest-136/ is no count)
+    assert "136" not in title
     assert f"model SmolLM2-135M: {SMOLLM2}" in (tmp_path / "results.md").read_text()
     rows = _csv(tmp_path / "results.csv")
     assert {r["model_params"] for r in rows} == {"134515008.0"}
