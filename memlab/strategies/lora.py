@@ -65,4 +65,5 @@ def adapters(cfg, shape) -> float:
 
 
 STRATEGY = register(Strategy("lora", LoraSettings, prepare, "low-rank adapters (peft)",
-                             saved="adapter", memory=frozen_body(adapters), flops=4.0))
+                             saved="adapter", memory=frozen_body(adapters), flops=4.0,
+                             trainable=adapters))
