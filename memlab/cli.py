@@ -48,7 +48,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from memlab.sweep.plan import gpu_hours, misfits
+    from memlab.sweep.plan import dp_label, gpu_hours, misfits
 
     study = _load(args)
     ests, problems = misfits(study, args.tflops)
@@ -61,18 +61,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
         except ConfigError as e:
             problems = e.problems + problems
     rows, pools = [], {}
+    dp = any(t.config.train.dp.on for t in study.trials)  # (a column only where DP is)
     for t, est in zip(study.trials, ests):
-        rows.append(_plan_row(t, est, pools))
+        rows.append(_plan_row(t, est, pools) + ([dp_label(t.config)] if dp else []))
     total = sum(gpu_hours(t.config, est) for t, est in zip(study.trials, ests) if est)
     print(f"sweep '{study.name}': {len(study.trials)} trials{_subset(study)} -> "
           f"{shown(study.root)}/<trial_key>/")
     print(study.defaults)
     print(tabulate(rows, headers=["trial_key", "strategy", "model", "dup_counts", "seed", "cpu",
                                   "gpu", "steps", "params", "trainable", "train GiB/GPU",
-                                  "gen GiB", "GPU-h", "CPU min"],
-                   disable_numparse=True, colalign=["left"] * 5 + ["right"] * 9))
+                                  "gen GiB", "GPU-h", "CPU min"] + (["dp"] if dp else []),
+                   disable_numparse=True, colalign=["left"] * 5 + ["right"] * 9 + ["left"] * dp))
     print(f"estimated GPU-hours: {total:.1f} (at {args.tflops:g} effective TFLOP/s per GPU; "
           "'?' = model shape (or the strategy's memory) unknown offline, '-' = no GPU reserved)")
+    if dp:
+        print("dp: DP fine-tuning's target epsilon, delta, per-sample clipping norm C and each "
+              "sequence's chance q of being in a step's Poisson-sampled batch; the train stage "
+              "asks Opacus's accountant for the noise multiplier that reaches epsilon over the "
+              "trial's steps; train GiB/GPU holds the per-sample gradients "
+              "(memlab/sweep/plan.py)")
     _print_cpu_time(study, ests)
     for model, n, cpus, gpus, *_ in pools:  # (one pool per distinct actor spec)
         print(f"warm pool for {model}: {n} actor(s) of {cpus:g} CPU"

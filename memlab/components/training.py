@@ -3,7 +3,8 @@
 (`DeepSpeedSetup`): one optimizer step over a step's micro-batches, a resumable checkpoint
 (trainable tensors + optimizer for plain torch, DeepSpeed's own for ZeRO; RNG states per
 rank), the trained model's export. `make_setup` puts a strategy's prepared model (what trains:
-memlab/strategies/) behind the engine the trial resolved to."""
+memlab/strategies/) behind the engine the trial resolved to, made private by Opacus with
+train.dp (memlab/components/privacy.py)."""
 
 from __future__ import annotations
 
@@ -46,11 +47,15 @@ class Setup(Protocol):
 
     def sync(self) -> None: ...
 
+    def figures(self) -> dict: ...  # what it adds to the training's metrics (DP: its privacy)
 
-def make_setup(cfg: StudyConfig, model, device: str, dtype) -> Setup:
+
+def make_setup(cfg: StudyConfig, model, device: str, dtype, stream: int = 0,
+               steps: int = 0) -> Setup:
     """The trial's strategy prepares the model (what trains); the engine it resolved to
     trains it: DeepSpeed ZeRO (a strategy trained that way has a `zero_stage` setting), else
-    plain torch."""
+    plain torch, with train.dp made private over the training stream's `stream` sequences
+    and the trial's `steps`."""
     strategy = cfg.strategy
     prepared = strategy.prepare(model, cfg)
     if resolved(cfg)["train_engine"] == "deepspeed":
@@ -59,6 +64,10 @@ def make_setup(cfg: StudyConfig, model, device: str, dtype) -> Setup:
     else:
         setup = TorchSetup(prepared.model, cfg, strategy.lr(cfg), device, dtype)
     setup.notes, setup.record, setup.saved = prepared.notes, prepared.record, strategy.saved
+    if cfg.train.dp.on:  # (validate refused DP through DeepSpeed)
+        from memlab.components.privacy import PrivateSetup
+
+        setup = PrivateSetup(setup, cfg, stream, steps)
     return setup
 
 
@@ -103,9 +112,12 @@ def deepspeed_config(cfg: StudyConfig, world_size: int, bf16: bool, zero_stage: 
     }
 
 
-def micro_steps(cfg: StudyConfig, world_size: int) -> int:
-    """Forward/backward passes per optimizer step on each rank (train.micro_batch)."""
-    per_rank, micro = cfg.train.batch_size // world_size, cfg.train.micro_batch
+def micro_steps(cfg: StudyConfig, world_size: int, rows: int | None = None) -> int:
+    """Forward/backward passes per optimizer step on each rank (train.micro_batch): of its
+    share of train.batch_size, or of the step's own `rows` (a DP step's Poisson-sampled batch,
+    whose size varies)."""
+    micro = cfg.train.micro_batch
+    per_rank = cfg.train.batch_size // world_size if rows is None else rows
     return max(1, math.ceil(per_rank / micro)) if micro else 1
 
 
@@ -294,6 +306,9 @@ class TorchSetup:
     def sync(self) -> None:
         pass
 
+    def figures(self) -> dict:
+        return {}
+
 
 class DeepSpeedSetup:
     """The model's trainable parameters through a DeepSpeed engine (ZeRO `zero_stage`; a torch
@@ -356,5 +371,8 @@ class DeepSpeedSetup:
         import torch.distributed as dist
 
         dist.barrier()  # a one-process group stays up: DeepSpeed caches its groups
+
+    def figures(self) -> dict:
+        return {}
 
 

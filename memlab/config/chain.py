@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from memlab.config.digests import plugin_digests, source_digest
-from memlab.config.schema import StudyConfig
+from memlab.config.schema import DP_ACCOUNTANT, DP_GRAD_SAMPLE_MODE, StudyConfig
 from memlab.strategies import base as strategies
 
 
@@ -57,7 +57,8 @@ def _data(cfg: StudyConfig, run: dict[str, str]) -> dict:
 def _train(cfg: StudyConfig, run: dict[str, str]) -> dict:
     """The seed, and how it trains: device and precision, plus the engine and compilation where
     they differ from the strategy's first way (full under DeepSpeed, eager), so that trials
-    trained that way keep their keys; a study's own strategy by its module's content."""
+    trained that way keep their keys; a study's own strategy by its module's content; with DP,
+    Opacus's accountant and per-sample gradient mode."""
     on = [run["train_device"], run["train_dtype"]]
     if run["train_engine"] != cfg.strategy.first_engine:
         on.append(f"engine={run['train_engine']}")
@@ -65,7 +66,10 @@ def _train(cfg: StudyConfig, run: dict[str, str]) -> dict:
         on.append("compiled")
     origin = strategies.ORIGIN.get(cfg.train.strategy)  # (a study's own: its module's content)
     plugin = {"plugins": plugin_digests([origin])} if origin else {}
-    return {"seed": cfg.seed, "on": on, **plugin}
+    # DP: how Opacus picks the noise and computes per-sample gradients (train.dp is in the
+    # train section; without DP neither is in the key)
+    dp = {"dp": [DP_ACCOUNTANT, DP_GRAD_SAMPLE_MODE]} if cfg.train.dp.on else {}
+    return {"seed": cfg.seed, "on": on, **plugin, **dp}
 
 
 GEN_OUTPUTS = 2

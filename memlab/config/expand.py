@@ -49,6 +49,7 @@ from memlab.config.load import (
 )
 from memlab.config.paths import folder_of, resolve
 from memlab.config.placement import selector_problem
+from memlab.config.privacy import problems as dp_problems
 from memlab.config.ranges import out_of_range, plain_name
 from memlab.config.schema import NON_IDENTITY_KEYS, PlagiarismSection, StudyConfig
 from memlab.strategies import STRATEGIES
@@ -151,7 +152,7 @@ def _semantic_checks(cfg: StudyConfig, where: Callable[[str], str], tags: dict[s
             f"{', '.join(STRATEGIES)} (a study's own: train.plugins)")
         return out  # (the rest reads the strategy's settings)
     for check in (_path_checks, _data_checks, _train_checks, _attack_score_checks,
-                  format_problems, cfg.strategy.check):
+                  format_problems, dp_problems, cfg.strategy.check):
         for key, msg in check(cfg):
             bad(key, msg)
     if not any(k.startswith("data.") for k, _ in said):  # (its files, once its settings hold)

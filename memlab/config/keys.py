@@ -71,6 +71,8 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
         section = getattr(cfg.train, own)
         skip += tuple(f"train.{own}.{k}" for k, v in STRATEGIES[own].since.items()
                       if getattr(section, k) == v)
+    if not cfg.train.dp.on:
+        skip += ("train.dp",)  # (keys as before DP fine-tuning)
     if cfg.score.plagiarism.method == "pan2014":  # (keys as before the semantic method)
         skip += ("score.plagiarism.method", "score.plagiarism.semantic")
     if (cfg.score.corpus_ann_above, cfg.score.corpus_ann_candidates) == (500_000, 10):
@@ -154,7 +156,8 @@ def train_tokens(cfg: StudyConfig) -> int:
 def resolved(cfg: StudyConfig) -> dict[str, str]:
     """What the `auto` settings become for this trial's resources: the device and precision
     it trains on, the engine that trains it (the strategy's: plain torch, or DeepSpeed for
-    full fine-tuning), whether its model is compiled, and the device, precision and engine it
+    full fine-tuning), whether its model is compiled (never with DP: Opacus's hooks), and the
+    device, precision and engine it
     generates with (a GPU trial in bf16 computes other numbers than a CPU trial in float32, so
     they are different outputs)."""
     t, a = cfg.train, cfg.attack
@@ -163,7 +166,7 @@ def resolved(cfg: StudyConfig) -> dict[str, str]:
     dtype = lambda gpu: t.precision if t.precision != "auto" else ("bf16" if gpu else "fp32")  # noqa: E731
     engine = a.engine if a.engine != "auto" else ("memlab" if gen_gpu else "hf")
     train_engine = cfg.strategy.engine(cfg)
-    compiled = train_gpu and train_engine == "torch" and (t.compile == "on" or (
+    compiled = train_gpu and train_engine == "torch" and not t.dp.on and (t.compile == "on" or (
         t.compile == "auto" and train_tokens(cfg) >= t.compile_min_tokens))
     return {"train_device": "gpu" if train_gpu else "cpu", "train_dtype": dtype(train_gpu),
             "train_engine": train_engine, "train_compiled": "yes" if compiled else "no",

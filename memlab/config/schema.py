@@ -184,6 +184,59 @@ class PerStrategy:
         return type(self) is type(other) and self.__getstate__() == other.__getstate__()
 
 
+DP_ACCOUNTANT = "prv"
+"""Opacus's accountant that picks the noise multiplier for the target epsilon and counts the
+epsilon spent: the privacy loss random variable accountant (Gopi et al. 2021), PrivacyEngine's
+own default, the one DP fine-tuning of language models reports with (Yu et al. 2022). At the
+demo's sampling rate and steps (1/42, 42 steps, epsilon 8, delta 1e-5) it adds noise of
+multiplier 0.51 where RDP's looser bound needs 0.55 (about 2 s more to compute, once per
+trial); the epsilon it reports is its upper bound (within 0.01)."""
+
+DP_GRAD_SAMPLE_MODE = "hooks"
+"""How Opacus computes per-sample gradients: its own per-layer samplers (nn.Linear, which LoRA's
+adapters, the head and every projection are; nn.Embedding, nn.LayerNorm), and functorch's vmap
+for a trainable layer it has none for (Llama's RMSNorm, GPT-2's Conv1D). Checked against
+gradients of one sequence at a time on the tiny Llama and GPT-2, head, LoRA and full
+(tests/unit/test_dp.py); "functorch" (vmap for every layer) agrees too. "ew" (torch's expanded
+weights) takes no keyword inputs and has no RMSNorm or Conv1D: it cannot serve an HF model."""
+
+
+@dataclass
+class DPSection:
+    """Differentially private fine-tuning (DP-SGD through Opacus: per-sample gradient clipping,
+    Gaussian noise, Poisson-sampled batches; memlab/components/privacy.py). Its unit of privacy
+    is one sequence of the training stream: a member repeated k times there is protected only
+    as a group of k (roughly k x epsilon), so DP's guarantee weakens along memlab's duplication
+    axis by design."""
+
+    epsilon: float | None = _f(
+        None, "Target epsilon of (epsilon, delta)-DP for one sequence of the training stream; "
+        "null: no DP (the default). The noise multiplier is the one Opacus's PRV accountant "
+        "(DP_ACCOUNTANT) computes for this target over the trial's sampling rate and steps, "
+        "and the epsilon it counts after training is the trial's dp_epsilon_spent. Trains in "
+        "plain torch in the trial process: head, LoRA, a peft method, full fine-tuning with "
+        "train.full.engine=torch (one GPU or CPU); not through DeepSpeed.", gt=0)
+    delta: float = _f(
+        1e-5, "delta of (epsilon, delta)-DP. DP needs it well below 1 / N, N the sequences of "
+        "the training stream (a mechanism that publishes one of N records whole has delta = "
+        "1 / N); the studies under sweeps/ stream 35 to 14,000 sequences (the demo 336), so "
+        "1e-5 is one value below 1 / N for each of them, where 1 / num_members would sit at "
+        "that limit (or above it: the stream holds each member's copies) and move with the "
+        "data. validate refuses a delta at or above 1 / N.",
+        gt=0, lt=1)
+    max_grad_norm: float = _f(
+        1.0, "Per-sample clipping norm C: each sequence's gradient (all trainable parameters "
+        "together) is scaled to an L2 norm of at most C before the step's gradients are "
+        "summed and Gaussian noise of std noise_multiplier x C is added (Opacus's flat "
+        "clipping). It replaces the clipping of the batch's gradient at 1.0 that training "
+        "without DP does.", gt=0)
+
+    @property
+    def on(self) -> bool:
+        """The trial trains with DP."""
+        return self.epsilon is not None
+
+
 @dataclass(eq=False)
 class TrainSection(PerStrategy):
     """Training, the same for every strategy; besides these fields, `train.<strategy>`: the
@@ -220,14 +273,20 @@ class TrainSection(PerStrategy):
                              "step's gradient is accumulated over its micro-batches, each "
                              "weighted by its share of the step's loss tokens (the same "
                              "gradient as one pass, up to rounding); 0 = the whole step at once. "
-                             "Lower it when a step does not fit in GPU memory (memlab plan).", ge=0)
+                             "Lower it when a step does not fit in GPU memory (memlab plan). "
+                             "With train.dp, a step's Poisson-sampled batch (its size varies) "
+                             "is split into passes of at most this many sequences.", ge=0)
     compile: Literal["auto", "on", "off"] = _f(
         "auto", "torch.compile the model for training (GPU, plain torch only; the first step "
         "pays the compilation: ~60 s for a 135M model on an H200). auto: on when the trial "
-        "trains on a GPU for at least `compile_min_tokens` tokens, where that pays for itself.")
+        "trains on a GPU for at least `compile_min_tokens` tokens, where that pays for itself, "
+        "and not with train.dp (Opacus computes per-sample gradients in module hooks, which "
+        "memlab does not run compiled; `on` with train.dp is refused).")
     compile_min_tokens: int = _f(20_000_000, "train.compile=auto compiles trials that train at "
                                              "least this many tokens (steps x batch x seq_len).",
                                              ge=0)
+    dp: DPSection = field(default_factory=DPSection, metadata={
+        "help": "Differentially private fine-tuning (off unless train.dp.epsilon is set)."})
 
     def section_type(self, strategy: str) -> type:
         return strategies.get(strategy).settings

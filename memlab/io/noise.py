@@ -63,6 +63,21 @@ KNOWN = (
     Noise(r"`is_gradient_checkpointing` is deprecated",
           "transformers (FutureWarning)", "called inside transformers and PEFT, not by "
           "memlab; nothing changes before transformers 6.", kind="warning"),
+    Noise(r"Secure RNG turned off",
+          "Opacus's PrivacyEngine (train.dp)", "memlab draws DP's noise from torch's seeded "
+          "generator, so that a trial trains the same every time; Opacus's secure_mode "
+          "(torchcsprng) guards a released model against attacks on floating-point noise, "
+          "which a study of memorization does not release.", kind="warning"),
+    Noise(r"Optimal order is the largest alpha",
+          "Opacus's RDP analysis (train.dp)", "the PRV accountant memlab uses sizes the domain "
+          "it computes on with an RDP bound at a tiny delta; a looser bound there gives a "
+          "wider domain (safe), not another epsilon (seen at the tests' small streams).",
+          kind="warning"),
+    Noise(r"Full backward hook is firing when gradients are computed with respect to module "
+          r"outputs since no inputs require gradients",
+          "torch (train.dp)", "Opacus's per-sample gradient hooks on the first trainable "
+          "layer (the embedding, whose input is token ids; the head when only the head "
+          "trains) read the gradient of the layer's output, which they get.", kind="warning"),
 )
 
 HIDDEN: Counter = Counter()  # relayed lines this driver dropped, by KNOWN pattern

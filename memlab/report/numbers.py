@@ -32,7 +32,10 @@ TRAIN = {"trainable_params": "trainable_params", "train_s": "train_time_s",
          # the model while it trains (LoRA's adapters, head-only's untied head included):
          # not the model's size, which is model_params (the base model as loaded)
          "params_in_training": "total_params",
-         "model_params": "model_params"}  # group figure -> result.json train field
+         "model_params": "model_params",
+         # DP fine-tuning (train.dp): the epsilon spent, its target, the noise multiplier
+         "dp_eps": "dp_epsilon_spent", "dp_eps_target": "dp_epsilon_target",
+         "noise": "dp_noise_multiplier"}  # group figure -> result.json train field
 FPR_GRID = np.logspace(-3, 0, 61)  # where ROC curves of several seeds are averaged (from the
 # smallest false-positive rate their non-members resolve, 1 / their count)
 HEADLINE = ("ref", "loss")  # the ROC figure's signal: the first that some trial has

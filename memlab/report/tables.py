@@ -4,7 +4,9 @@
 - membership inference: AUC and TPR at 1% FPR of each signal the registry's membership
   scorer reports (its headings' own tables), members of each level against all non-members;
 - utility: held-out perplexity (fine-tuned and base model, from the score stage) and the
-  registry's utility columns on the non-members, and the training figures, one row per group;
+  registry's utility columns on the non-members, and the training figures (with DP
+  fine-tuning in some trial: the epsilon spent / its target, the noise multiplier), one row per
+  group;
 - canary exposure, when the trials inserted canaries.
 Every row says how many documents it is over (`members`: of its duplication level,
 `nonmembers`), and a TPR at a false-positive rate below 1 / the non-members is shown as not
@@ -214,23 +216,41 @@ def _train(name: str, show: Callable[[float], str]) -> Callable[[Group, int | No
     return lambda g, d: show(g.train[name].mean) if name in g.train else "-"
 
 
+def _dp_eps(g: Group, d: int | None) -> str:
+    """`spent / target` of a DP group's epsilon (mean over its seeds); `-`: no DP."""
+    if "dp_eps" not in g.train:
+        return "-"
+    return f"{g.train['dp_eps'].mean:.2f} / {g.train['dp_eps_target'].mean:g}"
+
+
+DP_LEGEND = (
+    "\ndp_eps: the epsilon of (epsilon, delta)-DP that Opacus's accountant (PRV) counts after "
+    "training / the target train.dp.epsilon, at delta train.dp.delta, for one sequence of the "
+    "training stream (a member of k copies is protected as a group of k); noise: the noise "
+    "multiplier (Gaussian noise std / train.dp.max_grad_norm); -: trained without DP.")
+
+
 def utility_table(groups: list[Group], heads: Heads, keys: list[str]) -> Table:
     """A row per group: what fine-tuning costs the model on held-out text (the perplexities,
-    and the registry's utility columns on the non-member generations), and its training."""
+    and the registry's utility columns on the non-member generations), and its training; with
+    DP fine-tuning in some group, its privacy (dp_eps, noise)."""
     cols = heads.get("utility", [])
     docs = ", ".join(dict.fromkeys(doc for _, _, doc in cols if doc))
+    dp = any("dp_eps" in g.train for g in groups)
     return Table(
         "Utility: the fine-tuned model on non-members (never trained on), and its training",
         "heldout_ppl: perplexity of the fine-tuned model on the non-members; base_ppl: the base "
         "model's on the same documents; "
         + (f"of the non-member generations: {docs}; " if docs else "")
         + "trainable_params (the parameters the strategy trains; LoRA: its adapters), "
-        "train_s: training (mean over seeds).",
+        "train_s: training (mean over seeds)." + (DP_LEGEND if dp else ""),
         keys, [Metric(h, h, at("nonmember", m, -1), 2) for h, m in PERPLEXITY]
         + [Metric(h, h, at("nonmember", m, -1)) for m, h, _ in cols],
         [(g, None) for g in groups],
         {"trainable_params": _train("trainable_params", human),
-         "train_s": _train("train_s", lambda v: f"{v:.0f}")}, docs=("nonmember",))
+         "train_s": _train("train_s", lambda v: f"{v:.0f}"),
+         **({"dp_eps": _dp_eps, "noise": _train("noise", lambda v: f"{v:.2f}")} if dp else {})},
+        docs=("nonmember",))
 
 
 def _canary(metric: str, pick: Callable, spec: str) -> Callable[[Group, int | None], str]:

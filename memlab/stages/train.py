@@ -4,6 +4,8 @@ strategy (memlab/strategies/: full, head-only, LoRA, or a study's own).
 Every strategy sees the same sequences in the same order for the same number of steps: the
 strategy prepares the model (what trains), the engine it resolved to trains it (plain torch,
 or DeepSpeed ZeRO: memlab/components/training.py), and one loop (`train_here`) drives either.
+With train.dp the batches are Poisson-sampled from the same stream, for the same steps, and
+Opacus makes the plain-torch step private (memlab/components/privacy.py).
 A sequence is the first `train.seq_len` tokens of a document as `formats.encode` renders it
 (the attack uses the same tokens); with `train.loss_on: response` the tokens before the
 response carry no loss (labels -100). The stage's folder gets `model/` (full weights, or the
@@ -108,20 +110,33 @@ def _right_pad(seqs: list[list[int]], pad_id: int):
     return ids, mask
 
 
+def _step_rows(stream: list[dict], cfg: StudyConfig, start: int, rank: int,
+               world: int) -> list[tuple[list, bool]]:
+    """(rows, empty) of every step from `start`: this rank's slice of the stream's next
+    train.batch_size sequences; with train.dp, the step's Poisson-sampled sequences
+    (memlab/components/privacy.py), a draw of none being row 0 with its loss x 0."""
+    t, steps = cfg.train, count_steps(len(stream), cfg)
+    if t.dp.on:
+        from memlab.components.privacy import poisson_batches
+
+        drawn = poisson_batches(len(stream), t.batch_size, cfg.seed, steps)[start:]
+        return [([stream[i] for i in idx], False) if idx else (stream[:1], True)
+                for idx in drawn]
+    steps_per_epoch = math.ceil(len(stream) / t.batch_size)
+    return [_rank_rows(stream[s * t.batch_size:(s + 1) * t.batch_size], rank, world)
+            for s in (step % steps_per_epoch for step in range(start, steps))]
+
+
 def _batches(stream: list[dict], tok, cfg: StudyConfig, start: int = 0, rank: int = 0,
              world: int = 1):
     """Yield (input_ids, attention_mask, labels, empty) per optimizer step from step `start`:
-    this rank's part of the global batch, right-padded. Every document this rank trains on
-    from `start` is tokenized once, up front, in batched calls (one call per document cost
-    more host time per step than a 135M model's step on a GPU).
+    this rank's part of the global batch (`_step_rows`), right-padded. Every document this
+    rank trains on from `start` is tokenized once, up front, in batched calls (one call per
+    document cost more host time per step than a 135M model's step on a GPU).
     `empty`: a rank left without rows, or rows without one token that carries loss (their
     responses start beyond seq_len): the step's loss counts x 0."""
     t = cfg.train
-    steps_per_epoch = math.ceil(len(stream) / t.batch_size)
-    plan = []  # (rows, empty) of every step from `start`
-    for step in range(start, count_steps(len(stream), cfg)):
-        s = step % steps_per_epoch
-        plan.append(_rank_rows(stream[s * t.batch_size:(s + 1) * t.batch_size], rank, world))
+    plan = _step_rows(stream, cfg, start, rank, world)  # (rows, empty) of every step
     cache: dict[str, tuple[list[int], int]] = {}
     todo = list({r["doc_id"]: r for rows, _ in plan for r in rows}.values())
     for k in range(0, len(todo), TOKENIZE_CHUNK):
@@ -158,7 +173,12 @@ def _format_record(tok, rows: list[dict], cfg: StudyConfig) -> dict:
 def count_sequences(stream_len: int, cfg: StudyConfig, steps: int) -> int:
     """Sequences the first `steps` optimizer steps train on, as `_batches` cuts the stream:
     each epoch's last batch holds what is left of the stream, not train.batch_size
-    (steps x batch_size said 176 for 170 trained)."""
+    (steps x batch_size said 176 for 170 trained); with train.dp, the Poisson batches drawn."""
+    if cfg.train.dp.on:
+        from memlab.components.privacy import poisson_batches
+
+        return sum(map(len, poisson_batches(stream_len, cfg.train.batch_size, cfg.seed,
+                                            count_steps(stream_len, cfg))[:steps]))
     per_epoch = math.ceil(stream_len / cfg.train.batch_size)
     epochs, rest = divmod(steps, per_epoch)
     return epochs * stream_len + rest * cfg.train.batch_size  # (rest < per_epoch: full ones)
@@ -283,8 +303,9 @@ def _steps(setup: Setup, cfg: StudyConfig, batches, first: int, steps: int, ckpt
             break
         ntok = float(mask.sum()) * (not empty)
         nopad = cuda and bool(mask.all())  # causal attention without a mask: SDPA's flash path
+        n = micro_steps(cfg, 1, len(ids)) if t.dp.on else parts  # (DP: batches vary in size)
         work = [(_to(i, device), None if nopad else _to(m, device), _to(lab, device), w)
-                for i, m, lab, w in micro_parts(ids, mask, labels, parts, empty)]
+                for i, m, lab, w in micro_parts(ids, mask, labels, n, empty)]
         value = setup.step(work, empty).float()
         if setup.world > 1:  # the loss of the global batch: mean over the ranks that had rows
             had = torch.ones_like(value) * (not empty)
@@ -322,7 +343,7 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     if not stream:
         raise ValueError("training stream is empty: no members with dup_count > 0")
     steps, ckpt = count_steps(len(stream), cfg), out_dir / CKPT
-    setup = make_setup(cfg, model, device, dtype)
+    setup = make_setup(cfg, model, device, dtype, len(stream), steps)
     first, losses = setup.load_ckpt(ckpt)
     if first:
         log.info("train: resuming from the checkpoint of step %d in %s", first, ckpt)
@@ -365,6 +386,7 @@ def _record(cfg: StudyConfig, setup: Setup, out_dir: Path, losses: list[float],
         "final_loss": losses[-1],
         "first_loss": losses[0],
         "lr": setup.lr,
+        **setup.figures(),  # (DP: the privacy spent, memlab/components/privacy.py)
     }
     if device == "cuda":  # what the plan's memory estimate (and gpu_share=memory) is held to
         metrics["gpu_peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30

@@ -11,7 +11,8 @@ its name:
 - what trains it (`engine`: plain torch in the trial process, or DeepSpeed ZeRO over Ray Train
   workers) and what of that resolution goes into its train key (`first_engine`: the engine
   not named in it; `auto`: settings hashed as what they resolve to);
-- its config checks (`check`), its memory and compute for `memlab plan` (`memory`, `flops`);
+- its config checks (`check`), its memory and compute for `memlab plan` (`memory`, `flops`,
+  `trainable`);
 - its resources are `resources.<name>` (every strategy has that section).
 
 This module sits on memlab's lowest floors: it imports nothing of memlab but the plugin loader

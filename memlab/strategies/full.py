@@ -8,7 +8,9 @@ more than a small model's step (`train.full.engine`).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from memlab.strategies.base import (
@@ -56,7 +58,26 @@ def check(cfg) -> list[tuple[str, str]]:
     if t.full.engine == "torch" and res.workers > 1:
         out.append(("train.full.engine", "torch trains in the trial process, on one GPU: "
                     f"resources.full.workers={res.workers} needs deepspeed (or auto)"))
+    if t.dp.on and (n := experts(cfg.model)):
+        out.append(("train.dp.epsilon", f"full fine-tuning of a mixture-of-experts model ({n} "
+                    "experts per layer) under DP: Opacus computes no per-sample gradient of an "
+                    "expert layer (its router sends tokens of several sequences through one "
+                    "call; a tiny Mixtral fails); LoRA on its attention trains under DP"))
     return out
+
+
+EXPERTS = ("num_local_experts", "num_experts", "n_routed_experts")  # MoE keys of config.json
+
+
+def experts(m) -> int:
+    """Experts per layer of a mixture-of-experts base model (model section `m`) whose config
+    is known offline, a local HF folder's config.json; 0: a dense model, or not known (a hub
+    id: under DP, training then fails at its first step)."""
+    conf = Path(m.name or "").expanduser() / "config.json"
+    if m.source != "hf" or not m.name or not conf.is_file():
+        return 0
+    c = json.loads(conf.read_text())
+    return max(int(c.get(k) or 0) for k in EXPERTS)
 
 
 def memory(cfg, shape, rows: int, workers: int) -> float:

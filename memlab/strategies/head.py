@@ -44,12 +44,16 @@ def prepare(model, cfg) -> Prepared:
     return Prepared(model, notes, {"head_untied": untied})
 
 
+def trainable(cfg, shape) -> float:
+    """The head: vocabulary x hidden."""
+    return shape.vocab * shape.hidden
+
+
 def memory(cfg, shape, rows: int, workers: int) -> float:
     """4P fp32 weights + 16 bytes per head parameter (its untied copy, grads, Adam) + the
     logits (nothing back-propagates through the body)."""
-    return 4 * shape.params + 16 * shape.vocab * shape.hidden + logits(cfg, shape, rows)
+    return 4 * shape.params + 16 * trainable(cfg, shape) + logits(cfg, shape, rows)
 
 
 STRATEGY = register(Strategy("head", HeadSettings, prepare, "the output head",
-                             memory=memory, flops=2.0,
-                             trainable=lambda cfg, shape: shape.vocab * shape.hidden))
+                             memory=memory, flops=2.0, trainable=trainable))

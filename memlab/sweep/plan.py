@@ -7,7 +7,12 @@ Memory per GPU of a training trial: its strategy's estimate (memlab/strategies/:
 DeepSpeed ZeRO or plain torch, head, LoRA, a study's own), from its weights, gradients and
 optimizer states and the activations and logits of one forward / backward pass of `rows`
 sequences (train.micro_batch, else a worker's share of train.batch_size); plus 1 GiB of CUDA
-context and workspace.
+context and workspace. With DP fine-tuning (train.dp), plus Opacus's per-sample gradients:
+trainable parameters x rows x 4 bytes (its default hooks keep one gradient per sequence of
+the pass, cast to fp32 to be clipped) and their clipped sum, 4 bytes per trainable parameter
+(the strategy's `trainable`; every parameter for a strategy that gives none); a DP step's
+batch is Poisson-sampled, so without train.micro_batch `rows` is a draw three standard
+deviations above the mean, train.batch_size + 3 sqrt(train.batch_size) (`dp_rows`).
 A generation actor holds 2P weights, a KV cache of batch x (prefix + new tokens) (for
 instruction and chat data the part before the response comes on top: not counted here) and
 the teacher-forced passes' logits (LOGIT_ELEMS = 2^27 per forward: bf16, float32 and the
@@ -30,6 +35,7 @@ from pathlib import Path
 from memlab.components.models import torch_threads
 from memlab.config.keys import count_steps, member_stream, train_tokens
 from memlab.config.labels import model_label
+from memlab.config.privacy import sample_rate, stream_sequences
 from memlab.config.schema import StudyConfig
 
 GIB = 1024 ** 3
@@ -138,12 +144,40 @@ def gen_tokens(cfg: StudyConfig) -> int:
     return (d.num_members + d.num_nonmembers) * a.samples_per_prompt * a.max_new_tokens
 
 
+def dp_rows(cfg: StudyConfig) -> int:
+    """Sequences of a DP step's pass that the memory estimate holds: train.micro_batch, else
+    a Poisson draw three standard deviations above the mean batch (train.batch_size)."""
+    b = cfg.train.batch_size
+    return cfg.train.micro_batch or b + math.ceil(3 * math.sqrt(b))
+
+
+def dp_memory(cfg: StudyConfig, shape: Shape, rows: int) -> float:
+    """Bytes DP adds to training (the module's doc): per-sample gradients and their clipped
+    sum."""
+    s = cfg.strategy
+    return 4 * (s.trainable(cfg, shape) if s.trainable else shape.params) * (rows + 1)
+
+
+def dp_label(cfg: StudyConfig) -> str:
+    """A trial's DP settings as `memlab plan` shows them (the noise multiplier needs Opacus:
+    the train stage computes it)."""
+    dp = cfg.train.dp
+    if not dp.on:
+        return "off"
+    q = sample_rate(stream_sequences(cfg), cfg.train.batch_size)
+    return f"eps={dp.epsilon:g} delta={dp.delta:g} C={dp.max_grad_norm:g} q=1/{round(1 / q)}"
+
+
 def estimate(cfg: StudyConfig, shape: Shape, tflops: float = 300.0, workers: int = 1) -> dict:
     """Memory per GPU (GiB) of the trial (its strategy's estimate: memlab/strategies/; None
-    where the strategy gives none) and of one generation actor; GPU-hours."""
+    where the strategy gives none; with DP, its per-sample gradients) and of one generation
+    actor; GPU-hours."""
     p, t, a, strategy = shape.params, cfg.train, cfg.attack, cfg.strategy
     rows = t.micro_batch or t.batch_size // max(1, workers)  # sequences per forward / backward
+    rows = dp_rows(cfg) if t.dp.on else rows
     mem = strategy.memory(cfg, shape, rows, workers) if strategy.memory else None
+    if mem is not None and t.dp.on:
+        mem += dp_memory(cfg, shape, rows)
     flops_tok = strategy.flops * p
     kv = a.batch_size * (a.prefix_tokens + a.max_new_tokens) * shape.layers * 2 * shape.kv_dim * 2
     gen_mem = 2 * p + kv + 4 * a.batch_size * shape.vocab * 4 + 12 * 2**27  # + logits

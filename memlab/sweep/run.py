@@ -24,7 +24,7 @@ from memlab.config.schema import StudyConfig
 from memlab.io.paths import artifact_root, default_tracking_uri, stage_dir, sweep_root
 from memlab.sweep.plan import model_shape, sized_shares
 from memlab.sweep.trial import TrialPlan, stages_done
-from memlab.tracking.trials import Tracking
+from memlab.tracking.trials import Tracking, dp_tags
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def prepare(study: Study, tracking: Tracking) -> list[TrialPlan]:
         model, data = models[mkey], datasets[keys.data]
         tags = {**prov, "strategy": cfg.train.strategy, "sweep": cfg.sweep.name,
                 "model": model_label(cfg), "dup_factor": cfg.data.dup_factor, "seed": cfg.seed,
-                "dup_counts": dup_label(cfg),
+                "dup_counts": dup_label(cfg), **dp_tags(cfg),
                 "data_sha256": data["sha256"], "data_source": data["source_ref"],
                 **{f"model.{k}": v for k, v in model["identity"].items()}}
         plans.append(TrialPlan(config=cfg, keys=keys, name=trial.name, point=trial.point,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memlab.components.models import torch_threads
+from memlab.components.privacy import FIGURES as DP_FIGURES
 from memlab.config.keys import StageKeys
 from memlab.config.load import to_dict
 from memlab.config.schema import StudyConfig
@@ -137,6 +138,7 @@ def _result(plan: TrialPlan, outputs: dict) -> dict:
     train_metrics = {k: train.manifest[k] for k in (
         "trainable_params", "total_params", "trainable_frac", "train_steps", "train_time_s",
         "train_tokens_per_s", "final_loss")}
+    train_metrics |= {k: train.manifest[k] for k in DP_FIGURES if k in train.manifest}
     # documents the dataset stage left out (empty, too few words, a repeated text, ...)
     skipped = (read_manifest(plan.stage("data")) or {}).get("skipped", {})
     data_metrics = {f"data_skipped_{k}": v for k, v in skipped.items()}

@@ -135,6 +135,16 @@ def log_trial(plan: Trial, tags: dict | None = None) -> str:
     return run.run_id
 
 
+def dp_tags(cfg: StudyConfig) -> dict[str, str]:
+    """The trial's DP settings as MLflow tags next to its strategy, so that the runs list
+    groups and filters by them: `dp_epsilon` and `dp_delta`, the target (`off` without DP).
+    What it spent is a metric (dp_epsilon_spent), with the noise multiplier."""
+    dp = cfg.train.dp
+    if not dp.on:
+        return {"dp_epsilon": "off", "dp_delta": "off"}
+    return {"dp_epsilon": f"{dp.epsilon:g}", "dp_delta": f"{dp.delta:g}"}
+
+
 def log_text(cfg) -> bool:
     """tracking.log_text resolved: auto is on for the demo corpus only."""
     t = cfg.tracking.log_text
