@@ -250,10 +250,13 @@ def test_mlflow_ui_in_headless_chromium_opens_on_the_trials(sweep, ui):
         driver.get(ui["base"] + printed.replace("/runs?", "/runs?compareRunsMode=CHART&"))
         search = wait.until(lambda _: driver.find_element(
             By.CSS_SELECTOR, "input[placeholder='Search metric charts']"))
+        # (charts render once scrolled to: fold the study's figures, which fill the window)
+        wait.until(lambda _: driver.find_elements(
+            By.XPATH, "//*[normalize-space(text())='study']"))[0].click()
         for metric in ("vs_dup", "train_loss"):
             search.send_keys(Keys.CONTROL, "a")  # (clear() does not reach React's state)
             search.send_keys(Keys.BACKSPACE, metric)
-            wait.until(lambda _, metric=metric: f"{metric}" in body() and
+            wait.until(lambda _, metric=metric: metric in body() and
                        all(n in body() for n in runs))
             driver.save_screenshot(str(shots / f"mlflow-ui-charts-{metric}.png"))
     for f in ("mlflow-ui-runs.png", "mlflow-ui-group-by.png", "mlflow-ui-charts-vs_dup.png",
