@@ -117,7 +117,8 @@ def main() -> int:
     trials = rows(load_study(args.sweep, sets))
     figs = figures(trials)
     write_result(args.out, "strategies.py", headline(figs), sweep=Path(args.sweep).name,
-                 overrides=sets, trials=len(trials), wall_s=wall, figures=figs,
+                 overrides=sets, trials=len(trials), seeds=sorted({t["seed"] for t in trials}),
+                 wall_s=wall, figures=figs,
                  per_trial=trials)
     return 0
 
