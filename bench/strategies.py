@@ -10,6 +10,7 @@ perplexity; DP-LoRA's spent and target epsilon and its AUC at 16 copies next to 
 
     python bench/strategies.py --only seed=0       # one seed (a device call of < 10 min)
     python bench/strategies.py --no-run            # record the finished sweep
+    python bench/strategies.py --figure bench/results/strategies.png   # its frontier, table
 """
 
 from __future__ import annotations
@@ -92,6 +93,47 @@ def headline(figs: dict) -> dict:
     return {k: figs.get(k) for k in keep}
 
 
+def draw(record: dict, study, png: Path) -> str:
+    """The privacy-utility frontier of a record (the report's figure, memlab/report/figures.py,
+    over the record's trials: their score summaries and training figures) and its table as
+    markdown: per method, mean over the record's seeds [95% interval where there are two or
+    more]. The study gives each method's strategy and model."""
+    from memlab.config.labels import model_label
+    from memlab.report.figures import Series, plot_frontier
+    from memlab.report.numbers import aggregate
+
+    of = {t.point["method"]: t.config for t in study.trials}
+    records = []
+    for t in record["per_trial"]:
+        cfg = of[t["method"]]
+        rows = [{"split": k.split("|")[0], "dup_count": int(k.split("|")[1]),
+                 "metric": k.split("|")[2], "value": v} for k, v in t["values"].items()]
+        records.append(({"strategy": cfg.train.strategy, "model": model_label(cfg),
+                         "point": {"method": t["method"]}, "seed": t["seed"], "key": t["key"],
+                         "train": t["train"]}, rows))
+    groups = aggregate(records, ["method"])
+    plot_frontier(groups, Series(groups, ["method"]), png, 0.8)
+
+    def cell(stat, fmt: str) -> str:
+        if stat is None:
+            return "-"
+        if stat.lo is None or stat.n < 2:
+            return format(stat.mean, fmt)
+        return f"{stat.mean:{fmt}} [{stat.lo:{fmt}}, {stat.hi:{fmt}}]"
+
+    lines = ["| method | trainable params | sim>=0.8 % minus floor, 16 copies | "
+             "MIA AUC (ref), 4 copies | MIA AUC (ref), 16 copies | held-out ppl |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for g in groups:
+        n = g.train.get("trainable_params")
+        lines.append(f"| {g.key['method']} | {n.mean:,.0f} | "
+                     f"{cell(g.minus_floor('sim_src_ge_0.8_pct', 16), '.2f')} | "
+                     f"{cell(g.get('member', 4, 'auc_ref'), '.3f')} | "
+                     f"{cell(g.get('member', 16, 'auc_ref'), '.3f')} | "
+                     f"{cell(g.get('nonmember', -1, 'ppl'), '.1f')} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sweep", default=str(ROOT / "sweeps" / "strategies.yaml"))
@@ -99,8 +141,16 @@ def main() -> int:
     ap.add_argument("--only", action="append", default=[], metavar="AXIS=VALUE")
     ap.add_argument("--no-run", action="store_true", help="only record a finished sweep")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "strategies.json"))
+    ap.add_argument("--figure", metavar="PNG", help="draw the frontier of the record --out "
+                    "(and print its table as markdown): nothing runs")
     args = ap.parse_args()
     sets = GPU + args.set
+    if args.figure:
+        from memlab.config.expand import load_study
+
+        record = json.loads(Path(args.out).read_text())
+        print(draw(record, load_study(args.sweep, record["overrides"]), Path(args.figure)))
+        return 0
     wall = None
     if not args.no_run:
         cmd = [sys.executable, "-m", "memlab", "run", args.sweep,
