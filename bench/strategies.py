@@ -30,7 +30,7 @@ GPU = ["data.num_members=600", "data.num_nonmembers=300", "data.dup_factor=1",
        "data.shard_rows=150", "train.batch_size=32", "train.seq_len=128",
        "attack.prefix_tokens=50", "attack.suffix_tokens=50", "attack.max_new_tokens=50",
        "attack.batch_size=512", "attack.actors=3", "attack.actor_cpus=1",
-       "attack.actor_gpus=0.05", "resources.gpu_mem_gb=80", "sweep.max_concurrent_trials=3",
+       "attack.actor_gpus=0.06", "resources.gpu_mem_gb=80", "sweep.max_concurrent_trials=3",
        "grid.seed=[0, 1, 2]",
        *(f"resources.{s}={{cpu: 1, gpu: 0.15}}" for s in (
            "full", "head", "lora", "dora", "ia3", "loha", "lokr", "vera", "prefix", "prompt"))]
