@@ -1,0 +1,101 @@
+"""Issue 34 part 1: evaluation points (train.eval_at / eval_every / keep_checkpoints) as the
+config sees them: the steps they resolve to, the keys of a checkpoint's own stages, what
+`memlab validate` refuses, and the keys of every study under sweeps/, which neither setting
+changes (adding evaluation points must not train again under a new key)."""
+
+import dataclasses
+import hashlib
+import json
+import subprocess
+
+import pytest
+
+from memlab.config.expand import load_study
+from memlab.config.keys import checkpoint_keys, eval_steps
+from memlab.config.schema import StudyConfig
+from tests.conftest import ROOT, SWEEPS
+
+# sha256 (16 hex) of the StageKeys of every trial of each study, in study order, as main had
+# them before evaluation points existed (99affb7)
+KEYS_BEFORE = {
+    "arxiver.yaml": "4fbdabed041761d2",
+    "chatdoctor.yaml": "c09f6ca2e21956c8",
+    "gpu-1.yaml": "4fe289ead8d45ffc",
+    "lora-design.yaml": "d706199a86896548",
+    "paper.yaml": "81a57cd96149b8c3",
+    "quickstart.yaml": "51d1e948433c9bff",
+    "smoke.yaml": "ec80786084f9a842",
+    "strategies.yaml": "9a0064dd9cc819bc",
+}
+
+
+def _digest(study: str, sets: list[str] = ()) -> str:
+    trials = load_study(SWEEPS / study, list(sets)).trials
+    blob = json.dumps([dataclasses.asdict(t.keys) for t in trials]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def test_every_study_under_sweeps_is_pinned():
+    assert set(KEYS_BEFORE) == {p.name for p in SWEEPS.glob("*.yaml")
+                                if not p.name.startswith("_")}
+
+
+@pytest.mark.parametrize("study", sorted(KEYS_BEFORE))
+def test_evaluation_points_keep_every_key(study):
+    assert _digest(study) == KEYS_BEFORE[study]  # the settings at their defaults
+    for sets in (["train.eval_at=[0.25,0.5,0.75,1.0]", "train.keep_checkpoints=none"],
+                 ["train.eval_every=3", "train.keep_checkpoints=adapters"]):
+        assert _digest(study, sets) == KEYS_BEFORE[study], sets
+
+
+def _cfg(**train) -> StudyConfig:
+    cfg = StudyConfig()
+    for k, v in train.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+def test_eval_steps():
+    assert eval_steps(_cfg(), 9) == []  # the final model only, as before
+    # ceil(fraction x steps); the last step is the final model, not a checkpoint
+    assert eval_steps(_cfg(eval_at=[0.25, 0.5, 0.75, 1.0]), 9) == [3, 5, 7]
+    assert eval_steps(_cfg(eval_at=[0.75, 0.25, 0.125, 0.875]), 9) == [2, 3, 7, 8]
+    assert eval_steps(_cfg(eval_at=[0.01, 0.02]), 9) == [1]  # (at least step 1, once)
+    assert eval_steps(_cfg(eval_at=[1 / 3]), 9) == [3]  # (no float fuzz past the step)
+    assert eval_steps(_cfg(eval_every=3), 9) == [3, 6]
+    assert eval_steps(_cfg(eval_every=4), 9) == [4, 8]
+    assert eval_steps(_cfg(eval_every=20), 9) == []
+
+
+def test_a_checkpoint_has_its_own_gen_and_score_keys_and_shares_the_rest():
+    keys = load_study(SWEEPS / "smoke.yaml").trials[0].keys
+    at3, at5 = checkpoint_keys(keys, 3), checkpoint_keys(keys, 5)
+    for k in (at3, at5):
+        assert (k.data, k.train, k.base) == (keys.data, keys.train, keys.base)
+        assert k.gen != keys.gen and k.score != keys.score and k.trial == k.score
+    assert at3.gen != at5.gen and at3.score != at5.score
+    assert checkpoint_keys(keys, 3) == at3  # content-addressed: the same step, the same keys
+
+
+@pytest.mark.parametrize("sets,key,starts", [
+    (["train.eval_at=[0.5]", "train.eval_every=2"], "train.eval_every", "2 with train.eval_at"),
+    (["train.eval_at=[0.5,1.5]"], "train.eval_at", ""),
+    (["train.eval_at=[0]"], "train.eval_at", ""),
+    (["train.eval_every=-1"], "train.eval_every", ""),
+    (["train.keep_checkpoints=some"], "train.keep_checkpoints", ""),
+])
+def test_validate_refuses_bad_evaluation_points_in_one_line(memlab_cmd, sets, key, starts):
+    args = [a for s in sets for a in ("--set", s)]
+    r = subprocess.run([*memlab_cmd, "validate", str(SWEEPS / "smoke.yaml"), *args],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{key}: {starts}" in lines[0], r.stderr
+
+
+def test_validate_takes_evaluation_points(memlab_cmd):
+    r = subprocess.run([*memlab_cmd, "validate", str(SWEEPS / "smoke.yaml"), "--set",
+                        "train.eval_at=[0.25,0.5,0.75,1.0]", "--set",
+                        "train.keep_checkpoints=adapters"], capture_output=True, text=True,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr
