@@ -99,3 +99,52 @@ def test_validate_takes_evaluation_points(memlab_cmd):
                         "train.keep_checkpoints=adapters"], capture_output=True, text=True,
                        cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+# -- part 2: the train stage exports the model at each evaluation point ----------------------
+
+def _tree(folder):
+    from memlab.config.digests import file_sha256
+
+    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.mark.parametrize("strategy,saved", [("lora", "adapter"), ("head", "full_model")])
+def test_the_train_stage_exports_each_point_and_trains_the_same(tmp_path, strategy, saved):
+    """Each point's export in at/<step>/ (the strategy's adapter or full weights, a manifest
+    that generation loads from); the final model is the one a training without points gives;
+    an export lost is made again bit for bit (CPU, float32) by `reexport`, which writes
+    nothing else."""
+    from memlab.components.models import load_trained
+    from memlab.io.shards import read_manifest
+    from memlab.stages.train import WORK
+    from memlab.stages.work import TrialContext
+    from tests.conftest import stage
+    from tests.unit.test_train_stage import _setup
+
+    cfg, base, data = _setup(tmp_path, "llama", strategy, epochs=3)
+    plain = stage("train", cfg, base=base, data=data, train=tmp_path / "plain").manifest
+    assert plain["train_steps"] == 9 and not (tmp_path / "plain" / "at").exists()
+    cfg.train.eval_at = [0.25, 0.5, 0.75, 1.0]
+    train = tmp_path / "train"
+    man = stage("train", cfg, base=base, data=data, train=train).manifest
+    assert sorted(int(p.name) for p in (train / "at").iterdir()) == [3, 5, 7]
+    for step in (3, 5, 7):
+        at = read_manifest(train / "at" / str(step))
+        assert (at["step"], at["saved"], at["base_model"]) == (step, saved, base)
+        load_trained(train / "at" / str(step))  # (what the point's generate stage loads)
+    assert _tree(train / "model") == _tree(tmp_path / "plain" / "model")
+    assert (man["train_steps"], man["final_loss"]) == (9, plain["final_loss"])
+    # an export lost (a point added later, or dropped): made again, the same, nothing else
+    import shutil
+
+    before = {p: p.stat().st_mtime_ns for p in train.rglob("*") if p.is_file()}
+    five = _tree(train / "at" / "5")
+    shutil.rmtree(train / "at" / "5")
+    WORK.reexport(TrialContext(cfg, {"data": data, "train": train}, base_model=base), train,
+                  [5])
+    assert _tree(train / "at" / "5") == five
+    others = {p: p.stat().st_mtime_ns for p in train.rglob("*") if p.is_file()}
+    assert {p: t for p, t in others.items() if "/at/5/" not in str(p)} == \
+        {p: t for p, t in before.items() if "/at/5/" not in str(p)}
