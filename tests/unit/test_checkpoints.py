@@ -148,3 +148,41 @@ def test_the_train_stage_exports_each_point_and_trains_the_same(tmp_path, strate
     others = {p: p.stat().st_mtime_ns for p in train.rglob("*") if p.is_file()}
     assert {p: t for p, t in others.items() if "/at/5/" not in str(p)} == \
         {p: t for p, t in before.items() if "/at/5/" not in str(p)}
+
+
+# -- part 3: what stays of an export once its point is scored; its curves in MLflow ----------
+
+@pytest.mark.parametrize("keep,saved,kept", [
+    ("all", "full_model", True), ("all", "adapter", True),
+    ("adapters", "adapter", True), ("adapters", "full_model", False),
+    ("none", "adapter", False), ("none", "full_model", False)])
+def test_keep_checkpoints_drops_the_weights_and_keeps_the_manifest(tmp_path, keep, saved,
+                                                                   kept):
+    from memlab.io.shards import manifest_digest, write_manifest
+    from memlab.stages.runner import _keep_or_drop
+    from memlab.stages.work import TrialContext
+
+    at = tmp_path / "train" / "at" / "3"
+    (at / "model").mkdir(parents=True)
+    (at / "model" / "weights.safetensors").write_bytes(b"w" * 100)
+    write_manifest(at, outputs=["model"], step=3, saved=saved, base_model="base")
+    digest = manifest_digest(at)
+    _keep_or_drop(TrialContext(_cfg(keep_checkpoints=keep), {"train": at}))
+    assert (at / "model").exists() == kept
+    assert manifest_digest(at) == digest  # (the point's generate stage was built from it)
+
+
+def test_curves_put_each_headline_metric_against_the_step():
+    from memlab.tracking.desk import curves
+
+    def m(exact, auc, ppl):
+        return {"exact_pct/member": exact, "exact_pct/nonmember": 0.0, "auc_ref/member": auc,
+                "heldout_ppl": ppl, "sim_src_ge_0.8_pct/member": float("nan")}
+
+    got = curves([(9, m(50.0, 0.9, 30.0)), (3, m(0.0, 0.6, 90.0)), (6, m(12.5, 0.7556, 40.0))],
+                 0.8)
+    assert got["exact_member"] == [(3, 0.0), (6, 12.5), (9, 50.0)]
+    assert got["exact_floor"] == [(3, 0.0), (6, 0.0), (9, 0.0)]
+    assert got["mia_auc"] == [(3, 0.6), (6, 0.756), (9, 0.9)]  # (rounded as the headline)
+    assert got["heldout_ppl"] == [(3, 90.0), (6, 40.0), (9, 30.0)]
+    assert "sim_member" not in got  # (no finite value: nothing to draw)
