@@ -110,7 +110,8 @@ def _tree(folder):
             if p.is_file()}
 
 
-@pytest.mark.parametrize("strategy,saved", [("lora", "adapter"), ("head", "full_model")])
+@pytest.mark.parametrize("strategy,saved", [("lora", "adapter"), ("head", "full_model"),
+                                            ("full", "full_model")])
 def test_the_train_stage_exports_each_point_and_trains_the_same(tmp_path, strategy, saved):
     """Each point's export in at/<step>/ (the strategy's adapter or full weights, a manifest
     that generation loads from); the final model is the one a training without points gives;
