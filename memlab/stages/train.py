@@ -93,6 +93,7 @@ def _reexport(ctx: TrialContext, folder: Path, steps: list[int]) -> None:
              "final model and the exports on disk are kept", folder.name,
              ", ".join(map(str, steps)), max(steps))
     _fit(ctx)(ctx.cfg, ctx.base_model, ctx.dir("data"), folder, None, redo=steps)
+    shutil.rmtree(folder / RAY_STORAGE, ignore_errors=True)  # (Ray Train's, as WORK's scratch)
 
 
 WORK = Work(
