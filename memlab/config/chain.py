@@ -11,6 +11,16 @@ computes it (`work`: its WORK, memlab/stages/runner.py). From these declarations
 stage keys (memlab/config/keys.py), the runner's "is this trial done" (one loop over them) and
 the order a trial computes its stages in.
 
+Evaluation points (train.eval_at / train.eval_every: memorization through training): the
+train stage also exports the model after chosen optimizer steps into its own folder
+(`at/<step>/`, memlab/stages/train.py). A checkpoint is a model like any other: the links
+marked `per_checkpoint` (gen, score) run again for it, through the same runner, with the
+train folder replaced by `at/<step>` and keys that hash the final model's key of that stage
+and the step (memlab/config/keys.py, checkpoint_keys); data, train and the base model's pass
+are the trial's. The last step is the final model, evaluated once by the trial's own stages.
+The points are in no key: adding points computes only the new ones, and "is this trial done"
+covers every point (memlab/stages/runner.py).
+
 The module is named, not imported: the config floor stays free of torch and of the stages,
 which sit above it (the same way `score.plugins` and `train.plugins` name modules).
 """
@@ -48,6 +58,7 @@ class Link:
     work: str  # the module that computes it (its WORK)
     extra: Callable[[StudyConfig, dict[str, str]], dict] = _nothing  # (cfg, resolved) -> key
     when: Callable[[StudyConfig], bool] = _always  # whether a trial has this stage
+    per_checkpoint: bool = False  # an evaluation point (train.eval_at) has one of its own
 
 
 def _data(cfg: StudyConfig, run: dict[str, str]) -> dict:
@@ -93,10 +104,15 @@ def _score(cfg: StudyConfig, run: dict[str, str]) -> dict:
 CHAIN: tuple[Link, ...] = (
     Link("data", (), ("data",), (), "memlab.stages.data", _data),
     Link("train", ("data",), ("model", "train"), ("data",), "memlab.stages.train", _train),
-    Link("gen", ("train",), ("attack",), ("train", "data"), "memlab.stages.generate", _gen),
+    Link("gen", ("train",), ("attack",), ("train", "data"), "memlab.stages.generate", _gen,
+         per_checkpoint=True),
     # the base model's pass: shared by every strategy, seed and attack of a model and dataset
     Link("base", ("data",), ("model",), ("data",), "memlab.stages.base", _base, base_pass),
-    Link("score", ("gen", "base"), ("score",), ("gen", "base"), "memlab.stages.score", _score),
+    Link("score", ("gen", "base"), ("score",), ("gen", "base"), "memlab.stages.score", _score,
+         per_checkpoint=True),
 )
+CHECKPOINTS_FROM = "train"
+"""The stage whose folder holds the evaluation points' models (at/<step>/): to a checkpoint's
+own stages it stands where the final model's train folder stands for the trial's."""
 LINKS = {link.name: link for link in CHAIN}
 STAGES = tuple(LINKS)

@@ -249,6 +249,9 @@ def _train_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
     if res.workers > 1 and not cfg.strategy.workers:
         out.append((f"resources.{s}.workers", f"{s} trains in the trial process: only a "
                     "strategy that trains across workers (full) takes several"))
+    if t.eval_at and t.eval_every:
+        out.append(("train.eval_every", f"{t.eval_every} with train.eval_at "
+                    f"{t.eval_at}: give the evaluation points one way (the other off)"))
     per_worker = t.batch_size // max(1, res.workers)
     if t.micro_batch > 0 and per_worker > 0 and per_worker % t.micro_batch:
         out.append(("train.micro_batch", f"{t.micro_batch} does not divide the {per_worker} "

@@ -22,6 +22,7 @@ Content, not mtimes: a local dataset is identified by the SHA-256 of its files
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -144,6 +145,30 @@ def count_steps(stream_len: int, cfg: StudyConfig) -> int:
     t = cfg.train
     steps = -(-stream_len // t.batch_size) * t.epochs
     return min(steps, t.max_steps) if t.max_steps else steps
+
+
+def eval_steps(cfg: StudyConfig, steps: int) -> list[int]:
+    """The optimizer steps (of a training of `steps` steps) after which the model is
+    evaluated besides the final one: train.eval_at's fractions (each at ceil(fraction x
+    steps), at least 1) or every train.eval_every-th step, in order, the last step left out
+    (it is the final model, evaluated by the trial's own stages)."""
+    t = cfg.train
+    if t.eval_every:
+        points = set(range(t.eval_every, steps + 1, t.eval_every))
+    else:
+        points = {max(1, math.ceil(f * steps - 1e-9)) for f in t.eval_at}
+    return sorted(s for s in points if s < steps)
+
+
+def checkpoint_keys(keys: StageKeys, step: int) -> StageKeys:
+    """The keys of the model after `step` optimizer steps (an evaluation point): each stage a
+    checkpoint has of its own (chain.py's `per_checkpoint`: generate, score) keyed by the
+    final model's key of that stage and the step; the others (data, train, base) are the
+    trial's: the checkpoint lies in the trial's train folder, and the base model's pass does
+    not depend on the fine-tuned model. From the keys alone (no file is read)."""
+    return dataclasses.replace(keys, **{
+        link.name: content_key({link.name: getattr(keys, link.name), "step": step})
+        for link in CHAIN if link.per_checkpoint})
 
 
 def train_tokens(cfg: StudyConfig) -> int:

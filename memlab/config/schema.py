@@ -287,6 +287,22 @@ class TrainSection(PerStrategy):
                                              ge=0)
     dp: DPSection = field(default_factory=DPSection, metadata={
         "help": "Differentially private fine-tuning (off unless train.dp.epsilon is set)."})
+    eval_at: list[float] = _f(
+        [], "Memorization through training: evaluate the model also at these fractions of the "
+        "trial's optimizer steps (e.g. [0.25, 0.5, 0.75, 1.0]; each at step ceil(fraction x "
+        "steps)): the train stage exports it there (<train folder>/at/<step>/), and it gets "
+        "the generate and score stages of the final model, keyed by the trial's keys and the "
+        "step. A point at the last step is the final model (scored once). []: the final model "
+        "only. In no key: adding points computes only the new ones. Not with eval_every.",
+        gt=0, le=1)
+    eval_every: int = _f(0, "Evaluate the model every N optimizer steps (as eval_at does; the "
+                            "last step is the final model). 0 = off. Not with eval_at.", ge=0)
+    keep_checkpoints: Literal["all", "adapters", "none"] = _f(
+        "all", "Evaluation points' exports (<train folder>/at/<step>/model) kept on disk once "
+        "their score stage finished. all: every one; adapters: those of strategies that save "
+        "an adapter (full weights dropped); none: drop every one. A dropped export is "
+        "trained again (same seed, data and schedule) when a later run needs to generate from "
+        "it again (a changed attack setting).")
 
     def section_type(self, strategy: str) -> type:
         return strategies.get(strategy).settings
@@ -582,6 +598,8 @@ class StudyConfig:
 
 
 # Sections that say where/how a trial runs, not what it computes: excluded from trial_key.
+# (The evaluation points, train.eval_at / eval_every, add checkpoints of the same training:
+# each checkpoint's stages are keyed by the trial's keys and its step, memlab/config/keys.py.)
 # (attack.batch_size stays in: the seed of a sampled batch depends on the batch layout.)
 # (What they resolve to where it changes the numbers, the device and precision a trial trains
 # and generates on and the generation engine, is part of the keys: memlab/config/keys.py.)
@@ -589,5 +607,6 @@ NON_IDENTITY_KEYS = ("sweep", "resources", "tracking", "attack.actors", "attack.
                      "attack.warm", "attack.warm_models",
                      "attack.actor_gpus", "score.corpus_block", "train.threads",
                      "train.log_every", "train.checkpoint_every", "train.micro_batch",
+                     "train.eval_at", "train.eval_every", "train.keep_checkpoints",
                      "train.compile", "train.compile_min_tokens", "model.cache_dir",
                      "model.scale", "score.headline_threshold")

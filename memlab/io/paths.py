@@ -2,7 +2,8 @@
 timestamps, no random suffixes.
 
     <runs_root>/stages/data/<data_key>/     dataset shards (+ corpus embeddings, plagiarism index)
-    <runs_root>/stages/train/<train_key>/   the fine-tuned model or adapter, loss curve
+    <runs_root>/stages/train/<train_key>/   the fine-tuned model or adapter, loss curve;
+                                            at/<step>/: the model at an evaluation point
     <runs_root>/stages/gen/<gen_key>/       generation shards
     <runs_root>/stages/score/<score_key>/   score shards, summary.parquet
     <runs_root>/<sweep>/<trial_key>/        a trial's record: config.json, result.json, plots
@@ -35,6 +36,12 @@ def stage_dir(cfg: StudyConfig, stage: str, key: str) -> Path:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r} (one of {', '.join(STAGES)})")
     return runs_root(cfg) / "stages" / stage / key
+
+
+def checkpoint_dir(train_dir: str | Path, step: int) -> Path:
+    """Where a train stage exports the model after `step` optimizer steps (an evaluation
+    point, train.eval_at / eval_every): its `model/` and a manifest, as a train folder has."""
+    return Path(train_dir) / "at" / str(step)
 
 
 def trial_dir(cfg: StudyConfig, key: str) -> Path:

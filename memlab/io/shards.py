@@ -294,6 +294,13 @@ def stage_done(folder: str | os.PathLike, upstream: str) -> bool:
     return man is not None and _built_from(folder, man) == upstream and not damaged(folder, man)
 
 
+def outputs_present(folder: str | os.PathLike) -> bool:
+    """A manifest in `folder`, every output as it records them: a finished piece that is not a
+    stage of its own (an evaluation point's export, at/<step>/ of a train folder)."""
+    man = read_manifest(folder)
+    return man is not None and not damaged(Path(folder), man)
+
+
 def begin_stage(folder: str | os.PathLike, upstream: str) -> dict | None:
     """The stage's manifest if it finished from `upstream` and its outputs are all present;
     otherwise None, with the folder made ready for a (re)run: outputs built from another

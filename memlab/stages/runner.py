@@ -8,7 +8,15 @@
 
 The chain (which stages, in which order, what each reads) is memlab/config/chain.py; what each
 stage computes is its module's `WORK` (memlab/stages/work.py). "Is this trial done" is one loop
-over the same declarations.
+over the same declarations, evaluation points included.
+
+Evaluation points (train.eval_at / eval_every): once the chain ran, each point's own stages
+(the links marked `per_checkpoint`) go through the same steps in the point's context
+(TrialContext.at: its keys and folders, its export where the train folder was). Exports a
+point still needs to generate from and the train folder lacks are made again first, under the
+train stage's lock (its WORK's `reexport`); once a point's stages finished, its export is kept
+or dropped as train.keep_checkpoints says (its manifest stays: the point's stages were built
+from it).
 """
 
 from __future__ import annotations
@@ -17,8 +25,17 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from memlab.config.chain import CHAIN
-from memlab.io.shards import StageOutput, claim_stage, stage_done, write_manifest
+from memlab.config.chain import CHAIN, CHECKPOINTS_FROM
+from memlab.config.keys import eval_steps
+from memlab.io.paths import checkpoint_dir
+from memlab.io.shards import (
+    StageOutput,
+    claim_stage,
+    outputs_present,
+    read_manifest,
+    stage_done,
+    write_manifest,
+)
 from memlab.stages.work import TrialContext, Work, shard_jobs, upstream_of, work_of
 
 
@@ -65,9 +82,82 @@ def finished(ctx: TrialContext, stage: str) -> bool:
 
 
 def chain_done(ctx: TrialContext) -> bool:
-    """Every stage of the trial finished: the trial needs no compute, only its record and
-    logging."""
-    return all(finished(ctx, link.name) for link in CHAIN if ctx.has(link.name))
+    """Every stage of the trial finished, and every stage of its evaluation points: the trial
+    needs no compute, only its record and logging."""
+    return all(finished(ctx, link.name) for link in CHAIN if ctx.has(link.name)) and \
+        all(_point_done(ctx.at(step)) for step in checkpoint_steps(ctx))
+
+
+def checkpoint_steps(ctx: TrialContext) -> list[int]:
+    """The trial's evaluation points before its last step (keys.eval_steps), from its finished
+    training's step count; [] without points or before the training finished."""
+    t = ctx.cfg.train
+    man = read_manifest(ctx.dir(CHECKPOINTS_FROM)) if t.eval_at or t.eval_every else None
+    return eval_steps(ctx.cfg, man["train_steps"]) if man else []
+
+
+def _own(at: TrialContext, reading: bool = False) -> list[str]:
+    """The point's own stages (per_checkpoint), in the chain's order; `reading`: those that
+    read its export."""
+    return [link.name for link in CHAIN if link.per_checkpoint and at.has(link.name)
+            and (not reading or CHECKPOINTS_FROM in link.reads)]
+
+
+def _point_done(at: TrialContext) -> bool:
+    """Every stage of the evaluation point finished (from its export's manifest)."""
+    return read_manifest(at.dir(CHECKPOINTS_FROM)) is not None and \
+        all(finished(at, stage) for stage in _own(at))
+
+
+def _export_missing(at: TrialContext) -> bool:
+    """The point has a stage to compute from its export, and the export is not on disk."""
+    folder = at.dir(CHECKPOINTS_FROM)
+    if outputs_present(folder):
+        return False
+    return read_manifest(folder) is None or \
+        not all(finished(at, stage) for stage in _own(at, reading=True))
+
+
+def run_checkpoints(ctx: TrialContext,
+                    said: Callable[[str, StageOutput], None] = lambda stage, out: None
+                    ) -> dict[int, dict[str, StageOutput]]:
+    """Every evaluation point's own stages, point by point (each reused when done), after the
+    exports they need are made again; `said("<stage>@<step>", output)` after each. Returns
+    {step: {stage: output}}."""
+    steps = checkpoint_steps(ctx)
+    if missing := [s for s in steps if _export_missing(ctx.at(s))]:
+        _reexport(ctx, missing)
+    outputs: dict[int, dict[str, StageOutput]] = {}
+    for step in steps:
+        at = ctx.at(step)
+        outputs[step] = {}
+        for stage in _own(at):
+            outputs[step][stage] = run_stage(at, stage)
+            said(f"{stage}@{step}", outputs[step][stage])
+        _keep_or_drop(at)
+    return outputs
+
+
+def _reexport(ctx: TrialContext, steps: list[int]) -> None:
+    """The exports of `steps`, made again by the stage that writes them, under its lock (a
+    trial sharing the training may be making them: those it made are not made twice)."""
+    folder = ctx.dir(CHECKPOINTS_FROM)
+    with claim_stage(folder, upstream_of(ctx, CHECKPOINTS_FROM)) as claim:
+        if claim.finished is None:
+            raise RuntimeError(f"{folder}: training did not finish; run the trial again")
+        if steps := [s for s in steps if not outputs_present(checkpoint_dir(folder, s))]:
+            work_of(CHECKPOINTS_FROM).reexport(ctx, folder, steps)
+
+
+def _keep_or_drop(at: TrialContext) -> None:
+    """train.keep_checkpoints, once the point's stages finished: all keeps its export;
+    adapters keeps an adapter (the strategy's `saved`) and drops full weights; none drops it.
+    The export's manifest stays: the point's stages were built from it."""
+    keep, folder = at.cfg.train.keep_checkpoints, at.dir(CHECKPOINTS_FROM)
+    man = read_manifest(folder) or {}
+    if keep == "none" or (keep == "adapters" and man.get("saved") != "adapter"):
+        for name in man.get("outputs", []):
+            shutil.rmtree(folder / name, ignore_errors=True)
 
 
 def run_chain(ctx: TrialContext,

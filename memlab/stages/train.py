@@ -16,6 +16,21 @@ A step may be split into micro-batches (train.micro_batch) whose gradients add u
 step's; the loop does not wait for the GPU between steps (losses come to the host every FLUSH_S
 seconds). With `train.checkpoint_every`, a resumable checkpoint is kept in `ckpt/`; a rerun
 continues from it, and it is removed once the stage is done.
+
+Evaluation points (train.eval_at / eval_every; memlab/config/chain.py says how they are
+evaluated): after each point's optimizer step the loop exports the model as the final export
+does (the strategy's `saved`: an adapter, or full weights) into `at/<step>/model`, with a
+manifest written last (`saved`, `base_model`: what generation loads; its digest is what the
+point's generate stage is built from). Exporting reads the weights only: the training, and its
+final model, are the same with or without points. A point whose export is on disk is not
+exported again. The points are in no key, so a rerun with new points finds the stage done:
+the runner then asks `reexport` for the exports it lacks, which trains again from the start,
+with the same seed, data order and schedule, up to the last point it needs, exports only
+those and writes nothing else (the final model, its manifest and every export on disk are
+kept; on CPU in float32 the weights come back bit for bit, on a GPU they may differ in the
+last bits, and the point's stages are keyed on the export's own manifest). The same happens
+for an export train.keep_checkpoints dropped once its point was scored, should a changed
+attack setting need to generate from it again.
 """
 
 from __future__ import annotations
@@ -24,6 +39,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -37,10 +53,11 @@ from memlab.components.models import (
     torch_threads,
 )
 from memlab.components.training import CKPT, Setup, make_setup, micro_parts, micro_steps
-from memlab.config.keys import count_steps
+from memlab.config.keys import count_steps, eval_steps
 from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
-from memlab.io.shards import write_json_atomic
+from memlab.io.paths import checkpoint_dir
+from memlab.io.shards import outputs_present, write_json_atomic, write_manifest
 from memlab.stages.work import TrialContext, Work
 
 log = logging.getLogger(__name__)
@@ -51,19 +68,37 @@ FLUSH_S = 2.0  # losses come to the host (one sync) at most this often, and at c
 TOKENIZE_CHUNK = 4096  # documents per batched tokenizer call
 
 
-def _compute(ctx: TrialContext, folder: Path) -> dict:
-    """Fine-tune into `folder` (in this process, or across Ray Train workers for DeepSpeed in
-    a sweep); the manifest's fields, as rank 0 recorded them in metrics.json."""
+def _fit(ctx: TrialContext):
+    """Where the trial trains: in this process, or across Ray Train workers for DeepSpeed in
+    a sweep."""
     from memlab.config.keys import resolved
 
-    fit = _fit_ray_train if ctx.ray_workers and \
+    return _fit_ray_train if ctx.ray_workers and \
         resolved(ctx.cfg)["train_engine"] == "deepspeed" else train_here
-    fit(ctx.cfg, ctx.base_model, ctx.dir("data"), folder, ctx.on_loss)
+
+
+def _compute(ctx: TrialContext, folder: Path) -> dict:
+    """Fine-tune into `folder`; the manifest's fields, as rank 0 recorded them in
+    metrics.json."""
+    _fit(ctx)(ctx.cfg, ctx.base_model, ctx.dir("data"), folder, ctx.on_loss)
     return json.loads((folder / "metrics.json").read_text())["manifest"]
+
+
+def _reexport(ctx: TrialContext, folder: Path, steps: list[int]) -> None:
+    """The exports of evaluation points `steps` that the finished stage in `folder` lacks: the
+    same training again from the start, up to the last of them (see the module's doc)."""
+    log.info("train %s: the model at step(s) %s is not on disk (evaluation points added "
+             "since it trained, or dropped by train.keep_checkpoints): training again from "
+             "the start, same seed, data order and schedule, up to step %d to export it; the "
+             "final model and the exports on disk are kept", folder.name,
+             ", ".join(map(str, steps)), max(steps))
+    _fit(ctx)(ctx.cfg, ctx.base_model, ctx.dir("data"), folder, None, redo=steps)
+    shutil.rmtree(folder / RAY_STORAGE, ignore_errors=True)  # (Ray Train's, as WORK's scratch)
 
 
 WORK = Work(
     compute=_compute,
+    reexport=_reexport,
     # the base model's identity (a prepared model's identity file; else its path or hub id)
     built_from=lambda ctx: {"base_model": model_identity(ctx.base_model)},
     scratch=(CKPT, RAY_STORAGE),
@@ -185,7 +220,7 @@ def count_sequences(stream_len: int, cfg: StudyConfig, steps: int) -> int:
 
 
 def _fit_ray_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
-                   on_loss) -> None:
+                   on_loss, redo: list[int] | None = None) -> None:
     """DeepSpeed training as a Ray Train TorchTrainer fitted from inside the Tune trial:
     `resources.<strategy>.workers` workers of its `cpu` / `gpu` each, all on one node with its
     `labels` (`memlab plan` / `run` refuse a trial no such node can hold), one DeepSpeed ZeRO
@@ -199,7 +234,7 @@ def _fit_ray_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: P
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"cfg": cfg, "base_model": base_model, "data_dir": data_dir,
-                           "out_dir": out_dir, "on_loss": on_loss},
+                           "out_dir": out_dir, "on_loss": on_loss, "redo": redo},
         torch_config=TorchConfig(backend="nccl" if res.gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=res.workers, use_gpu=res.gpu > 0,
@@ -236,7 +271,8 @@ def _worker_loop(c: dict) -> None:
     nodes: list = [None] * ctx.get_world_size()
     torch.distributed.all_gather_object(nodes, ray.get_runtime_context().get_node_id())
     train_here(cfg, c["base_model"], c["data_dir"], c["out_dir"],
-               c["on_loss"] if rank == 0 else None, device, {"worker_nodes": nodes})
+               c["on_loss"] if rank == 0 else None, device, {"worker_nodes": nodes},
+               c.get("redo"))
 
 
 class LossLog:
@@ -289,10 +325,11 @@ class LossLog:
         return float(self.tokens_all) / max(train_time, 1e-9)
 
 
-def _steps(setup: Setup, cfg: StudyConfig, batches, first: int, steps: int, ckpt: Path,
-           log_: LossLog, device: str) -> None:
+def _steps(setup: Setup, cfg: StudyConfig, batches, first: int, steps: int, ckpt: Path | None,
+           log_: LossLog, device: str, done=lambda n: None) -> None:
     """Optimizer steps `first`..`steps` over `batches`; a checkpoint every
-    train.checkpoint_every steps (not after the last)."""
+    train.checkpoint_every steps (not after the last; none without `ckpt`); `done(n)` after
+    the n-th step (evaluation points' exports)."""
     import torch
     import torch.distributed as dist
 
@@ -315,19 +352,23 @@ def _steps(setup: Setup, cfg: StudyConfig, batches, first: int, steps: int, ckpt
         elif empty:  # no token carried loss (loss_on=response): the step has no loss
             value = torch.full_like(value, float("nan"))
         ckpt_now = bool(t.checkpoint_every) and (step + 1) % t.checkpoint_every == 0 \
-            and step + 1 < steps
+            and step + 1 < steps and ckpt is not None
         log_.add(step, step + 1 - first, value, ntok, ckpt_now)
         if ckpt_now:
             setup.save_ckpt(ckpt, step + 1, log_.losses)
+        done(step + 1)
     log_.flush()
 
 
 def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path, on_loss=None,
-               device: str | None = None, record: dict | None = None) -> None:
+               device: str | None = None, record: dict | None = None,
+               redo: list[int] | None = None) -> None:
     """The training loop of every strategy, in this process (one rank of a DeepSpeed group);
     rank 0 writes the model and metrics.json (its "manifest": what the stage's manifest
-    records, with `record` added). `on_loss(step, loss)`: every train.log_every-th step's
-    loss (rank 0), in bursts as they reach the host."""
+    records, with `record` added), and the evaluation points' exports not on disk yet.
+    `on_loss(step, loss)`: every train.log_every-th step's loss (rank 0), in bursts as they
+    reach the host. `redo`: only export these evaluation points again, training from the
+    start up to the last of them (no resumable checkpoint, no final model, no metrics)."""
     import torch
 
     from memlab.strategies import load_plugins
@@ -344,16 +385,25 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
         raise ValueError("training stream is empty: no members with dup_count > 0")
     steps, ckpt = count_steps(len(stream), cfg), out_dir / CKPT
     setup = make_setup(cfg, model, device, dtype, len(stream), steps)
-    first, losses = setup.load_ckpt(ckpt)
+    first, losses = setup.load_ckpt(ckpt) if not redo else (0, [])
     if first:
         log.info("train: resuming from the checkpoint of step %d in %s", first, ckpt)
+    points = set(redo) if redo else {  # (an export on disk is kept)
+        s for s in eval_steps(cfg, steps) if not outputs_present(checkpoint_dir(out_dir, s))}
+
+    def done(n: int) -> None:
+        if n in points:
+            export_point(setup, tok, base_model, out_dir, n)
     setup.module.train()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.time()
-    losses_ = LossLog(cfg, steps, first, losses, on_loss)
+    until = max(redo) if redo else steps
+    losses_ = LossLog(cfg, until, first, losses, on_loss)
     _steps(setup, cfg, _batches(stream, tok, cfg, first, setup.rank, setup.world), first,
-           steps, ckpt, losses_, device)
+           until, None if redo else ckpt, losses_, device, done)
+    if redo:
+        return
     if device == "cuda":
         torch.cuda.synchronize()
     train_time = time.time() - start
@@ -364,6 +414,22 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
         _record(cfg, setup, out_dir, losses, count_sequences(len(stream), cfg, len(losses)),
                 train_time, rate, device, dtype, base_model,
                 {**_format_record(tok, rows, cfg), "resumed_from_step": first, **(record or {})})
+    setup.sync()
+
+
+def export_point(setup: Setup, tok, base_model: str, out_dir: Path, step: int) -> None:
+    """The model after `step` optimizer steps into `at/<step>/` of the train folder, as the
+    final export (the strategy's adapter or full weights, the tokenizer), its manifest last:
+    what generation loads (memlab/components/models.py, load_trained)."""
+    folder = checkpoint_dir(out_dir, step)
+    if setup.rank == 0:
+        shutil.rmtree(folder, ignore_errors=True)  # (a partial export of an earlier attempt)
+    setup.sync()
+    setup.export(folder / "model")
+    if setup.rank == 0:
+        tok.save_pretrained(folder / "model")
+        write_manifest(folder, outputs=["model"], step=step, saved=setup.saved,
+                       base_model=base_model, engine=setup.engine)
     setup.sync()
 
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memlab.config.chain import LINKS, STAGES
+from memlab.config.chain import CHAIN, CHECKPOINTS_FROM, LINKS, STAGES
 from memlab.config.digests import content_key
-from memlab.config.keys import StageKeys
+from memlab.config.keys import StageKeys, checkpoint_keys
 from memlab.config.schema import StudyConfig
-from memlab.io.paths import stage_dir
+from memlab.io.paths import checkpoint_dir, stage_dir
 from memlab.io.shards import manifest_digest
 
 BASE_WEIGHTS = None  # Shards.weights: the base model's own weights
@@ -61,6 +61,18 @@ class TrialContext:
         """Whether the trial has this stage (memlab/config/chain.py's `when`)."""
         return LINKS[stage].when(self.cfg)
 
+    def at(self, step: int) -> TrialContext:
+        """The context of the trial's evaluation point after `step` optimizer steps
+        (memlab/config/chain.py): its own stages' keys and folders (keys.checkpoint_keys),
+        the checkpoint's export (at/<step>/ of the train folder) where the train folder was."""
+        keys = checkpoint_keys(StageKeys(**{s: self.keys[s] for s in STAGES}), step)
+        own = {link.name: stage_dir(self.cfg, link.name, getattr(keys, link.name))
+               for link in CHAIN if link.per_checkpoint}
+        return dataclasses.replace(
+            self, dirs={**self.dirs, **own, CHECKPOINTS_FROM: checkpoint_dir(
+                self.dir(CHECKPOINTS_FROM), step)},
+            keys={**dataclasses.asdict(keys), "trial": keys.trial}, on_loss=None)
+
 
 @dataclass(frozen=True)
 class Shards:
@@ -92,6 +104,9 @@ class Work:
     finish: Callable[[TrialContext, Path, list, int, set], dict] | None = None
     built_from: Callable[[TrialContext], dict] = lambda ctx: {}  # besides the stages it reads
     upstream: Callable[[TrialContext], str] | None = None  # replaces the derived upstream
+    # a stage that exports evaluation points (chain.py's CHECKPOINTS_FROM): (ctx, its
+    # finished folder, steps) -> the exports of those steps, made again
+    reexport: Callable[[TrialContext, Path, list[int]], None] | None = None
     scratch: tuple[str, ...] = ()  # folders the finished stage no longer needs
     volatile: tuple[str, ...] = ()  # outputs a rerun rewrites (timings): checked for presence
 

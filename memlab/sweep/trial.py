@@ -1,7 +1,8 @@
 """One trial: a plain function of its typed plan.
 
 The trial's stages (memlab/config/chain.py: data -> train -> generate -> (the base model's
-pass) -> score), each run by the one runner (memlab/stages/runner.py): each stage's output is
+pass) -> score; then, with train.eval_at / eval_every, generate and score of each evaluation
+point), each run by the one runner (memlab/stages/runner.py): each stage's output is
 addressed by its own key and shared with every trial whose chain reaches it, a finished output
 is reused, one that another trial is computing is waited for. The trial's results are written
 to disk (result.json) before anything is logged; then its MLflow run gets params, tags,
@@ -27,7 +28,7 @@ from memlab.config.load import to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import stage_dir, trial_dir
 from memlab.io.shards import read_manifest, read_summary, write_json_atomic
-from memlab.stages.runner import chain_done, finished, run_chain
+from memlab.stages.runner import chain_done, finished, run_chain, run_checkpoints
 from memlab.stages.work import TrialContext
 from memlab.tracking.mlflow_log import TrackingError, system_metrics, system_metrics_on
 from memlab.tracking.trials import Tracking, finite, is_logged, live_run, log_trial
@@ -110,11 +111,12 @@ def run_trial(plan: TrialPlan, to_mlflow: bool = True) -> dict:
         with system_metrics(plan.tracking.uri, live.run_id if live and watch else None,
                             t.system_metrics_s):
             outputs = run_chain(ctx, _said(plan))
+            points = run_checkpoints(ctx, _said(plan))  # (train.eval_at / eval_every)
     except BaseException:
         if live is not None:
             live.fail()  # the run opened before training does not stay RUNNING
         raise
-    result = _result(plan, outputs)
+    result = _result(plan, outputs, points)
     # a rerun of a finished trial checks (and repairs) every stage but rewrites nothing
     _write_if_changed(to_dict(cfg), plan.dir / "config.json")
     _write_if_changed(result, plan.dir / "result.json")
@@ -130,10 +132,15 @@ def run_trial(plan: TrialPlan, to_mlflow: bool = True) -> dict:
     return result
 
 
-def _result(plan: TrialPlan, outputs: dict) -> dict:
-    """The trial's record: what it is, its training figures, its metrics."""
+def _result(plan: TrialPlan, outputs: dict, points: dict | None = None) -> dict:
+    """The trial's record: what it is, its training figures, its metrics; with evaluation
+    points, each point's step, stage keys and metrics (`checkpoints`; none: the record is as
+    it was before points existed)."""
     from memlab.stages.score import flat_metrics
 
+    checkpoints = [{"step": step, "keys": {stage: out.folder.name for stage, out in o.items()},
+                    "metrics": flat_metrics(read_summary(o["score"].folder))}
+                   for step, o in sorted((points or {}).items())]
     cfg, train, gen = plan.config, outputs["train"], outputs["gen"]
     train_metrics = {k: train.manifest[k] for k in (
         "trainable_params", "total_params", "trainable_frac", "train_steps", "train_time_s",
@@ -150,7 +157,8 @@ def _result(plan: TrialPlan, outputs: dict) -> dict:
             "keys": dataclasses.asdict(plan.keys),
             "train": train_metrics, "generated_samples": gen.manifest["rows"],
             "metrics": {**train_metrics, **data_metrics,
-                        **flat_metrics(read_summary(outputs["score"].folder))}}
+                        **flat_metrics(read_summary(outputs["score"].folder))},
+            **({"checkpoints": checkpoints} if checkpoints else {})}
 
 
 def _write_if_changed(obj: dict, path: Path) -> None:

@@ -11,6 +11,9 @@
   a member in the training stream, so the chart view's line chart (x = step) draws one line per
   trial over duplication, comparable across trials and studies (the UI draws metric histories
   well; a param on the x axis needs a scatter chart set up by hand).
+- Memorization through training (train.eval_at / eval_every): the headline metrics and
+  heldout_ppl of each evaluation point and of the final model logged with step = the
+  optimizer step (`curves`), so the line charts draw them against training.
 - A saved view of the runs list (columns: those tags and headline metrics) stored as the
   experiment tag `mlflow.sharedViewState.memlab`: the URL memlab prints,
   `#/experiments/<id>/runs?workflowType=machine_learning&viewStateShareKey=memlab`, opens on
@@ -22,6 +25,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
@@ -54,6 +58,20 @@ def headline_metrics(metrics: dict, threshold: float) -> dict[str, float]:
         hit = next((k for k in full.split("|") if k in metrics), None)
         if hit is not None and hit != short:  # (heldout_ppl is its own short name: kept whole)
             out[short] = round(float(metrics[hit]), 3 if short == "mia_auc" else 2)
+    return out
+
+
+def curves(points: list[tuple[int, dict]], threshold: float) -> dict[str, list[tuple[int, float]]]:
+    """Memorization through training: each headline metric and heldout_ppl -> [(optimizer
+    step, value), ...] over the evaluation points' metrics and the final model's (`points`:
+    (step, a trial's metrics)), so the chart view's line charts draw them against the step."""
+    out: dict[str, list[tuple[int, float]]] = {}
+    for step, metrics in sorted(points, key=lambda p: p[0]):
+        found = {**headline_metrics(metrics, threshold),
+                 **({"heldout_ppl": metrics["heldout_ppl"]} if "heldout_ppl" in metrics else {})}
+        for name, value in found.items():
+            if math.isfinite(value):
+                out.setdefault(name, []).append((step, value))
     return out
 
 

@@ -109,7 +109,15 @@ def log_trial(plan: Trial, tags: dict | None = None) -> str:
     run.log_params({f"train.{k}": v for k, v in setup.items()})
     metrics = {k: v for k, v in result["metrics"].items() if finite(v)}
     threshold = cfg.score.headline_threshold
-    run.log_metrics({**metrics, **desk.headline_metrics(metrics, threshold)})
+    # evaluation points: the headline metrics against the optimizer step, the final model's
+    # at its last step (points logged earlier are not repeated)
+    at = [(p["step"], p["metrics"]) for p in result.get("checkpoints", [])]
+    curves = desk.curves(at + [(result["train"]["train_steps"], metrics)], threshold) \
+        if at else {}
+    run.log_metrics({k: v for k, v in {**metrics, **desk.headline_metrics(
+        metrics, threshold)}.items() if k not in curves})
+    for name, steps in curves.items():
+        run.log_history_at(name, steps)
     for name, points in desk.vs_dup(metrics, threshold).items():  # (step: a member's copies)
         run.log_history_at(name, points)
     run.log_history("train_loss", train["losses"], cfg.train.log_every)
