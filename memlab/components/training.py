@@ -50,12 +50,10 @@ class Setup(Protocol):
     def figures(self) -> dict: ...  # what it adds to the training's metrics (DP: its privacy)
 
 
-def make_setup(cfg: StudyConfig, model, device: str, dtype, stream: int = 0,
-               steps: int = 0) -> Setup:
+def make_setup(cfg: StudyConfig, model, device: str, dtype) -> Setup:
     """The trial's strategy prepares the model (what trains); the engine it resolved to
     trains it: DeepSpeed ZeRO (a strategy trained that way has a `zero_stage` setting), else
-    plain torch, with train.dp made private over the training stream's `stream` sequences
-    and the trial's `steps`."""
+    plain torch (which train.dp makes private: memlab/components/privacy.py `PrivateSetup`)."""
     strategy = cfg.strategy
     prepared = strategy.prepare(model, cfg)
     if resolved(cfg)["train_engine"] == "deepspeed":
@@ -64,10 +62,6 @@ def make_setup(cfg: StudyConfig, model, device: str, dtype, stream: int = 0,
     else:
         setup = TorchSetup(prepared.model, cfg, strategy.lr(cfg), device, dtype)
     setup.notes, setup.record, setup.saved = prepared.notes, prepared.record, strategy.saved
-    if cfg.train.dp.on:  # (validate refused DP through DeepSpeed)
-        from memlab.components.privacy import PrivateSetup
-
-        setup = PrivateSetup(setup, cfg, stream, steps)
     return setup
 
 

@@ -52,6 +52,7 @@ from memlab.components.models import (
     torch_dtype,
     torch_threads,
 )
+from memlab.components.privacy import PrivateSetup, poisson_batches
 from memlab.components.training import CKPT, Setup, make_setup, micro_parts, micro_steps
 from memlab.config.keys import count_steps, eval_steps
 from memlab.config.placement import selectors
@@ -152,8 +153,6 @@ def _step_rows(stream: list[dict], cfg: StudyConfig, start: int, rank: int,
     (memlab/components/privacy.py), a draw of none being row 0 with its loss x 0."""
     t, steps = cfg.train, count_steps(len(stream), cfg)
     if t.dp.on:
-        from memlab.components.privacy import poisson_batches
-
         drawn = poisson_batches(len(stream), t.batch_size, cfg.seed, steps)[start:]
         return [([stream[i] for i in idx], False) if idx else (stream[:1], True)
                 for idx in drawn]
@@ -210,8 +209,6 @@ def count_sequences(stream_len: int, cfg: StudyConfig, steps: int) -> int:
     each epoch's last batch holds what is left of the stream, not train.batch_size
     (steps x batch_size said 176 for 170 trained); with train.dp, the Poisson batches drawn."""
     if cfg.train.dp.on:
-        from memlab.components.privacy import poisson_batches
-
         return sum(map(len, poisson_batches(stream_len, cfg.train.batch_size, cfg.seed,
                                             count_steps(stream_len, cfg))[:steps]))
     per_epoch = math.ceil(stream_len / cfg.train.batch_size)
@@ -384,7 +381,9 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     if not stream:
         raise ValueError("training stream is empty: no members with dup_count > 0")
     steps, ckpt = count_steps(len(stream), cfg), out_dir / CKPT
-    setup = make_setup(cfg, model, device, dtype, len(stream), steps)
+    setup = make_setup(cfg, model, device, dtype)
+    if cfg.train.dp.on:  # (validate refused DP through DeepSpeed)
+        setup = PrivateSetup(setup, cfg, len(stream), steps)
     first, losses = setup.load_ckpt(ckpt) if not redo else (0, [])
     if first:
         log.info("train: resuming from the checkpoint of step %d in %s", first, ckpt)

@@ -49,10 +49,11 @@ def _cfg(tmp, family: str, strategy: str, epsilon: float | None = 8.0) -> StudyC
 
 def _private(base: str, cfg: StudyConfig):
     """A PrivateSetup of the tiny model, dropout off (so that gradients can be compared)."""
+    from memlab.components.privacy import PrivateSetup
     from memlab.components.training import make_setup
 
-    setup = make_setup(cfg, load_causal_lm(base, torch.float32), "cpu", torch.float32, STREAM,
-                       3)
+    setup = PrivateSetup(make_setup(cfg, load_causal_lm(base, torch.float32), "cpu",
+                                    torch.float32), cfg, STREAM, 3)
     for m in setup.inner.model.modules():  # (GPT-2's, LoRA's)
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0
