@@ -68,3 +68,17 @@ def write_result(out: str | os.PathLike, script: str, headline: dict, **details)
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(headline, indent=2))
     return result
+
+
+def summaries(study):
+    """Each trial of a finished sweep with its score summary as {(split, dup_count, metric):
+    value}; stops naming the first trial without one."""
+    from memlab.io.paths import stage_dir
+    from memlab.io.shards import read_summary
+
+    for t in study.trials:
+        path = stage_dir(t.config, "score", t.key)
+        if not (path / "summary.parquet").is_file():
+            raise SystemExit(f"trial {t.name} has no summary: the sweep did not finish")
+        yield t, {(r["split"], r["dup_count"], r["metric"]): r["value"]
+                  for r in read_summary(path).to_pylist()}

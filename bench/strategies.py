@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import write_result  # noqa: E402
+from bench._common import summaries, write_result  # noqa: E402
 
 GPU = ["data.num_members=600", "data.num_nonmembers=300", "data.dup_factor=1",
        "data.shard_rows=150", "train.batch_size=32", "train.seq_len=128",
@@ -38,16 +38,10 @@ GPU = ["data.num_members=600", "data.num_nonmembers=300", "data.dup_factor=1",
 
 def rows(study) -> list[dict]:
     """Each finished trial: its method (the grid's label), seed, summary and train figures."""
-    from memlab.io.paths import stage_dir, sweep_root
-    from memlab.io.shards import read_summary
+    from memlab.io.paths import sweep_root
 
     out = []
-    for t in study.trials:
-        path = stage_dir(t.config, "score", t.key)
-        if not (path / "summary.parquet").is_file():
-            raise SystemExit(f"trial {t.name} has no summary: the sweep did not finish")
-        vals = {(r["split"], r["dup_count"], r["metric"]): r["value"]
-                for r in read_summary(path).to_pylist()}
+    for t, vals in summaries(study):
         result = json.loads((sweep_root(t.config) / t.key / "result.json").read_text())
         out.append({"method": t.point["method"], "seed": t.config.seed, "key": t.key,
                     "values": {"|".join(map(str, k)): v for k, v in vals.items()},

@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import write_result  # noqa: E402
+from bench._common import summaries, write_result  # noqa: E402
 
 RATES = {  # summary metric -> what it is (METRICS.md sections 1-3), all % of samples
     "exact_pct": "exact extraction",
@@ -49,16 +49,8 @@ def ci95(values: list[float]) -> tuple[float, float]:
 
 def per_trial(study) -> list[dict]:
     """Each finished trial's rates: members per duplication level, and the floor."""
-    from memlab.io.paths import stage_dir
-    from memlab.io.shards import read_summary
-
     out = []
-    for t in study.trials:
-        path = stage_dir(t.config, "score", t.key)
-        if not (path / "summary.parquet").is_file():
-            raise SystemExit(f"trial {t.name} has no summary: the sweep did not finish")
-        vals = {(r["split"], r["dup_count"], r["metric"]): r["value"]
-                for r in read_summary(path).to_pylist()}
+    for t, vals in summaries(study):
         dups = sorted({d for s, d, _ in vals if s == "member" and d >= 0})
         out.append({"strategy": t.config.train.strategy, "seed": t.config.seed, "key": t.key,
                     "member": {d: {m: vals.get(("member", d, m)) for m in RATES} for d in dups},
