@@ -147,9 +147,13 @@ def _draw(ax, lines: list[tuple], log: bool) -> dict:
     return what
 
 
-def _band(ax, xs: list, stats: list[Stat], colour: str) -> bool:
+def _band(ax, xs: list, stats: list[Stat], colour: str, hatch: str | None = None) -> bool:
     pts = [(x, s) for x, s in zip(xs, stats) if s.lo is not None]
-    if pts:
+    if pts and hatch:  # (a floor's band: hatched, to tell it from its members' band)
+        ax.fill_between([x for x, _ in pts], [s.lo for _, s in pts], [s.hi for _, s in pts],
+                        facecolor="none", edgecolor=colour, hatch=hatch, alpha=0.4,
+                        linewidth=0)
+    elif pts:
         ax.fill_between([x for x, _ in pts], [s.lo for _, s in pts], [s.hi for _, s in pts],
                         color=colour, alpha=0.15, linewidth=0)
     return bool(pts)
@@ -465,7 +469,7 @@ def _dynamics_panel(ax, lines: list[tuple], row: tuple, h: Headline) -> dict:
                     fillstyle="none", markersize=4, color=style["color"],
                     label=f"{label}: non-member floor")
             what["floor_points"][label] = [(x, st.mean) for x, st in fl]
-            if _band(ax, fx, fs, style["color"]):
+            if _band(ax, fx, fs, style["color"], hatch="///"):
                 what["floor_bands"].append(label)
         if floor and (onset := c.onset(h)) >= 0:
             ax.axvline(onset, color=style["color"], linestyle="--", linewidth=0.8)
@@ -477,7 +481,6 @@ def _dynamics_panel(ax, lines: list[tuple], row: tuple, h: Headline) -> dict:
     if ref is not None:
         ax.axhline(ref, linestyle=":", color="grey", linewidth=1, label=f"chance ({ref:g})")
     ax.set_ylabel(head, fontsize=7)
-    ax.set_xlabel("optimizer step")
     what["legend"] = [t.get_text() for t in ax.legend(fontsize=6).get_texts()]
     return what
 
@@ -504,11 +507,12 @@ def plot_dynamics(curves: list[Curve], h: Headline, series: Series, out: Path) -
             ax = grid[r][col]
             drawn[f"{strategy}: {row[0]}"] = _dynamics_panel(ax, lines, row, h)
             ax.set_title(f"{strategy}: {row[0]}", fontsize=8)
+        grid[-1][col].set_xlabel("optimizer step")
     bands = any(p["bands"] or p["floor_bands"] for p in drawn.values())
     return {"title": _finish(fig, out, "through training: each group's mean over seeds at "
                              "every evaluated step (the last: the final model); "
                              + (_band_title(drawn) if bands else
                                 "no interval to draw: one seed without a bootstrap interval")
-                             + "; dotted: the non-member floor; dashed: onset (members' "
+                             + "; dotted: the non-member floor (hatched: its band); dashed: onset (members' "
                              "interval above the floor's); ringed: lowest held-out perplexity"),
             "panels": drawn}
