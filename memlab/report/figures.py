@@ -511,8 +511,10 @@ def plot_dynamics(curves: list[Curve], h: Headline, series: Series, out: Path) -
     bands = any(p["bands"] or p["floor_bands"] for p in drawn.values())
     return {"title": _finish(fig, out, "through training: each group's mean over seeds at "
                              "every evaluated step (the last: the final model); "
-                             + (_band_title(drawn) if bands else
+                             + ("band: the 95% interval over seeds, or with one seed its "
+                                "bootstrap interval" if bands else
                                 "no interval to draw: one seed without a bootstrap interval")
-                             + "; dotted: the non-member floor (hatched: its band); dashed: onset (members' "
-                             "interval above the floor's); ringed: lowest held-out perplexity"),
+                             + "; dotted: the non-member floor (hatched: its band); dashed: "
+                             "onset (members' interval above the floor's); ringed: lowest "
+                             "held-out perplexity"),
             "panels": drawn}
