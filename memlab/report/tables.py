@@ -428,7 +428,8 @@ def dynamics_table(curves: list[Curve], h: Headline, keys: list[str]) -> Table |
         f"points: the evaluated steps (train.eval_at / eval_every; the last: the final model); "
         f"onset: the first step where {h.sim} of {at} has its interval above the "
         "non-member floor's (-1: none has); best: the step of the lowest held-out "
-        f"perplexity (ppl of the non-members); sim_minus_floor: {h.sim} of {at} minus the floor (points); "
+        f"perplexity (ppl of the non-members); sim_minus_floor: {h.sim} of {at} minus the "
+        "floor (points); "
         f"auc_{sig}: membership AUC of {at} against the non-members; @best: at the best "
         "step, @final: the final model; dynamics.csv and dynamics.png: every step.",
         keys, metrics, [(c.group, None) for c in curves],
