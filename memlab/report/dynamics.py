@@ -86,8 +86,7 @@ def curves_of(records: list[tuple[dict, list[dict]]], points: Points, groups: li
             continue
         for step, prow in own.items():
             by_step.setdefault(step, []).append((res, prow))
-        last = int(res.get("train", {}).get("train_steps", max(own) + 1))
-        by_step.setdefault(last, []).append((res, rows))
+        by_step.setdefault(int(res["train"]["train_steps"]), []).append((res, rows))
     at: dict[str, list[tuple[int, Group]]] = {}
     for step in sorted(by_step):
         for g in aggregate(by_step[step], axis_names):

@@ -322,9 +322,8 @@ def leakages(groups: list[Group], threshold: float) -> list[Leakage]:
     """The frontier's two y axes, at the highest duplication level of the groups: members'
     similarity rate at score.headline_threshold minus the non-member floor (points), and the
     membership AUC of the reference-model signal (the loss where no trial has it)."""
-    top = max((d for g in groups for d in g.dups()), default=-1)
-    sim = f"sim_src_ge_{threshold:g}_pct"  # (the similarity scorer's headline column)
-    signal = "ref" if any(g.get("member", top, "auc_ref") for g in groups) else "loss"
+    h = Headline.of(groups, threshold)  # (the curves through training draw the same)
+    top, sim, signal = h.dup, h.sim, h.auc.removeprefix("auc_")
     at = f"members at dup {top}" if top >= 0 else "all members"
     return [Leakage(f"sim>={threshold:g}_%: {at} minus the non-member floor (points)",
                     f"sim>={threshold:g}_% minus floor (points)",
