@@ -1,7 +1,9 @@
 """The report's figures: results.png (rate against duplication, a panel per model), scale.png
 (rate against model scale; two models at least), roc.png (ROC curves of the headline membership
 signal, averaged over seeds), frontier.png (the privacy-utility frontier: each setting's
-held-out perplexity against what it leaks, the Pareto frontier drawn; two settings at least).
+held-out perplexity against what it leaks, the Pareto frontier drawn; two settings at least),
+dynamics.png (with evaluation points only: members' rate, floor, AUC and held-out perplexity
+against the optimizer step, a column per strategy).
 Series, lines and points come in the groups' order (numbers.in_order: by trainable
 parameters within a model). What they must not do, each seen in a report: hide a series at
 the same value as another (series sit side by side at each x), merge the floors of several
