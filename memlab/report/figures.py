@@ -1,7 +1,9 @@
 """The report's figures: results.png (rate against duplication, a panel per model), scale.png
 (rate against model scale; two models at least), roc.png (ROC curves of the headline membership
 signal, averaged over seeds), frontier.png (the privacy-utility frontier: each setting's
-held-out perplexity against what it leaks, the Pareto frontier drawn; two settings at least).
+held-out perplexity against what it leaks, the Pareto frontier drawn; two settings at least),
+dynamics.png (with evaluation points only: members' rate, floor, AUC and held-out perplexity
+against the optimizer step, a column per strategy).
 Series, lines and points come in the groups' order (numbers.in_order: by trainable
 parameters within a model). What they must not do, each seen in a report: hide a series at
 the same value as another (series sit side by side at each x), merge the floors of several
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memlab.report.dynamics import Curve, Headline
 from memlab.report.numbers import Group, Stat
 from memlab.report.tables import human, key_cell
 from memlab.scoring.membership import SIGNAL_DOC
@@ -146,9 +149,13 @@ def _draw(ax, lines: list[tuple], log: bool) -> dict:
     return what
 
 
-def _band(ax, xs: list, stats: list[Stat], colour: str) -> bool:
+def _band(ax, xs: list, stats: list[Stat], colour: str, hatch: str | None = None) -> bool:
     pts = [(x, s) for x, s in zip(xs, stats) if s.lo is not None]
-    if pts:
+    if pts and hatch:  # (a floor's band: hatched, to tell it from its members' band)
+        ax.fill_between([x for x, _ in pts], [s.lo for _, s in pts], [s.hi for _, s in pts],
+                        facecolor="none", edgecolor=colour, hatch=hatch, alpha=0.4,
+                        linewidth=0)
+    elif pts:
         ax.fill_between([x for x, _ in pts], [s.lo for _, s in pts], [s.hi for _, s in pts],
                         color=colour, alpha=0.15, linewidth=0)
     return bool(pts)
@@ -317,9 +324,8 @@ def leakages(groups: list[Group], threshold: float) -> list[Leakage]:
     """The frontier's two y axes, at the highest duplication level of the groups: members'
     similarity rate at score.headline_threshold minus the non-member floor (points), and the
     membership AUC of the reference-model signal (the loss where no trial has it)."""
-    top = max((d for g in groups for d in g.dups()), default=-1)
-    sim = f"sim_src_ge_{threshold:g}_pct"  # (the similarity scorer's headline column)
-    signal = "ref" if any(g.get("member", top, "auc_ref") for g in groups) else "loss"
+    h = Headline.of(groups, threshold)  # (the curves through training draw the same)
+    top, sim, signal = h.dup, h.sim, h.auc.removeprefix("auc_")
     at = f"members at dup {top}" if top >= 0 else "all members"
     return [Leakage(f"sim>={threshold:g}_%: {at} minus the non-member floor (points)",
                     f"sim>={threshold:g}_% minus floor (points)",
@@ -425,4 +431,91 @@ def plot_frontier(groups: list[Group], series: Series, out: Path, threshold: flo
     return {"title": _finish(fig, out, "privacy-utility frontier: each setting's mean over "
                              f"seeds ({bars}); line: the Pareto frontier (lower perplexity "
                              "and lower leakage are better); dotted: the floor"),
+            "panels": drawn}
+
+
+# ------------------------------------------------------------ through training
+def _dynamics_rows(h: Headline) -> list[tuple]:
+    """The figure's rows: (y label, a curve's Stats drawn, its floor's, a dotted reference
+    line, whether the best-utility step is ringed)."""
+    at = f"members at dup {h.dup}" if h.dup >= 0 else "all members"
+    return [(f"{h.sim} (%), {at}", lambda c: c.stats("member", h.dup, h.sim),
+             lambda c: c.floor(h.sim), None, False),
+            (f"membership {h.auc}, {at}", lambda c: c.stats("member", h.dup, h.auc),
+             None, 0.5, False),
+            ("held-out perplexity (non-members)", lambda c: c.floor("ppl"), None, None, True)]
+
+
+def _dynamics_panel(ax, lines: list[tuple], row: tuple, h: Headline) -> dict:
+    """One strategy's curves in one row: each line with its band, its floor dotted with its
+    own band; the onset step (row 0) a vertical dashed line, the best-utility step (the
+    perplexity row) ringed. Returns the panel's description."""
+    head, members, floor, ref, ring = row
+    what: dict = {"lines": [], "bands": [], "points": {}, "floor_points": {},
+                  "floor_bands": [], "onset": {}, "best": {}}
+    for label, style, c in lines:
+        pts = members(c)
+        if not pts:
+            continue
+        xs, stats = [s for s, _ in pts], [st for _, st in pts]
+        ax.plot(xs, [st.mean for st in stats], label=label, markersize=4, **style)
+        what["lines"].append(label)
+        what["points"][label] = [(x, st.mean) for x, st in pts]
+        if _band(ax, xs, stats, style["color"]):
+            what["bands"].append(label)
+        fl = floor(c) if floor else []
+        if fl:
+            fx, fs = [s for s, _ in fl], [st for _, st in fl]
+            ax.plot(fx, [st.mean for st in fs], linestyle=":", marker=style["marker"],
+                    fillstyle="none", markersize=4, color=style["color"],
+                    label=f"{label}: non-member floor")
+            what["floor_points"][label] = [(x, st.mean) for x, st in fl]
+            if _band(ax, fx, fs, style["color"], hatch="///"):
+                what["floor_bands"].append(label)
+        if floor and (onset := c.onset(h)) >= 0:
+            ax.axvline(onset, color=style["color"], linestyle="--", linewidth=0.8)
+            what["onset"][label] = onset
+        if ring and (i := c.best()) is not None:
+            ax.plot([c.steps[i]], [c.at[i].get("nonmember", -1, "ppl").mean], marker="o",
+                    markersize=11, fillstyle="none", color=style["color"])
+            what["best"][label] = c.steps[i]
+    if ref is not None:
+        ax.axhline(ref, linestyle=":", color="grey", linewidth=1, label=f"chance ({ref:g})")
+    ax.set_ylabel(head, fontsize=7)
+    what["legend"] = [t.get_text() for t in ax.legend(fontsize=6).get_texts()]
+    return what
+
+
+def plot_dynamics(curves: list[Curve], h: Headline, series: Series, out: Path) -> dict:
+    """Memorization through training: a column per strategy, rows: members' similarity rate
+    at the headline threshold with the non-member floor (dotted) and both bands, the
+    onset step dashed; the membership AUC (chance dotted); the held-out perplexity, its
+    lowest ringed (the best-utility checkpoint); a line per group (the other axes, and the
+    model where there are several) against the optimizer step. Panels: {"<strategy>: <row>":
+    {"lines", "bands", "points", "floor_points", "floor_bands", "onset", "best", "legend"}}."""
+    strategies = list(dict.fromkeys(c.group.key["strategy"] for c in curves))
+    models = {c.group.key["model"] for c in curves}
+    plt = _plt()
+    rows = _dynamics_rows(h)
+    fig, grid = plt.subplots(len(rows), len(strategies), figsize=(
+        max(6.0, 4.6 * len(strategies)), 3.2 * len(rows) + 0.6), squeeze=False, sharex="col")
+    drawn: dict[str, dict] = {}
+    for col, strategy in enumerate(strategies):
+        lines = [(series.label(c.group) + (f", {c.group.key['model']}" if len(models) > 1
+                                           else ""), series.style(c.group), c)
+                 for c in curves if c.group.key["strategy"] == strategy]
+        for r, row in enumerate(rows):
+            ax = grid[r][col]
+            drawn[f"{strategy}: {row[0]}"] = _dynamics_panel(ax, lines, row, h)
+            ax.set_title(f"{strategy}: {row[0]}", fontsize=8)
+        grid[-1][col].set_xlabel("optimizer step")
+    bands = any(p["bands"] or p["floor_bands"] for p in drawn.values())
+    return {"title": _finish(fig, out, "through training: each group's mean over seeds at "
+                             "every evaluated step (the last: the final model); "
+                             + ("band: the 95% interval over seeds, or with one seed its "
+                                "bootstrap interval" if bands else
+                                "no interval to draw: one seed without a bootstrap interval")
+                             + "; dotted: the non-member floor (hatched: its band); dashed: "
+                             "onset (members' interval above the floor's); ringed: lowest "
+                             "held-out perplexity"),
             "panels": drawn}

@@ -20,6 +20,7 @@ from memlab.config.paths import shown
 from memlab.config.schema import ScoreSection
 from memlab.io.paths import stage_dir, sweep_root
 from memlab.report import figures
+from memlab.report.dynamics import Curve, Headline, curves_of, load_points
 from memlab.report.numbers import Group, aggregate, axes, load_records, roc_curves
 from memlab.report.tables import (
     LAID_OUT_HERE,
@@ -28,6 +29,8 @@ from memlab.report.tables import (
     canary_table,
     csv_only,
     csv_rows,
+    dynamics_rows,
+    dynamics_table,
     headings,
     key_cell,
     layout,
@@ -40,6 +43,7 @@ from memlab.report.tables import (
 
 FIGURES = ("results.png", "scale.png", "roc.png", "frontier.png")
 FILES = ("results.csv", "results.md", "results.html", *FIGURES)
+DYNAMICS = ("dynamics.csv", "dynamics.png")  # only when some trial has evaluation points
 PREAMBLE = ("Each cell: mean [95% interval] over seeds: the Student-t interval of the mean when "
             "n >= 2; with one seed, that trial's bootstrap interval (none where it has none). "
             "n: the seeds a row averages (the fewest of its cells, where they differ).")
@@ -54,7 +58,7 @@ class Report:
 
 
 def _html(title: str, intro: list[str], tables: list[Table], hide: list[str],
-          root: Path) -> str:
+          root: Path, pngs: list[str]) -> str:
     parts = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
              "</title><style>body{font-family:sans-serif;max-width:80em;margin:2em auto}"
              "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;"
@@ -67,21 +71,22 @@ def _html(title: str, intro: list[str], tables: list[Table], hide: list[str],
         parts += [f"<h2>{html.escape(t.title)}</h2>",
                   tabulate(body, headers=head, tablefmt="html", disable_numparse=True),
                   f"<p class=\"legend\">{html.escape(legend).replace(chr(10), '<br>')}</p>"]
-    for name in FIGURES:
+    for name in pngs:
         data = base64.b64encode((root / name).read_bytes()).decode()
         parts += [f"<h2>{name}</h2>",
                   f"<img alt=\"{name}\" src=\"data:image/png;base64,{data}\">"]
     return "\n".join(parts + ["</body></html>\n"])
 
 
-def _markdown(title: str, intro: list[str], tables: list[Table], hide: list[str]) -> str:
+def _markdown(title: str, intro: list[str], tables: list[Table], hide: list[str],
+              pngs: list[str]) -> str:
     md = [f"# {title}", "", *(f"{line}\n" for line in intro)]
     for t in tables:
         head, body, legend = layout(t, hide)
         md += [f"## {t.title}", "", tabulate(body, headers=head, tablefmt="github",
                                              disable_numparse=True), "",
                legend.replace("\n", "  \n"), ""]
-    md += ["## Figures", "", *(f"![{f}]({f})\n" for f in FIGURES)]
+    md += ["## Figures", "", *(f"![{f}]({f})\n" for f in pngs)]
     return "\n".join(md)
 
 
@@ -100,13 +105,30 @@ def models_line(groups: list[Group], origins: dict[str, str]) -> str:
     return ("model " if len(out) == 1 else "models ") + "; ".join(out)
 
 
+def _dynamics(root: Path, groups: list[Group], dynamics: list[Curve], keys: list[str],
+              series: figures.Series, threshold: float, drawn: dict) -> Table | None:
+    """With evaluation points (`dynamics`: numbers through training), the table, dynamics.csv
+    and dynamics.png (into `drawn`); without, none of them (DYNAMICS stay unwritten)."""
+    if not dynamics:
+        for f in DYNAMICS:  # (a report of these trials before: its points are gone now)
+            (root / f).unlink(missing_ok=True)
+        return None
+    h = Headline.of(groups, threshold)
+    write_csv(dynamics_rows(dynamics, h, keys), root / "dynamics.csv")
+    drawn["dynamics.png"] = figures.plot_dynamics(dynamics, h, series, root / "dynamics.png")
+    return dynamics_table(dynamics, h, keys)
+
+
 def render(name: str, root: Path, groups: list[Group], axis_names: list[str], heads: Heads,
            signal: str | None = None, curves: dict[int, tuple] | None = None,
-           origins: dict[str, str] | None = None, threshold: float | None = None) -> Report:
-    """Tables, figures and files (FILES, under `root`) of aggregated groups; `heads`: the
-    registry's report headings (tables.headings); `origins`: what each model is;
-    `threshold`: score.headline_threshold, the frontier's similarity rate (None: its
-    default)."""
+           origins: dict[str, str] | None = None, threshold: float | None = None,
+           dynamics: list[Curve] | None = None) -> Report:
+    """Tables, figures and files (FILES, under `root`; DYNAMICS too with evaluation points)
+    of aggregated groups; `heads`: the registry's report headings (tables.headings);
+    `origins`: what each model is; `threshold`: score.headline_threshold, the frontier's and
+    the curves' similarity rate (None: its default); `dynamics`: the groups' curves through
+    training (dynamics.curves_of; none: the final models only)."""
+    threshold = ScoreSection().headline_threshold if threshold is None else threshold
     keys = ["strategy", "model", *axis_names]
     # the printed tables leave out key columns that are the same on every row (in the title)
     hide = [k for k in keys[1:] if len({key_cell(g.key.get(k)) for g in groups}) == 1]
@@ -126,25 +148,29 @@ def render(name: str, root: Path, groups: list[Group], axis_names: list[str], he
              "roc.png": figures.plot_roc(groups, signal, curves or {}, series,
                                          root / "roc.png"),
              "frontier.png": figures.plot_frontier(
-                 groups, series, root / "frontier.png",
-                 ScoreSection().headline_threshold if threshold is None else threshold)}
+                 groups, series, root / "frontier.png", threshold)}
+    through = _dynamics(root, groups, dynamics or [], keys, series, threshold, drawn)
+    tables += [through] if through else []
+    pngs = [f for f in (*FIGURES, *DYNAMICS) if f in drawn]
 
     fixed = "; ".join([models_line(groups, origins or {})]
                       + [f"{k} {key_cell(groups[0].key.get(k))}" for k in hide if k != "model"])
     seeds = ", ".join(str(s) for s in sorted({s for g in groups for s in g.seeds}))
     title = f"Results of sweep '{name}'"
     intro = [f"{fixed}; seeds {seeds}", PREAMBLE]
-    (root / "results.md").write_text(_markdown(title, intro, tables, hide))
-    (root / "results.html").write_text(_html(title, intro, tables, hide, root))
+    (root / "results.md").write_text(_markdown(title, intro, tables, hide, pngs))
+    (root / "results.html").write_text(_html(title, intro, tables, hide, root, pngs))
     printed = (f"\n{title} ({intro[0]}; {shown(root)}/results.csv, .md, .html, .png; scale.png, "
-               f"roc.png, frontier.png)\n{PREAMBLE}\n\n"
+               f"roc.png, frontier.png"
+               f"{'; dynamics.csv, dynamics.png' if through else ''})\n{PREAMBLE}\n\n"
                + "\n\n".join(text(t, hide) for t in tables))
     return Report(printed, tables, drawn, groups)
 
 
 def build_report(study: Study) -> Report | None:
     """The report of a study's finished trials (None: none finished)."""
-    groups = aggregate(load_records(study), axes(study))
+    records = load_records(study)
+    groups = aggregate(records, axes(study))
     if not groups:
         return None
     score_dirs = {t.key: stage_dir(t.config, "score", t.key) for t in study.trials}
@@ -152,7 +178,8 @@ def build_report(study: Study) -> Report | None:
     origins = {model_label(t.config): origin(t.config.model) for t in study.trials}
     return render(study.name, sweep_root(study.base), groups, axes(study),
                   headings([t.config.score for t in study.trials]), signal, curves, origins,
-                  study.base.score.headline_threshold)
+                  study.base.score.headline_threshold,
+                  curves_of(records, load_points(study), groups, axes(study)))
 
 
 def write_report(study: Study) -> str:

@@ -27,6 +27,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from memlab.config.schema import ScoreSection
+from memlab.report.dynamics import Curve, Headline
 from memlab.report.numbers import TRAIN, Group, Stat
 from memlab.scoring import suite
 from memlab.scoring.membership import FPRS
@@ -393,3 +394,72 @@ def write_csv(rows: list[dict], path: Path) -> None:
         w = csv.DictWriter(f, columns)
         w.writeheader()
         w.writerows(rows)
+
+
+# ---------------------------------------------------------------- through training
+def _at(curves: dict[int, Curve], pick: Callable[[Curve], int | None],
+        get: Callable[[Group], Stat | None]) -> Callable[[Group, int | None], Stat | None]:
+    """A dynamics cell: `get` of the group at the step `pick` chooses of its curve."""
+    def cell(g: Group, d: int | None) -> Stat | None:
+        c = curves[id(g)]
+        i = pick(c)
+        return None if i is None else get(c.at[i])
+    return cell
+
+
+def dynamics_table(curves: list[Curve], h: Headline, keys: list[str]) -> Table | None:
+    """A row per group with evaluation points: its onset step, its best-utility checkpoint
+    (the lowest held-out perplexity) and, there and at the final model, members' similarity
+    rate minus the floor, the membership AUC and the held-out perplexity. None: no points."""
+    if not curves:
+        return None
+    by = {id(c.group): c for c in curves}
+    at = f"members at dup {h.dup}" if h.dup >= 0 else "all members"
+    sig = h.auc.removeprefix("auc_")
+    best, final = Curve.best, lambda c: len(c.steps) - 1
+    metrics = []
+    for name, get, digits in (("sim_minus_floor", lambda g: g.minus_floor(h.sim, h.dup), 1),
+                              (f"auc_{sig}", lambda g: g.get("member", h.dup, h.auc), 2),
+                              ("heldout_ppl", lambda g: g.get("nonmember", -1, "ppl"), 2)):
+        metrics += [Metric(f"{name}_best", f"{name} @best", _at(by, best, get), digits),
+                    Metric(f"{name}_final", f"{name} @final", _at(by, final, get), digits)]
+    return Table(
+        "Through training: onset of memorization and the best-utility checkpoint",
+        f"points: the evaluated steps (train.eval_at / eval_every; the last: the final model); "
+        f"onset: the first step where {h.sim} of {at} has its interval above the "
+        "non-member floor's (-1: none has); best: the step of the lowest held-out "
+        f"perplexity (ppl of the non-members); sim_minus_floor: {h.sim} of {at} minus the "
+        "floor (points); "
+        f"auc_{sig}: membership AUC of {at} against the non-members; @best: at the best "
+        "step, @final: the final model; dynamics.csv and dynamics.png: every step.",
+        keys, metrics, [(c.group, None) for c in curves],
+        {"points": lambda g, d: str(len(by[id(g)].steps)),
+         "onset": lambda g, d: str(by[id(g)].onset(h)),
+         "best": lambda g, d: _best_step(by[id(g)])})
+
+
+def _best_step(c: Curve) -> str:
+    i = c.best()
+    return "-" if i is None else str(c.steps[i])
+
+
+def dynamics_rows(curves: list[Curve], h: Headline, keys: list[str]) -> list[dict]:
+    """dynamics.csv: a row per group and step (`final`: the final model's), with the group's
+    onset and best steps, and the members' rate, the floor, their difference, the AUC and
+    the held-out perplexity at that step, each `_mean`, `_lo`, `_hi`, `_n`."""
+    rows = []
+    for c in curves:
+        i = c.best()
+        own = {**{k: c.group.key.get(k) for k in keys},
+               "seeds": " ".join(str(s) for s in c.group.seeds),
+               "onset_step": c.onset(h), "best_step": None if i is None else c.steps[i]}
+        for j, (step, g) in enumerate(zip(c.steps, c.at)):
+            row = {**own, "step": step, "final": j == len(c.steps) - 1}
+            for name, s in (("sim_member", g.get("member", h.dup, h.sim)),
+                            ("sim_floor", g.get("nonmember", -1, h.sim)),
+                            ("sim_minus_floor", g.minus_floor(h.sim, h.dup)),
+                            (h.auc, g.get("member", h.dup, h.auc)),
+                            ("heldout_ppl", g.get("nonmember", -1, "ppl"))):
+                row.update(_stat_columns(name, s))
+            rows.append(row)
+    return rows

@@ -292,7 +292,7 @@ def mlflow_ui_command(uri: str, port: int = 5000) -> str:
 
 
 def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
-    from memlab.report.render import FILES, write_report
+    from memlab.report.render import DYNAMICS, FILES, write_report
     from memlab.tracking.mlflow_log import TrackingError, redact
     from memlab.tracking.trials import log_pending, log_sweep_summary
 
@@ -319,7 +319,7 @@ def run_sweep(study: Study, tracking_uri: str | None = None) -> int:
     unlogged = log_pending(plans)
     root = sweep_root(study.base)
     try:
-        log_sweep_summary(tracking, [root / f for f in FILES], study.base.tracking,
+        log_sweep_summary(tracking, [root / f for f in (*FILES, *DYNAMICS)], study.base.tracking,
                           failed, time.time() - start, plans,
                           sum((root / t.key / "result.json").is_file() for t in study.trials),
                           len(study.trials))

@@ -12,6 +12,7 @@ of the first run is reused (same files, same mtimes); a third run finds every st
 """
 
 import contextlib
+import csv
 import json
 import subprocess
 import sys
@@ -135,6 +136,20 @@ def test_a_rerun_with_two_more_points_computes_only_those(points):
 def test_a_third_run_finds_every_stage_done(points):
     log = _log(points["third"])
     assert "1 trial(s) with every stage done" in log and " computed" not in log
+
+
+def test_the_report_draws_every_point_and_the_final_model(points):
+    """The sweep's report (issue 34 part 2): dynamics.csv a row per step, the final model's at
+    the last; dynamics.png; the table in what `memlab run` printed."""
+    root = points["runs"] / "points"
+    with open(root / "dynamics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [2, 3, 5, 7, 8, 9]
+    assert [r["final"] for r in rows] == ["False"] * 5 + ["True"]
+    assert {r["best_step"] for r in rows} <= {"2", "3", "5", "7", "8", "9"}
+    assert all(r["heldout_ppl_mean"] for r in rows)
+    assert (root / "dynamics.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Through training" in points["third"]["stdout"]
 
 
 def test_validate_refuses_both_ways_at_once(memlab_cmd):
