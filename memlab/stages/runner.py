@@ -33,6 +33,7 @@ from memlab.io.paths import checkpoint_dir
 from memlab.io.shards import (
     StageOutput,
     claim_stage,
+    flat_metrics,
     outputs_present,
     read_manifest,
     read_summary,
@@ -154,8 +155,6 @@ def run_checkpoints(ctx: TrialContext,
 
 def point_metrics(at: TrialContext) -> dict[str, float]:
     """An evaluated point's (or the final model's) flat metrics, from its score summary."""
-    from memlab.stages.score import flat_metrics
-
     return flat_metrics(read_summary(at.dir("score")))
 
 

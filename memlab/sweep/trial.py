@@ -27,7 +27,7 @@ from memlab.config.keys import StageKeys
 from memlab.config.load import to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import stage_dir, trial_dir
-from memlab.io.shards import read_manifest, read_summary, write_json_atomic
+from memlab.io.shards import flat_metrics, read_manifest, read_summary, write_json_atomic
 from memlab.stages.runner import chain_done, finished, run_chain, run_checkpoints
 from memlab.stages.work import TrialContext
 from memlab.tracking.mlflow_log import TrackingError, system_metrics, system_metrics_on
@@ -142,8 +142,6 @@ def _result(plan: TrialPlan, outputs: dict, points: dict | None = None) -> dict:
     points, each point's step, stage keys and metrics (`checkpoints`; none: the record is as
     it was before points existed); with train.stop_when, where it fired (`stopped`: step,
     rule, value; the final model's metrics stay in `metrics`)."""
-    from memlab.stages.score import flat_metrics
-
     checkpoints = [{"step": step, "keys": {stage: out.folder.name for stage, out in o.items()},
                     "metrics": flat_metrics(read_summary(o["score"].folder))}
                    for step, o in sorted((points or {}).items())]
