@@ -89,15 +89,21 @@ def finished(ctx: TrialContext, stage: str) -> bool:
 def chain_done(ctx: TrialContext) -> bool:
     """Every stage of the trial finished, and every stage of its evaluation points: the trial
     needs no compute, only its record and logging."""
-    if not all(finished(ctx, link.name) for link in CHAIN if ctx.has(link.name)):
-        return False
+    return all(finished(ctx, link.name) for link in CHAIN if ctx.has(link.name)) and \
+        all(_point_done(ctx.at(step)) for step in _up_to_stop(ctx, checkpoint_steps(ctx)))
+
+
+def _up_to_stop(ctx: TrialContext, steps: list[int]) -> list[int]:
+    """`steps` up to the first at which train.stop_when fires, as far as the points already
+    evaluated say (every step: no rule, or it fired at none of them); the points after it
+    are not evaluated."""
     seen: list[tuple[int, dict]] = []
-    for step in checkpoint_steps(ctx):
+    for i, step in enumerate(steps):
         if not _point_done(at := ctx.at(step)):
-            return False
-        if _stops(at, step, seen):  # (train.stop_when: the points after it are not evaluated)
-            return True
-    return True
+            return steps
+        if _stops(at, step, seen):
+            return steps[:i + 1]
+    return steps
 
 
 def checkpoint_steps(ctx: TrialContext) -> list[int]:
@@ -137,18 +143,21 @@ def run_checkpoints(ctx: TrialContext,
     exports they need are made again; `said("<stage>@<step>", output)` after each. Returns
     {step: {stage: output}}."""
     steps = checkpoint_steps(ctx)
-    if missing := [s for s in steps if _export_missing(ctx.at(s))]:
+    # (past a stop point found earlier: no export is made again for points not evaluated)
+    if missing := [s for s in _up_to_stop(ctx, steps) if _export_missing(ctx.at(s))]:
         _reexport(ctx, missing)
     outputs: dict[int, dict[str, StageOutput]] = {}
     seen: list[tuple[int, dict]] = []
-    for step in steps:
+    for i, step in enumerate(steps):
         at = ctx.at(step)
         outputs[step] = {}
         for stage in _own(at):
             outputs[step][stage] = run_stage(at, stage)
             said(f"{stage}@{step}", outputs[step][stage])
         _keep_or_drop(at)
-        if _stops(at, step, seen):  # (train.stop_when fired: later points not evaluated)
+        if _stops(at, step, seen):  # train.stop_when fired: the later points are not
+            for later in steps[i + 1:]:  # evaluated; their exports kept or dropped alike
+                _keep_or_drop(ctx.at(later))
             break
     return outputs
 

@@ -58,10 +58,11 @@ def _fake_trial(monkeypatch, metrics: dict[int, dict], rule: StopSection, done=(
     cfg.train.stop_when = rule
     ran = []
     monkeypatch.setattr(runner, "checkpoint_steps", lambda ctx: sorted(metrics))
-    monkeypatch.setattr(runner, "_export_missing", lambda at: False)
+    monkeypatch.setattr(runner, "_export_missing", lambda at: at.step not in done)
+    monkeypatch.setattr(runner, "_reexport", lambda ctx, steps: ran.append(("export", steps)))
     monkeypatch.setattr(runner, "_own", lambda at, reading=False: ["gen", "score"])
     monkeypatch.setattr(runner, "run_stage", lambda at, s: ran.append((s, at.step)) or s)
-    monkeypatch.setattr(runner, "_keep_or_drop", lambda at: None)
+    monkeypatch.setattr(runner, "_keep_or_drop", lambda at: ran.append(("keep", at.step)))
     monkeypatch.setattr(runner, "point_metrics", lambda at: metrics[at.step])
     monkeypatch.setattr(runner, "finished", lambda ctx, stage: True)
     monkeypatch.setattr(runner, "_point_done", lambda at: at.step in done)
@@ -72,11 +73,25 @@ def _fake_trial(monkeypatch, metrics: dict[int, dict], rule: StopSection, done=(
 def test_the_runner_stops_at_the_point_the_rule_names(monkeypatch):
     metrics = {2: _m(3), 4: _m(6.5), 6: _m(9), 8: _m(20)}
     rule = StopSection("sim_member_minus_floor", ">", 5)
-    ctx, ran = _fake_trial(monkeypatch, metrics, rule)
+    ctx, ran = _fake_trial(monkeypatch, metrics, rule, done=(2, 4, 6, 8))
     assert list(runner.run_checkpoints(ctx)) == [2, 4]
-    assert ran == [("gen", 2), ("score", 2), ("gen", 4), ("score", 4)]  # not 6, not 8
+    # not 6, not 8; their exports kept or dropped as train.keep_checkpoints says
+    assert ran == [("gen", 2), ("score", 2), ("keep", 2), ("gen", 4), ("score", 4),
+                   ("keep", 4), ("keep", 6), ("keep", 8)]
     ctx, ran = _fake_trial(monkeypatch, metrics, StopSection())  # no rule: every point
     assert list(runner.run_checkpoints(ctx)) == [2, 4, 6, 8]
+    assert ran[0] == ("export", [2, 4, 6, 8])  # (no export on disk: each made again)
+
+
+def test_a_rerun_makes_no_export_again_past_the_stop_point(monkeypatch):
+    metrics = {2: _m(3), 4: _m(6.5), 6: _m(9), 8: _m(20)}
+    rule = StopSection("sim_member_minus_floor", ">", 5)
+    ctx, ran = _fake_trial(monkeypatch, metrics, rule, done=(2, 4))  # (6, 8: no export)
+    assert list(runner.run_checkpoints(ctx)) == [2, 4]
+    assert not [r for r in ran if r[0] == "export"]
+    ctx, ran = _fake_trial(monkeypatch, metrics, rule, done=(2,))  # not known yet: all
+    runner.run_checkpoints(ctx)
+    assert ran[0] == ("export", [4, 6, 8])
 
 
 def test_a_trial_done_up_to_its_stop_point_is_done(monkeypatch):
