@@ -51,7 +51,7 @@ from memlab.config.paths import folder_of, resolve
 from memlab.config.placement import selector_problem
 from memlab.config.privacy import problems as dp_problems
 from memlab.config.ranges import out_of_range, plain_name
-from memlab.config.schema import NON_IDENTITY_KEYS, PlagiarismSection, StudyConfig
+from memlab.config.schema import NON_IDENTITY_KEYS, STOP_METRICS, PlagiarismSection, StudyConfig
 from memlab.strategies import STRATEGIES
 from memlab.strategies import load_plugins as load_strategies
 
@@ -151,8 +151,8 @@ def _semantic_checks(cfg: StudyConfig, where: Callable[[str], str], tags: dict[s
             f"{_suggest(cfg.train.strategy, list(STRATEGIES))}; registered: "
             f"{', '.join(STRATEGIES)} (a study's own: train.plugins)")
         return out  # (the rest reads the strategy's settings)
-    for check in (_path_checks, _data_checks, _train_checks, _attack_score_checks,
-                  format_problems, dp_problems, cfg.strategy.check):
+    for check in (_path_checks, _data_checks, _train_checks, _stop_checks,
+                  _attack_score_checks, format_problems, dp_problems, cfg.strategy.check):
         for key, msg in check(cfg):
             bad(key, msg)
     if not any(k.startswith("data.") for k, _ in said):  # (its files, once its settings hold)
@@ -257,6 +257,26 @@ def _train_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
         out.append(("train.micro_batch", f"{t.micro_batch} does not divide the {per_worker} "
                     "sequences each worker trains per step"))
     return out
+
+
+def _stop_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
+    """train.stop_when (early stopping): a metric it can read, a threshold where its
+    comparison needs one, evaluation points to stop at."""
+    t, rule = cfg.train, cfg.train.stop_when
+    if not rule.on:
+        return []
+    if rule.metric not in STOP_METRICS:
+        return [("train.stop_when.metric", f"unknown metric {rule.metric!r}"
+                 f"{_suggest(rule.metric, list(STOP_METRICS))}; one of {', '.join(STOP_METRICS)}")]
+    if not (t.eval_at or t.eval_every):
+        return [("train.stop_when", "needs evaluation points to stop at (train.eval_at or "
+                 "train.eval_every); without them the trial has only its final model")]
+    trend = rule.op in ("rising", "falling")
+    if trend == (rule.value is not None):
+        return [("train.stop_when.value", f"{rule.value} with op {rule.op!r}: "
+                 + ("rising and falling compare with the previous point, no value" if trend
+                    else f"{rule.op} needs a threshold"))]
+    return []
 
 
 def _attack_score_checks(cfg: StudyConfig) -> list[tuple[str, str]]:

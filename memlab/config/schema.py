@@ -237,6 +237,36 @@ class DPSection:
         return self.epsilon is not None
 
 
+STOP_MEASURES = ("exact_member", "exact_floor", "plag_member", "plag_floor", "sim_member",
+                 "sim_floor", "mia_auc", "heldout_ppl")
+"""The headline metrics' short names (memlab/tracking/desk.py maps them to the full metrics;
+tests/unit/test_stopping.py holds the two lists equal)."""
+STOP_METRICS = STOP_MEASURES + ("exact_member_minus_floor", "plag_member_minus_floor",
+                                "sim_member_minus_floor")
+"""What train.stop_when can compare: a headline metric, or a member rate minus its floor."""
+
+
+@dataclass
+class StopSection:
+    """Early stopping (issue 34): a rule checked at each evaluation point (train.eval_at /
+    eval_every) in step order, the final model last; the trial stops at the first point where
+    it fires: later points are not evaluated, result.json says `stopped`. Training itself
+    runs to the end (the stop point is chosen after it: memlab/tracking/stopping.py)."""
+
+    metric: str = _f("", "The metric the rule reads, by its headline short name "
+                         f"({', '.join(STOP_METRICS)}; *_minus_floor: the member rate minus "
+                         "the non-member floor, in points). '': no rule.")
+    op: Literal[">", ">=", "<", "<=", "rising", "falling"] = _f(
+        ">", "Fires when the metric is `op` value (>, >=, <, <=), or above (rising) / below "
+        "(falling) the previous evaluated point's value (value unused).")
+    value: float | None = _f(None, "The threshold of >, >=, <, <= (null with rising, "
+                                   "falling).", gt=-math.inf, lt=math.inf)
+
+    @property
+    def on(self) -> bool:
+        return bool(self.metric)
+
+
 @dataclass(eq=False)
 class TrainSection(PerStrategy):
     """Training, the same for every strategy; besides these fields, `train.<strategy>`: the
@@ -303,6 +333,9 @@ class TrainSection(PerStrategy):
         "an adapter (full weights dropped); none: drop every one. A dropped export is "
         "trained again (same seed, data and schedule) when a later run needs to generate from "
         "it again (a changed attack setting).")
+    stop_when: StopSection = field(default_factory=StopSection, metadata={
+        "help": "Early stopping: stop the trial at the first evaluation point where this rule "
+                "fires (needs train.eval_at or eval_every; in no key)."})
 
     def section_type(self, strategy: str) -> type:
         return strategies.get(strategy).settings
@@ -608,5 +641,6 @@ NON_IDENTITY_KEYS = ("sweep", "resources", "tracking", "attack.actors", "attack.
                      "attack.actor_gpus", "score.corpus_block", "train.threads",
                      "train.log_every", "train.checkpoint_every", "train.micro_batch",
                      "train.eval_at", "train.eval_every", "train.keep_checkpoints",
+                     "train.stop_when",
                      "train.compile", "train.compile_min_tokens", "model.cache_dir",
                      "model.scale", "score.headline_threshold")

@@ -200,6 +200,20 @@ def read_summary(score_dir: str | os.PathLike) -> pa.Table:
     return table
 
 
+def flat_metrics(summary: pa.Table) -> dict[str, float]:
+    """The summary as MLflow metric names: `<metric>/<split>`, `<metric>/member_dup<k>` and
+    `<metric>/canary_x<repeats>`
+    (no name is a path prefix of another, so every MLflow store takes them), and
+    `heldout_ppl` (the non-members' perplexity)."""
+    out = {}
+    for r in summary.to_pylist():
+        group = r["split"] if r["dup_count"] < 0 else f"{r['split']}_dup{r['dup_count']}" \
+            if r["split"] != "canary" else f"canary_x{r['dup_count']}"
+        out[f"{r['metric']}/{group}"] = r["value"]
+    out["heldout_ppl"] = out.get("ppl/nonmember", float("nan"))
+    return out
+
+
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> None:
     """Write to `<path>.tmp`, fsync, rename: a full disk leaves the old file or none."""
     path = Path(path)

@@ -16,7 +16,9 @@ Evaluation points (train.eval_at / eval_every): once the chain ran, each point's
 point still needs to generate from and the train folder lacks are made again first, under the
 train stage's lock (its WORK's `reexport`); once a point's stages finished, its export is kept
 or dropped as train.keep_checkpoints says (its manifest stays: the point's stages were built
-from it).
+from it). With train.stop_when (early stopping, memlab/tracking/stopping.py), the points are
+evaluated in step order up to the first at which the rule fires; the later ones are not (and
+a trial whose points are done up to that one is done).
 """
 
 from __future__ import annotations
@@ -31,12 +33,15 @@ from memlab.io.paths import checkpoint_dir
 from memlab.io.shards import (
     StageOutput,
     claim_stage,
+    flat_metrics,
     outputs_present,
     read_manifest,
+    read_summary,
     stage_done,
     write_manifest,
 )
 from memlab.stages.work import TrialContext, Work, shard_jobs, upstream_of, work_of
+from memlab.tracking.stopping import first_stop
 
 
 def run_stage(ctx: TrialContext, stage: str) -> StageOutput:
@@ -85,7 +90,20 @@ def chain_done(ctx: TrialContext) -> bool:
     """Every stage of the trial finished, and every stage of its evaluation points: the trial
     needs no compute, only its record and logging."""
     return all(finished(ctx, link.name) for link in CHAIN if ctx.has(link.name)) and \
-        all(_point_done(ctx.at(step)) for step in checkpoint_steps(ctx))
+        all(_point_done(ctx.at(step)) for step in _up_to_stop(ctx, checkpoint_steps(ctx)))
+
+
+def _up_to_stop(ctx: TrialContext, steps: list[int]) -> list[int]:
+    """`steps` up to the first at which train.stop_when fires, as far as the points already
+    evaluated say (every step: no rule, or it fired at none of them); the points after it
+    are not evaluated."""
+    seen: list[tuple[int, dict]] = []
+    for i, step in enumerate(steps):
+        if not _point_done(at := ctx.at(step)):
+            return steps
+        if _stops(at, step, seen):
+            return steps[:i + 1]
+    return steps
 
 
 def checkpoint_steps(ctx: TrialContext) -> list[int]:
@@ -125,17 +143,39 @@ def run_checkpoints(ctx: TrialContext,
     exports they need are made again; `said("<stage>@<step>", output)` after each. Returns
     {step: {stage: output}}."""
     steps = checkpoint_steps(ctx)
-    if missing := [s for s in steps if _export_missing(ctx.at(s))]:
+    # (past a stop point found earlier: no export is made again for points not evaluated)
+    if missing := [s for s in _up_to_stop(ctx, steps) if _export_missing(ctx.at(s))]:
         _reexport(ctx, missing)
     outputs: dict[int, dict[str, StageOutput]] = {}
-    for step in steps:
+    seen: list[tuple[int, dict]] = []
+    for i, step in enumerate(steps):
         at = ctx.at(step)
         outputs[step] = {}
         for stage in _own(at):
             outputs[step][stage] = run_stage(at, stage)
             said(f"{stage}@{step}", outputs[step][stage])
         _keep_or_drop(at)
+        if _stops(at, step, seen):  # train.stop_when fired: the later points are not
+            for later in steps[i + 1:]:  # evaluated; their exports kept or dropped alike
+                _keep_or_drop(ctx.at(later))
+            break
     return outputs
+
+
+def point_metrics(at: TrialContext) -> dict[str, float]:
+    """An evaluated point's (or the final model's) flat metrics, from its score summary."""
+    return flat_metrics(read_summary(at.dir("score")))
+
+
+def _stops(at: TrialContext, step: int, seen: list[tuple[int, dict]]) -> bool:
+    """train.stop_when fires at the evaluated point `at` (after `step` optimizer steps), the
+    points before it being `seen` ((step, metrics); `at`'s is appended); False without a rule
+    (and nothing is read)."""
+    rule = at.cfg.train.stop_when
+    if not rule.on:
+        return False
+    seen.append((step, point_metrics(at)))
+    return first_stop(rule, seen, at.cfg.score.headline_threshold) is not None
 
 
 def _reexport(ctx: TrialContext, steps: list[int]) -> None:

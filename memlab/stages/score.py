@@ -131,20 +131,6 @@ def summarize(scores: pa.Table, cfg: StudyConfig, canaries: pa.Table | None = No
     return pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA)
 
 
-def flat_metrics(summary: pa.Table) -> dict[str, float]:
-    """The summary as MLflow metric names: `<metric>/<split>`, `<metric>/member_dup<k>` and
-    `<metric>/canary_x<repeats>`
-    (no name is a path prefix of another, so every MLflow store takes them), and
-    `heldout_ppl` (the non-members' perplexity)."""
-    out = {}
-    for r in summary.to_pylist():
-        group = r["split"] if r["dup_count"] < 0 else f"{r['split']}_dup{r['dup_count']}" \
-            if r["split"] != "canary" else f"canary_x{r['dup_count']}"
-        out[f"{r['metric']}/{group}"] = r["value"]
-    out["heldout_ppl"] = out.get("ppl/nonmember", float("nan"))
-    return out
-
-
 def read_canaries(gen_dir: Path) -> pa.Table | None:
     """The exposure of every canary (CANARY_SCHEMA) from a generation stage, if it has any."""
     files = sorted(Path(gen_dir).glob("canary-*.parquet"))

@@ -27,10 +27,11 @@ from memlab.config.keys import StageKeys
 from memlab.config.load import to_dict
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import stage_dir, trial_dir
-from memlab.io.shards import read_manifest, read_summary, write_json_atomic
+from memlab.io.shards import flat_metrics, read_manifest, read_summary, write_json_atomic
 from memlab.stages.runner import chain_done, finished, run_chain, run_checkpoints
 from memlab.stages.work import TrialContext
 from memlab.tracking.mlflow_log import TrackingError, system_metrics, system_metrics_on
+from memlab.tracking.stopping import first_stop
 from memlab.tracking.trials import Tracking, finite, is_logged, live_run, log_trial
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,10 @@ def run_trial(plan: TrialPlan, to_mlflow: bool = True) -> dict:
             live.fail()  # the run opened before training does not stay RUNNING
         raise
     result = _result(plan, outputs, points)
+    if stop := result.get("stopped"):
+        log.info(f"{plan.name}: stopped at step {stop['step']} of {result['train']['train_steps']}"
+                 f" (train.stop_when: {stop['rule']}, {stop['value']:g}); points after it not "
+                 "evaluated")
     # a rerun of a finished trial checks (and repairs) every stage but rewrites nothing
     _write_if_changed(to_dict(cfg), plan.dir / "config.json")
     _write_if_changed(result, plan.dir / "result.json")
@@ -135,9 +140,8 @@ def run_trial(plan: TrialPlan, to_mlflow: bool = True) -> dict:
 def _result(plan: TrialPlan, outputs: dict, points: dict | None = None) -> dict:
     """The trial's record: what it is, its training figures, its metrics; with evaluation
     points, each point's step, stage keys and metrics (`checkpoints`; none: the record is as
-    it was before points existed)."""
-    from memlab.stages.score import flat_metrics
-
+    it was before points existed); with train.stop_when, where it fired (`stopped`: step,
+    rule, value; the final model's metrics stay in `metrics`)."""
     checkpoints = [{"step": step, "keys": {stage: out.folder.name for stage, out in o.items()},
                     "metrics": flat_metrics(read_summary(o["score"].folder))}
                    for step, o in sorted((points or {}).items())]
@@ -151,14 +155,19 @@ def _result(plan: TrialPlan, outputs: dict, points: dict | None = None) -> dict:
     data_metrics = {f"data_skipped_{k}": v for k, v in skipped.items()}
     if gen.manifest.get("docs_too_short"):  # (fewer tokens than prefix + suffix: not attacked)
         data_metrics["data_skipped_too_short_to_attack"] = gen.manifest["docs_too_short"]
+    scores = flat_metrics(read_summary(outputs["score"].folder))
+    # train.stop_when: its stop point over the evaluated points and the final model, in step
+    # order (the runner evaluated no point after it); None: no rule, or it never fired
+    stop = first_stop(cfg.train.stop_when, [(p["step"], p["metrics"]) for p in checkpoints]
+                      + [(train.manifest["train_steps"], scores)], cfg.score.headline_threshold)
     return {"key": plan.key, "name": plan.name, "point": plan.point,
             "strategy": cfg.train.strategy, "model": plan.model_label,
             "dup_factor": cfg.data.dup_factor, "seed": cfg.seed,
             "keys": dataclasses.asdict(plan.keys),
             "train": train_metrics, "generated_samples": gen.manifest["rows"],
-            "metrics": {**train_metrics, **data_metrics,
-                        **flat_metrics(read_summary(outputs["score"].folder))},
-            **({"checkpoints": checkpoints} if checkpoints else {})}
+            "metrics": {**train_metrics, **data_metrics, **scores},
+            **({"checkpoints": checkpoints} if checkpoints else {}),
+            **({"stopped": stop} if stop else {})}
 
 
 def _write_if_changed(obj: dict, path: Path) -> None:

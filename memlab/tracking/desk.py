@@ -61,6 +61,12 @@ def headline_metrics(metrics: dict, threshold: float) -> dict[str, float]:
     return out
 
 
+def measure(metrics: dict, short: str, threshold: float) -> float:
+    """One headline metric of a trial's metrics by its short name, unrounded (nan: absent)."""
+    hit = next((k for k in _measures(threshold)[short].split("|") if k in metrics), None)
+    return float(metrics[hit]) if hit is not None else math.nan
+
+
 def curves(points: list[tuple[int, dict]], threshold: float) -> dict[str, list[tuple[int, float]]]:
     """Memorization through training: each headline metric and heldout_ppl -> [(optimizer
     step, value), ...] over the evaluation points' metrics and the final model's (`points`:

@@ -107,7 +107,10 @@ def log_trial(plan: Trial, tags: dict | None = None) -> str:
     setup = {**{k: man[k] for k in ("head_untied", "lora_targets") if k in man},
              **man.get("setup", {})}
     run.log_params({f"train.{k}": v for k, v in setup.items()})
+    if stop := result.get("stopped"):  # train.stop_when: where it fired, and why
+        run.set_tags({"stopped_at": str(stop["step"]), "stopped_rule": stop["rule"]})
     metrics = {k: v for k, v in result["metrics"].items() if finite(v)}
+    metrics |= {"stopped_value": stop["value"]} if stop else {}
     threshold = cfg.score.headline_threshold
     # evaluation points: the headline metrics against the optimizer step, the final model's
     # at its last step (points logged earlier are not repeated)

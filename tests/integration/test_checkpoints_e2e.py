@@ -23,8 +23,7 @@ import yaml
 from memlab.config.expand import load_study
 from memlab.config.keys import checkpoint_keys
 from memlab.io.paths import stage_dir
-from memlab.io.shards import read_summary
-from memlab.stages.score import flat_metrics
+from memlab.io.shards import flat_metrics, read_summary
 from tests.conftest import ROOT, SWEEPS
 from tests.integration.conftest import SMOKE
 

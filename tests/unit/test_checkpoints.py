@@ -44,7 +44,9 @@ def test_every_study_under_sweeps_is_pinned():
 def test_evaluation_points_keep_every_key(study):
     assert _digest(study) == KEYS_BEFORE[study]  # the settings at their defaults
     for sets in (["train.eval_at=[0.25,0.5,0.75,1.0]", "train.keep_checkpoints=none"],
-                 ["train.eval_every=3", "train.keep_checkpoints=adapters"]):
+                 ["train.eval_every=3", "train.keep_checkpoints=adapters"],
+                 ["train.eval_every=3", "train.stop_when.metric=heldout_ppl",
+                  "train.stop_when.op=rising"]):
         assert _digest(study, sets) == KEYS_BEFORE[study], sets
 
 

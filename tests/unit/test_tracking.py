@@ -9,7 +9,7 @@ import time
 import pyarrow as pa
 import pytest
 
-from memlab.stages.score import flat_metrics
+from memlab.io.shards import flat_metrics
 from memlab.tracking.mlflow_log import Client, TrackedRun, TrackingError
 from tests.conftest import ROOT, SWEEPS
 
