@@ -8,7 +8,7 @@ perplexity), whose values the table puts next to the final model's."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from memlab.config.expand import Study
 from memlab.io.paths import stage_dir, sweep_root
@@ -43,6 +43,16 @@ class Curve:
     group: Group  # the final models' group: the report's row
     steps: list[int]
     at: list[Group]
+    stopped: list[dict | None] = field(default_factory=list)  # per seed: train.stop_when's
+
+    def stops(self) -> str:
+        """Where each seed's train.stop_when fired and why (`3 (sim_member_minus_floor > 5)`,
+        seeds apart by `, `; `-`: never), or `-` when none did."""
+        if not any(self.stopped):
+            return "-"
+        rules = {s["rule"] for s in self.stopped if s}
+        steps = ", ".join(str(s["step"]) if s else "-" for s in self.stopped)
+        return f"{steps} ({'; '.join(sorted(rules))})"
 
     def stats(self, split: str, dup: int, metric: str) -> list[tuple[int, Stat]]:
         return [(s, st) for s, g in zip(self.steps, self.at) if (st := g.get(split, dup, metric))]
@@ -91,7 +101,9 @@ def curves_of(records: list[tuple[dict, list[dict]]], points: Points, groups: li
     for step in sorted(by_step):
         for g in aggregate(by_step[step], axis_names):
             at.setdefault(_key(g), []).append((step, g))
-    return [Curve(g, [s for s, _ in at[_key(g)]], [x for _, x in at[_key(g)]])
+    stops = {res["key"]: res.get("stopped") for res, _ in records}
+    return [Curve(g, [s for s, _ in at[_key(g)]], [x for _, x in at[_key(g)]],
+                  [stops.get(k) for k in g.trial_keys])
             for g in groups if _key(g) in at]
 
 

@@ -431,11 +431,14 @@ def dynamics_table(curves: list[Curve], h: Headline, keys: list[str]) -> Table |
         f"perplexity (ppl of the non-members); sim_minus_floor: {h.sim} of {at} minus the "
         "floor (points); "
         f"auc_{sig}: membership AUC of {at} against the non-members; @best: at the best "
-        "step, @final: the final model; dynamics.csv and dynamics.png: every step.",
+        "step, @final: the final model; stopped: the step at which each seed's "
+        "train.stop_when fired, and its rule (-: never; the later points were not "
+        "evaluated); dynamics.csv and dynamics.png: every step.",
         keys, metrics, [(c.group, None) for c in curves],
         {"points": lambda g, d: str(len(by[id(g)].steps)),
          "onset": lambda g, d: str(by[id(g)].onset(h)),
-         "best": lambda g, d: _best_step(by[id(g)])})
+         "best": lambda g, d: _best_step(by[id(g)]),
+         "stopped": lambda g, d: by[id(g)].stops()})
 
 
 def _best_step(c: Curve) -> str:

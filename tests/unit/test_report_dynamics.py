@@ -103,8 +103,9 @@ def test_table_figure_and_csv_with_points(tmp_path):
     (table,) = [t for t in rep.tables if t.title.startswith("Through training")]
     cells = {g.key["strategy"]: {k: f(g, None) for k, f in table.extra.items()}
              for g, _ in table.rows}
-    assert cells == {"full": {"points": "4", "onset": "6", "best": "4"},
-                     "lora": {"points": "4", "onset": "-1", "best": str(LAST)}}
+    assert cells == {"full": {"points": "4", "onset": "6", "best": "4", "stopped": "-"},
+                     "lora": {"points": "4", "onset": "-1", "best": str(LAST),
+                              "stopped": "-"}}
     get = {m.name: m.get for m in table.metrics}
     full = next(g for g, _ in table.rows if g.key["strategy"] == "full")
     assert get["sim_minus_floor_best"](full, None).mean == pytest.approx(4.0)
@@ -144,3 +145,19 @@ def test_without_points_the_report_is_unchanged(tmp_path):
     assert set(after.figures) == set(before.figures) and "dynamics.png" not in after.figures
     for name in ("results.csv", "results.md"):
         assert (tmp_path / "a" / name).read_text() == (tmp_path / "b" / name).read_text()
+
+
+def test_the_table_says_where_each_seed_stopped_and_why():
+    """train.stop_when (issue 34 part 3): the table names each seed's stop step and the rule;
+    a seed that never stopped is `-`."""
+    records, points, groups, _ = setup(seeds=(0, 1))
+    rule = "sim_member_minus_floor > 5"
+    for res, _ in records:
+        if res["strategy"] == "full" and res["seed"] == 0:
+            res["stopped"] = {"step": 6, "rule": rule, "value": 19.0}
+    (full,) = [c for c in curves_of(records, points, groups, [])
+               if c.group.key["strategy"] == "full"]
+    (lora,) = [c for c in curves_of(records, points, groups, [])
+               if c.group.key["strategy"] == "lora"]
+    assert full.stops() == f"6, - ({rule})" and lora.stops() == "-"
+
