@@ -82,3 +82,16 @@ def summaries(study):
             raise SystemExit(f"trial {t.name} has no summary: the sweep did not finish")
         yield t, {(r["split"], r["dup_count"], r["metric"]): r["value"]
                   for r in read_summary(path).to_pylist()}
+
+
+def run_sweep(sweep: str, sets: list[str], only: list[str] = ()) -> tuple[int, float]:
+    """`memlab run SWEEP --set ... --only ...` in a subprocess: (its exit status, wall s)."""
+    import time
+
+    cmd = [sys.executable, "-m", "memlab", "run", sweep, *(a for s in sets for a in ("--set", s)),
+           *(a for o in only for a in ("--only", o))]
+    t0 = time.perf_counter()
+    rc = subprocess.run(cmd).returncode
+    wall = time.perf_counter() - t0
+    print(f"memlab run exited {rc} after {wall:.0f} s", file=sys.stderr)
+    return rc, wall

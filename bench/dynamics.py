@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import write_result  # noqa: E402
+from bench._common import run_sweep, write_result  # noqa: E402
 
 SIM = "sim_src_ge_0.8_pct"
 STRATEGIES = ("full", "head", "lora")
@@ -97,13 +95,7 @@ def main() -> int:
     args = ap.parse_args()
     wall = None
     if not args.no_run:
-        cmd = [sys.executable, "-m", "memlab", "run", args.sweep,
-               *(a for s in args.set for a in ("--set", s)),
-               *(a for o in args.only for a in ("--only", o))]
-        t0 = time.perf_counter()
-        rc = subprocess.run(cmd).returncode
-        wall = time.perf_counter() - t0
-        print(f"memlab run exited {rc} after {wall:.0f} s", file=sys.stderr)
+        rc, wall = run_sweep(args.sweep, args.set, args.only)
         if rc != 0 or args.only:
             return rc
     from memlab.config.expand import load_study

@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import summaries, write_result  # noqa: E402
+from bench._common import run_sweep, summaries, write_result  # noqa: E402
 
 GPU = ["data.num_members=600", "data.num_nonmembers=300", "data.dup_factor=1",
        "data.shard_rows=150", "train.batch_size=32", "train.seq_len=128",
@@ -147,13 +145,7 @@ def main() -> int:
         return 0
     wall = None
     if not args.no_run:
-        cmd = [sys.executable, "-m", "memlab", "run", args.sweep,
-               *(a for s in sets for a in ("--set", s)),
-               *(a for o in args.only for a in ("--only", o))]
-        t0 = time.perf_counter()
-        rc = subprocess.run(cmd).returncode
-        wall = time.perf_counter() - t0
-        print(f"memlab run exited {rc} after {wall:.0f} s", file=sys.stderr)
+        rc, wall = run_sweep(args.sweep, sets, args.only)
         if rc != 0 or args.only:
             return rc
     from memlab.config.expand import load_study

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import summaries, write_result  # noqa: E402
+from bench._common import run_sweep, summaries, write_result  # noqa: E402
 
 RATES = {  # summary metric -> what it is (METRICS.md sections 1-3), all % of samples
     "exact_pct": "exact extraction",
@@ -152,13 +150,8 @@ def main() -> int:
     study = load_study(args.sweep, args.set)
     wall = None
     if not args.no_run:
-        cmd = [sys.executable, "-m", "memlab", "run", args.sweep,
-               *(a for s in args.set for a in ("--set", s))]
-        t0 = time.perf_counter()
-        rc = subprocess.run(cmd).returncode
-        wall = time.perf_counter() - t0
+        rc, wall = run_sweep(args.sweep, args.set)
         if rc != 0:
-            print(f"memlab run exited {rc} after {wall:.0f} s", file=sys.stderr)
             return rc
     trials = per_trial(study)
     agg = aggregate(trials)
