@@ -50,15 +50,22 @@ def _mtimes(folder):
     return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
-@pytest.fixture(scope="module")
-def points(tmp_path_factory):
-    study_dir = tmp_path_factory.mktemp("points-study")
+def lora_smoke(tmp_path_factory, name: str):
+    """The smoke study on LoRA alone, named `name`, in a folder of its own (with the
+    defaults); returns its path."""
+    study_dir = tmp_path_factory.mktemp(f"{name}-study")
     (study_dir / "_defaults.yaml").write_text((SWEEPS / "_defaults.yaml").read_text())
     study = yaml.safe_load(SMOKE.read_text())
-    study["sweep"]["name"] = "points"
+    study["sweep"]["name"] = name
     study["grid"] = {"train.strategy": ["lora"]}
-    path = study_dir / "points.yaml"
+    path = study_dir / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study))
+    return path
+
+
+@pytest.fixture(scope="module")
+def points(tmp_path_factory):
+    path = lora_smoke(tmp_path_factory, "points")
     runs = tmp_path_factory.mktemp("runs")
     first = run_sweep(path, runs, [FOUR])
     (trial,) = first["study"].trials

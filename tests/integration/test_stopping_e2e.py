@@ -7,12 +7,9 @@ the MLflow run say where and why, and a rerun finds the trial done."""
 import json
 
 import pytest
-import yaml
 
 from memlab.config.keys import checkpoint_keys
-from tests.conftest import SWEEPS
-from tests.integration.conftest import SMOKE
-from tests.integration.test_checkpoints_e2e import FOUR, run_sweep
+from tests.integration.test_checkpoints_e2e import FOUR, lora_smoke, run_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -22,13 +19,7 @@ RULE = ["train.stop_when.metric=exact_member", "train.stop_when.op='>='",
 
 @pytest.fixture(scope="module")
 def stopped(tmp_path_factory):
-    study_dir = tmp_path_factory.mktemp("stop-study")
-    (study_dir / "_defaults.yaml").write_text((SWEEPS / "_defaults.yaml").read_text())
-    study = yaml.safe_load(SMOKE.read_text())
-    study["sweep"]["name"] = "stop"
-    study["grid"] = {"train.strategy": ["lora"]}
-    path = study_dir / "stop.yaml"
-    path.write_text(yaml.safe_dump(study))
+    path = lora_smoke(tmp_path_factory, "stop")
     runs = tmp_path_factory.mktemp("runs")
     first = run_sweep(path, runs, [FOUR, *RULE])
     again = run_sweep(path, runs, [FOUR, *RULE])
