@@ -491,6 +491,32 @@ class MembershipSection:
 
 
 @dataclass
+class IntervalSection:
+    """The report's 95% intervals of a metric with a bounded range (rates in [0, 100], AUC in
+    [0, 1], as the scorer registry declares them; memlab/report/intervals.py says why each
+    method). Unbounded metrics (perplexity, exposure) keep the Student-t interval over seeds.
+    Only the report reads these: no stage's key holds them."""
+
+    over_seeds: Literal["logit", "bootstrap", "t"] = _f(
+        "logit", "The interval of the mean over n >= 2 seeds. logit: Student-t on the logit "
+        "scale of each seed's value (with `continuity`), mapped back; bootstrap: percentile "
+        "bootstrap over the seeds (inside the seeds' own range; too narrow at 2-3 seeds); "
+        "t: the Student-t interval cut to the metric's range.")
+    one_seed: Literal["wilson", "wilsoncc", "exact"] = _f(
+        "wilson", "The interval of one trial's share of samples (k of n: exact_%, sim>=t_%, "
+        "the plagiarism rates), where its summary has no bootstrap interval: wilson (the "
+        "Wilson score interval), wilsoncc (with continuity correction) or exact "
+        "(Clopper-Pearson), by scipy.stats.binomtest.")
+    continuity: float = _f(
+        0.5, "logit: added to each seed's count of hits and of misses (a value v of n samples "
+        "is taken as (v n + c) / (n + 2c)), so that a seed at 0 or 100% has a finite logit "
+        "(the empirical logit: 0.5).", gt=0)
+    resamples: int = _f(2000, "bootstrap: resamples of the seeds.", ge=1)
+    seed: int = _f(0, "bootstrap: seed of the resampling (the report is the same every "
+                      "time).", ge=0)
+
+
+@dataclass
 class ScoreSection:
     embedder: str = _f("all-MiniLM-L6-v2", "sentence-transformers model: name, path or offline.")
     sim_thresholds: list[float] = _f([0.5, 0.6, 0.7, 0.8, 0.9], "Relaxed-similarity rates.",
@@ -533,6 +559,9 @@ class ScoreSection:
                                           metadata={"help": "Membership inference."})
     utility: bool = _f(True, "ROUGE-L, BLEU and Flesch reading ease of the non-members' "
                              "generations (memlab/scoring/utility.py).")
+    intervals: IntervalSection = field(
+        default_factory=IntervalSection,
+        metadata={"help": "The report's intervals of bounded metrics (rates, AUC)."})
 
 
 @dataclass
@@ -643,4 +672,4 @@ NON_IDENTITY_KEYS = ("sweep", "resources", "tracking", "attack.actors", "attack.
                      "train.eval_at", "train.eval_every", "train.keep_checkpoints",
                      "train.stop_when",
                      "train.compile", "train.compile_min_tokens", "model.cache_dir",
-                     "model.scale", "score.headline_threshold")
+                     "model.scale", "score.headline_threshold", "score.intervals")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from memlab.config.expand import Study
 from memlab.io.paths import stage_dir, sweep_root
 from memlab.io.shards import read_summary
+from memlab.report.intervals import Intervals
 from memlab.report.numbers import Group, Stat, aggregate
 
 Points = dict[str, dict[int, list[dict]]]  # trial key -> {step: that point's summary rows}
@@ -63,8 +64,9 @@ class Curve:
     def onset(self, h: Headline) -> int:
         """The first step whose members' rate has an interval lying above the floor's (its
         upper bound; the floor's mean where it has no interval); -1: none does. Intervals:
-        Student-t over seeds, or with one seed that trial's bootstrap interval (a step
-        without one cannot show an onset)."""
+        over seeds as numbers.over_seeds computes them (in the rate's range), or with one seed
+        that trial's own (a rate's binomial interval; a step without one cannot show an
+        onset)."""
         for step, g in zip(self.steps, self.at):
             m, f = g.get("member", h.dup, h.sim), g.get("nonmember", -1, h.sim)
             if m is not None and f is not None and m.lo is not None and \
@@ -85,10 +87,11 @@ def _key(g: Group) -> str:
 
 
 def curves_of(records: list[tuple[dict, list[dict]]], points: Points, groups: list[Group],
-           axis_names: list[str]) -> list[Curve]:
+           axis_names: list[str], how: Intervals | None = None) -> list[Curve]:
     """The curve of each group (in `groups`' order) that some trial with evaluation points
     is in: every trial's points (`points`) and its final model at its last step (result.json
-    train.train_steps), aggregated over seeds at each step; [] when no trial has points."""
+    train.train_steps), aggregated over seeds at each step (intervals by `how`, as the
+    groups'); [] when no trial has points."""
     by_step: dict[int, list[tuple[dict, list[dict]]]] = {}
     for res, rows in records:
         own = points.get(res["key"])
@@ -99,7 +102,7 @@ def curves_of(records: list[tuple[dict, list[dict]]], points: Points, groups: li
         by_step.setdefault(int(res["train"]["train_steps"]), []).append((res, rows))
     at: dict[str, list[tuple[int, Group]]] = {}
     for step in sorted(by_step):
-        for g in aggregate(by_step[step], axis_names):
+        for g in aggregate(by_step[step], axis_names, how):
             at.setdefault(_key(g), []).append((step, g))
     stops = {res["key"]: res.get("stopped") for res, _ in records}
     return [Curve(g, [s for s, _ in at[_key(g)]], [x for _, x in at[_key(g)]],

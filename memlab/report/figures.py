@@ -170,8 +170,9 @@ def _rate_axis(ax, stats: list[Stat], head: str) -> None:
 def _band_title(drawn: dict) -> str:
     """What the figure's bands are, only where one is drawn."""
     if any(p["bands"] for p in drawn.values()):
-        return "band: the 95% interval over seeds, or with one seed its bootstrap interval"
-    return "no interval to draw: one seed without a bootstrap interval"
+        return ("band: the 95% interval over seeds, or with one seed the trial's own (a "
+                "rate's binomial interval, a bootstrap interval)")
+    return "no interval to draw: one seed without an interval of its own"
 
 
 def plot_dup(groups: list[Group], panels: list[tuple[str, str, str]], series: Series,
@@ -425,9 +426,9 @@ def plot_frontier(groups: list[Group], series: Series, out: Path, threshold: flo
             ax.set_xlabel("held-out perplexity (non-members; lower is better)")
             ax.set_ylabel(leak.axis, fontsize=8)
             ax.set_title(textwrap.fill(title, 64), fontsize=8)
-    bars = ("bars: the 95% interval over seeds, or with one seed its bootstrap interval, "
+    bars = ("bars: the 95% interval over seeds, or with one seed the trial's own interval, "
             "where known" if any(p["xerr"] or p["yerr"] for p in drawn.values())
-            else "no interval to draw: one seed without a bootstrap interval")
+            else "no interval to draw: one seed without an interval of its own")
     return {"title": _finish(fig, out, "privacy-utility frontier: each setting's mean over "
                              f"seeds ({bars}); line: the Pareto frontier (lower perplexity "
                              "and lower leakage are better); dotted: the floor"),
@@ -512,9 +513,9 @@ def plot_dynamics(curves: list[Curve], h: Headline, series: Series, out: Path) -
     bands = any(p["bands"] or p["floor_bands"] for p in drawn.values())
     return {"title": _finish(fig, out, "through training: each group's mean over seeds at "
                              "every evaluated step (the last: the final model); "
-                             + ("band: the 95% interval over seeds, or with one seed its "
-                                "bootstrap interval" if bands else
-                                "no interval to draw: one seed without a bootstrap interval")
+                             + ("band: the 95% interval over seeds, or with one seed the "
+                                "trial's own interval" if bands else
+                                "no interval to draw: one seed without an interval of its own")
                              + "; dotted: the non-member floor (hatched: its band); dashed: "
                              "onset (members' interval above the floor's); ringed: lowest "
                              "held-out perplexity"),

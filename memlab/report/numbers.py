@@ -1,12 +1,15 @@
 """The report's numbers: finished trials that differ only by seed as one group, (strategy,
 model, the other grid axes). Every metric of a group, at each duplication level, is the mean
-over its seeds with a 95% interval and n, the number of seeds: the Student-t interval of the
-mean when n >= 2; with one seed, the trial's own bootstrap interval where its score summary
-has one (`<m>_lo`, `<m>_hi`). Next to the metrics, what they are over: the documents of each
-row (`docs`: members at each duplication level, all members, the non-members; one member of 8
-moves a rate by 12.5 points) and the base model's parameters as loaded (`model_params`). And
-the ROC curves of the headline membership signal, read off by the membership scorer's own
-reading, averaged over seeds, from the smallest false-positive rate the non-members resolve.
+over its seeds with a 95% interval and n, the number of seeds: over n >= 2 seeds, an interval
+inside the metric's range where the scorer registry declares one (rates, AUC; the method is
+score.intervals.over_seeds), else the Student-t interval of the mean; with one seed, the
+trial's own bootstrap interval where its score summary has one (`<m>_lo`, `<m>_hi`), else for
+a share of samples its binomial interval (memlab/report/intervals.py). Next to the metrics,
+what they are over: the documents of each row (`docs`: members at each duplication level, all
+members, the non-members; one member of 8 moves a rate by 12.5 points) and the base model's
+parameters as loaded (`model_params`). And the ROC curves of the headline membership signal,
+read off by the membership scorer's own reading, averaged over seeds, from the smallest
+false-positive rate the non-members resolve.
 """
 
 from __future__ import annotations
@@ -24,7 +27,10 @@ from memlab.config.expand import Study
 from memlab.config.labels import model_label
 from memlab.io.paths import stage_dir, sweep_root
 from memlab.io.shards import read_manifest, read_summary
+from memlab.report import intervals as ci
+from memlab.report.intervals import Intervals
 from memlab.scoring.membership import COLUMNS, tpr_at_fpr
+from memlab.scoring.registry import UNBOUNDED, Scale
 from memlab.strategies import STRATEGIES
 
 SHOWN_ELSEWHERE = ("train.strategy", "seed", "model.name", "model.source")  # grid axes
@@ -75,20 +81,23 @@ class Stat:
         return statistics.fmean(self.values)
 
 
-def over_seeds(values: list[float], bootstrap: tuple = (None, None)) -> Stat | None:
-    """The mean of `values` (one per seed) with its Student-t 95% interval; with one value,
-    the interval given (the trial's bootstrap interval) when both its bounds are known."""
+def over_seeds(values: list[float], bootstrap: tuple = (None, None), scale: Scale = UNBOUNDED,
+               samples: float | None = None, how: Intervals | None = None) -> Stat | None:
+    """The mean of `values` (one per seed) of a metric of `scale` with its 95% interval
+    (intervals.over_seeds; `samples`: the fewest samples a value is over, None: not known);
+    with one value, the interval given (the trial's bootstrap interval) when both its bounds
+    are known, else for a share of samples its binomial interval (intervals.one_share)."""
     if not values:
         return None
+    settings = (how or Intervals()).settings
     if len(values) == 1:
         lo, hi = bootstrap
-        return Stat(tuple(values), lo, hi) if lo is not None and hi is not None else \
-            Stat(tuple(values))
-    from scipy.stats import t
-
-    mean = statistics.fmean(values)
-    half = t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return Stat(tuple(values), mean - half, mean + half)
+        if lo is not None and hi is not None:
+            return Stat(tuple(values), lo, hi)
+        if scale.share and samples:
+            return Stat(tuple(values), *ci.one_share(values[0], samples, settings.one_seed))
+        return Stat(tuple(values))
+    return Stat(tuple(values), *ci.over_seeds(values, scale, samples, settings))
 
 
 @dataclass
@@ -132,10 +141,14 @@ def _values(rows: list[dict]) -> dict[tuple[str, int, str], float]:
             if r["value"] is not None and not math.isnan(r["value"])}
 
 
-def aggregate(records: list[tuple[dict, list[dict]]], axis_names: list[str]) -> list[Group]:
+def aggregate(records: list[tuple[dict, list[dict]]], axis_names: list[str],
+              how: Intervals | None = None) -> list[Group]:
     """Group finished trials that differ only by seed. `records`: (result.json, score summary
     rows) per trial, in study order; every summary metric becomes a Stat over the seeds (the
-    `<m>_lo` / `<m>_hi` bounds of a metric `<m>` are its one-seed interval, not metrics)."""
+    `<m>_lo` / `<m>_hi` bounds of a metric `<m>` are its one-seed interval, not metrics), its
+    interval by `how` (None: the default settings and memlab's own scorers' scales) over the
+    samples of its row (its summary's `samples`)."""
+    how = how or Intervals.of()
     by: dict[str, list] = {}
     for i, (res, rows) in enumerate(records):
         key = {"strategy": res["strategy"], "model": res["model"],
@@ -153,8 +166,10 @@ def aggregate(records: list[tuple[dict, list[dict]]], axis_names: list[str]) -> 
             have = [v for *_, v in trials if (split, dup, metric) in v]
             bounds = (have[0].get((split, dup, f"{metric}_lo")),
                       have[0].get((split, dup, f"{metric}_hi")))
-            stats[(split, dup, metric)] = over_seeds([v[(split, dup, metric)] for v in have],
-                                                     bounds)
+            samples = [v.get((split, dup, "samples")) for v in have]
+            stats[(split, dup, metric)] = over_seeds(
+                [v[(split, dup, metric)] for v in have], bounds, how.scale(metric),
+                None if None in samples else min(samples), how)
         train = {name: over_seeds([float(r["train"][src]) for _, _, r, _ in trials
                                    if r.get("train", {}).get(src) is not None])
                  for name, src in TRAIN.items()}

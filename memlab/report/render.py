@@ -21,6 +21,7 @@ from memlab.config.schema import ScoreSection
 from memlab.io.paths import stage_dir, sweep_root
 from memlab.report import figures
 from memlab.report.dynamics import Curve, Headline, curves_of, load_points
+from memlab.report.intervals import Intervals
 from memlab.report.numbers import Group, aggregate, axes, load_records, roc_curves
 from memlab.report.tables import (
     LAID_OUT_HERE,
@@ -44,9 +45,6 @@ from memlab.report.tables import (
 FIGURES = ("results.png", "scale.png", "roc.png", "frontier.png")
 FILES = ("results.csv", "results.md", "results.html", *FIGURES)
 DYNAMICS = ("dynamics.csv", "dynamics.png")  # only when some trial has evaluation points
-PREAMBLE = ("Each cell: mean [95% interval] over seeds: the Student-t interval of the mean when "
-            "n >= 2; with one seed, that trial's bootstrap interval (none where it has none). "
-            "n: the seeds a row averages (the fewest of its cells, where they differ).")
 
 
 @dataclass
@@ -122,12 +120,13 @@ def _dynamics(root: Path, groups: list[Group], dynamics: list[Curve], keys: list
 def render(name: str, root: Path, groups: list[Group], axis_names: list[str], heads: Heads,
            signal: str | None = None, curves: dict[int, tuple] | None = None,
            origins: dict[str, str] | None = None, threshold: float | None = None,
-           dynamics: list[Curve] | None = None) -> Report:
+           dynamics: list[Curve] | None = None, how: Intervals | None = None) -> Report:
     """Tables, figures and files (FILES, under `root`; DYNAMICS too with evaluation points)
     of aggregated groups; `heads`: the registry's report headings (tables.headings);
     `origins`: what each model is; `threshold`: score.headline_threshold, the frontier's and
     the curves' similarity rate (None: its default); `dynamics`: the groups' curves through
-    training (dynamics.curves_of; none: the final models only)."""
+    training (dynamics.curves_of; none: the final models only); `how`: the intervals the
+    groups were aggregated with, named in the header (None: the defaults)."""
     threshold = ScoreSection().headline_threshold if threshold is None else threshold
     keys = ["strategy", "model", *axis_names]
     # the printed tables leave out key columns that are the same on every row (in the title)
@@ -157,12 +156,13 @@ def render(name: str, root: Path, groups: list[Group], axis_names: list[str], he
                       + [f"{k} {key_cell(groups[0].key.get(k))}" for k in hide if k != "model"])
     seeds = ", ".join(str(s) for s in sorted({s for g in groups for s in g.seeds}))
     title = f"Results of sweep '{name}'"
-    intro = [f"{fixed}; seeds {seeds}", PREAMBLE]
+    preamble = (how or Intervals()).header()
+    intro = [f"{fixed}; seeds {seeds}", preamble]
     (root / "results.md").write_text(_markdown(title, intro, tables, hide, pngs))
     (root / "results.html").write_text(_html(title, intro, tables, hide, root, pngs))
     printed = (f"\n{title} ({intro[0]}; {shown(root)}/results.csv, .md, .html, .png; scale.png, "
                f"roc.png, frontier.png"
-               f"{'; dynamics.csv, dynamics.png' if through else ''})\n{PREAMBLE}\n\n"
+               f"{'; dynamics.csv, dynamics.png' if through else ''})\n{preamble}\n\n"
                + "\n\n".join(text(t, hide) for t in tables))
     return Report(printed, tables, drawn, groups)
 
@@ -170,7 +170,8 @@ def render(name: str, root: Path, groups: list[Group], axis_names: list[str], he
 def build_report(study: Study) -> Report | None:
     """The report of a study's finished trials (None: none finished)."""
     records = load_records(study)
-    groups = aggregate(records, axes(study))
+    how = Intervals.of([study.base.score, *(t.config.score for t in study.trials)])
+    groups = aggregate(records, axes(study), how)
     if not groups:
         return None
     score_dirs = {t.key: stage_dir(t.config, "score", t.key) for t in study.trials}
@@ -179,7 +180,7 @@ def build_report(study: Study) -> Report | None:
     return render(study.name, sweep_root(study.base), groups, axes(study),
                   headings([t.config.score for t in study.trials]), signal, curves, origins,
                   study.base.score.headline_threshold,
-                  curves_of(records, load_points(study), groups, axes(study)))
+                  curves_of(records, load_points(study), groups, axes(study), how), how)
 
 
 def write_report(study: Study) -> str:

@@ -27,7 +27,7 @@ def longest_common_run(a: Sequence[int], b: Sequence[int]) -> int:
     return best
 
 
-@scorer("exact_extracted", pa.bool_(), aggregate=percent("exact_pct"),
+@scorer("exact_extracted", pa.bool_(), aggregate=percent("exact_pct", share=True),
         report={"exact_pct": "exact_%"}, doc="samples whose suffix came back token for token")
 def exact_extracted(gen: Sequence[int], suffix: Sequence[int]) -> bool:
     """The first len(suffix) generated tokens equal the suffix, token for token."""

@@ -27,7 +27,16 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from memlab.scoring.registry import Column, Context, Heading, Scorer, register
+from memlab.scoring.registry import (
+    PERCENT,
+    UNIT,
+    Aggregation,
+    Column,
+    Context,
+    Heading,
+    Scorer,
+    register,
+)
 
 SIGNALS = ("loss", "zlib", "mink", "minkpp", "ref")
 FPRS = {"tpr1": 0.01, "tpr01": 0.001}  # metric prefix -> false-positive rate
@@ -152,9 +161,12 @@ def roc_metrics(pos, neg, name: str, resamples: int = 1000, seed: int = 0) -> di
     return out
 
 
-def contrast(name: str):
-    """A column's contrast aggregation: one member group against all non-members."""
-    return lambda pos, neg, sec: roc_metrics(pos, neg, name, sec.membership.bootstrap)
+def contrast(name: str) -> Aggregation:
+    """A column's contrast aggregation: one member group against all non-members (the AUC in
+    [0, 1]; each TPR in percent, a share of the group's documents, not of its samples: its
+    one-trial interval is the bootstrap's, not a binomial one over the samples)."""
+    return Aggregation(lambda pos, neg, sec: roc_metrics(pos, neg, name, sec.membership.bootstrap),
+                       lambda sec: {f"auc_{name}": UNIT, **{f"{p}_{name}": PERCENT for p in FPRS}})
 
 
 def _report(name: str):

@@ -8,7 +8,12 @@ A registered scorer is, with no other edit anywhere:
 - columns of the sweep's report (each column's `report`: summary metric -> heading, in the
   column's `table`, or a `Heading` naming its own table), members at each duplication level
   next to the non-member floor; the report lays out some tables itself (membership, utility:
-  memlab/report/tables.py), reading their headings and docs from here all the same.
+  memlab/report/tables.py), reading their headings and docs from here all the same;
+- what values each summary metric takes (`Scale`: its range, and whether it is a share of the
+  group's samples), declared by the aggregation that computes it (`Aggregation.scales`): the
+  report's intervals stay inside a bounded metric's range (memlab/report/intervals.py). A
+  metric no aggregation declares (a plugin's plain function, perplexity, exposure) is
+  unbounded.
 
 A per-sample scorer is a plain function of generation columns, registered with `@scorer`.
 A scorer that loads something once (an embedding model, a corpus index) is registered with
@@ -38,6 +43,45 @@ Report = Callable[[ScoreSection], dict[str, "str | Heading"]]
 
 
 @dataclass(frozen=True)
+class Scale:
+    """What values a summary metric takes: its range (None: unbounded on that side) and whether
+    it is a share of its group's samples in percent (k of n: a proportion, whose one-trial
+    interval is a binomial one; a mean of fractions, as match_%, is bounded but not a share)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    share: bool = False
+
+    @property
+    def bounded(self) -> bool:
+        return self.lo is not None and self.hi is not None
+
+
+UNBOUNDED = Scale()
+PERCENT = Scale(0.0, 100.0)  # a mean of fractions (or of 0-100 scores), in percent
+SHARE = Scale(0.0, 100.0, share=True)  # the share of a group's samples, in percent
+UNIT = Scale(0.0, 1.0)  # a probability, an AUC
+COSINE = Scale(-1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """A column's aggregation (or contrast) with the scale of each summary metric it gives:
+    `scales(section)` -> metric -> Scale, named as `fn` names them."""
+
+    fn: Callable[..., dict[str, float]]
+    scales: Callable[[ScoreSection], dict[str, Scale]]
+
+    def __call__(self, *args) -> dict[str, float]:
+        return self.fn(*args)
+
+
+def scales_of(fn: Callable | None, sec: ScoreSection) -> dict[str, Scale]:
+    """The scales an aggregation or contrast declares (a plain function: none, unbounded)."""
+    return fn.scales(sec) if isinstance(fn, Aggregation) else {}
+
+
+@dataclass(frozen=True)
 class Heading:
     """A report heading of a summary metric that goes to a table of its own, not its column's
     (a membership signal's AUC and its TPR at each false-positive rate: a table each)."""
@@ -55,6 +99,10 @@ class Column:
     doc: str = ""  # what a report heading means (the report's legend); {t}: headline threshold
     table: str = "extraction"  # which report table the headings go to
     contrast: Contrast | None = None  # summary metrics of a member group against non-members
+
+    def scales(self, sec: ScoreSection) -> dict[str, Scale]:
+        """Summary metric -> its Scale, of the column's aggregation and contrast."""
+        return {**scales_of(self.aggregate, sec), **scales_of(self.contrast, sec)}
 
 
 @dataclass(frozen=True)
@@ -106,33 +154,45 @@ def scorer(name: str, type: pa.DataType, *, inputs: Sequence[str] = ("gen_ids", 
 
 
 # ---------------------------------------------------------------- aggregations of a group
-def percent(metric: str) -> Aggregate:
-    """100 x the mean: the share of true values, or a mean fraction, in percent."""
-    return lambda x, sec: {metric: 100.0 * float(x.astype(float).mean())}
+def percent(metric: str, share: bool = False) -> Aggregation:
+    """100 x the mean, in percent: the share of true values (`share`: a column of booleans, k
+    of n samples) or a mean fraction (bounded, not a share)."""
+    return Aggregation(lambda x, sec: {metric: 100.0 * float(x.astype(float).mean())},
+                       lambda sec: {metric: SHARE if share else PERCENT})
 
 
-def mean(metric: str) -> Aggregate:
-    return lambda x, sec: {metric: float(x.astype(float).mean())}
+def mean(metric: str, scale: Scale = UNBOUNDED) -> Aggregation:
+    """The mean; `scale`: the range of the column's values (the mean's too)."""
+    return Aggregation(lambda x, sec: {metric: float(x.astype(float).mean())},
+                       lambda sec: {metric: scale})
 
 
-def percent_at_least(fmt: str) -> Aggregate:
+def _at_least_names(fmt: str, sec: ScoreSection) -> list[tuple[float, str]]:
+    return [(t, fmt.format(t=f"{t:g}")) for t in sec.sim_thresholds]
+
+
+def percent_at_least(fmt: str) -> Aggregation:
     """The share of values >= each of score.sim_thresholds; `fmt` names it from {t}."""
-    return lambda x, sec: {fmt.format(t=f"{t:g}"): 100.0 * float((x >= t).mean())
-                           for t in sec.sim_thresholds}
+    return Aggregation(
+        lambda x, sec: {name: 100.0 * float((x >= t).mean())
+                        for t, name in _at_least_names(fmt, sec)},
+        lambda sec: {name: SHARE for _, name in _at_least_names(fmt, sec)})
 
 
-def combined(*aggs: Aggregate) -> Aggregate:
+def combined(*aggs: Aggregate) -> Aggregation:
     """Several aggregations of one column."""
-    return lambda x, sec: {k: v for a in aggs for k, v in a(x, sec).items()}
+    return Aggregation(lambda x, sec: {k: v for a in aggs for k, v in a(x, sec).items()},
+                       lambda sec: {k: v for a in aggs for k, v in scales_of(a, sec).items()})
 
 
-def label_percents(labels: Sequence[str], none: str, any_metric: str) -> Aggregate:
+def label_percents(labels: Sequence[str], none: str, any_metric: str) -> Aggregation:
     """The share of each label, and of every label but `none`."""
     def agg(x, sec):
         out = {f"{lab}_pct": 100.0 * float((x == lab).mean()) for lab in labels}
         out[any_metric] = 100.0 * float((x != none).mean())
         return out
-    return agg
+    return Aggregation(agg, lambda sec: {m: SHARE for m in
+                                         [*(f"{lab}_pct" for lab in labels), any_metric]})
 
 
 # ---------------------------------------------------------------- plugins

@@ -19,6 +19,7 @@ from memlab.config.digests import content_key
 from memlab.config.schema import StudyConfig
 from memlab.scoring.passages import aligned_span, windows
 from memlab.scoring.registry import (
+    COSINE,
     Column,
     Context,
     Scorer,
@@ -299,10 +300,11 @@ def _headline(sec) -> dict[str, str]:
 register(Scorer(
     "similarity",
     (Column("sim_to_source", pa.float64(),
-            combined(mean("sim_to_source_mean"), percent_at_least("sim_src_ge_{t}_pct")),
+            combined(mean("sim_to_source_mean", COSINE), percent_at_least("sim_src_ge_{t}_pct")),
             _headline, doc="samples with embedding similarity >= {t} to the true suffix"),
      Column("sim_to_corpus", pa.float64(),
-            combined(mean("sim_to_corpus_mean"), percent_at_least("sim_corpus_ge_{t}_pct"))),
+            combined(mean("sim_to_corpus_mean", COSINE),
+                     percent_at_least("sim_corpus_ge_{t}_pct"))),
      Column("sim_corpus_doc_id", pa.string())),
     load=SimilarityScorer,
     prepare=_prepare,

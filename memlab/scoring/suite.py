@@ -14,7 +14,7 @@ from memlab.scoring import (  # noqa: F401  (they register)
     similarity,
     utility,
 )
-from memlab.scoring.registry import SCORERS, Column, Scorer, load_plugins
+from memlab.scoring.registry import SCORERS, Column, Scale, Scorer, load_plugins
 
 BUILTIN = ("exact_extracted", "token_match_frac", "lcs_tokens", "similarity", "plagiarism",
            "membership", "rougeL", "bleu", "flesch")
@@ -31,3 +31,9 @@ def columns(sec: ScoreSection) -> list[Column]:
 def fingerprint(sec: ScoreSection) -> str:
     """Which columns the scorers make: score shards made by another set are stale."""
     return content_key([(c.name, str(c.type)) for c in columns(sec)])
+
+
+def scales(sec: ScoreSection) -> dict[str, Scale]:
+    """Summary metric -> its Scale, as the scorers' aggregations declare them (a metric not
+    here is unbounded: perplexity, exposure, a plugin's plain function)."""
+    return {m: s for c in columns(sec) for m, s in c.scales(sec).items()}

@@ -12,7 +12,7 @@ import math
 
 import pyarrow as pa
 
-from memlab.scoring.registry import mean, scorer
+from memlab.scoring.registry import PERCENT, mean, scorer
 
 
 @functools.cache
@@ -56,10 +56,10 @@ def _held_out(fn):
 AGAINST_SUFFIX = ("rougeL (ROUGE-L F1 x 100) and bleu (sentence BLEU, 0-100) against the true "
                   "suffix")
 scorer("rougeL", pa.float64(), inputs=("split", "gen_text", "suffix_text"),
-       aggregate=mean("rougeL"), report={"rougeL": "rougeL"}, table="utility",
+       aggregate=mean("rougeL", PERCENT), report={"rougeL": "rougeL"}, table="utility",
        doc=AGAINST_SUFFIX, enabled=lambda sec: sec.utility)(_held_out(rouge_l))
 scorer("bleu", pa.float64(), inputs=("split", "gen_text", "suffix_text"),
-       aggregate=mean("bleu"), report={"bleu": "bleu"}, table="utility",
+       aggregate=mean("bleu", PERCENT), report={"bleu": "bleu"}, table="utility",
        doc=AGAINST_SUFFIX, enabled=lambda sec: sec.utility)(_held_out(bleu))
 scorer("flesch", pa.float64(), inputs=("split", "gen_text"), aggregate=_nanmean("flesch"),
        report={"flesch": "flesch"}, table="utility", doc="flesch (Flesch reading ease)",

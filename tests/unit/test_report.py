@@ -14,7 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
-from memlab.config.schema import ScoreSection
+from memlab.config.schema import IntervalSection, ScoreSection
+from memlab.report import intervals
+from memlab.report.intervals import Intervals
 from memlab.report.numbers import FPR_GRID, aggregate, roc_curves
 from memlab.report.render import FIGURES, FILES, render
 from memlab.report.tables import (
@@ -27,6 +29,9 @@ from memlab.report.tables import (
     utility_table,
 )
 from memlab.scoring.membership import tpr_at_fpr
+from memlab.scoring.registry import SHARE, UNIT
+
+T_METHOD = Intervals(IntervalSection(over_seeds="t"), Intervals.of().scales)  # t, cut to range
 
 HEADS = {  # what headings() gives, two registry tables cut down to a column or so
     **headings([ScoreSection()]),
@@ -75,8 +80,9 @@ def t_interval(values):
 
 
 def test_two_seeds_give_the_mean_and_the_student_t_interval_with_n_2():
+    """score.intervals.over_seeds=t: the Student-t interval, cut to a rate's range."""
     records = [record("lora", 0), record("lora", 1, shift=3.0)]
-    (g,) = aggregate(records, [])
+    (g,) = aggregate(records, [], T_METHOD)
     assert g.seeds == [0, 1] and len(g.trial_keys) == 2
     s = g.get("member", 4, "exact_pct")
     assert s.mean == pytest.approx(statistics.fmean([25.0, 28.0]))
@@ -84,7 +90,10 @@ def test_two_seeds_give_the_mean_and_the_student_t_interval_with_n_2():
     assert (s.lo, s.hi) == (pytest.approx(lo), pytest.approx(hi))
     assert s.lo < 25.0 and s.hi > 28.0  # wider than the two values (t with 1 dof)
     floor = g.get("nonmember", -1, "exact_pct")
-    assert (floor.lo, floor.hi) == tuple(pytest.approx(x) for x in t_interval([2.0, 5.0]))
+    lo, hi = t_interval([2.0, 5.0])
+    assert lo < 0 and (floor.lo, floor.hi) == (0.0, pytest.approx(hi))  # cut at 0
+    ppl = g.get("nonmember", -1, "ppl")  # unbounded: the t interval as it is
+    assert (ppl.lo, ppl.hi) == tuple(pytest.approx(x) for x in t_interval([20.0, 23.0]))
     assert all(st.n == 2 and st.lo is not None for st in g.stats.values())
     assert g.train["train_s"].mean == pytest.approx(5.5)
 
@@ -117,7 +126,7 @@ def test_two_seeds_in_every_table_cell_and_csv_column(tmp_path):
     full4 = rows[1]
     assert float(full4["exact_%_mean"]) == pytest.approx(40.5)
     assert (float(full4["exact_%_lo"]), float(full4["exact_%_hi"])) == \
-        tuple(pytest.approx(x) for x in t_interval([40.0, 41.0]))
+        tuple(pytest.approx(x) for x in intervals.over_seeds([40.0, 41.0], SHARE))
     assert float(full4["floor_exact_%_mean"]) == pytest.approx(3.5)
     assert full4["seeds"] == "0 1"
     assert "Results of sweep 'demo' (model tiny: 4,000 parameters; seeds 0, 1;" in rep.text
@@ -142,7 +151,8 @@ def test_with_two_seeds_the_bootstrap_interval_is_not_used():
     boot = {("member", 4, "auc_loss_lo"): 0.0, ("member", 4, "auc_loss_hi"): 1.0}
     (g,) = aggregate([record("lora", 0, extra=boot), record("lora", 1, shift=2.0)], [])
     s = g.get("member", 4, "auc_loss")
-    assert (s.lo, s.hi) == tuple(pytest.approx(x) for x in t_interval([0.64, 0.66]))
+    assert (s.lo, s.hi) == tuple(pytest.approx(x) for x in
+                                 intervals.over_seeds([0.64, 0.66], UNIT))
 
 
 def test_groups_split_by_other_axes_and_absent_metrics_show_a_dash(tmp_path):
@@ -596,8 +606,9 @@ def _frontier_groups(seeds=(0, 1), sim_at_top=True):
 
 def test_frontier_points_error_bars_and_the_pareto_frontier_of_a_known_set(tmp_path):
     """x: held-out perplexity; y: sim>=0.8 at the highest dup minus the floor (each seed's
-    own difference), and the reference-model AUC at the highest dup; each with its Student-t
-    interval over the two seeds; on the frontier the points no other beats in both."""
+    own difference), and the reference-model AUC at the highest dup; each with its interval
+    over the two seeds (Student-t; the AUC's inside [0, 1]); on the frontier the points no
+    other beats in both."""
     groups = _frontier_groups()
     rep = render("demo", tmp_path, groups, ["train.dp.epsilon"], HEADS)
     fig = rep.figures["frontier.png"]
@@ -614,7 +625,8 @@ def test_frontier_points_error_bars_and_the_pareto_frontier_of_a_known_set(tmp_p
         diff = member - floor
         assert sim["yerr"][label] == tuple(pytest.approx(v) for v in
                                            t_interval([diff, diff + 1]))
-        assert auc["yerr"][label] == tuple(pytest.approx(v) for v in t_interval([a, a + 0.02]))
+        assert auc["yerr"][label] == tuple(pytest.approx(v) for v in
+                                           intervals.over_seeds([a, a + 0.02], UNIT))
     # sim: (20.5, 30.5) lora, (25.5, 10.5) head, (30.5, 60.5) full, (35.5, 0.5) DP-LoRA:
     # full is beaten by head in both; AUC: lora beats head and full in both
     assert sim["frontier"] == ["lora, train.dp.epsilon=-", "head, train.dp.epsilon=-",
