@@ -292,7 +292,12 @@ class TrainSection(PerStrategy):
         "response's (labels -100 before it): the output of an instruction record, the last "
         "assistant turn of a chat (with the template's end-of-turn tokens). For text and papers "
         "the response is the whole document: the same as all.")
-    warmup_steps: int = _f(0, "Linear warm-up steps (then constant).", ge=0)
+    warmup_steps: int = _f(0, "Linear warm-up steps (then train.lr_schedule).", ge=0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = _f(
+        "constant", "The learning rate after the warm-up. constant: the strategy's lr to the "
+        "end; linear / cosine: decays from it to 0 at the trial's last step. A decay depends on "
+        "the trial's total steps, so a longer training (more train.epochs) cannot continue a "
+        "shorter one's final state (train.extendable): it trains from step 0.")
     weight_decay: float = _f(0.0, "AdamW weight decay, the same for every strategy.", ge=0)
     precision: Literal["auto", "fp32", "bf16"] = _f("auto", "auto: bf16 on GPU, fp32 on CPU.")
     threads: int = _f(0, "torch threads per trial process; 0 = the trial's CPU count.", ge=0)
