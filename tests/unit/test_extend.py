@@ -158,7 +158,7 @@ def test_a_crash_during_the_extension_resumes_from_its_own_checkpoint(tmp_path, 
 def test_only_a_training_that_differs_by_its_epochs_is_extended(tmp_path, capsys):
     """The shorter training is found by its key: any other changed setting (the learning
     rate, the data, the seed, the batch) names another training, never extended."""
-    from memlab.stages.train import _shorter
+    from memlab.stages.extend import shorter_training
     from memlab.stages.work import TrialContext
 
     cfg, base, data = _config(tmp_path)
@@ -174,7 +174,7 @@ def test_only_a_training_that_differs_by_its_epochs_is_extended(tmp_path, capsys
                 owner = getattr(owner, p)
             setattr(owner, name, v)
         folder = stage_dir(c, "train", stage_keys(c).train)
-        return _shorter(TrialContext(c, {"data": data, "train": folder}, base_model=base),
+        return shorter_training(TrialContext(c, {"data": data, "train": folder}, base_model=base),
                         folder)
 
     ext = found()
