@@ -70,16 +70,18 @@ def _same_model(a, b):
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=0, msg=k)
 
 
-@pytest.mark.parametrize("strategy,extendable", [("lora", "adapters"), ("head", "all"),
-                                                 ("full", "all")])
+@pytest.mark.parametrize("strategy,extendable,warmup", [
+    ("lora", "adapters", 0), ("head", "all", 5), ("full", "all", 2)])
 def test_extending_gives_what_training_from_step_0_gives(tmp_path, capsys, strategy,
-                                                         extendable):
+                                                         extendable, warmup):
     """1 epoch (3 steps), then 3 epochs: the longer training continues the shorter one's
     final state from step 3 and ends where 3 epochs trained from step 0 end (weights, losses);
     its manifest (and so result.json) says where it started, the log says it; the evaluation
     points before step 3 are the shorter training's exports, the one at step 3 its final
-    model."""
-    cfg, base, data = _config(tmp_path, strategy, extendable=extendable, eval_every=1)
+    model. A warm-up counts steps: one that ends after the shorter training's last step
+    continues too (the schedule's state is in the final state)."""
+    cfg, base, data = _config(tmp_path, strategy, extendable=extendable, eval_every=1,
+                              warmup_steps=warmup)
     if strategy == "head":
         cfg.train.head.lr = 1e-2
     short = _train(cfg, base, data, epochs=1)
