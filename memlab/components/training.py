@@ -50,17 +50,18 @@ class Setup(Protocol):
     def figures(self) -> dict: ...  # what it adds to the training's metrics (DP: its privacy)
 
 
-def make_setup(cfg: StudyConfig, model, device: str, dtype) -> Setup:
+def make_setup(cfg: StudyConfig, model, device: str, dtype, steps: int) -> Setup:
     """The trial's strategy prepares the model (what trains); the engine it resolved to
-    trains it: DeepSpeed ZeRO (a strategy trained that way has a `zero_stage` setting), else
-    plain torch (which train.dp makes private: memlab/components/privacy.py `PrivateSetup`)."""
+    trains it for `steps` optimizer steps (what a decaying train.lr_schedule decays over):
+    DeepSpeed ZeRO (a strategy trained that way has a `zero_stage` setting), else plain torch
+    (which train.dp makes private: memlab/components/privacy.py `PrivateSetup`)."""
     strategy = cfg.strategy
     prepared = strategy.prepare(model, cfg)
     if resolved(cfg)["train_engine"] == "deepspeed":
         setup = DeepSpeedSetup(prepared.model, cfg, strategy.lr(cfg),
-                               strategy.section(cfg).zero_stage, device, dtype)
+                               strategy.section(cfg).zero_stage, device, dtype, steps)
     else:
-        setup = TorchSetup(prepared.model, cfg, strategy.lr(cfg), device, dtype)
+        setup = TorchSetup(prepared.model, cfg, strategy.lr(cfg), device, dtype, steps)
     setup.notes, setup.record, setup.saved = prepared.notes, prepared.record, strategy.saved
     return setup
 
@@ -134,12 +135,25 @@ def micro_parts(ids, mask, labels, parts: int, empty: bool) -> list[tuple]:
     return out
 
 
-def _warmup(optim, steps: int):
-    """Linear warm-up over `steps` optimizer steps, then constant (same for all strategies)."""
+def lr_factor(step: int, warmup: int, schedule: str, steps: int) -> float:
+    """The learning rate's factor for optimizer step `step` (from 0) of a training of `steps`
+    steps: linear warm-up over `warmup` steps, then train.lr_schedule (constant, or a linear /
+    cosine decay to 0 at the last step: the only part that depends on `steps`)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    left = max(0.0, 1.0 - (step - warmup) / max(1, steps - warmup))
+    return left if schedule == "linear" else 0.5 * (1.0 - math.cos(math.pi * left))
+
+
+def _schedule(optim, cfg: StudyConfig, steps: int):
+    """The learning-rate schedule (`lr_factor`, the same for all strategies)."""
     import torch
 
+    t = cfg.train
     return torch.optim.lr_scheduler.LambdaLR(
-        optim, lambda s: min(1.0, (s + 1) / steps) if steps else 1.0)
+        optim, lambda s: lr_factor(s, t.warmup_steps, t.lr_schedule, steps))
 
 
 CKPT = "ckpt"
@@ -247,12 +261,12 @@ def _sorted_adapter_config(model_dir: Path) -> None:
 class TorchSetup:
     """Plain PyTorch (every strategy but full fine-tuning across GPUs): the model's trainable
     parameters (fp32) with AdamW (fused on GPU), autocast to the trial's precision, gradient
-    clipping, warm-up; the model compiled where train.compile says."""
+    clipping, the schedule; the model compiled where train.compile says."""
 
     rank, world = 0, 1
     saved, notes, record = "full_model", [], {}  # (make_setup: the strategy's)
 
-    def __init__(self, model, cfg: StudyConfig, lr: float, device: str, dtype):
+    def __init__(self, model, cfg: StudyConfig, lr: float, device: str, dtype, steps: int):
         import torch
 
         self.model = self.module = model.to(device)
@@ -261,7 +275,7 @@ class TorchSetup:
         self.total = sum(p.numel() for p in model.parameters())
         self.optim = torch.optim.AdamW(self.params, lr=lr, weight_decay=cfg.train.weight_decay,
                                        fused=device == "cuda")
-        self.sched = _warmup(self.optim, cfg.train.warmup_steps)
+        self.sched = _schedule(self.optim, cfg, steps)
         self.lr = lr
         self.device, self.dtype, self.engine = device, dtype, "torch"
         self.forward = self.model
@@ -311,7 +325,7 @@ class DeepSpeedSetup:
     saved, notes, record = "full_model", [], {}  # (make_setup: the strategy's)
 
     def __init__(self, model, cfg: StudyConfig, lr: float, zero_stage: int, device: str,
-                 dtype):
+                 dtype, steps: int):
         import deepspeed
         import deepspeed.ops
         import torch
@@ -324,7 +338,7 @@ class DeepSpeedSetup:
         optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                   lr=lr, weight_decay=t.weight_decay)
         self.model, _, _, _ = deepspeed.initialize(
-            model=model, optimizer=optim, lr_scheduler=lambda opt: _warmup(opt, t.warmup_steps),
+            model=model, optimizer=optim, lr_scheduler=lambda opt: _schedule(opt, cfg, steps),
             config=deepspeed_config(cfg, self.world, dtype == torch.bfloat16, zero_stage))
         self.module = self.model.module
         numel = lambda p: getattr(p, "ds_numel", p.numel())  # noqa: E731  (ZeRO-3 partitions)

@@ -74,6 +74,8 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
                       if getattr(section, k) == v)
     if not cfg.train.dp.on:
         skip += ("train.dp",)  # (keys as before DP fine-tuning)
+    if cfg.train.lr_schedule == "constant":
+        skip += ("train.lr_schedule",)  # (keys as before schedules)
     if cfg.score.plagiarism.method == "pan2014":  # (keys as before the semantic method)
         skip += ("score.plagiarism.method", "score.plagiarism.semantic")
     if (cfg.score.corpus_ann_above, cfg.score.corpus_ann_candidates) == (500_000, 10):

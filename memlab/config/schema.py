@@ -292,7 +292,12 @@ class TrainSection(PerStrategy):
         "response's (labels -100 before it): the output of an instruction record, the last "
         "assistant turn of a chat (with the template's end-of-turn tokens). For text and papers "
         "the response is the whole document: the same as all.")
-    warmup_steps: int = _f(0, "Linear warm-up steps (then constant).", ge=0)
+    warmup_steps: int = _f(0, "Linear warm-up steps (then train.lr_schedule).", ge=0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = _f(
+        "constant", "The learning rate after the warm-up. constant: the strategy's lr to the "
+        "end; linear / cosine: decays from it to 0 at the trial's last step. A decay depends on "
+        "the trial's total steps, so a longer training (more train.epochs) cannot continue a "
+        "shorter one's final state (train.extendable): it trains from step 0.")
     weight_decay: float = _f(0.0, "AdamW weight decay, the same for every strategy.", ge=0)
     precision: Literal["auto", "fp32", "bf16"] = _f("auto", "auto: bf16 on GPU, fp32 on CPU.")
     threads: int = _f(0, "torch threads per trial process; 0 = the trial's CPU count.", ge=0)
@@ -333,6 +338,15 @@ class TrainSection(PerStrategy):
         "an adapter (full weights dropped); none: drop every one. A dropped export is "
         "trained again (same seed, data and schedule) when a later run needs to generate from "
         "it again (a changed attack setting).")
+    extendable: Literal["adapters", "all", "none"] = _f(
+        "adapters", "Keep the finished training's final resumable state (trainable weights, "
+        "optimizer and schedule state, RNG: <train folder>/final_state/), so that a training "
+        "whose settings differ only by more train.epochs continues from it instead of starting "
+        "again (memlab/stages/train.py). Only where the longer training's first steps are "
+        "this one's: train.lr_schedule=constant, no train.dp. adapters: for strategies that "
+        "save an adapter (3x the adapter's size); all: also full weights (the trainable "
+        "parameters and AdamW's two moments in fp32, 12 bytes per parameter: ~1.6 GB for a "
+        "135M model, ~20 GB for 1.7B, beside the export); none: keep nothing.")
     stop_when: StopSection = field(default_factory=StopSection, metadata={
         "help": "Early stopping: stop the trial at the first evaluation point where this rule "
                 "fires (needs train.eval_at or eval_every; in no key)."})
@@ -670,6 +684,7 @@ NON_IDENTITY_KEYS = ("sweep", "resources", "tracking", "attack.actors", "attack.
                      "attack.actor_gpus", "score.corpus_block", "train.threads",
                      "train.log_every", "train.checkpoint_every", "train.micro_batch",
                      "train.eval_at", "train.eval_every", "train.keep_checkpoints",
+                     "train.extendable",
                      "train.stop_when",
                      "train.compile", "train.compile_min_tokens", "model.cache_dir",
                      "model.scale", "score.headline_threshold", "score.intervals")

@@ -31,6 +31,10 @@ kept; on CPU in float32 the weights come back bit for bit, on a GPU they may dif
 last bits, and the point's stages are keyed on the export's own manifest). The same happens
 for an export train.keep_checkpoints dropped once its point was scored, should a changed
 attack setting need to generate from it again.
+
+Extending a training (more train.epochs, where the schedule allows it): a training about to
+start from step 0 continues the final state of a finished shorter one with otherwise the same
+key, and a finished one keeps its final state (train.extendable): memlab/stages/extend.py.
 """
 
 from __future__ import annotations
@@ -59,6 +63,16 @@ from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import checkpoint_dir
 from memlab.io.shards import outputs_present, write_json_atomic, write_manifest
+from memlab.stages.extend import (
+    EXTENDED,
+    FINAL_STATE,
+    Extension,
+    continue_from,
+    keep_final_state,
+    keeps_final_state,
+    reuse_points,
+    shorter_training,
+)
 from memlab.stages.work import TrialContext, Work
 
 log = logging.getLogger(__name__)
@@ -79,9 +93,10 @@ def _fit(ctx: TrialContext):
 
 
 def _compute(ctx: TrialContext, folder: Path) -> dict:
-    """Fine-tune into `folder`; the manifest's fields, as rank 0 recorded them in
-    metrics.json."""
-    _fit(ctx)(ctx.cfg, ctx.base_model, ctx.dir("data"), folder, ctx.on_loss)
+    """Fine-tune into `folder` (continuing a shorter training where one can be: extend.py);
+    the manifest's fields, as rank 0 recorded them in metrics.json."""
+    _fit(ctx)(ctx.cfg, ctx.base_model, ctx.dir("data"), folder, ctx.on_loss,
+              extend=shorter_training(ctx, folder))
     return json.loads((folder / "metrics.json").read_text())["manifest"]
 
 
@@ -217,7 +232,8 @@ def count_sequences(stream_len: int, cfg: StudyConfig, steps: int) -> int:
 
 
 def _fit_ray_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
-                   on_loss, redo: list[int] | None = None) -> None:
+                   on_loss, redo: list[int] | None = None,
+                   extend: Extension | None = None) -> None:
     """DeepSpeed training as a Ray Train TorchTrainer fitted from inside the Tune trial:
     `resources.<strategy>.workers` workers of its `cpu` / `gpu` each, all on one node with its
     `labels` (`memlab plan` / `run` refuse a trial no such node can hold), one DeepSpeed ZeRO
@@ -231,7 +247,8 @@ def _fit_ray_train(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: P
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={"cfg": cfg, "base_model": base_model, "data_dir": data_dir,
-                           "out_dir": out_dir, "on_loss": on_loss, "redo": redo},
+                           "out_dir": out_dir, "on_loss": on_loss, "redo": redo,
+                           "extend": extend},
         torch_config=TorchConfig(backend="nccl" if res.gpu else "gloo"),
         scaling_config=ScalingConfig(
             num_workers=res.workers, use_gpu=res.gpu > 0,
@@ -269,7 +286,7 @@ def _worker_loop(c: dict) -> None:
     torch.distributed.all_gather_object(nodes, ray.get_runtime_context().get_node_id())
     train_here(cfg, c["base_model"], c["data_dir"], c["out_dir"],
                c["on_loss"] if rank == 0 else None, device, {"worker_nodes": nodes},
-               c.get("redo"))
+               c.get("redo"), c.get("extend"))
 
 
 class LossLog:
@@ -359,13 +376,15 @@ def _steps(setup: Setup, cfg: StudyConfig, batches, first: int, steps: int, ckpt
 
 def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path, on_loss=None,
                device: str | None = None, record: dict | None = None,
-               redo: list[int] | None = None) -> None:
+               redo: list[int] | None = None, extend: Extension | None = None) -> None:
     """The training loop of every strategy, in this process (one rank of a DeepSpeed group);
     rank 0 writes the model and metrics.json (its "manifest": what the stage's manifest
     records, with `record` added), and the evaluation points' exports not on disk yet.
     `on_loss(step, loss)`: every train.log_every-th step's loss (rank 0), in bursts as they
     reach the host. `redo`: only export these evaluation points again, training from the
-    start up to the last of them (no resumable checkpoint, no final model, no metrics)."""
+    start up to the last of them (no resumable checkpoint, no final model, no metrics).
+    `extend`: a shorter training to continue from its final state (unless this one resumes
+    from a checkpoint of its own); with train.extendable, the final state is kept."""
     import torch
 
     from memlab.strategies import load_plugins
@@ -381,18 +400,31 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
     if not stream:
         raise ValueError("training stream is empty: no members with dup_count > 0")
     steps, ckpt = count_steps(len(stream), cfg), out_dir / CKPT
-    setup = make_setup(cfg, model, device, dtype)
+    setup = make_setup(cfg, model, device, dtype, steps)
     if cfg.train.dp.on:  # (validate refused DP through DeepSpeed)
         setup = PrivateSetup(setup, cfg, len(stream), steps)
     first, losses = setup.load_ckpt(ckpt) if not redo else (0, [])
+    resumed, extended = first, None
     if first:
         log.info("train: resuming from the checkpoint of step %d in %s", first, ckpt)
+        if (ckpt / EXTENDED).is_file():  # (an extension's own checkpoint)
+            extended = json.loads((ckpt / EXTENDED).read_text())
+    elif not redo:
+        if setup.rank == 0:
+            (ckpt / EXTENDED).unlink(missing_ok=True)  # (an earlier attempt's)
+        if extend is not None:
+            first, losses, extended = continue_from(setup, extend, steps, ckpt)
     points = set(redo) if redo else {  # (an export on disk is kept)
         s for s in eval_steps(cfg, steps) if not outputs_present(checkpoint_dir(out_dir, s))}
 
     def done(n: int) -> None:
         if n in points:
             export_point(setup, tok, base_model, out_dir, n)
+    if extended is not None and resumed == 0:  # the points the shorter training passed
+        if setup.rank == 0:
+            reuse_points(extend.folder, out_dir, sorted(s for s in points if s < first))
+        setup.sync()
+        done(first)  # (its final model)
     setup.module.train()
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -407,12 +439,15 @@ def train_here(cfg: StudyConfig, base_model: str, data_dir: Path, out_dir: Path,
         torch.cuda.synchronize()
     train_time = time.time() - start
     rate = losses_.rate(train_time)
+    if keeps_final_state(cfg, setup.saved):
+        keep_final_state(setup, out_dir / FINAL_STATE, steps, losses)
     setup.export(out_dir / "model")
     if setup.rank == 0:
         tok.save_pretrained(out_dir / "model")
         _record(cfg, setup, out_dir, losses, count_sequences(len(stream), cfg, len(losses)),
                 train_time, rate, device, dtype, base_model,
-                {**_format_record(tok, rows, cfg), "resumed_from_step": first, **(record or {})})
+                {**_format_record(tok, rows, cfg), "resumed_from_step": resumed,
+                 **({"extended_from": extended} if extended else {}), **(record or {})})
     setup.sync()
 
 

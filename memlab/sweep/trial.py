@@ -141,7 +141,8 @@ def _result(plan: TrialPlan, outputs: dict, points: dict | None = None) -> dict:
     """The trial's record: what it is, its training figures, its metrics; with evaluation
     points, each point's step, stage keys and metrics (`checkpoints`; none: the record is as
     it was before points existed); with train.stop_when, where it fired (`stopped`: step,
-    rule, value; the final model's metrics stay in `metrics`)."""
+    rule, value; the final model's metrics stay in `metrics`); a training that continued a
+    shorter one (train.extendable), which (`extended_from`: its train key, step, epochs)."""
     checkpoints = [{"step": step, "keys": {stage: out.folder.name for stage, out in o.items()},
                     "metrics": flat_metrics(read_summary(o["score"].folder))}
                    for step, o in sorted((points or {}).items())]
@@ -167,7 +168,9 @@ def _result(plan: TrialPlan, outputs: dict, points: dict | None = None) -> dict:
             "train": train_metrics, "generated_samples": gen.manifest["rows"],
             "metrics": {**train_metrics, **data_metrics, **scores},
             **({"checkpoints": checkpoints} if checkpoints else {}),
-            **({"stopped": stop} if stop else {})}
+            **({"stopped": stop} if stop else {}),
+            **({"extended_from": train.manifest["extended_from"]}
+               if "extended_from" in train.manifest else {})}
 
 
 def _write_if_changed(obj: dict, path: Path) -> None:

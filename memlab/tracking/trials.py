@@ -109,6 +109,8 @@ def log_trial(plan: Trial, tags: dict | None = None) -> str:
     run.log_params({f"train.{k}": v for k, v in setup.items()})
     if stop := result.get("stopped"):  # train.stop_when: where it fired, and why
         run.set_tags({"stopped_at": str(stop["step"]), "stopped_rule": stop["rule"]})
+    if ext := result.get("extended_from"):  # a training that continued a shorter one
+        run.set_tags({"extended_from": f"{ext['key']}@{ext['step']}"})
     metrics = {k: v for k, v in result["metrics"].items() if finite(v)}
     metrics |= {"stopped_value": stop["value"]} if stop else {}
     threshold = cfg.score.headline_threshold

@@ -53,7 +53,7 @@ def _private(base: str, cfg: StudyConfig):
     from memlab.components.training import make_setup
 
     setup = PrivateSetup(make_setup(cfg, load_causal_lm(base, torch.float32), "cpu",
-                                    torch.float32), cfg, STREAM, 3)
+                                    torch.float32, 3), cfg, STREAM, 3)
     for m in setup.inner.model.modules():  # (GPT-2's, LoRA's)
         if isinstance(m, torch.nn.Dropout):
             m.p = 0.0

@@ -50,7 +50,7 @@ def test_a_method_trains_exports_and_reloads_to_the_same_logits(bases, tmp_path,
     cfg.train.strategy, cfg.seed = strategy, 0
     base = bases[family]
     tok = load_tokenizer(base)
-    setup = make_setup(cfg, load_causal_lm(base, torch.float32), "cpu", torch.float32)
+    setup = make_setup(cfg, load_causal_lm(base, torch.float32), "cpu", torch.float32, 2)
     assert 0 < setup.trainable < setup.total  # (the base model frozen)
     ids = torch.tensor([tok("the patient was seen on the ward at noon")["input_ids"]] * 2)
     for _ in range(2):  # (adapters initialised to the identity must move)
@@ -117,11 +117,12 @@ def test_lora_target_groups_of_the_design_space(bases, group, want):
     spans them); all_linear: every linear layer but the output head."""
     cfg = StudyConfig()
     cfg.train.strategy, cfg.train.lora.targets = "lora", group
-    setup = make_setup(cfg, load_causal_lm(bases["llama"], torch.float32), "cpu", torch.float32)
+    setup = make_setup(cfg, load_causal_lm(bases["llama"], torch.float32), "cpu", torch.float32,
+                       1)
     assert setup.record["lora_targets"] == want
     cfg.train.lora.targets = "all_linear"
     everything = make_setup(cfg, load_causal_lm(bases["llama"], torch.float32), "cpu",
-                            torch.float32)
+                            torch.float32, 1)
     adapted = {n.split(".lora_A")[0].split(".")[-1] for n, p in everything.module.named_parameters()
                if p.requires_grad and "lora_A" in n}
     assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",

@@ -172,7 +172,7 @@ def test_a_micro_batch_without_loss_tokens_keeps_the_step_loss_finite(tmp_path):
 
     cfg, base, data = _setup(tmp_path, "llama", "head")
     model = load_causal_lm(base)
-    setup = TorchSetup(model, cfg, 0.0, "cpu", torch.float32)
+    setup = TorchSetup(model, cfg, 0.0, "cpu", torch.float32, 2)
     ids = torch.randint(1, 50, (2, 8))
     mask = torch.ones_like(ids)
     labels = ids.clone()
