@@ -1,5 +1,5 @@
-"""Dataset stage: documents from a source -> member / non-member Parquet shards with exact
-`dup_count`s.
+"""Dataset stage: documents from a source -> member / non-member (/ population) Parquet shards
+with exact `dup_count`s.
 
 Sources: the built-in offline demo corpus, a local JSONL / Parquet file or a folder of them or
 of `.txt` files, or a Hugging Face dataset name (needs network and the `datasets` package).
@@ -7,6 +7,9 @@ Records are read in `data.format` (text, instruction, papers, chat: memlab/compo
 their fields from the columns `data.columns` names.
 Members are split into disjoint, equal-as-possible subsets, one per entry of `dup_mix`; a member
 of subset k occurs `dup_factor * k` times in the training stream. Non-members occur 0 times.
+The population split (data.num_population, none by default) is held out too, never trained
+on and never attacked or scored: the calibrated membership signals' known non-member text
+(memlab/scoring/calibrated.py).
 """
 
 from __future__ import annotations
@@ -152,11 +155,14 @@ def load_documents(cfg: DataSection, skips: dict[str, int] | None = None) -> lis
 
 
 def select(docs: list[dict], cfg: DataSection) -> list[dict]:
-    """Deterministic member / non-member split and duplication counts."""
-    need = cfg.num_members + cfg.num_nonmembers
+    """Deterministic member / non-member / population split and duplication counts: one
+    shuffle, members first, then non-members, then the population (so a population added
+    later leaves the members and non-members as they were)."""
+    need = cfg.num_members + cfg.num_nonmembers + cfg.num_population
     if len(docs) < need:
-        raise DataError(f"data: the source has {len(docs)} usable documents, "
-                        f"num_members + num_nonmembers needs {need}")
+        raise DataError(f"data: the source has {len(docs)} usable documents, num_members + "
+                        f"num_nonmembers{' + num_population' if cfg.num_population else ''} "
+                        f"needs {need}")
     order = list(range(len(docs)))
     random.Random(cfg.seed).shuffle(order)
     rows = []
@@ -165,8 +171,10 @@ def select(docs: list[dict], cfg: DataSection) -> list[dict]:
         if rank < cfg.num_members:
             k = cfg.dup_mix[rank % len(cfg.dup_mix)]
             rows.append({**d, "split": "member", "dup_count": cfg.dup_factor * k})
-        else:
+        elif rank < cfg.num_members + cfg.num_nonmembers:
             rows.append({**d, "split": "nonmember", "dup_count": 0})
+        else:
+            rows.append({**d, "split": "population", "dup_count": 0})
     return rows
 
 
@@ -174,13 +182,16 @@ def build(cfg: DataSection, out_dir: Path) -> dict:
     """Write the dataset's shards into `out_dir`; return what its manifest records (the data
     stage, memlab/stages/data.py, writes it)."""
     skips: dict[str, int] = {}
-    docs = select(load_documents(cfg, skips), cfg)
+    chosen = select(load_documents(cfg, skips), cfg)
+    docs = [r for r in chosen if r["split"] != "population"]
+    population = [r for r in chosen if r["split"] == "population"]
     canaries = canary_rows(cfg.canaries, cfg.seed)
-    rows = docs + canaries
+    rows = docs + population + canaries
     # a text dataset is written as before formats existed (DATASET_SCHEMA: byte-identical)
     schema = DATASET_SCHEMA if cfg.format == "text" else FORMATTED_DATASET_SCHEMA
     names = []
-    for part in (docs, canaries):  # the canaries in shards of their own (generate: exposure)
+    # the population and the canaries in shards of their own (generate: no attack on them)
+    for part in (docs, population, canaries):
         table = pa.Table.from_pylist(part, schema=schema)
         for start in range(0, len(part), cfg.shard_rows):
             names.append(shard_name(len(names)))
@@ -199,6 +210,7 @@ def build(cfg: DataSection, out_dir: Path) -> dict:
         outputs=names, source=cfg.source,
         source_ref=cfg.path or cfg.hf_name or f"demo(num_docs={cfg.num_docs},seed={cfg.seed})",
         rows=len(rows), members=cfg.num_members, nonmembers=cfg.num_nonmembers,
+        **({"population": len(population)} if population else {}),
         members_by_dup_count=counts, train_stream_len=sum(r["dup_count"] for r in rows),
         shards=len(names), sha256=digest.hexdigest(), canaries=len(canaries),
         **({"skipped": {k: v for k, v in skips.items() if v}} if any(skips.values()) else {}),

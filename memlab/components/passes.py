@@ -1,7 +1,8 @@
 """Teacher-forced passes: a model's forward over given token lists, no generation and no
 gradient, reduced on its device. The generate stage scores each document with them (its mean
-NLL and per-token statistics for membership inference), the base stage with the base model,
-and canary exposure with the fine-tuned one."""
+NLL and per-token statistics for membership inference; the population split's NLL and ReCaLL's
+prefixed NLL), the base stage with the base model (and its token frequencies for DC-PDD), and
+canary exposure with the fine-tuned one."""
 
 from __future__ import annotations
 
@@ -45,12 +46,35 @@ def doc_stats(model, tok, token_lists: list[list[int]],
     return out
 
 
-def nll_sums(model, tok, token_lists: list[list[int]], batch_size: int) -> list[float]:
+def nll_sums(model, tok, token_lists: list[list[int]], batch_size: int,
+             skip: int = 0) -> list[float]:
     """Of each token list, teacher-forced (no grad): the summed NLL of its tokens after the
-    first (reduced on the device: no per-token numbers leave it)."""
+    first `skip` + 1 (reduced on the device: no per-token numbers leave it). `skip`: the
+    length of a context every list starts with (ReCaLL's prefix), read but not scored."""
+    import torch
+
     from memlab.engine.engine import next_token_nll
 
     out: list[float] = []
     for logits, ids, mask in _forwards(model, tok, token_lists, batch_size):
-        out += (next_token_nll(logits, ids[:, 1:]) * mask[:, 1:]).sum(1).tolist()
+        keep = mask[:, 1:] * (torch.arange(ids.shape[1] - 1, device=ids.device) >= skip)
+        out += (next_token_nll(logits, ids[:, 1:]) * keep).sum(1).tolist()
     return out
+
+
+def mean_next_token(model, tok, token_lists: list[list[int]], batch_size: int):
+    """The model's next-token distributions summed over every predicted position of the
+    token lists (float64, one entry per row of the output embedding), and the number of
+    positions: their mean is the model's view of how often each token occurs in such text
+    (DC-PDD's frequencies from the base model's side, memlab/scoring/calibrated.py)."""
+    import torch
+
+    total, positions = None, 0
+    for logits, _, mask in _forwards(model, tok, token_lists, batch_size):
+        keep = mask[:, 1:].bool()
+        probs = torch.softmax(logits[keep], dim=-1).double().sum(0)
+        total = probs if total is None else total + probs
+        positions += int(keep.sum())
+    if total is None:
+        total = torch.zeros(model.get_output_embeddings().weight.shape[0], dtype=torch.float64)
+    return total.cpu().numpy(), positions

@@ -89,8 +89,12 @@ generation stages written by an older memlab are not reused."""
 
 
 def _gen(cfg: StudyConfig, run: dict[str, str]) -> dict:
+    """Where it generates, and, with ReCaLL on, its prefix (the generate stage makes its
+    passes; without it nothing is added: keys as before)."""
+    r = cfg.score.membership.recall
+    recall = {"recall": {"shots": r.shots}} if r.enabled and cfg.score.membership.enabled else {}
     return {"on": [run["gen_device"], run["gen_dtype"], run["gen_engine"]],
-            "outputs": GEN_OUTPUTS}
+            "outputs": GEN_OUTPUTS, **recall}
 
 
 def _base(cfg: StudyConfig, run: dict[str, str]) -> dict:

@@ -130,10 +130,12 @@ def problems(d: DataSection) -> list[tuple[str, str]]:
                                                        f"column with data.columns.{name})")
                 out[key] = (f"{where} has no field '{col}'{why}; its fields: "
                             f"{', '.join(sorted(have)) or 'none'}")
-    need = d.num_members + d.num_nonmembers
+    need = d.num_members + d.num_nonmembers + d.num_population
     if total < need and "data.path" not in out:  # (a file it cannot read is not counted)
-        out["data.num_members"] = (f"{d.path} holds {total} records; num_members + "
-                                   f"num_nonmembers = {d.num_members} + {d.num_nonmembers} "
-                                   f"needs {need} (more, where records are empty, short or "
-                                   "repeated)")
+        names, counts = ["num_members", "num_nonmembers"], [d.num_members, d.num_nonmembers]
+        if d.num_population:
+            names, counts = names + ["num_population"], counts + [d.num_population]
+        out["data.num_members"] = (f"{d.path} holds {total} records; {' + '.join(names)} = "
+                                   f"{' + '.join(map(str, counts))} needs {need} (more, where "
+                                   "records are empty, short or repeated)")
     return list(out.items())

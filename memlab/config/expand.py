@@ -51,7 +51,13 @@ from memlab.config.paths import folder_of, resolve
 from memlab.config.placement import selector_problem
 from memlab.config.privacy import problems as dp_problems
 from memlab.config.ranges import out_of_range, plain_name
-from memlab.config.schema import NON_IDENTITY_KEYS, STOP_METRICS, PlagiarismSection, StudyConfig
+from memlab.config.schema import (
+    CALIBRATED,
+    NON_IDENTITY_KEYS,
+    STOP_METRICS,
+    PlagiarismSection,
+    StudyConfig,
+)
 from memlab.strategies import STRATEGIES
 from memlab.strategies import load_plugins as load_strategies
 
@@ -215,9 +221,11 @@ def _data_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
         out.append(("data.dup_mix", "counts must be distinct"))
     elif d.num_members < len(d.dup_mix):
         out.append(("data.num_members", f"must be >= len(data.dup_mix) = {len(d.dup_mix)}"))
-    if d.source == "demo" and d.num_docs < d.num_members + d.num_nonmembers:
+    need = d.num_members + d.num_nonmembers + d.num_population
+    if d.source == "demo" and d.num_docs < need:
         out.append(("data.num_docs", "the demo corpus needs at least num_members + "
-                    f"num_nonmembers = {d.num_members + d.num_nonmembers} documents"))
+                    f"num_nonmembers{' + num_population' if d.num_population else ''} = "
+                    f"{need} documents"))
     c = d.canaries
     if c.count > 0:
         if c.template.count("{secret}") != 1:
@@ -289,6 +297,27 @@ def _attack_score_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
     if sc.corpus_passage_stride > sc.corpus_passage_words:
         out.append(("score.corpus_passage_stride", "must be <= score.corpus_passage_words "
                     "(a larger stride leaves words of the documents in no passage)"))
+    return out + calibrated_problems(cfg)
+
+
+def calibrated_problems(cfg: StudyConfig) -> list[tuple[str, str]]:
+    """What the calibrated membership signals (score.membership.rmia / recall / dcpdd) need:
+    the membership signals on, a population split (data.num_population) and, for RMIA and
+    DC-PDD, the base model's pass."""
+    m, pop, out = cfg.score.membership, cfg.data.num_population, []
+    at = "score.membership"
+    for name in (n for n in CALIBRATED if getattr(m, n).enabled):
+        if not m.enabled:
+            out.append((f"{at}.{name}.enabled", f"needs {at}.enabled"))
+            continue
+        if name != "recall" and not m.base_pass:
+            out.append((f"{at}.{name}.enabled", f"needs {at}.base_pass (the base model is "
+                        "its reference)"))
+        want = m.recall.shots if name == "recall" else 1
+        if pop < want:
+            out.append((f"{at}.{name}.enabled", f"needs data.num_population >= {want} (a "
+                        "held-out population split, not the scored non-members), got "
+                        f"{pop}"))
     return out
 
 

@@ -30,7 +30,7 @@ from typing import Any
 from memlab.config.chain import CHAIN, LINKS
 from memlab.config.digests import content_key, local_model_digest
 from memlab.config.load import flatten, to_dict
-from memlab.config.schema import NON_IDENTITY_KEYS, StudyConfig
+from memlab.config.schema import CALIBRATED, NON_IDENTITY_KEYS, StudyConfig
 from memlab.strategies import STRATEGIES
 
 
@@ -76,6 +76,10 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
         skip += ("train.dp",)  # (keys as before DP fine-tuning)
     if cfg.train.lr_schedule == "constant":
         skip += ("train.lr_schedule",)  # (keys as before schedules)
+    if not cfg.data.num_population:
+        skip += ("data.num_population",)  # (keys as before the population split)
+    m = cfg.score.membership  # the calibrated signals, each while off (keys as before them)
+    skip += tuple(f"score.membership.{s}" for s in CALIBRATED if not getattr(m, s).enabled)
     if cfg.score.plagiarism.method == "pan2014":  # (keys as before the semantic method)
         skip += ("score.plagiarism.method", "score.plagiarism.semantic")
     if (cfg.score.corpus_ann_above, cfg.score.corpus_ann_candidates) == (500_000, 10):

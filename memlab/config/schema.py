@@ -97,6 +97,12 @@ class DataSection:
     min_words: int = _f(0, "Drop documents shorter than this many whitespace words.", ge=0)
     num_members: int = _f(48, "Unique documents fine-tuned on (the members).", ge=1)
     num_nonmembers: int = _f(48, "Held-out documents from the same source (the floor).", ge=1)
+    num_population: int = _f(
+        0, "Held-out documents of a third split, `population`, disjoint from the members and "
+        "the non-members, never trained on and never scored: what the calibrated membership "
+        "signals know of text that is not a member (score.membership.rmia's population, "
+        "recall's prefixes, dcpdd's token frequencies). 0: none (keys as before the split).",
+        ge=0)
     dup_factor: int = _f(1, "Whole-set duplication: every member is repeated this many times.",
                             ge=1)
     dup_mix: list[int] = _f(
@@ -490,6 +496,58 @@ probability window of METRICS.md."""
 
 
 @dataclass
+class RmiaSection:
+    """RMIA (Zarifzadeh et al., ICML 2024), offline, the base model as the reference model and
+    the `population` split (data.num_population) as the population
+    (memlab/scoring/calibrated.py)."""
+
+    enabled: bool = _f(False, "Compute the `rmia` signal (needs data.num_population > 0 and "
+                              "the base model's pass).")
+    gamma: float = _f(1.0, "A population text z is beaten when LR(x) / LR(z) > gamma, LR the "
+                           "likelihood ratio target / reference; the score is the share of z "
+                           "beaten (the paper's gamma; 1: the ratio itself).", gt=0)
+    offline_a: float = _f(
+        1.0, "The paper's offline scaling of the reference: p_ref = ((1 + a) p_base + (1 - a)) "
+        "/ 2, p the per-token geometric-mean probability exp(-NLL). 1: the base model's "
+        "probability itself (the base model is no OUT model trained like the target, so the "
+        "paper's fit of a does not apply; lower values weaken the reference).", gt=0, le=1)
+
+
+@dataclass
+class RecallSection:
+    """ReCaLL (Xie et al., 2024): the fine-tuned model's log-likelihood of a document with known
+    non-member text (the population split) prefixed, relative to without
+    (memlab/scoring/calibrated.py)."""
+
+    enabled: bool = _f(False, "Compute the `recall` signal: one more teacher-forced pass of "
+                              "the fine-tuned model per document, over the prefix and the "
+                              "document (the generate stage; needs data.num_population >= "
+                              "shots).")
+    shots: int = _f(4, "Population documents in the prefix (the paper's shots), the first "
+                       "`shots` of the split, each its first train.seq_len tokens, in split "
+                       "order: the prefix is (shots + 1) x seq_len tokens at most, and the "
+                       "model must hold that many positions.", ge=1)
+
+
+@dataclass
+class DcpddSection:
+    """DC-PDD (Zhang et al., EMNLP 2024): the fine-tuned model's token probabilities calibrated
+    by token frequencies, which memlab takes from the base model's side of the population
+    split (memlab/scoring/calibrated.py)."""
+
+    enabled: bool = _f(False, "Compute the `dcpdd` signal (needs data.num_population > 0 and "
+                              "the base model's pass).")
+    frequency: Literal["base", "counts"] = _f(
+        "base", "The token frequency distribution f. base: the base model's mean next-token "
+        "distribution over the population split's tokens (its first train.seq_len each), the "
+        "base model's view of how often each token occurs in text of this source; counts: "
+        "the population split's token counts under the base model's tokenizer, Laplace-"
+        "smoothed (the paper's estimator, on a small corpus).")
+    cap: float = _f(0.01, "The paper's upper bound a on a token's divergence p log(1/f) (0.01: "
+                          "the official implementation's default).", gt=0)
+
+
+@dataclass
 class MembershipSection:
     """Membership-inference signals (METRICS.md section 4), each member group against all
     non-members (memlab/scoring/membership.py)."""
@@ -502,6 +560,17 @@ class MembershipSection:
     bootstrap: int = _f(1000, "Bootstrap resamples of the AUC and TPR intervals (95%).", ge=0)
     base_pass: bool = _f(True, "Score every document with the base (not fine-tuned) model once "
                                "per base model and dataset: the `ref` signal and base_ppl.")
+    rmia: RmiaSection = field(default_factory=RmiaSection,
+                              metadata={"help": "RMIA (opt-in)."})
+    recall: RecallSection = field(default_factory=RecallSection,
+                                  metadata={"help": "ReCaLL (opt-in)."})
+    dcpdd: DcpddSection = field(default_factory=DcpddSection,
+                                metadata={"help": "DC-PDD (opt-in)."})
+
+
+CALIBRATED = ("rmia", "recall", "dcpdd")
+"""The opt-in membership signals calibrated by the population split (score.membership.<name>):
+each adds a score column only where a study turns it on (memlab/scoring/suite.py)."""
 
 
 @dataclass

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 DATASET_SCHEMA = pa.schema([  # a dataset of data.format text (as before formats existed)
     ("doc_id", pa.string()),
     ("text", pa.string()),  # the document as its format renders it (components/formats.py)
-    ("split", pa.string()),  # "member" | "nonmember" | "canary" (memlab/components/canaries.py)
+    ("split", pa.string()),  # "member" | "nonmember" | "population" | "canary" (canaries.py)
     ("dup_count", pa.int32()),  # times the document occurs in the training stream (0: never)
 ])
 FORMATTED_DATASET_SCHEMA = pa.schema(list(DATASET_SCHEMA) + [
@@ -79,6 +79,17 @@ BASE_SCHEMA = pa.schema([  # the base (not fine-tuned) model's pass over every d
     ("split", pa.string()),
     ("base_nll", pa.float64()),  # mean next-token NLL over the document's first seq_len tokens
     ("base_tokens", pa.int32()),
+])
+
+POPULATION_SCHEMA = pa.schema([  # the fine-tuned model's pass over the population split
+    ("doc_id", pa.string()),
+    ("nll", pa.float64()),  # mean next-token NLL over the document's first seq_len tokens
+    ("tokens", pa.int32()),
+])
+
+RECALL_SCHEMA = pa.schema([  # ReCaLL: the fine-tuned model's NLL after a non-member prefix
+    ("doc_id", pa.string()),
+    ("prefixed_nll", pa.float64()),  # mean NLL of doc_nll's tokens, read after the prefix
 ])
 
 CANARY_SCHEMA = pa.schema([  # exposure of each canary, measured on the fine-tuned model

@@ -1,13 +1,16 @@
 """The scorers of a study: memlab's own (exact extraction, relaxed similarity, plagiarism
-typing, membership signals, utility; each registering itself on import) then the study's
-plugins, always in this order (the score shards' column order does not depend on which module
-a process imported first)."""
+typing, membership signals, utility; each registering itself on import), the opt-in calibrated
+membership signals the study turns on, then the study's plugins, always in this order (the
+score shards' column order does not depend on which module a process imported first). An
+opt-in signal that is off has no column at all: the score shards of studies that do not use it
+keep their columns and stay valid."""
 
 from __future__ import annotations
 
 from memlab.config.digests import content_key
-from memlab.config.schema import ScoreSection
+from memlab.config.schema import CALIBRATED, ScoreSection
 from memlab.scoring import (  # noqa: F401  (they register)
+    calibrated,
     exact,
     membership,
     plagiarism,
@@ -21,7 +24,8 @@ BUILTIN = ("exact_extracted", "token_match_frac", "lcs_tokens", "similarity", "p
 
 
 def scorers(sec: ScoreSection) -> list[Scorer]:
-    return [SCORERS[n] for n in (*BUILTIN, *load_plugins(sec.plugins))]
+    opted = (n for n in CALIBRATED if SCORERS[n].enabled(sec))
+    return [SCORERS[n] for n in (*BUILTIN, *opted, *load_plugins(sec.plugins))]
 
 
 def columns(sec: ScoreSection) -> list[Column]:

@@ -5,6 +5,9 @@ memlab/config/chain.py), shared by every trial of that chain whatever its strate
 attack: each document's mean next-token NLL over the same tokens the generate stage scores with
 the fine-tuned model (its first seq_len). It is the reference of the `ref` membership signal
 (memlab/scoring/membership.py) and gives the base model's held-out perplexity (`base_ppl`).
+Population documents (data.num_population) get their NLL too (RMIA's reference side of the
+population) and, per shard, DC-PDD's token frequencies (`freq-<shard>.npz`,
+memlab/scoring/calibrated.py).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pyarrow.parquet as pq
 from memlab.components.loaded import LoadedModel
 from memlab.components.models import model_identity
 from memlab.components.passes import nll_sums
-from memlab.config.digests import content_key
+from memlab.config.digests import content_key, file_sha256
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import BASE_SCHEMA, is_done, manifest_digest, shard_digests, write_shard
 from memlab.stages.work import BASE_WEIGHTS, Shards, TrialContext, Work
@@ -36,11 +39,43 @@ def base_rows(model, tok, cfg: StudyConfig, rows: list[dict]) -> list[dict]:
              "base_tokens": len(i)} for r, i, s in zip(rows, ids, sums)]
 
 
+def freq_path(base_shard: str | Path) -> Path:
+    """Where the token frequencies of a dataset shard's population documents go."""
+    return Path(base_shard).with_name("freq-" + Path(base_shard).with_suffix(".npz").name)
+
+
+def token_frequencies(model, tok, cfg: StudyConfig, rows: list[dict]) -> dict:
+    """DC-PDD's two views of how often each token occurs in the population documents (each
+    its first train.seq_len tokens), summed (memlab/scoring/calibrated.py reads their
+    totals): `base`, the base model's next-token distributions over every predicted position
+    (`positions` of them); `counts`, the tokens themselves, as the tokenizer splits them."""
+    import numpy as np
+
+    from memlab.components.formats import encode
+    from memlab.components.passes import mean_next_token
+
+    seq = cfg.train.seq_len
+    ids = [i[:seq] for i, _ in encode(tok, rows, seq)]
+    mass, positions = mean_next_token(model, tok, ids, cfg.attack.batch_size)
+    counts = np.bincount([t for i in ids for t in i], minlength=len(mass))
+    return {"base": mass, "positions": np.int64(positions), "counts": counts.astype(np.int64)}
+
+
 def base_shard(lm: LoadedModel, hold, args: dict, src: str, dst: str) -> int:
-    """One dataset shard -> its base shard, unless done; its rows. `hold`: held around the
-    model's work, with the base weights in it (the tokenizer may be shared too)."""
+    """One dataset shard -> its base shard (and its population documents' token
+    frequencies), unless done; its rows. `hold`: held around the model's work, with the base
+    weights in it (the tokenizer may be shared too)."""
+    import numpy as np
+
     if not is_done(dst):
         rows = pq.read_table(src).to_pylist()
+        if population := [r for r in rows if r["split"] == "population"]:
+            with hold, lm.tok_lock:
+                found = token_frequencies(lm.model, lm.tok, args["cfg"], population)
+            tmp = freq_path(dst).with_name(freq_path(dst).name + ".tmp")
+            with open(tmp, "wb") as f:
+                np.savez(f, **found)
+            tmp.replace(freq_path(dst))  # (before the shard: a done shard has its file)
         with hold, lm.tok_lock:
             out = base_rows(lm.model, lm.tok, args["cfg"], rows)
         write_shard(pa.Table.from_pylist(out, schema=BASE_SCHEMA), dst, BASE_SCHEMA)
@@ -56,7 +91,9 @@ def _built_from(ctx: TrialContext) -> dict:
 
 def _finish(ctx: TrialContext, folder: Path, jobs: list, rows: int, nodes: set) -> dict:
     digests = shard_digests(folder)  # (the score stage's upstream: their content)
-    return dict(outputs=list(digests), rows=rows, shard_sha256=digests,
+    freqs = {p.name: file_sha256(p) for p in sorted(folder.glob("freq-*.npz"))}
+    return dict(outputs=list(digests) + list(freqs), rows=rows, shard_sha256=digests,
+                **({"freq_sha256": freqs} if freqs else {}),
                 actor_nodes=sorted(nodes), base_model=ctx.base_model,
                 seq_len=ctx.cfg.train.seq_len)
 

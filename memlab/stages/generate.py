@@ -9,6 +9,11 @@ fine-tuned model samples `samples_per_prompt` continuations of `max_new_tokens` 
 same pass records the document's mean next-token NLL over its first `train.seq_len` tokens (or
 its whole prompt, when longer), for held-out perplexity and membership signals.
 
+Population documents (data.num_population) are not attacked: the fine-tuned model's NLL of
+each goes to a side file (`population-<shard>`); with score.membership.recall on, each
+document's NLL after ReCaLL's prefix of population text goes to another (`recall-<shard>`).
+The score stage joins both (memlab/scoring/calibrated.py).
+
 Each dataset shard gives one generation shard, on actors that load the trained model once
 (the trial's own, or the sweep's warm pool: memlab/stages/runner.py); each is written
 atomically, so a finished shard is never redone.
@@ -33,6 +38,8 @@ from memlab.config.schema import StudyConfig
 from memlab.io.shards import (
     CANARY_SCHEMA,
     GENERATION_SCHEMA,
+    POPULATION_SCHEMA,
+    RECALL_SCHEMA,
     is_done,
     read_manifest,
     shard_digests,
@@ -141,6 +148,49 @@ def canary_path(gen_shard: Path) -> Path:
     return gen_shard.with_name("canary-" + gen_shard.name)
 
 
+def side_path(gen_shard: Path, what: str) -> Path:
+    """A side file of a generation shard (`population`, `recall`), beside it."""
+    return Path(gen_shard).with_name(f"{what}-{Path(gen_shard).name}")
+
+
+def windows(tok, rows: list[dict], cfg: StudyConfig) -> list[list[int]]:
+    """Each row's first train.seq_len tokens: the window an attacked document's NLL is taken
+    over (its reference suffix ends inside it), as the base stage reads it too."""
+    from memlab.components.formats import encode
+
+    seq = cfg.train.seq_len
+    return [ids[:seq] for ids, _ in encode(tok, rows, seq)] if rows else []
+
+
+def population_rows(model, tok, rows: list[dict], cfg: StudyConfig) -> list[dict]:
+    """The fine-tuned model's mean NLL of each population document's window (RMIA's target
+    side of the population; memlab/scoring/calibrated.py)."""
+    ids = windows(tok, rows, cfg)
+    sums = nll_sums(model, tok, ids, cfg.attack.batch_size)
+    return [{"doc_id": r["doc_id"], "nll": s / max(1, len(i) - 1), "tokens": len(i)}
+            for r, i, s in zip(rows, ids, sums)]
+
+
+def recall_rows(model, tok, rows: list[dict], shots: list[dict], cfg: StudyConfig) -> list[dict]:
+    """ReCaLL's pass (memlab/scoring/calibrated.py): each document's window read after a
+    prefix of the population documents `shots` (each its window, in order), and its mean NLL
+    over the same tokens doc_nll averages (all but its first), the prefix not scored."""
+    prefix = [t for i in windows(tok, shots, cfg) for t in i]
+    ids = windows(tok, rows, cfg)
+    conf = getattr(model, "config", None)
+    positions = getattr(conf, "max_position_embeddings", None) or getattr(conf, "n_positions",
+                                                                          None)
+    longest = len(prefix) + max(map(len, ids), default=0)
+    if positions and longest > positions:
+        raise RuntimeError(f"score.membership.recall: a prefix of {len(prefix)} tokens and a "
+                           f"document of up to {cfg.train.seq_len} need {longest} positions, "
+                           f"the model has {positions}: lower recall.shots")
+    sums = nll_sums(model, tok, [prefix + i for i in ids], cfg.attack.batch_size,
+                    skip=len(prefix))
+    return [{"doc_id": r["doc_id"], "prefixed_nll": s / max(1, len(i) - 1)}
+            for r, i, s in zip(rows, ids, sums)]
+
+
 def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
                   engine=None, model_lock=None, tok_lock=None) -> list[dict]:
     """The attack on a list of dataset rows: with `engine` (memlab.engine.Engine) if given,
@@ -223,6 +273,17 @@ def generate_shard(lm: LoadedModel, hold, args: dict, src: str, dst: str) -> int
             write_shard(pa.Table.from_pylist(found, schema=CANARY_SCHEMA),
                         canary_path(Path(dst)), CANARY_SCHEMA)
             rows = [r for r in rows if r["split"] != "canary"]
+        if population := [r for r in rows if r["split"] == "population"]:
+            with hold, lm.tok_lock:
+                found = population_rows(lm.model, lm.tok, population, cfg)
+            write_shard(pa.Table.from_pylist(found, schema=POPULATION_SCHEMA),
+                        side_path(dst, "population"), POPULATION_SCHEMA)
+            rows = [r for r in rows if r["split"] != "population"]
+        if args.get("recall_shots") and rows:
+            with hold, lm.tok_lock:
+                found = recall_rows(lm.model, lm.tok, rows, args["recall_shots"], cfg)
+            write_shard(pa.Table.from_pylist(found, schema=RECALL_SCHEMA),
+                        side_path(dst, "recall"), RECALL_SCHEMA)
         out = generate_rows(lm.model, lm.tok, rows, cfg, Path(src).name, lm.engine, hold,
                             lm.tok_lock)
         wait, held = lm.model_lock.last
@@ -236,23 +297,52 @@ def generate_shard(lm: LoadedModel, hold, args: dict, src: str, dst: str) -> int
     return pq.read_metadata(dst).num_rows
 
 
+def _sides(src: Path, dst: Path, recall: bool) -> list[Path]:
+    """The side files a generation shard is done with: its canaries' exposure, its population
+    documents' NLL, with ReCaLL on its documents' prefixed NLL."""
+    splits = set(pq.read_table(src, columns=["split"]).column("split").to_pylist())
+    want = [canary_path(dst)] if "canary" in splits else []
+    want += [side_path(dst, "population")] if "population" in splits else []
+    want += [side_path(dst, "recall")] if recall and splits & {"member", "nonmember"} else []
+    return want
+
+
 def _before(ctx: TrialContext, jobs: list) -> None:
-    """A shard of canaries is done with its exposure file only."""
+    """A shard is done with its side files only (written before it; one lost: redone)."""
+    recall = bool(_shots(ctx))
     for src, dst in jobs:
-        if is_done(dst) and not canary_path(dst).is_file() and "canary" in \
-                pq.read_table(src, columns=["split"]).column("split").to_pylist():
+        if is_done(dst) and not all(p.is_file() for p in _sides(src, dst, recall)):
             dst.unlink()
+
+
+def _shots(ctx: TrialContext) -> list[dict]:
+    """ReCaLL's prefix documents: the first score.membership.recall.shots of the population
+    split, in dataset order (none: ReCaLL off)."""
+    m = ctx.cfg.score.membership
+    if not (m.enabled and m.recall.enabled):
+        return []
+    from memlab.components.data import read_dataset
+
+    rows = [r for r in read_dataset(ctx.dir("data")) if r["split"] == "population"]
+    return rows[:m.recall.shots]
+
+
+def _args(ctx: TrialContext) -> dict:
+    return {"cfg": ctx.cfg, "train_dir": str(ctx.dir("train")), "threads": ctx.threads,
+            **({"recall_shots": shots} if (shots := _shots(ctx)) else {})}
 
 
 def _finish(ctx: TrialContext, folder: Path, jobs: list, rows: int, nodes: set) -> dict:
     cfg, data_dir = ctx.cfg, ctx.dir("data")
     digests = shard_digests(folder)
-    canaries = sorted(p.name for p in folder.glob("canary-*.parquet"))
+    sides = sorted(p.name for what in ("canary", "population", "recall")
+                   for p in folder.glob(f"{what}-*.parquet"))
+    made = read_manifest(data_dir) or {}
     data_rows = sum(pq.read_metadata(s).num_rows for s, _ in jobs) - \
-        (read_manifest(data_dir) or {}).get("canaries", 0)
+        made.get("canaries", 0) - made.get("population", 0)
     engines = {(pq.read_schema(d).metadata or {}).get(ENGINE_KEY.encode(), b"unrecorded")
                for _, d in jobs}
-    return dict(outputs=list(digests) + canaries, shard_sha256=digests, shards=len(jobs),
+    return dict(outputs=list(digests) + sides, shard_sha256=digests, shards=len(jobs),
                 rows=rows, actor_nodes=sorted(nodes), decoding=cfg.attack.decoding,
                 docs_too_short=data_rows - rows // cfg.attack.samples_per_prompt,
                 samples_per_prompt=cfg.attack.samples_per_prompt,
@@ -262,8 +352,7 @@ def _finish(ctx: TrialContext, folder: Path, jobs: list, rows: int, nodes: set) 
 WORK = Work(
     shards=Shards(
         source="data", desc="generate",
-        args=lambda ctx: {"cfg": ctx.cfg, "train_dir": str(ctx.dir("train")),
-                          "threads": ctx.threads},
+        args=_args,
         load=lambda args: LoadedModel.trained(args["cfg"], args["train_dir"],
                                               args["threads"]),
         run=generate_shard,

@@ -4,7 +4,8 @@ the summary.
 Every registered scorer (memlab/scoring/registry.py: exact extraction, relaxed similarity,
 plagiarism typing, membership signals, utility, and the study's plugins) adds its columns to
 each score shard, whose rows are the generation's samples (`sample_id`) with the base model's
-NLL of the document joined in: one row holds every score of a sample. The aggregations give
+NLL of the document joined in (and what the calibrated membership signals read of the trial:
+`calibration_inputs`): one row holds every score of a sample. The aggregations give
 the summary, one row per (split, dup_count, metric): every rate split by duplication level,
 members next to the non-member floor, membership AUC / TPR of each member group against the
 non-members; the canaries' exposure per repeat count (split "canary"). The summary
@@ -60,13 +61,19 @@ class Scorers:
         self.schema = score_schema(cols)
         log.info("score actor ready in %.1f s", time.perf_counter() - t0)
 
-    def score(self, rows: list[dict], trial_key: str, base: dict) -> pa.Table:
+    def score(self, rows: list[dict], trial_key: str, base: dict,
+              calibration: dict | None = None) -> pa.Table:
         """Score shard rows of generation rows: the trial's key, the base model's NLL of each
-        document (`base`: doc_id -> NLL), every scorer's columns."""
+        document (`base`: doc_id -> NLL), every scorer's columns. `calibration`: what the
+        calibrated membership signals read (`calibration_inputs`)."""
         if not rows:
             return self.schema.empty_table()
+        cal = calibration or {}
+        prefixed = cal.get("prefixed", {})
         for r in rows:  # the base model's NLL of the document: one row holds every score
-            r["base_nll"] = base.get(r["doc_id"])
+            r["base_nll"] = base.get(r["doc_id"])  # (and every input of one:)
+            r["prefixed_nll"] = prefixed.get(r["doc_id"])
+            r["population"], r["token_freq"] = cal.get("population"), cal.get("token_freq")
         out = {"trial_key": [trial_key] * len(rows)}
         out.update({n: [r[n] for r in rows] for n in SCORE_KEY_SCHEMA.names[1:]})
         for s, fn in self.scorers:
@@ -80,7 +87,8 @@ def score_shard(scorers: Scorers, hold, args: dict, src: str, dst: str) -> int:
     """One generation shard -> its score shard, unless done; its rows."""
     if not is_done(dst):
         rows = pq.read_table(src).to_pylist()
-        write_shard(scorers.score(rows, args["trial_key"], args["base"]), dst, scorers.schema)
+        write_shard(scorers.score(rows, args["trial_key"], args["base"],
+                                  args.get("calibration")), dst, scorers.schema)
     return pq.read_metadata(dst).num_rows
 
 
@@ -149,6 +157,38 @@ def base_nll(base_dir: Path | None) -> dict[str, float]:
     return dict(zip(t.column("doc_id").to_pylist(), t.column("base_nll").to_pylist()))
 
 
+def calibration_inputs(gen_dir: Path, base_dir: Path | None, base: dict[str, float]) -> dict:
+    """What the calibrated membership signals (memlab/scoring/calibrated.py) read of a trial:
+    `prefixed` (doc_id -> ReCaLL's prefixed NLL, the generate stage's recall-* files),
+    `population` (the population documents' NLL under the fine-tuned model, `nll`, and under
+    the base model, `base_nll`; the generate stage's population-* files, the base stage's
+    rows), `token_freq` (the base stage's freq-*.npz, summed). Each absent where not made."""
+    from memlab.io.shards import POPULATION_SCHEMA, RECALL_SCHEMA
+
+    def side(what: str, schema: pa.Schema) -> pa.Table | None:
+        files = sorted(Path(gen_dir).glob(f"{what}-part-*.parquet"))
+        if not files:
+            return None
+        table = pa.concat_tables([pq.read_table(f) for f in files])
+        validate_table(table, schema, str(gen_dir))
+        return table
+
+    out: dict = {}
+    if (rec := side("recall", RECALL_SCHEMA)) is not None:
+        out["prefixed"] = dict(zip(rec.column("doc_id").to_pylist(),
+                                   rec.column("prefixed_nll").to_pylist()))
+    if (pop := side("population", POPULATION_SCHEMA)) is not None:
+        ids = pop.column("doc_id").to_pylist()
+        out["population"] = {
+            "nll": np.asarray(pop.column("nll").to_pylist(), dtype=np.float64),
+            "base_nll": np.asarray([base.get(d, math.nan) for d in ids], dtype=np.float64)}
+    freqs = sorted(Path(base_dir).glob("freq-*.npz")) if base_dir is not None else []
+    if freqs:
+        parts = [dict(np.load(f)) for f in freqs]
+        out["token_freq"] = {k: sum(p[k] for p in parts) for k in parts[0]}
+    return out
+
+
 def _args(ctx: TrialContext) -> dict:
     """What every shard call gets: the scorers' prepared inputs (once per stage: files
     shared by every trial of the dataset), the trial's key, the base model's NLLs."""
@@ -156,8 +196,10 @@ def _args(ctx: TrialContext) -> dict:
     read_shards(ctx.dir("gen"), GENERATION_SCHEMA)  # validate the boundary before scoring
     prepared = {s.name: s.prepare(cfg, ctx.dir("data")) for s in suite.scorers(cfg.score)
                 if s.prepare is not None and s.enabled(cfg.score)}
+    base_dir = ctx.dir("base") if ctx.has("base") else None
+    base = base_nll(base_dir)
     return {"cfg": cfg, "trial_key": ctx.key, "prepared": prepared, "threads": ctx.threads,
-            "base": base_nll(ctx.dir("base") if ctx.has("base") else None)}
+            "base": base, "calibration": calibration_inputs(ctx.dir("gen"), base_dir, base)}
 
 
 def _scorers_key(args: dict) -> str:
