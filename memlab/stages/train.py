@@ -34,7 +34,7 @@ attack setting need to generate from it again.
 
 Extending a training (more train.epochs, where the schedule allows it): a training about to
 start from step 0 continues the final state of a finished shorter one with otherwise the same
-key, and a finished one keeps its final state (train.extendable): memlab/stages/extend.py.
+key, and a finished one keeps its final state (train.extendable): memlab/components/extend.py.
 """
 
 from __future__ import annotations
@@ -48,6 +48,16 @@ import time
 from pathlib import Path
 
 from memlab.components.data import read_dataset, training_stream
+from memlab.components.extend import (
+    EXTENDED,
+    FINAL_STATE,
+    Extension,
+    continue_from,
+    keep_final_state,
+    keeps_final_state,
+    reuse_points,
+    shorter_training,
+)
 from memlab.components.formats import chat_layout, encode
 from memlab.components.models import (
     load_causal_lm,
@@ -63,17 +73,7 @@ from memlab.config.placement import selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import checkpoint_dir
 from memlab.io.shards import outputs_present, write_json_atomic, write_manifest
-from memlab.stages.extend import (
-    EXTENDED,
-    FINAL_STATE,
-    Extension,
-    continue_from,
-    keep_final_state,
-    keeps_final_state,
-    reuse_points,
-    shorter_training,
-)
-from memlab.stages.work import TrialContext, Work
+from memlab.stages.work import TrialContext, Work, upstream_of
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _compute(ctx: TrialContext, folder: Path) -> dict:
     """Fine-tune into `folder` (continuing a shorter training where one can be: extend.py);
     the manifest's fields, as rank 0 recorded them in metrics.json."""
     _fit(ctx)(ctx.cfg, ctx.base_model, ctx.dir("data"), folder, ctx.on_loss,
-              extend=shorter_training(ctx, folder))
+              extend=shorter_training(ctx.cfg, upstream_of(ctx, "train"), folder))
     return json.loads((folder / "metrics.json").read_text())["manifest"]
 
 

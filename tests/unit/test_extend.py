@@ -160,8 +160,8 @@ def test_a_crash_during_the_extension_resumes_from_its_own_checkpoint(tmp_path, 
 def test_only_a_training_that_differs_by_its_epochs_is_extended(tmp_path, capsys):
     """The shorter training is found by its key: any other changed setting (the learning
     rate, the data, the seed, the batch) names another training, never extended."""
-    from memlab.stages.extend import shorter_training
-    from memlab.stages.work import TrialContext
+    from memlab.components.extend import shorter_training
+    from memlab.stages.work import TrialContext, upstream_of
 
     cfg, base, data = _config(tmp_path)
     short = _train(cfg, base, data, epochs=1)
@@ -176,8 +176,8 @@ def test_only_a_training_that_differs_by_its_epochs_is_extended(tmp_path, capsys
                 owner = getattr(owner, p)
             setattr(owner, name, v)
         folder = stage_dir(c, "train", stage_keys(c).train)
-        return shorter_training(TrialContext(c, {"data": data, "train": folder}, base_model=base),
-                        folder)
+        ctx = TrialContext(c, {"data": data, "train": folder}, base_model=base)
+        return shorter_training(c, upstream_of(ctx, "train"), folder)
 
     ext = found()
     assert (ext.key, ext.step, ext.epochs) == (short.folder.name, 3, 1)

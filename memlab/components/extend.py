@@ -1,6 +1,6 @@
 """Extending a training: a longer training (more train.epochs) continues the final state of a
 finished shorter one instead of starting again, where the schedule allows it
-(memlab/stages/train.py calls these).
+(the train stage, memlab/stages/train.py, calls these).
 
 Every epoch goes through the training stream in the same seeded order (`training_stream`
 shuffles it once; step s trains on its batch s mod steps-per-epoch), so the first steps of a
@@ -37,7 +37,6 @@ from memlab.config.keys import stage_keys
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import checkpoint_dir
 from memlab.io.shards import outputs_present, stage_done, write_json_atomic
-from memlab.stages.work import TrialContext, upstream_of
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +76,15 @@ def keeps_final_state(cfg: StudyConfig, saved: str) -> bool:
         keep == "all" or (keep == "adapters" and saved == "adapter"))
 
 
-def shorter_training(ctx: TrialContext, folder: Path) -> Extension | None:
+def shorter_training(cfg: StudyConfig, upstream: str, folder: Path) -> Extension | None:
     """The longest finished training beside `folder` (the same runs root) whose config is this
     trial's with fewer train.epochs (its train key: the same data, model, strategy, seed and
     every other training setting, from the same upstream), and whose final state was kept;
     None (with one line saying why, where such a training exists) when there is none, or the
     schedule does not allow continuing one."""
-    cfg = ctx.cfg
     if cfg.train.epochs == 1:
         return None
     found = []
-    upstream = upstream_of(ctx, "train")
     for epochs in range(cfg.train.epochs - 1, 0, -1):
         shorter = copy.deepcopy(cfg)
         shorter.train.epochs = epochs
