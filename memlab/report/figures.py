@@ -96,8 +96,14 @@ class Series:
         return tuple(f"{a}={key_cell(g.key.get(a))}" for a in self.varying)
 
     def label(self, g: Group, model: bool = False) -> str:
-        return ", ".join([str(g.key["model"] if model else g.key["strategy"]),
-                          *self._combo(g)])
+        """The strategy (or model) and the varying axes' values; an axis whose value names
+        the strategy (a bundle such as method=dp-lora, of strategy lora) stands for both."""
+        head, parts = str(g.key["model"] if model else g.key["strategy"]), list(self._combo(g))
+        named = [p for p in parts if not model and head in p.split("=", 1)[1].split("-")]
+        if named:
+            head = named[0].split("=", 1)[1]
+            parts.remove(named[0])
+        return ", ".join([head, *parts])
 
     def style(self, g: Group) -> dict:
         i = self.combos.index(self._combo(g))
@@ -352,6 +358,9 @@ def _err(s: Stat) -> list[list[float]] | None:
     return [[max(0.0, s.mean - s.lo)], [max(0.0, s.hi - s.mean)]]
 
 
+CROWDED = 6  # a frontier panel with more points names them in its legend, not beside each
+
+
 def _frontier_panel(ax, groups: list[Group], leak: Leakage, series: Series) -> dict:
     """One model's groups at (held-out perplexity, leakage), each with its error bars where
     its Stats have an interval and its label; the Pareto frontier a step line through the
@@ -367,7 +376,7 @@ def _frontier_panel(ax, groups: list[Group], leak: Leakage, series: Series) -> d
         label, style = series.label(g), series.style(g)
         ax.errorbar(x.mean, y.mean, xerr=_err(x), yerr=_err(y), color=style["color"],
                     marker=style["marker"], linestyle="none", markersize=6, capsize=3,
-                    elinewidth=1, zorder=3)
+                    elinewidth=1, zorder=3, label=label if len(groups) > CROWDED else None)
         what["points"][label] = (x.mean, y.mean)
         what["xerr"].update({label: (x.lo, x.hi)} if x.lo is not None else {})
         what["yerr"].update({label: (y.lo, y.hi)} if y.lo is not None else {})
@@ -386,13 +395,16 @@ def _frontier_panel(ax, groups: list[Group], leak: Leakage, series: Series) -> d
         ax.set_xscale("log")
     ax.margins(0.12)
     lo, hi = (np.log(ax.get_xlim()) if ax.get_xscale() == "log" else ax.get_xlim())
-    for p in pts:  # each label on the side of its point away from the nearer edge
+    # each label on the side of its point away from the nearer edge; with more points than
+    # CROWDED, only the frontier's (the others: in the legend, by colour and marker)
+    for p in (front if len(groups) > CROWDED else pts):
         x = what["points"][p][0]
         right = ((np.log(x) if ax.get_xscale() == "log" else x) - lo) / (hi - lo) > 0.6
         ax.annotate(p, what["points"][p], xytext=(-6 if right else 6, 5),
                     textcoords="offset points", ha="right" if right else "left", fontsize=6,
                     clip_on=True)
-    what["legend"] = [t.get_text() for t in ax.legend(fontsize=6).get_texts()]
+    what["legend"] = [t.get_text() for t in ax.legend(
+        fontsize=6, ncol=2 if len(groups) > CROWDED else 1).get_texts()]
     return what
 
 
