@@ -29,6 +29,10 @@ class SweepSection:
     max_concurrent_trials: int = _f(0, "Trials run at once; 0 lets Ray decide by resources.", ge=0)
     max_failures: int = _f(1, "Retries of a failed trial (a lost node, an OOM); a retry skips "
                               "the trial's finished stages and shards.", ge=-1)
+    order: Literal["interleave", "grid"] = _f(
+        "interleave", "The order trials start in: interleave: round robin over the strategies "
+        "(the trials running at once train different ways, so they do not all wait on the same "
+        "resource); grid: the grid's order (a strategy's trials one after another).")
 
 
 @dataclass

@@ -172,6 +172,22 @@ def finish_here(plans: list[TrialPlan]) -> int:
     return failed
 
 
+def start_order(plans: list[TrialPlan], order: str) -> list[TrialPlan]:
+    """The order Tune starts the trials in (sweep.order): `interleave` takes one trial of each
+    strategy in turn (each strategy's in the grid's order), so trials that run at once differ
+    in what bounds them (a full fine-tuning's optimizer step, a head-only trial's generation);
+    `grid` keeps the grid's order. Which trial runs when changes no result: each is keyed by
+    its config."""
+    if order == "grid":
+        return list(plans)
+    by_strategy: dict[str, list[TrialPlan]] = {}
+    for p in plans:
+        by_strategy.setdefault(p.config.train.strategy, []).append(p)
+    queues = list(by_strategy.values())
+    return [q[i] for i in range(max(map(len, queues), default=0)) for q in queues
+            if i < len(q)]
+
+
 def run_tune(study: Study, plans: list[TrialPlan]) -> int:
     """Run the trials on Ray Tune; return how many failed. Each run is a fresh Tune run over
     the trials that still have work: what an interrupted run finished is reused through the
@@ -189,7 +205,7 @@ def run_tune(study: Study, plans: list[TrialPlan]) -> int:
                         "starts its own actors")
             for p in plans:
                 p.config.attack.warm = "off"
-    by_key = {p.key: p for p in plans}
+    by_key = {p.key: p for p in start_order(plans, study.base.sweep.order)}
     requests = {}
     for p in plans:
         bundles, labels = trial_resources(p.config)
