@@ -13,7 +13,8 @@ TIMING = {"train_time_s", "train_tokens_per_s"}  # how long it took, not what it
 
 @pytest.mark.slow  # a second smoke sweep: ~3 min on 2 cores (CI runs it)
 def test_one_trial_at_a_time_gives_the_same_results(tmp_path, smoke_sweep):
-    alone = run_sweep(SMOKE, tmp_path / "runs", ["sweep.max_concurrent_trials=1"])
+    alone = run_sweep(SMOKE, tmp_path / "runs", ["sweep.max_concurrent_trials=1",
+                                                      "sweep.order=grid"])
     # (sweep.* is in no key: the same trials)
     assert [t.key for t in alone["study"].trials] == [t.key for t in smoke_sweep["study"].trials]
     for t in smoke_sweep["study"].trials:
