@@ -200,29 +200,40 @@ def open_samples(folder: str | os.PathLike) -> ds.Dataset:
     return ds.dataset(folder, schema=schema, format="parquet", partitioning=PARTITIONING)
 
 
+RANK = ("exact_extracted", "sim_to_source", "token_match_frac")  # most leaked: first by
+
+
+def _top(df, top: int):
+    """The `top` (trial, document) pairs of a frame of member rows, each at its most leaked
+    row (RANK, then trial, document and sample for a fixed order)."""
+    for c in RANK:
+        df[f"_{c}"] = df[c].astype(float).fillna(-1.0) if c in df else -1.0
+    df = df.sort_values([*(f"_{c}" for c in RANK), "trial", "doc_id", "sample_id"],
+                        ascending=[False] * len(RANK) + [True] * 3, kind="stable")
+    df = df.drop_duplicates(["trial_key", "doc_id"]).head(top)
+    return df.drop(columns=[f"_{c}" for c in RANK])
+
+
 def most_leaked(folder: str | os.PathLike, top: int = 10) -> list[dict]:
     """The `top` most leaked (trial, member document) pairs of the dataset: each at its most
     leaked sample, ordered by exact extraction, then similarity to its true suffix, then the
-    share of suffix tokens reproduced (then trial and document, for a fixed order)."""
+    share of suffix tokens reproduced. Read a batch at a time, keeping each batch's `top`
+    (a pair among the first `top` overall is among its batch's): the memory of a batch, not
+    of the sweep."""
+    import pandas as pd
+
     data = open_samples(folder)
     names = data.schema.names
-    want = [c for c in ("trial", "trial_key", "strategy", "seed", "doc_id", "dup_count",
-                        "sample_id", "exact_extracted", "token_match_frac", "sim_to_source",
-                        "plag_label", "plag_doc_id") if c in names]
-    want += [c for c in names if c.startswith("mia_")]
     if "split" not in names:
         return []
-    t = data.to_table(columns=want, filter=pc.field("split") == "member")
-    if not t.num_rows:
+    want = [c for c in ("trial", "trial_key", "strategy", "seed", "doc_id", "dup_count",
+                        "sample_id", *RANK, "plag_label", "plag_doc_id") if c in names]
+    want += [c for c in names if c.startswith("mia_")]
+    kept = [_top(b.to_pandas(), top) for b in data.to_batches(
+        columns=want, filter=pc.field("split") == "member") if b.num_rows]
+    if not kept:
         return []
-    df = t.to_pandas()
-    for c in ("exact_extracted", "token_match_frac", "sim_to_source"):
-        df[f"_{c}"] = df[c].astype(float).fillna(-1.0) if c in df else -1.0
-    df = df.sort_values(["_exact_extracted", "_sim_to_source", "_token_match_frac", "trial",
-                         "doc_id", "sample_id"],
-                        ascending=[False, False, False, True, True, True], kind="stable")
-    df = df.drop_duplicates(["trial_key", "doc_id"]).head(top)
-    df = df.drop(columns=[c for c in df if c.startswith("_")])
+    df = _top(pd.concat(kept, ignore_index=True), top)
     return [{k: (None if v != v else v) for k, v in r.items()}  # (NaN -> None)
             for r in df.to_dict("records")]
 
