@@ -182,10 +182,14 @@ def write_samples(study: Study) -> tuple[Path, list[str]]:
             index[t.key] = {"source": source, "file": rel, "rows": table.num_rows}
             written.append(t.key)
         keep = {v["file"] for v in index.values()}
-        for p in folder.glob("strategy=*/*.parquet"):
-            if str(p.relative_to(folder)) not in keep:
+        for p in [*folder.glob("strategy=*/*.parquet"), *folder.glob("strategy=*/.*.tmp")]:
+            if p.relative_to(folder).as_posix() not in keep:  # (and what a crash left)
                 p.unlink()
-        write_json_atomic(index, index_path)
+        for d in folder.glob("strategy=*"):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        if index != old:  # (a report that changed nothing writes nothing)
+            write_json_atomic(index, index_path)
     return folder, written
 
 

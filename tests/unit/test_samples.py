@@ -194,6 +194,12 @@ def test_a_rerun_writes_only_the_added_and_changed_trials_and_drops_the_unfinish
     assert written == [head.key] and not path[full.key].exists()
     assert set(json.loads((folder / SOURCES).read_text())) == {head.key, lora.key}
     assert not list(folder.rglob(".*.tmp"))
+    assert not (folder / "strategy=full").exists()  # its one trial gone: its folder too
+    os.utime(folder / SOURCES, (1, 1))
+    (folder / "strategy=lora" / ".half.parquet.tmp").write_bytes(b"PAR1")  # a crash's
+    _, written = write_samples(study)
+    assert written == [] and (folder / SOURCES).stat().st_mtime == 1  # nothing changed
+    assert not list(folder.rglob(".*.tmp"))
 
 
 def test_a_trial_without_an_opt_in_signal_reads_null_in_its_column(study):
