@@ -246,7 +246,10 @@ TITLE = "Most leaked documents: members at their most leaked sample, over every 
 
 
 def _num(v, fmt: str) -> str:
-    return "-" if v is None else format(v, fmt)
+    """A cell: `-` for no value; a count (`d`) from an int or a float (a column with nulls)."""
+    if v is None:
+        return "-"
+    return format(int(v) if fmt == "d" else float(v), fmt)
 
 
 def leaked_listing(rows: list[dict], where: str) -> Listing | None:
