@@ -68,14 +68,14 @@ def samples_dir(study: Study) -> Path:
     return sweep_root(study.base) / SAMPLES
 
 
-def _shards(folder: Path, exclude: tuple[str, ...] = ()) -> pa.Table | None:
-    """A stage's part-*.parquet as one table, without nested columns (spans) and `exclude`;
-    None: no shards."""
+def _shards(folder: Path, columns: tuple[str, ...] = ()) -> pa.Table | None:
+    """A stage's part-*.parquet as one table: `columns`, or every column but nested ones
+    (spans); None: no shards."""
     parts = sorted(folder.glob("part-*.parquet"))
     if not parts:
         return None
-    names = [f.name for f in pq.read_schema(parts[0])
-             if not pa.types.is_nested(f.type) and f.name not in exclude]
+    names = list(columns) or [f.name for f in pq.read_schema(parts[0])
+                              if not pa.types.is_nested(f.type)]
     return pa.concat_tables([pq.read_table(p, columns=names) for p in parts],
                             promote_options="permissive")
 
@@ -102,7 +102,7 @@ def trial_samples(t: Trial) -> pa.Table | None:
     score = _shards(score_dir)
     if score is None:
         return None
-    gen = _shards(gen_dir)
+    gen = _shards(gen_dir, ("sample_id", "seed"))  # (not its texts)
     seeds = pa.nulls(score.num_rows, pa.int64())
     if gen is not None:  # (by sample_id: the generation shards hold the samples in any order)
         at = pc.index_in(score.column("sample_id"), value_set=gen.column("sample_id"))
