@@ -7,7 +7,9 @@ the copies in the training stream), how much of it came back (exact_extracted,
 token_match_frac, lcs_tokens, sim_to_source, sim_to_corpus), its plagiarism type and source
 document (plag_label, plag_doc_id), every membership score of the trial (the `mia_*` columns
 its score shards have: loss, zlib, mink, minkpp, ref; rmia, recall, dcpdd where they were on),
-and for a canary its exposure. The report's "most leaked documents" section reads it.
+and for a canary its exposure. No text: the generations stay in the stage shards (`memlab
+examples` shows them), and nested columns (plagiarism spans) are left out, so the rows are flat.
+The report's "most leaked documents" section reads it.
 
 Layout, for a sweep of thousands of trials of thousands of samples each: hive-partitioned by
 strategy, one file per trial,
