@@ -347,6 +347,7 @@ WRITES_RUN = """\
                                      score), shared by every trial and sweep there
   <runs_root>/<sweep>/<trial_key>/   each trial's record: config.json, result.json
   <runs_root>/<sweep>/results.*      the report (as `memlab report` writes it)
+  <runs_root>/<sweep>/samples/       one row per sample of every trial (Parquet; README)
   <runs_root>/<sweep>/_tune/         Ray Tune's own state
   <runs_root>/mlflow.db, mlartifacts/
                                      the MLflow store (unless --tracking-uri or
@@ -385,12 +386,14 @@ ABOUT = {
     "report": (
         "print and write the results tables of the study's finished trials",
         "Aggregate the study's finished trials over seeds and print the results tables "
-        "(extraction, plagiarism typing, membership inference, utility): what `memlab run` "
-        "prints at its end, without computing anything. Exit 2 if no finished trial has this "
-        "study's keys (another runs root, other settings or --set), saying which sweeps did "
-        "finish under the runs root.",
+        "(extraction, plagiarism typing, membership inference, utility, the most leaked "
+        "documents): what `memlab run` prints at its end, without computing anything. "
+        "Exit 2 if no finished trial has this study's keys (another runs root, other "
+        "settings or --set), saying which sweeps did finish under the runs root.",
         "<runs_root>/<sweep>/results.csv, results.md, results.html, results.png, scale.png, "
-        "roc.png, frontier.png (replaced); runs_root is sweep.runs_root (default: runs)."),
+        "roc.png, frontier.png (replaced); samples/, one row per sample of every finished "
+        "trial (the files of trials added or rescored since); runs_root is sweep.runs_root "
+        "(default: runs)."),
     "examples": (
         "show the sweep's most-leaked generations next to their true suffix",
         "Print the most-leaked generations of the study's finished trials: each with its "

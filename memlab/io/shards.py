@@ -204,6 +204,17 @@ def sample_rows(gen_dir: str | os.PathLike, score_dir: str | os.PathLike,
             if r["sample_id"] in gen]
 
 
+def read_canaries(gen_dir: str | os.PathLike) -> pa.Table | None:
+    """The exposure of every canary (CANARY_SCHEMA) from a generation stage, if it has any
+    (its `canary-part-*.parquet` side files)."""
+    files = sorted(Path(gen_dir).glob("canary-*.parquet"))
+    if not files:
+        return None
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    validate_table(table, CANARY_SCHEMA, str(gen_dir))
+    return table
+
+
 def read_summary(score_dir: str | os.PathLike) -> pa.Table:
     """A finished score stage's summary (SUMMARY_SCHEMA): what MLflow and the report read."""
     table = pq.read_table(Path(score_dir) / "summary.parquet")

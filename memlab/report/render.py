@@ -23,9 +23,11 @@ from memlab.report import figures
 from memlab.report.dynamics import Curve, Headline, curves_of, load_points
 from memlab.report.intervals import Intervals
 from memlab.report.numbers import Group, aggregate, axes, load_records, roc_curves
+from memlab.report.samples import leaked_listing, most_leaked, write_samples
 from memlab.report.tables import (
     LAID_OUT_HERE,
     Heads,
+    Listing,
     Table,
     canary_table,
     csv_only,
@@ -50,12 +52,12 @@ DYNAMICS = ("dynamics.csv", "dynamics.png")  # only when some trial has evaluati
 @dataclass
 class Report:
     text: str  # what `memlab report` prints
-    tables: list[Table]
+    tables: list[Table | Listing]
     figures: dict[str, dict]  # file name -> what its plotting function drew
     groups: list[Group]
 
 
-def _html(title: str, intro: list[str], tables: list[Table], hide: list[str],
+def _html(title: str, intro: list[str], tables: list[Table | Listing], hide: list[str],
           root: Path, pngs: list[str]) -> str:
     parts = [f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
              "</title><style>body{font-family:sans-serif;max-width:80em;margin:2em auto}"
@@ -76,7 +78,7 @@ def _html(title: str, intro: list[str], tables: list[Table], hide: list[str],
     return "\n".join(parts + ["</body></html>\n"])
 
 
-def _markdown(title: str, intro: list[str], tables: list[Table], hide: list[str],
+def _markdown(title: str, intro: list[str], tables: list[Table | Listing], hide: list[str],
               pngs: list[str]) -> str:
     md = [f"# {title}", "", *(f"{line}\n" for line in intro)]
     for t in tables:
@@ -120,13 +122,16 @@ def _dynamics(root: Path, groups: list[Group], dynamics: list[Curve], keys: list
 def render(name: str, root: Path, groups: list[Group], axis_names: list[str], heads: Heads,
            signal: str | None = None, curves: dict[int, tuple] | None = None,
            origins: dict[str, str] | None = None, threshold: float | None = None,
-           dynamics: list[Curve] | None = None, how: Intervals | None = None) -> Report:
+           dynamics: list[Curve] | None = None, how: Intervals | None = None,
+           leaked: Listing | None = None) -> Report:
     """Tables, figures and files (FILES, under `root`; DYNAMICS too with evaluation points)
     of aggregated groups; `heads`: the registry's report headings (tables.headings);
     `origins`: what each model is; `threshold`: score.headline_threshold, the frontier's and
     the curves' similarity rate (None: its default); `dynamics`: the groups' curves through
     training (dynamics.curves_of; none: the final models only); `how`: the intervals the
-    groups were aggregated with, named in the header (None: the defaults)."""
+    groups were aggregated with, named in the header (None: the defaults); `leaked`: the
+    most leaked documents, read from the sweep's sample dataset (samples.py), the last
+    section (None: none)."""
     threshold = ScoreSection().headline_threshold if threshold is None else threshold
     keys = ["strategy", "model", *axis_names]
     # the printed tables leave out key columns that are the same on every row (in the title)
@@ -150,6 +155,7 @@ def render(name: str, root: Path, groups: list[Group], axis_names: list[str], he
                  groups, series, root / "frontier.png", threshold)}
     through = _dynamics(root, groups, dynamics or [], keys, series, threshold, drawn)
     tables += [through] if through else []
+    tables += [leaked] if leaked else []
     pngs = [f for f in (*FIGURES, *DYNAMICS) if f in drawn]
 
     fixed = "; ".join([models_line(groups, origins or {})]
@@ -168,7 +174,9 @@ def render(name: str, root: Path, groups: list[Group], axis_names: list[str], he
 
 
 def build_report(study: Study) -> Report | None:
-    """The report of a study's finished trials (None: none finished)."""
+    """The report of a study's finished trials (None: none finished), with their sample
+    dataset brought up to date first (samples.py: the most leaked documents are read from
+    it)."""
     records = load_records(study)
     how = Intervals.of([study.base.score, *(t.config.score for t in study.trials)])
     groups = aggregate(records, axes(study), how)
@@ -177,10 +185,12 @@ def build_report(study: Study) -> Report | None:
     score_dirs = {t.key: stage_dir(t.config, "score", t.key) for t in study.trials}
     signal, curves = roc_curves(groups, score_dirs)
     origins = {model_label(t.config): origin(t.config.model) for t in study.trials}
+    folder, _ = write_samples(study)
     return render(study.name, sweep_root(study.base), groups, axes(study),
                   headings([t.config.score for t in study.trials]), signal, curves, origins,
                   study.base.score.headline_threshold,
-                  curves_of(records, load_points(study), groups, axes(study), how), how)
+                  curves_of(records, load_points(study), groups, axes(study), how), how,
+                  leaked_listing(most_leaked(folder), shown(folder)))
 
 
 def write_report(study: Study) -> str:

@@ -86,6 +86,18 @@ class Table:
     docs: tuple[str, ...] = ()  # splits whose documents each row shows (DOCS), after n
 
 
+@dataclass
+class Listing:
+    """A table of rows as they are, not of groups (the most leaked documents): cells already
+    formatted; `left`: the columns aligned left."""
+
+    title: str
+    legend: str
+    head: list[str]
+    body: list[list[str]]
+    left: tuple[str, ...] = ()
+
+
 DOCS = {"member": "members", "nonmember": "nonmembers"}  # split -> its column of documents
 
 
@@ -312,10 +324,13 @@ def cell(m: Metric, g: Group, d: int | None) -> str:
     return "n/r" if s is not None and m.fpr and not resolved(g, m.fpr) else fmt(s, m.digits)
 
 
-def layout(table: Table, hide: list[str]) -> tuple[list[str], list[list[str]], str]:
+def layout(table: Table | Listing, hide: list[str]
+           ) -> tuple[list[str], list[list[str]], str]:
     """Headers, cells and legend of a table as printed: key columns but those in `hide`, n,
     the documents (where known), the metrics that have a value somewhere (the others are
-    named in the legend), extras."""
+    named in the legend), extras. A Listing as it is."""
+    if isinstance(table, Listing):
+        return table.head, table.body, table.legend
     shown = [m for m in table.metrics if any(m.get(g, d) is not None for g, d in table.rows)]
     keys = [k for k in table.keys if k not in hide]
     docs = [s for s in table.docs if any(g.docs(s) for g, _ in table.rows)]
@@ -334,10 +349,11 @@ def layout(table: Table, hide: list[str]) -> tuple[list[str], list[list[str]], s
     return head, body, "\n".join([table.legend, *(n for n in notes if n)])
 
 
-def text(table: Table, hide: list[str]) -> str:
+def text(table: Table | Listing, hide: list[str]) -> str:
     """The table as `memlab report` prints it: title, columns, legend."""
     head, body, legend = layout(table, hide)
-    left = [k for k in table.keys if k not in ("dup", "repeats")]
+    left = list(table.left) if isinstance(table, Listing) else \
+        [k for k in table.keys if k not in ("dup", "repeats")]
     return (f"{table.title}\n"
             + tabulate(body, headers=head, disable_numparse=True,
                        colalign=["left" if h in left else "right" for h in head])

@@ -27,11 +27,11 @@ from memlab.config.digests import content_key
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import (
     BASE_SCHEMA,
-    CANARY_SCHEMA,
     GENERATION_SCHEMA,
     SCORE_KEY_SCHEMA,
     SUMMARY_SCHEMA,
     is_done,
+    read_canaries,
     read_manifest,
     read_shards,
     score_schema,
@@ -137,16 +137,6 @@ def summarize(scores: pa.Table, cfg: StudyConfig, canaries: pa.Table | None = No
             rows += [{"split": "canary", "dup_count": int(r), "metric": m, "value": float(v)}
                      for m, v in found.items()]
     return pa.Table.from_pylist(rows, schema=SUMMARY_SCHEMA)
-
-
-def read_canaries(gen_dir: Path) -> pa.Table | None:
-    """The exposure of every canary (CANARY_SCHEMA) from a generation stage, if it has any."""
-    files = sorted(Path(gen_dir).glob("canary-*.parquet"))
-    if not files:
-        return None
-    table = pa.concat_tables([pq.read_table(f) for f in files])
-    validate_table(table, CANARY_SCHEMA, str(gen_dir))
-    return table
 
 
 def base_nll(base_dir: Path | None) -> dict[str, float]:

@@ -14,9 +14,10 @@ import pytest
 import yaml
 
 from memlab.io.paths import stage_dir
-from memlab.io.shards import read_summary
+from memlab.io.shards import read_manifest, read_summary
 from memlab.report.render import FIGURES, FILES, build_report
-from memlab.report.tables import layout
+from memlab.report.samples import TITLE, open_samples
+from memlab.report.tables import Listing, layout
 from tests.conftest import SWEEPS
 from tests.integration.conftest import SMOKE, run_sweep
 
@@ -67,7 +68,8 @@ def test_every_cell_of_every_table_averages_two_seeds_with_an_interval(sweep):
     repeats = [0, *canaries.repeats] if canaries.count else []  # 0: the never-inserted control
     assert ("Canary exposure (bits)" in titles) == bool(repeats)
     n_docs = sweep["study"].base.data.num_nonmembers
-    for t in tables:
+    assert titles[-1] == TITLE  # the sample dataset's section (its own test below)
+    for t in tables[:-1]:
         head, body, _ = layout(t, hide=["model"])
         first = head.index("n") + 1 + len({"members", "nonmembers"} & set(head))
         metrics = head[first:len(head) - len(t.extra)]
@@ -154,3 +156,28 @@ def test_files_html_page_and_parent_run_summary(sweep):
     (parent,) = client.search_runs([exp.experiment_id], "tags.`memlab.role` = 'sweep'")
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "summary")} == \
         {f"summary/{name}" for name in FILES}
+
+
+def test_a_row_per_sample_and_canary_and_the_most_leaked_documents(sweep):
+    """samples/: every trial's scored samples and canaries, joined by sample_id; the report's
+    last section lists the 10 most leaked (trial, member) pairs from it, in its order."""
+    study = sweep["study"]
+    df = open_samples(sweep["root"] / "samples").to_table().to_pandas()
+    for t in study.trials:
+        rows = df[df.trial_key == t.key]
+        canaries = read_manifest(stage_dir(t.config, "data", t.keys.data)).get("canaries", 0)
+        assert len(rows) == read_manifest(stage_dir(t.config, "score", t.key))["rows"] + canaries
+        assert (rows.trial == t.name).all() and (rows.strategy == t.config.train.strategy).all()
+        assert (rows.seed == t.config.seed).all() and (rows.split == "canary").sum() == canaries
+        assert rows[rows.split == "canary"].exposure.notna().all()
+        assert rows[rows.split != "canary"].sample_seed.notna().all()
+    assert {"mia_loss", "mia_ref", "plag_label", "sim_to_source"} <= set(df.columns)
+    (section,) = [t for t in sweep["report"].tables if isinstance(t, Listing)]
+    assert len(section.body) == 10 and section.head[:3] == ["#", "trial", "strategy"]
+    members = df[df.split == "member"]
+    key = [(bool(r.exact_extracted), r.sim_to_source) for r in members.itertuples()]
+    best = sorted(key, reverse=True)[0]
+    first = section.body[0]
+    assert first[section.head.index("exact")] == ("yes" if best[0] else "no")
+    assert first[section.head.index("sim")] == f"{best[1]:.3f}"
+    assert TITLE in sweep["stdout"]
