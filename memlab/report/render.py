@@ -178,7 +178,8 @@ def build_report(study: Study) -> Report | None:
     signal, curves = roc_curves(groups, score_dirs)
     origins = {model_label(t.config): origin(t.config.model) for t in study.trials}
     return render(study.name, sweep_root(study.base), groups, axes(study),
-                  headings([t.config.score for t in study.trials]), signal, curves, origins,
+                  headings([t.config.score for t in study.trials], groups), signal, curves,
+                  origins,
                   study.base.score.headline_threshold,
                   curves_of(records, load_points(study), groups, axes(study), how), how)
 
