@@ -84,9 +84,10 @@ DISCOVERABILITY = PerDoc(
         "exact_any_pct": DOC_SHARE, "exact_count_mean": UNBOUNDED}),
     lambda sec: {**{f"discoverable_n{k}_pct": f"disc@{k}_%" for k in within(sec)},
                  "exact_any_pct": "exact_any_%"},
-    doc="the chance in % that at least one of k fresh samples extracts the suffix, from each "
-        "document's n samples of which c extract it: 1 - C(n-c, k) / C(n, k) (Hayes et al. "
-        "2024), mean over documents (k > n: not shown); exact_any_%: documents with c >= 1")
+    doc="each document over its n samples, c of which extract the suffix exactly: disc@k_% "
+        "the chance in % that at least one of k fresh samples would, 1 - C(n-c, k) / C(n, k) "
+        "(Hayes et al. 2024; mean over documents; k > n: not shown), exact_any_% the "
+        "documents with c >= 1")
 
 
 @scorer("exact_extracted", pa.bool_(), aggregate=percent("exact_pct", share=True),

@@ -165,7 +165,7 @@ def test_the_extraction_table_shows_discoverability_only_where_a_trial_has_it():
     assert extraction[:3] == [h for _, h, _ in headings(secs)["extraction"]]
     assert extraction[3:] == ["disc@1_%", "exact_any_%", "sim_max>=0.8_%"]
     table = registry_tables(groups(4), heads, ["strategy", "model"])[0]
-    assert "disc@1_%, exact_any_%: the chance" in table.legend
+    assert "disc@1_%, exact_any_%: each document over its n samples" in table.legend
     from memlab.report.intervals import one_share
 
     got = groups(4)[0].get("member", -1, "exact_any_pct")  # 1 of its 2 documents
