@@ -86,6 +86,8 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
         skip += ("score.corpus_ann_above", "score.corpus_ann_candidates")  # (keys as before)
     if cfg.score.corpus_ann_breadth == 64:
         skip += ("score.corpus_ann_breadth",)  # (keys as before)
+    if cfg.score.discoverable_within == [1, 10, 100]:
+        skip += ("score.discoverable_within",)  # (keys as before discoverability)
     if cfg.score.plagiarism.semantic.dense_breadth == 64:
         skip += ("score.plagiarism.semantic.dense_breadth",)  # (keys as before)
     ident = {k: v for k, v in flatten(to_dict(cfg)).items()

@@ -610,6 +610,16 @@ class ScoreSection:
                                                                 ge=-1, le=1)
     headline_threshold: float = _f(0.8, "Similarity threshold shown in the results table.",
                                         ge=-1, le=1)
+    discoverable_within: list[int] = _f(
+        [1, 10, 100], "With attack.samples_per_prompt n > 1, (n, p)-discoverability (Hayes et "
+        "al. 2024, 'Measuring memorization in language models via probabilistic extraction'; "
+        "METRICS.md section 7): for each n' here, the chance that at least one of n' fresh "
+        "samples extracts a document's suffix exactly, estimated without bias from its n drawn "
+        "samples of which c extract it as 1 - C(n - c, n') / C(n, n') (the pass@k estimator "
+        "of Chen et al. 2021), mean over each group's documents (`discoverable_n<n'>_pct`). "
+        "An n' above n is left out. The greedy figure next to it is the exact_pct of a trial "
+        "with attack.decoding=greedy and samples_per_prompt=1 on the same trained model (a "
+        "grid over the attack: sweeps/attacks.yaml; the model trains once).", ge=1)
     corpus_passage_words: int = _f(
         32, "sim_to_corpus compares a generation with passages of the fine-tuning documents, "
         "not whole documents (whose embedding stands for everything else they say): windows "

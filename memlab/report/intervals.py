@@ -11,8 +11,10 @@ score.intervals (`IntervalSection`):
   Sci. 16:101-133), or Clopper-Pearson, by scipy.stats.binomtest (scipy is a dependency;
   statsmodels is not). n is the row's samples; with attack.samples_per_prompt > 1 the samples
   of one document are not independent, so the interval is too narrow by up to that factor's
-  square root. A trial's own interval (the membership bootstrap's `<m>_lo` / `<m>_hi`, a
-  percentile bootstrap: inside the range already) is used as it is.
+  square root. A share of documents over their samples (exact_any_%, the *_docs_% labels:
+  `Scale.of` "docs") is over the row's documents instead. A trial's own interval (the
+  membership bootstrap's `<m>_lo` / `<m>_hi`, a percentile bootstrap: inside the range
+  already) is used as it is.
 - The mean over n >= 2 seeds of a bounded metric (default `logit`): the Student-t interval of
   the mean of the seeds' logits, mapped back (the logit transform of proportions pooled over
   studies: Lipsey and Wilson 2001, "Practical meta-analysis"; Barendregt et al. 2013, "Meta-

@@ -147,7 +147,7 @@ def aggregate(records: list[tuple[dict, list[dict]]], axis_names: list[str],
     rows) per trial, in study order; every summary metric becomes a Stat over the seeds (the
     `<m>_lo` / `<m>_hi` bounds of a metric `<m>` are its one-seed interval, not metrics), its
     interval by `how` (None: the default settings and memlab's own scorers' scales) over the
-    samples of its row (its summary's `samples`)."""
+    samples of its row (its summary's `samples`; a share of documents, over its `docs`)."""
     how = how or Intervals.of()
     by: dict[str, list] = {}
     for i, (res, rows) in enumerate(records):
@@ -166,7 +166,8 @@ def aggregate(records: list[tuple[dict, list[dict]]], axis_names: list[str],
             have = [v for *_, v in trials if (split, dup, metric) in v]
             bounds = (have[0].get((split, dup, f"{metric}_lo")),
                       have[0].get((split, dup, f"{metric}_hi")))
-            samples = [v.get((split, dup, "samples")) for v in have]
+            of = how.scale(metric).of  # (a share of samples or of documents)
+            samples = [v.get((split, dup, of)) for v in have]
             stats[(split, dup, metric)] = over_seeds(
                 [v[(split, dup, metric)] for v in have], bounds, how.scale(metric),
                 None if None in samples else min(samples), how)

@@ -187,7 +187,8 @@ def build_report(study: Study) -> Report | None:
     origins = {model_label(t.config): origin(t.config.model) for t in study.trials}
     folder, _ = write_samples(study)
     return render(study.name, sweep_root(study.base), groups, axes(study),
-                  headings([t.config.score for t in study.trials]), signal, curves, origins,
+                  headings([t.config.score for t in study.trials], groups), signal, curves,
+                  origins,
                   study.base.score.headline_threshold,
                   curves_of(records, load_points(study), groups, axes(study), how), how,
                   leaked_listing(most_leaked(folder), shown(folder)))

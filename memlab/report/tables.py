@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import math
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,19 +50,29 @@ PERPLEXITY = (  # (heading, summary metric of the non-members): the score stage'
 Heads = dict[str, list[tuple[str, str, str]]]  # table -> [(summary metric, heading, doc)]
 
 
-def headings(secs: list[ScoreSection]) -> Heads:
+def headings(secs: list[ScoreSection], groups: Sequence[Group] = ()) -> Heads:
     """table -> [(summary metric, heading, legend text)] of the registered columns of every
     score section given (the trials may differ in thresholds or plugins), in first-seen
-    order."""
+    order; the columns' per-document headings (`per_doc`: several samples per prompt) after
+    their own, only where some of `groups` has the metric, so that a study of one
+    sample per prompt keeps its tables and results.csv columns."""
     out: Heads = {}
+
+    def add(metric: str, head, table: str, doc: str) -> None:
+        table, text = (head.table, head.text) if isinstance(head, Heading) else (table, head)
+        if (metric, text, doc) not in out.setdefault(table, []):
+            out[table].append((metric, text, doc))
+
     for sec in secs:
+        t = f"{sec.headline_threshold:g}"
         for c in suite.columns(sec):
-            doc = c.doc.format(t=f"{sec.headline_threshold:g}")
             for metric, head in (c.report(sec) if c.report else {}).items():
-                table, text = (head.table, head.text) if isinstance(head, Heading) else \
-                    (c.table, head)
-                if (metric, text, doc) not in out.setdefault(table, []):
-                    out[table].append((metric, text, doc))
+                add(metric, head, c.table, c.doc.format(t=t))
+        for c in suite.columns(sec):
+            p = c.per_doc
+            for metric, head in (p.report(sec) if p and p.report else {}).items():
+                if any(k[2] == metric for g in groups for k in g.stats):
+                    add(metric, head, p.table, p.doc.format(t=t))
     return out
 
 
@@ -173,7 +183,10 @@ def registry_tables(groups: list[Group], heads: Heads, keys: list[str]) -> list[
             continue
         members = [Metric(h, h, at("member", m)) for m, h, _ in cols]
         floors = [Metric(f"floor_{h}", f"floor_{h}", at("nonmember", m, -1)) for m, h, _ in cols]
-        docs = "; ".join(f"{h}: {doc}" for _, h, doc in cols if doc)
+        by_doc: dict[str, list[str]] = {}  # (headings that share a legend text: one entry)
+        for _, h, doc in cols:
+            by_doc.setdefault(doc, []).append(h)
+        docs = "; ".join(f"{', '.join(hs)}: {doc}" for doc, hs in by_doc.items() if doc)
         legend = ((docs + ".\n") if docs else "") + (
             "Members at each dup (copies in the training set); floor_*: the same on "
             "non-members (never trained on).")

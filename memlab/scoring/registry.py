@@ -9,8 +9,14 @@ A registered scorer is, with no other edit anywhere:
   column's `table`, or a `Heading` naming its own table), members at each duplication level
   next to the non-member floor; the report lays out some tables itself (membership, utility:
   memlab/report/tables.py), reading their headings and docs from here all the same;
+- with attack.samples_per_prompt > 1, summary metrics of each group's documents, each over
+  all of its samples (each column's `per_doc`: discoverability, a document at its most severe
+  plagiarism label, its best similarity), with report headings and a legend of their own that
+  the report shows only where some trial has them: a study of one sample per prompt keeps
+  every metric, table and results.csv column it had;
 - what values each summary metric takes (`Scale`: its range, and whether it is a share of the
-  group's samples), declared by the aggregation that computes it (`Aggregation.scales`): the
+  group's samples or documents), declared by the aggregation that computes it
+  (`Aggregation.scales`): the
   report's intervals stay inside a bounded metric's range (memlab/report/intervals.py). A
   metric no aggregation declares (a plugin's plain function, perplexity, exposure) is
   unbounded.
@@ -46,11 +52,14 @@ Report = Callable[[ScoreSection], dict[str, "str | Heading"]]
 class Scale:
     """What values a summary metric takes: its range (None: unbounded on that side) and whether
     it is a share of its group's samples in percent (k of n: a proportion, whose one-trial
-    interval is a binomial one; a mean of fractions, as match_%, is bounded but not a share)."""
+    interval is a binomial one; a mean of fractions, as match_%, is bounded but not a share);
+    `of`: the summary metric that counts what the share is of (`samples`: the group's
+    samples; `docs`: its documents, for a share of documents over their samples)."""
 
     lo: float | None = None
     hi: float | None = None
     share: bool = False
+    of: str = "samples"
 
     @property
     def bounded(self) -> bool:
@@ -60,6 +69,7 @@ class Scale:
 UNBOUNDED = Scale()
 PERCENT = Scale(0.0, 100.0)  # a mean of fractions (or of 0-100 scores), in percent
 SHARE = Scale(0.0, 100.0, share=True)  # the share of a group's samples, in percent
+DOC_SHARE = Scale(0.0, 100.0, share=True, of="docs")  # the share of a group's documents
 UNIT = Scale(0.0, 1.0)  # a probability, an AUC
 COSINE = Scale(-1.0, 1.0)
 
@@ -91,6 +101,20 @@ class Heading:
 
 
 @dataclass(frozen=True)
+class PerDoc:
+    """A column's summary metrics over documents, each document over all of its samples (a
+    group with attack.samples_per_prompt > 1; with one sample per document it is not
+    computed: the per-sample `aggregate` says the same). `aggregate(values, doc_ids, section)`
+    gets the group's values and each one's document (pandas Series, aligned); `report`:
+    summary metric -> heading, in `table`, shown where some trial has it; `doc`: its legend."""
+
+    aggregate: Aggregation
+    report: Report | None = None
+    doc: str = ""
+    table: str = "extraction"
+
+
+@dataclass(frozen=True)
 class Column:
     name: str
     type: pa.DataType
@@ -99,10 +123,12 @@ class Column:
     doc: str = ""  # what a report heading means (the report's legend); {t}: headline threshold
     table: str = "extraction"  # which report table the headings go to
     contrast: Contrast | None = None  # summary metrics of a member group against non-members
+    per_doc: PerDoc | None = None  # summary metrics of documents over their samples (n > 1)
 
     def scales(self, sec: ScoreSection) -> dict[str, Scale]:
-        """Summary metric -> its Scale, of the column's aggregation and contrast."""
-        return {**scales_of(self.aggregate, sec), **scales_of(self.contrast, sec)}
+        """Summary metric -> its Scale, of the column's aggregation, contrast and per_doc."""
+        return {**scales_of(self.aggregate, sec), **scales_of(self.contrast, sec),
+                **(scales_of(self.per_doc.aggregate, sec) if self.per_doc else {})}
 
 
 @dataclass(frozen=True)
@@ -136,7 +162,8 @@ def register(s: Scorer) -> Scorer:
 def scorer(name: str, type: pa.DataType, *, inputs: Sequence[str] = ("gen_ids", "suffix_ids"),
            aggregate: Aggregate | None = None, report: dict | Report | None = None,
            doc: str = "", table: str = "extraction",
-           enabled: Callable[[ScoreSection], bool] = lambda sec: True):
+           enabled: Callable[[ScoreSection], bool] = lambda sec: True,
+           per_doc: PerDoc | None = None):
     """Register a per-sample scorer: `fn(*row[c] for c in inputs) -> value` of one generation
     row (columns of memlab.io.shards.GENERATION_SCHEMA); `enabled(score section)` says whether
     a study computes it (else its column is null)."""
@@ -146,8 +173,8 @@ def scorer(name: str, type: pa.DataType, *, inputs: Sequence[str] = ("gen_ids", 
             return lambda rows: {name: [fn(*(r[c] for c in inputs)) for r in rows]}
 
         rep = (lambda sec, d=report: d) if isinstance(report, dict) else report
-        register(Scorer(name, (Column(name, type, aggregate, rep, doc, table),), load,
-                        enabled=enabled))
+        register(Scorer(name, (Column(name, type, aggregate, rep, doc, table,
+                                      per_doc=per_doc),), load, enabled=enabled))
         return fn
 
     return wrap
@@ -193,6 +220,45 @@ def label_percents(labels: Sequence[str], none: str, any_metric: str) -> Aggrega
         return out
     return Aggregation(agg, lambda sec: {m: SHARE for m in
                                          [*(f"{lab}_pct" for lab in labels), any_metric]})
+
+
+# ---------------------------------------------------------------- over each document's samples
+def most_severe(labels: Sequence[str], none: str, any_metric: str) -> Aggregation:
+    """Per document its most severe label over its samples (`labels` most severe first, then
+    `none`): the share of documents at each label (`<label>_docs_pct`) and at any but `none`,
+    and, over the documents at a label, the mean count of their samples at it
+    (`<label>_docs_count_mean`; no document at it: not given)."""
+    rank = {lab: i for i, lab in enumerate((*labels, none))}
+
+    def agg(x, doc, sec):
+        d = doc.to_numpy()
+        r = x.map(rank)
+        best = r.groupby(d).min()
+        at_best = (r == r.groupby(d).transform("min")).groupby(d).sum()
+        out = {}
+        for i, lab in enumerate(labels):
+            out[f"{lab}_docs_pct"] = 100.0 * float((best == i).mean())
+            if (best == i).any():
+                out[f"{lab}_docs_count_mean"] = float(at_best[best == i].mean())
+        out[any_metric] = 100.0 * float((best < len(labels)).mean())
+        return out
+
+    return Aggregation(agg, lambda sec: {
+        **{f"{lab}_docs_pct": DOC_SHARE for lab in labels}, any_metric: DOC_SHARE,
+        **{f"{lab}_docs_count_mean": UNBOUNDED for lab in labels}})
+
+
+def best_of_doc(metric: str, fmt: str, scale: Scale) -> Aggregation:
+    """Per document the highest value over its samples: their mean (`metric`, of `scale`) and
+    the share of documents whose best is >= each of score.sim_thresholds (`fmt` names it)."""
+    def agg(x, doc, sec):
+        best = x.astype(float).groupby(doc.to_numpy()).max()
+        return {metric: float(best.mean()),
+                **{name: 100.0 * float((best >= t).mean())
+                   for t, name in _at_least_names(fmt, sec)}}
+
+    return Aggregation(agg, lambda sec: {
+        metric: scale, **{name: DOC_SHARE for _, name in _at_least_names(fmt, sec)}})
 
 
 # ---------------------------------------------------------------- plugins

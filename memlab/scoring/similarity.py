@@ -22,7 +22,9 @@ from memlab.scoring.registry import (
     COSINE,
     Column,
     Context,
+    PerDoc,
     Scorer,
+    best_of_doc,
     combined,
     mean,
     percent_at_least,
@@ -297,14 +299,24 @@ def _headline(sec) -> dict[str, str]:
     return {f"sim_src_ge_{t}_pct": f"sim>={t}_%"}
 
 
+def _headline_max(sec) -> dict[str, str]:
+    t = f"{sec.headline_threshold:g}"
+    return {f"sim_src_max_ge_{t}_pct": f"sim_max>={t}_%"}
+
+
 register(Scorer(
     "similarity",
     (Column("sim_to_source", pa.float64(),
             combined(mean("sim_to_source_mean", COSINE), percent_at_least("sim_src_ge_{t}_pct")),
-            _headline, doc="samples with embedding similarity >= {t} to the true suffix"),
+            _headline, doc="samples with embedding similarity >= {t} to the true suffix",
+            per_doc=PerDoc(best_of_doc("sim_src_max_mean", "sim_src_max_ge_{t}_pct", COSINE),
+                           _headline_max, doc="documents with a sample at embedding "
+                                              "similarity >= {t} to the true suffix")),
      Column("sim_to_corpus", pa.float64(),
             combined(mean("sim_to_corpus_mean", COSINE),
-                     percent_at_least("sim_corpus_ge_{t}_pct"))),
+                     percent_at_least("sim_corpus_ge_{t}_pct")),
+            per_doc=PerDoc(best_of_doc("sim_corpus_max_mean", "sim_corpus_max_ge_{t}_pct",
+                                       COSINE))),
      Column("sim_corpus_doc_id", pa.string())),
     load=SimilarityScorer,
     prepare=_prepare,

@@ -100,7 +100,10 @@ def _ppl(nll: np.ndarray, tokens: np.ndarray) -> float:
 
 def summarize(scores: pa.Table, cfg: StudyConfig, canaries: pa.Table | None = None) -> pa.Table:
     """Per (split, dup_count) group (dup_count -1: the whole split): sample count, every
-    registered column's aggregations; per member group, every contrast (membership signals
+    registered column's aggregations (over the samples); where documents have several samples
+    (attack.samples_per_prompt > 1), every column's `per_doc` aggregation (each document over
+    its samples: discoverability, most severe plagiarism label, best similarity); per member
+    group, every contrast (membership signals
     against all non-members, one value per document); the split's perplexity under the
     fine-tuned and the base model; per canary repeat count, the canaries' exposure."""
     df = scores.to_pandas()
@@ -116,9 +119,13 @@ def summarize(scores: pa.Table, cfg: StudyConfig, canaries: pa.Table | None = No
             continue
         found = {"samples": float(len(sel))}
         docs = sel.drop_duplicates("doc_id")
+        several = len(docs) < len(sel)  # attack.samples_per_prompt > 1: per document too
         for c in columns:
             if c.aggregate is not None and sel[c.name].notna().any():  # (over its values)
                 found.update(c.aggregate(sel[c.name].dropna(), cfg.score))
+            if several and c.per_doc is not None and sel[c.name].notna().any():
+                v = sel[c.name].dropna()
+                found.update(c.per_doc.aggregate(v, sel.loc[v.index, "doc_id"], cfg.score))
             if c.contrast is not None and split == "member" and docs[c.name].notna().any():
                 found.update(c.contrast(docs[c.name], nonmember_docs[c.name], cfg.score))
         if dup == -1:

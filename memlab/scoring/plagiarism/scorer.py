@@ -13,7 +13,15 @@ from memlab.scoring.plagiarism.copies import type_exact_copies
 from memlab.scoring.plagiarism.index import CorpusIndex, SemanticIndex, dataset_index
 from memlab.scoring.plagiarism.judge import Judge
 from memlab.scoring.plagiarism.typer import LABELS, type_texts
-from memlab.scoring.registry import Column, Context, Scorer, label_percents, register
+from memlab.scoring.registry import (
+    Column,
+    Context,
+    PerDoc,
+    Scorer,
+    label_percents,
+    most_severe,
+    register,
+)
 
 
 class PlagiarismScorer:
@@ -52,7 +60,16 @@ register(Scorer(
             label_percents(LABELS[:3], "none", "plagiarism_any_pct"),
             lambda sec: {"verbatim_pct": "verbatim_%", "paraphrase_pct": "paraphrase_%",
                          "idea_pct": "idea_%", "plagiarism_any_pct": "any_%"},
-            table="plagiarism"),
+            table="plagiarism",
+            per_doc=PerDoc(  # (n > 1 samples per prompt) a document at its most severe sample
+                most_severe(LABELS[:3], "none", "plagiarism_any_docs_pct"),
+                lambda sec: {"verbatim_docs_pct": "verbatim_docs_%",
+                             "paraphrase_docs_pct": "paraphrase_docs_%",
+                             "idea_docs_pct": "idea_docs_%",
+                             "plagiarism_any_docs_pct": "any_docs_%"},
+                doc="% of documents at their most severe sample's label (verbatim > paraphrase "
+                    "> idea > none) over their n samples",
+                table="plagiarism")),
      Column("plag_doc_id", pa.string()),
      Column("plag_gen_span", pa.list_(pa.int32())),
      Column("plag_doc_span", pa.list_(pa.int32())),
