@@ -106,6 +106,8 @@ def test_pools_that_leave_no_room_for_a_trial_are_refused(monkeypatch):
     from memlab.stages.warm import warm_pools_fit as pools_fit
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
+    monkeypatch.setattr(ray, "nodes", lambda: [{"NodeID": "n", "Alive": True, "Labels": {},
+                                                "Resources": {"CPU": 16.0, "GPU": 1.0}}])
     cfg = load_study(SMOKE, ["attack.warm=on", "attack.actor_gpus=0.5",
                              "resources.lora.gpu=0.5"]).trials[2].config
     trial = [[{"CPU": 1, "GPU": 0.5}]]
@@ -113,6 +115,8 @@ def test_pools_that_leave_no_room_for_a_trial_are_refused(monkeypatch):
     why = pools_fit([(cfg, "model-a"), (cfg, "model-b")], trial)
     assert "2 warm pool(s) would hold 1 GPU" in why
     off = dataclasses.replace(cfg, attack=dataclasses.replace(cfg.attack, warm="off"))
+    three = dataclasses.replace(cfg, attack=dataclasses.replace(cfg.attack, actors_per_gpu=3))
+    assert "would hold 1.5 of every GPU" in pools_fit([(three, "model-a")], [[{"CPU": 1}]])
     assert pools_fit([(off, "model-a"), (off, "model-b")], trial) == ""
 
 
