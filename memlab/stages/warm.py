@@ -27,11 +27,11 @@ A generation shard's numbers do not depend on which actor made it or what it ser
 The trial reserves only what it trains with; the pool's actors hold their share of a GPU for
 the whole sweep and are gone with the driver.
 
-Every GPU of a node (attack.actors_per_gpu, with attack.actor_gpus > 0): Ray gives a GPU
+Every GPU of a node (attack.warm_gpus: each, attack.actor_gpus > 0): Ray gives a GPU
 fraction to the GPU with the least room left that fits it (best fit: 8 actors of 0.06 GPU on a
 node of 4 GPUs all get GPU 0), and a placement group's fractional bundle is placed the same way.
 So the pool's share of each GPU is reserved one GPU after the other: a placement group of one
-bundle (actors_per_gpu actors' GPU and CPUs) on the node, then a filler of the rest of the GPU
+bundle (attack.actors actors' GPU and CPUs) on the node, then a filler of the rest of the GPU
 it got, so that the next bundle can only go to another GPU; once every GPU has its bundle the
 fillers are removed. The actors start in their GPU's bundle, named by node and GPU; a trial
 sends its shards to the actors on its own GPU (`ray.get_gpu_ids()` in the trial process), or
@@ -77,7 +77,7 @@ def pool_spec(cfg: StudyConfig, base_model: str) -> dict:
     labels = selectors(cfg)["actors"]
     return {"base_model": base_model, "precision": cfg.train.precision, "engine": a.engine,
             "batch_size": a.batch_size, "actors": a.actors, "cpus": a.actor_cpus,
-            "gpus": a.actor_gpus, "per_gpu": a.actors_per_gpu, "labels": labels,
+            "gpus": a.actor_gpus, "spread": a.warm_gpus, "labels": labels,
             "warm_models": a.warm_models,
             "runs_root": cfg.sweep.runs_root, "sweep": cfg.sweep.name}
 
@@ -100,17 +100,18 @@ def gpu_nodes(selector: dict[str, str]) -> dict[str, int]:
 
 
 def _per_gpu(spec: dict) -> dict[str, int]:
-    """The nodes (id -> GPUs) whose every GPU gets spec's per_gpu actors ({}: the pool is
-    attack.actors actors where Ray puts them: no GPUs, actors_per_gpu 0, or no GPU node)."""
-    if not (spec["gpus"] and spec["per_gpu"]):
+    """The nodes (id -> GPUs) whose every GPU gets spec's actors ({}: the pool is
+    attack.actors actors where Ray puts them: no GPU share, warm_gpus ray, or one GPU)."""
+    if not (spec["gpus"] and spec["spread"] == "each"):
         return {}
-    return gpu_nodes(spec["labels"])
+    nodes = gpu_nodes(spec["labels"])
+    return nodes if sum(nodes.values()) > 1 else {}
 
 
 def _count(spec: dict) -> int:
     """How many actors the pool has."""
     nodes = _per_gpu(spec)
-    return spec["per_gpu"] * sum(nodes.values()) if nodes else spec["actors"]
+    return spec["actors"] * sum(nodes.values()) if nodes else spec["actors"]
 
 
 def _calls(spec: dict) -> int:
@@ -143,15 +144,15 @@ def start_warm_pools(cfgs: list[tuple[StudyConfig, str]]) -> list:
             opts["num_gpus"] = spec["gpus"]
         actor = ray.remote(WarmWorker)
         nodes, where = _per_gpu(spec), ""
-        if nodes:  # actors_per_gpu actors in each GPU's bundle, named by node and GPU
+        if nodes:  # attack.actors actors in each GPU's bundle, named by node and GPU
             slots = _gpu_slots(spec, nodes, used)
             handles += [pg for _, _, pg in slots]
             for node, gpu, pg in slots:
                 at = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
                 handles += [actor.options(name=f"{_prefix(spec)}{node}-gpu{gpu}-{len(handles)}",
                                           scheduling_strategy=at, **opts)
-                            .remote(cfg, spec["base_model"]) for _ in range(spec["per_gpu"])]
-            where = (f", {spec['per_gpu']} on each of the {len(slots)} GPU(s) of "
+                            .remote(cfg, spec["base_model"]) for _ in range(spec["actors"])]
+            where = (f", {spec['actors']} on each of the {len(slots)} GPU(s) of "
                      f"{len(nodes)} node(s)")
         else:
             if spec["labels"]:
@@ -167,11 +168,11 @@ def start_warm_pools(cfgs: list[tuple[StudyConfig, str]]) -> list:
 
 def _gpu_slots(spec: dict, nodes: dict[str, int], used: dict) -> list[tuple[str, int, object]]:
     """(node, GPU id, placement group) for every GPU of `nodes`: each group's one bundle
-    holds spec's per_gpu actors' share on a GPU of its own (the module's doc says how).
+    holds spec's actors' share on a GPU of its own (the module's doc says how).
     `used`: the earlier pools' share of each GPU, updated."""
     from ray.util.placement_group import placement_group, remove_placement_group
 
-    want = {"GPU": spec["per_gpu"] * spec["gpus"], "CPU": spec["per_gpu"] * spec["cpus"]}
+    want = {"GPU": spec["actors"] * spec["gpus"], "CPU": spec["actors"] * spec["cpus"]}
     bundle = {k: v for k, v in want.items() if v}
     slots, fillers = [], []
     try:
@@ -205,7 +206,7 @@ def _placed(pg):
     try:
         ray.get(pg.ready(), timeout=PLACE_S)
     except ray.exceptions.GetTimeoutError:
-        raise RuntimeError(f"attack.actors_per_gpu: Ray did not reserve {pg.bundle_specs} "
+        raise RuntimeError(f"attack.warm_gpus: Ray did not reserve {pg.bundle_specs} "
                            f"within {PLACE_S:g} s") from None
     return pg
 
@@ -230,9 +231,9 @@ def warm_pools_fit(cfgs: list[tuple[StudyConfig, str]], trial_bundles: list[list
     specs = [spec for spec, _ in _specs(cfgs).values()]
     if not specs:
         return ""
-    per_gpu = sum(sp["per_gpu"] * sp["gpus"] for sp in specs if _per_gpu(sp))
+    per_gpu = pools_per_gpu(cfgs)
     if per_gpu > 1 + 1e-9:
-        return f"the pools' actors would hold {per_gpu:g} of every GPU (attack.actors_per_gpu)"
+        return f"the pools' actors would hold {per_gpu:g} of every GPU (attack.warm_gpus)"
     have = ray.cluster_resources()
     for res, name in (("CPU", "cpus"), ("GPU", "gpus")):
         pools = sum(_count(sp) * sp[name] for sp in specs)
@@ -246,7 +247,7 @@ def warm_pools_fit(cfgs: list[tuple[StudyConfig, str]], trial_bundles: list[list
 
 def pools_per_gpu(cfgs: list[tuple[StudyConfig, str]]) -> float:
     """The share of every GPU that the warm pools of these trials hold (actors per GPU)."""
-    return sum(sp["per_gpu"] * sp["gpus"] for sp, _ in _specs(cfgs).values() if _per_gpu(sp))
+    return sum(sp["actors"] * sp["gpus"] for sp, _ in _specs(cfgs).values() if _per_gpu(sp))
 
 
 def stop_warm_pools(handles: list) -> None:

@@ -69,8 +69,10 @@ def spread_shares(plans: list[TrialPlan], max_at_once: int) -> dict[str, float]:
     0.15 GPU would all share GPU 0 of a node of 4; each reserves instead at least 1/k of what
     the warm pools leave of a GPU (less what its own actors' bundles take), k the trials per
     GPU when the trials that run at once (`max_at_once`; 0: all) are spread evenly over the
-    GPUs of the nodes they may use. Trials without a GPU fraction, and nodes of one GPU, keep
-    their own (Ray then still puts the k trials of a GPU together, the first GPU first)."""
+    GPUs of the nodes they may use, less those the largest trial of whole GPUs needs (full
+    fine-tuning's workers: so that it can still start). Trials without a GPU fraction, and
+    nodes of one GPU, keep their own (Ray then still puts the k trials of a GPU together, the
+    first GPU first)."""
     from memlab.stages.warm import gpu_nodes, pools_per_gpu
 
     gpu = [p for p in plans if p.config.resources.gpu_spread == "spread"
@@ -79,12 +81,14 @@ def spread_shares(plans: list[TrialPlan], max_at_once: int) -> dict[str, float]:
         return {}
     pool = pools_per_gpu([(p.config, p.base_model) for p in plans])
     at_once = min(len(gpu), max_at_once or len(gpu))
+    whole = max((r.workers * r.gpu for r in (p.config.reserved for p in plans) if r.gpu >= 1),
+                default=0)
     out = {}
     for p in gpu:
         nodes = gpu_nodes(selectors(p.config)["trial"])
         if max(nodes.values(), default=0) < 2:
             continue
-        k = -(-at_once // sum(nodes.values()))
+        k = -(-at_once // max(1, sum(nodes.values()) - int(whole)))
         bundles = trial_resources(p.config)[0]
         own = bundles[0]["GPU"]
         extra = sum(b.get("GPU", 0) for b in bundles) - own

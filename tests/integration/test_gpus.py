@@ -122,6 +122,12 @@ def test_a_pool_actor_on_every_gpu_and_trials_across_them(four_gpus, fake_worker
         # 8 at once: two on every GPU
         trials = _trials_gpus(trial_requests(_plans(cfg, 8), 0), cfg)
         assert collections.Counter(own[0] for own, _ in trials) == {g: 2 for g in range(GPUS)}
+        # next to a trial of a whole GPU (full fine-tuning), the 4 share the other 3 GPUs
+        full = load_study(SMOKE, [*POOL, "resources.full.gpu=1"]).trials[0].config
+        plans = [*_plans(cfg, 4), types.SimpleNamespace(config=full, base_model="model-a",
+                                                        key="full")]
+        shares = {k: r.bundles[0]["GPU"] for k, r in trial_requests(plans, 0).items()}
+        assert shares == {**{f"t{i}": 0.47 for i in range(4)}, "full": 1}
         # resources.gpu_spread=pack: each its own 0.15, and Ray puts them all on GPU 0
         packed = _lora([*POOL, "resources.gpu_spread=pack"])
         trials = _trials_gpus(trial_requests(_plans(packed, 4), 0), packed)
