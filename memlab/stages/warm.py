@@ -77,7 +77,7 @@ def pool_spec(cfg: StudyConfig, base_model: str) -> dict:
     labels = selectors(cfg)["actors"]
     return {"base_model": base_model, "precision": cfg.train.precision, "engine": a.engine,
             "batch_size": a.batch_size, "actors": a.actors, "cpus": a.actor_cpus,
-            "gpus": a.actor_gpus, "spread": a.warm_gpus, "labels": labels,
+            "gpus": a.actor_gpus, "warm_gpus": a.warm_gpus, "labels": labels,
             "warm_models": a.warm_models,
             "runs_root": cfg.sweep.runs_root, "sweep": cfg.sweep.name}
 
@@ -102,7 +102,7 @@ def gpu_nodes(selector: dict[str, str]) -> dict[str, int]:
 def _per_gpu(spec: dict) -> dict[str, int]:
     """The nodes (id -> GPUs) whose every GPU gets spec's actors ({}: the pool is
     attack.actors actors where Ray puts them: no GPU share, warm_gpus ray, or one GPU)."""
-    if not (spec["gpus"] and spec["spread"] == "each"):
+    if not (spec["gpus"] and spec["warm_gpus"] == "each"):
         return {}
     nodes = gpu_nodes(spec["labels"])
     return nodes if sum(nodes.values()) > 1 else {}

@@ -83,9 +83,12 @@ def spread_shares(plans: list[TrialPlan], max_at_once: int) -> dict[str, float]:
     at_once = min(len(gpu), max_at_once or len(gpu))
     whole = max((r.workers * r.gpu for r in (p.config.reserved for p in plans) if r.gpu >= 1),
                 default=0)
-    out = {}
+    out, seen = {}, {}
     for p in gpu:
-        nodes = gpu_nodes(selectors(p.config)["trial"])
+        sel = selectors(p.config)["trial"]
+        if (key := repr(sorted(sel.items()))) not in seen:
+            seen[key] = gpu_nodes(sel)
+        nodes = seen[key]
         if max(nodes.values(), default=0) < 2:
             continue
         k = -(-at_once // max(1, sum(nodes.values()) - int(whole)))

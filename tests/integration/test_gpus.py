@@ -142,16 +142,17 @@ def test_without_gpus_the_pool_and_bundles_are_todays(four_gpus, fake_worker):
     and the Tune bundles are trial_resources' own."""
     import ray
 
-    from memlab.stages.warm import _names, pool_spec, start_warm_pools, stop_warm_pools
+    from memlab.stages import warm
     from memlab.sweep.run import trial_requests, trial_resources
 
     cfg = _lora(["attack.warm=on", "attack.actors=2"])
-    handles = start_warm_pools([(cfg, "model-a")])
+    handles = warm.start_warm_pools([(cfg, "model-a")])
     try:
         assert [ray.get(h.gpu.remote(), timeout=60) for h in handles] == [[], []]
         assert {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)} \
-            >= set(_names(pool_spec(cfg, "model-a")))
+            >= set(warm._names(warm.pool_spec(cfg, "model-a")))
+        assert len(warm.warm_pool_for(cfg, "model-a").actors) == 2  # a trial finds them
         (request,) = trial_requests(_plans(cfg, 1), 0).values()
         assert request.bundles == trial_resources(cfg)[0]
     finally:
-        stop_warm_pools(handles)
+        warm.stop_warm_pools(handles)
