@@ -27,6 +27,11 @@ class FakeWorker:
 
         return [int(g) for g in ray.get_gpu_ids()]
 
+    def node_id(self):
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
 
 @pytest.fixture(scope="module")
 def four_gpus():
@@ -156,3 +161,55 @@ def test_without_gpus_the_pool_and_bundles_are_todays(four_gpus, fake_worker):
         assert request.bundles == trial_resources(cfg)[0]
     finally:
         warm.stop_warm_pools(handles)
+
+
+def test_two_nodes_of_two_gpus(fake_worker):
+    """Real `ray start` nodes, each declaring 2 GPUs (as a cluster launcher's node type does):
+    a pool actor on each GPU of each node, 4 trials on the 4 GPUs, each served by the actor
+    on its own node and GPU."""
+    import json
+
+    import ray
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    from memlab.stages.warm import start_warm_pools, stop_warm_pools, warm_pool_for
+    from memlab.sweep.run import trial_requests
+    from tests.integration.conftest import RayCluster
+
+    if ray.is_initialized():
+        ray.shutdown()
+    two = {"RAY_OVERRIDE_RESOURCES": json.dumps({"GPU": 2})}
+    c = RayCluster(cpus=6, env=two)
+    try:
+        c.add_node("second", cpus=6, env=two)
+        ray.init(address=c.address, logging_level="ERROR")
+        cfg = _lora(POOL)
+        handles = start_warm_pools([(cfg, "model-a")])
+        actors = [h for h in handles if isinstance(h, ray.actor.ActorHandle)]
+        nodes = ray.get([a.node_id.remote() for a in actors])
+        gpus = ray.get([a.gpu.remote() for a in actors])
+        assert sorted((n, g) for n, (g,) in zip(nodes, gpus)) == sorted(
+            (n["NodeID"], g) for n in ray.nodes() if n["Alive"] for g in (0, 1))
+
+        @ray.remote
+        def trial():
+            pool = warm_pool_for(cfg, "model-a")
+            here = (ray.get_runtime_context().get_node_id(), int(ray.get_gpu_ids()[0]))
+            return here, [(ray.get(a.node_id.remote()), ray.get(a.gpu.remote())[0])
+                          for a in pool.actors]
+
+        requests = list(trial_requests(_plans(cfg, 4), 0).values())
+        pgs = [placement_group(r.bundles, strategy=r.strategy) for r in requests]
+        ray.get([pg.ready() for pg in pgs], timeout=60)
+        got = ray.get([trial.options(num_cpus=1, num_gpus=r.bundles[0]["GPU"],
+                                     scheduling_strategy=PlacementGroupSchedulingStrategy(pg, 0))
+                       .remote() for r, pg in zip(requests, pgs)], timeout=120)
+        assert len({here for here, _ in got}) == 4, got  # every GPU of both nodes
+        assert all(served == [here] for here, served in got), got
+        for pg in pgs:
+            remove_placement_group(pg)
+        stop_warm_pools(handles)
+    finally:
+        ray.shutdown()
+        c.stop()
