@@ -81,10 +81,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
               "trial's steps; train GiB/GPU holds the per-sample gradients "
               "(memlab/sweep/plan.py)")
     _print_cpu_time(study, ests)
-    for model, n, cpus, gpus, *_ in pools:  # (one pool per distinct actor spec)
+    for model, n, cpus, gpus, *rest in pools:  # (one pool per distinct actor spec)
+        each = "; on nodes of several GPUs that many on each GPU (attack.warm_gpus)" \
+            if gpus and rest[-2] == "each" else ""
         print(f"warm pool for {model}: {n} actor(s) of {cpus:g} CPU"
               f"{f', {gpus:g} GPU' if gpus else ''} each, held for the whole sweep "
-              "(attack.warm: they serve every trial's generate, base and score stages)")
+              f"(attack.warm: they serve every trial's generate, base and score stages){each}")
     _print_models(study, ests)
     if any(t.config.data.format in ("instruction", "chat") for t in study.trials):
         print("note: for instruction and chat data the prompt before the response is not "
@@ -138,7 +140,7 @@ def _plan_row(t, est: dict | None, pools: dict) -> list:
         gpu = f"{per}{sized.reserved.gpu:g}"
         a = sized.attack
         pools[(model_label(c), a.actors, a.actor_cpus, a.actor_gpus, c.train.precision,
-               a.engine, a.batch_size, a.warm_models,
+               a.engine, a.batch_size, a.warm_models, a.warm_gpus,
                tuple(sorted(selectors(c)["actors"].items())))] = None
     return [t.key, c.train.strategy, model_label(c), dup_label(c), c.seed, f"{per}{res.cpu:g}",
             gpu, train_steps(c), *shown, gpu_h, cpu_min]

@@ -408,6 +408,13 @@ class AttackSection:
                              "the trials it serves at once, so they swap without a reload).", ge=1)
     actor_cpus: float = _f(0.5, "CPUs reserved per generation / scoring actor.", ge=0)
     actor_gpus: float = _f(0.0, "GPUs reserved per generation / scoring actor.", ge=0)
+    warm_gpus: Literal["each", "ray"] = _f(
+        "each", "Where a warm pool's actors hold their GPU share (attack.actor_gpus > 0) when "
+        "the nodes its actors may use have more than one GPU in all. each: attack.actors "
+        "actors on each of those GPUs, held there, and a trial's shards go to the actors on "
+        "the trial's own GPU. ray: attack.actors actors in all, where Ray puts them (Ray gives "
+        "a GPU fraction to the fullest GPU it fits on: on a node of 4 GPUs, all on GPU 0). "
+        "One GPU, or none: attack.actors actors, as Ray puts them.")
 
 
 ANN_BREADTH = ("usearch's search breadth (expansion_search): more finds more of the exact "
@@ -693,6 +700,12 @@ class ResourcesSection(PerStrategy):
     share_margin: float = _f(1.3, "gpu_share=memory: reserve this many times the estimate "
                                   "(allocator caching and fragmentation, kernels' workspaces).",
                                   ge=1)
+    gpu_spread: Literal["spread", "pack"] = _f(
+        "spread", "Trials with a GPU fraction on nodes of several GPUs. spread: each reserves "
+        "at least its part of a GPU when the trials that run at once are spread evenly over "
+        "the GPUs (after the warm pools' share), so they land on different GPUs. pack: "
+        "exactly its fraction; Ray gives a fraction to the fullest GPU it fits on, so trials "
+        "fill GPU 0 before GPU 1. Nodes of one GPU: no effect.")
     gpu_mem_gb: float = _f(80.0, "Memory of one GPU of the cluster's nodes (plan/run refuse "
                                  "trials whose estimate does not fit).", gt=0)
 
@@ -763,7 +776,7 @@ class StudyConfig:
 # (What they resolve to where it changes the numbers, the device and precision a trial trains
 # and generates on and the generation engine, is part of the keys: memlab/config/keys.py.)
 NON_IDENTITY_KEYS = ("sweep", "resources", "tracking", "attack.actors", "attack.actor_cpus",
-                     "attack.warm", "attack.warm_models",
+                     "attack.warm", "attack.warm_models", "attack.warm_gpus",
                      "attack.actor_gpus", "score.corpus_block", "train.threads",
                      "train.log_every", "train.checkpoint_every", "train.micro_batch",
                      "train.eval_at", "train.eval_every", "train.keep_checkpoints",

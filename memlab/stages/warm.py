@@ -26,6 +26,16 @@ A generation shard's numbers do not depend on which actor made it or what it ser
 (the same weights, kernels and batches: the test compares a warm sweep with a cold one).
 The trial reserves only what it trains with; the pool's actors hold their share of a GPU for
 the whole sweep and are gone with the driver.
+
+Every GPU of a node (attack.warm_gpus: each, attack.actor_gpus > 0): Ray gives a GPU
+fraction to the GPU with the least room left that fits it (best fit: 8 actors of 0.06 GPU on a
+node of 4 GPUs all get GPU 0), and a placement group's fractional bundle is placed the same way.
+So the pool's share of each GPU is reserved one GPU after the other: a placement group of one
+bundle (attack.actors actors' GPU and CPUs) on the node, then a filler of the rest of the GPU
+it got, so that the next bundle can only go to another GPU; once every GPU has its bundle the
+fillers are removed. The actors start in their GPU's bundle, named by node and GPU; a trial
+sends its shards to the actors on its own GPU (`ray.get_gpu_ids()` in the trial process), or
+to all of the pool's where it has no GPU or its GPU has none.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from collections import OrderedDict, defaultdict
 from pathlib import Path
 
 from memlab.config.digests import content_key
-from memlab.config.placement import selectors
+from memlab.config.placement import matches, selectors
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import is_done, manifest_digest
 from memlab.stages.work import work_of
@@ -49,6 +59,9 @@ log = logging.getLogger(__name__)
 NAMESPACE = "memlab"
 CALLS = 2  # shards a warm actor with a GPU takes at once: one shard's host work overlaps
 # another's device work (on CPU one at a time: the trial's threads each)
+
+
+PLACE_S = 120.0  # how long a pool's per-GPU reservation may wait for Ray before the sweep stops
 
 
 def warm_on(cfg: StudyConfig) -> bool:
@@ -64,12 +77,41 @@ def pool_spec(cfg: StudyConfig, base_model: str) -> dict:
     labels = selectors(cfg)["actors"]
     return {"base_model": base_model, "precision": cfg.train.precision, "engine": a.engine,
             "batch_size": a.batch_size, "actors": a.actors, "cpus": a.actor_cpus,
-            "gpus": a.actor_gpus, "labels": labels, "warm_models": a.warm_models,
+            "gpus": a.actor_gpus, "warm_gpus": a.warm_gpus, "labels": labels,
+            "warm_models": a.warm_models,
             "runs_root": cfg.sweep.runs_root, "sweep": cfg.sweep.name}
 
 
+def _prefix(spec: dict) -> str:
+    return f"memlab-warm-{content_key(spec)}-"
+
+
 def _names(spec: dict) -> list[str]:
-    return [f"memlab-warm-{content_key(spec)}-{i}" for i in range(spec["actors"])]
+    return [f"{_prefix(spec)}{i}" for i in range(spec["actors"])]
+
+
+def gpu_nodes(selector: dict[str, str]) -> dict[str, int]:
+    """The live Ray nodes with whole GPUs whose labels match `selector`: node id -> GPUs."""
+    import ray
+
+    return {n["NodeID"]: int(n["Resources"]["GPU"]) for n in ray.nodes()
+            if n["Alive"] and n["Resources"].get("GPU", 0) >= 1
+            and matches(selector, n.get("Labels") or {})}
+
+
+def _per_gpu(spec: dict) -> dict[str, int]:
+    """The nodes (id -> GPUs) whose every GPU gets spec's actors ({}: the pool is
+    attack.actors actors where Ray puts them: no GPU share, warm_gpus ray, or one GPU)."""
+    if not (spec["gpus"] and spec["warm_gpus"] == "each"):
+        return {}
+    nodes = gpu_nodes(spec["labels"])
+    return nodes if sum(nodes.values()) > 1 else {}
+
+
+def _count(spec: dict) -> int:
+    """How many actors the pool has."""
+    nodes = _per_gpu(spec)
+    return spec["actors"] * sum(nodes.values()) if nodes else spec["actors"]
 
 
 def _calls(spec: dict) -> int:
@@ -88,25 +130,96 @@ def _specs(cfgs: list[tuple[StudyConfig, str]]) -> dict[str, tuple[dict, StudyCo
 
 def start_warm_pools(cfgs: list[tuple[StudyConfig, str]]) -> list:
     """Start the pools that the (config, base model) pairs of warm trials need; return the
-    actor handles (the driver keeps them: the actors live as long as it)."""
+    actor handles and the placement groups of their GPUs (the driver keeps them: the actors
+    live as long as it; stop_warm_pools ends both)."""
     import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    handles = []
+    handles: list = []
+    used: dict[tuple[str, int], float] = {}  # (node, GPU id) -> the pools' share of it
     for spec, cfg in _specs(cfgs).values():
         opts = {"num_cpus": spec["cpus"], "max_concurrency": _calls(spec), "max_restarts": 2,
                 "max_task_retries": 2, "namespace": NAMESPACE, "get_if_exists": True}
         if spec["gpus"]:
             opts["num_gpus"] = spec["gpus"]
-        if spec["labels"]:
-            opts["label_selector"] = spec["labels"]
         actor = ray.remote(WarmWorker)
-        handles += [actor.options(name=n, **opts).remote(cfg, spec["base_model"])
-                    for n in _names(spec)]
+        nodes, where = _per_gpu(spec), ""
+        if nodes:  # attack.actors actors in each GPU's bundle, named by node and GPU
+            slots = _gpu_slots(spec, nodes, used)
+            handles += [pg for _, _, pg in slots]
+            for node, gpu, pg in slots:
+                at = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
+                handles += [actor.options(name=f"{_prefix(spec)}{node}-gpu{gpu}-{len(handles)}",
+                                          scheduling_strategy=at, **opts)
+                            .remote(cfg, spec["base_model"]) for _ in range(spec["actors"])]
+            where = (f", {spec['actors']} on each of the {len(slots)} GPU(s) of "
+                     f"{len(nodes)} node(s)")
+        else:
+            if spec["labels"]:
+                opts["label_selector"] = spec["labels"]
+            handles += [actor.options(name=n, **opts).remote(cfg, spec["base_model"])
+                        for n in _names(spec)]
         gpu = f", {spec['gpus']:g} GPU" if spec["gpus"] else ""
-        log.info(f"warm pool: {spec['actors']} actor(s) of {Path(spec['base_model']).name} "
-                 f"({spec['cpus']:g} CPU{gpu} each) serve the generate, base and score stages "
-                 "of its trials")
+        log.info(f"warm pool: {_count(spec)} actor(s) of {Path(spec['base_model']).name} "
+                 f"({spec['cpus']:g} CPU{gpu} each{where}) serve the generate, base and score "
+                 "stages of its trials")
     return handles
+
+
+def _gpu_slots(spec: dict, nodes: dict[str, int], used: dict) -> list[tuple[str, int, object]]:
+    """(node, GPU id, placement group) for every GPU of `nodes`: each group's one bundle
+    holds spec's actors' share on a GPU of its own (the module's doc says how).
+    `used`: the earlier pools' share of each GPU, updated."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    want = {"GPU": spec["actors"] * spec["gpus"], "CPU": spec["actors"] * spec["cpus"]}
+    bundle = {k: v for k, v in want.items() if v}
+    slots, fillers = [], []
+    try:
+        for node, gpus in nodes.items():
+            on = [{"ray.io/node-id": node}]
+            for _ in range(gpus):
+                pg = _placed(placement_group([bundle], strategy="STRICT_PACK",
+                                             bundle_label_selector=on))
+                gpu = _gpu_of(pg)
+                used[node, gpu] = used.get((node, gpu), 0.0) + want["GPU"]
+                slots.append((node, gpu, pg))
+                rest = math.floor((1 - used[node, gpu]) * 1e4 + 1e-6) / 1e4  # (Ray's 1e-4 steps)
+                if rest > 0:
+                    fillers.append(_placed(placement_group([{"GPU": rest}],
+                                                           bundle_label_selector=on)))
+    finally:
+        for pg in fillers:
+            remove_placement_group(pg)
+    got = defaultdict(int)
+    for node, gpu, _ in slots:
+        got[node, gpu] += 1
+    if any(n > 1 for n in got.values()):  # (something else on a GPU, of the same size)
+        log.warning(f"warm pool: GPUs hold more than one pool bundle: {dict(got)}")
+    return slots
+
+
+def _placed(pg):
+    """The placement group, once Ray has reserved it."""
+    import ray
+
+    try:
+        ray.get(pg.ready(), timeout=PLACE_S)
+    except ray.exceptions.GetTimeoutError:
+        raise RuntimeError(f"attack.warm_gpus: Ray did not reserve {pg.bundle_specs} "
+                           f"within {PLACE_S:g} s") from None
+    return pg
+
+
+def _gpu_of(pg) -> int:
+    """The GPU id of a placement group's (first) bundle, from a tiny task inside it."""
+    import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    at = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
+    probe = ray.remote(ray.get_gpu_ids).options(num_cpus=0, num_gpus=1e-4,
+                                                scheduling_strategy=at)
+    return int(ray.get(probe.remote())[0])
 
 
 def warm_pools_fit(cfgs: list[tuple[StudyConfig, str]], trial_bundles: list[list[dict]]) -> str:
@@ -118,9 +231,12 @@ def warm_pools_fit(cfgs: list[tuple[StudyConfig, str]], trial_bundles: list[list
     specs = [spec for spec, _ in _specs(cfgs).values()]
     if not specs:
         return ""
+    per_gpu = pools_per_gpu(cfgs)
+    if per_gpu > 1 + 1e-9:
+        return f"the pools' actors would hold {per_gpu:g} of every GPU (attack.warm_gpus)"
     have = ray.cluster_resources()
     for res, name in (("CPU", "cpus"), ("GPU", "gpus")):
-        pools = sum(sp["actors"] * sp[name] for sp in specs)
+        pools = sum(_count(sp) * sp[name] for sp in specs)
         trial = max((sum(b.get(res, 0) for b in bundles) for bundles in trial_bundles),
                     default=0)
         if pools + trial > have.get(res, 0) + 1e-9:
@@ -129,11 +245,21 @@ def warm_pools_fit(cfgs: list[tuple[StudyConfig, str]], trial_bundles: list[list
     return ""
 
 
+def pools_per_gpu(cfgs: list[tuple[StudyConfig, str]]) -> float:
+    """The share of every GPU that the warm pools of these trials hold (actors per GPU)."""
+    return sum(sp["actors"] * sp["gpus"] for sp, _ in _specs(cfgs).values() if _per_gpu(sp))
+
+
 def stop_warm_pools(handles: list) -> None:
     import ray
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
 
     for h in handles:
-        ray.kill(h)
+        if not isinstance(h, PlacementGroup):
+            ray.kill(h)
+    for h in handles:
+        if isinstance(h, PlacementGroup):
+            remove_placement_group(h)
 
 
 class WarmPool:
@@ -178,15 +304,22 @@ class WarmPool:
 
 def warm_pool_for(cfg: StudyConfig, base_model: str) -> WarmPool | None:
     """The warm pool a trial's shard stages run on (None: warm pools off, or none started,
-    e.g. a trial finished outside a sweep: its stages start their own actors)."""
+    e.g. a trial finished outside a sweep: its stages start their own actors). With actors on
+    every GPU, the actors on this trial's GPU, where it has one and they exist."""
     if not warm_on(cfg):
         return None
     import ray
 
     spec = pool_spec(cfg, base_model)
+    names = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                   if a["namespace"] == NAMESPACE and a["name"].startswith(_prefix(spec)))
+    node = ray.get_runtime_context().get_node_id()
+    mine = [n for n in names if any(f"-{node}-gpu{g}-" in n for g in ray.get_gpu_ids())]
     try:
-        actors = [ray.get_actor(n, namespace=NAMESPACE) for n in _names(spec)]
+        actors = [ray.get_actor(n, namespace=NAMESPACE) for n in mine or names]
     except (ValueError, RuntimeError):
+        actors = []
+    if not actors:
         log.warning("attack.warm: no warm pool for this trial; its stages start their own "
                     "actors")
         return None

@@ -63,6 +63,59 @@ def trial_resources(cfg: StudyConfig) -> tuple[list[dict], list[dict]]:
     return bundles, [sel["trial"]] + [sel["actors"]] * (len(bundles) - 1)
 
 
+def spread_shares(plans: list[TrialPlan], max_at_once: int) -> dict[str, float]:
+    """resources.gpu_spread=spread on nodes of several GPUs: trial key -> the GPU fraction its
+    trial process reserves. Ray gives a fraction to the fullest GPU it fits on, so trials of
+    0.15 GPU would all share GPU 0 of a node of 4; each reserves instead at least 1/k of what
+    the warm pools leave of a GPU (less what its own actors' bundles take), k the trials per
+    GPU when the trials that run at once (`max_at_once`; 0: all) are spread evenly over the
+    GPUs of the nodes they may use, less those the largest trial of whole GPUs needs (full
+    fine-tuning's workers: so that it can still start). Trials without a GPU fraction, and
+    nodes of one GPU, keep their own (Ray then still puts the k trials of a GPU together, the
+    first GPU first)."""
+    from memlab.stages.warm import gpu_nodes, pools_per_gpu
+
+    gpu = [p for p in plans if p.config.resources.gpu_spread == "spread"
+           and 0 < trial_resources(p.config)[0][0].get("GPU", 0) < 1]
+    if not gpu:
+        return {}
+    pool = pools_per_gpu([(p.config, p.base_model) for p in plans])
+    at_once = min(len(gpu), max_at_once or len(gpu))
+    whole = max((r.workers * r.gpu for r in (p.config.reserved for p in plans) if r.gpu >= 1),
+                default=0)
+    out, seen = {}, {}
+    for p in gpu:
+        sel = selectors(p.config)["trial"]
+        if (key := repr(sorted(sel.items()))) not in seen:
+            seen[key] = gpu_nodes(sel)
+        nodes = seen[key]
+        if max(nodes.values(), default=0) < 2:
+            continue
+        k = -(-at_once // max(1, sum(nodes.values()) - int(whole)))
+        bundles = trial_resources(p.config)[0]
+        own = bundles[0]["GPU"]
+        extra = sum(b.get("GPU", 0) for b in bundles) - own
+        out[p.key] = max(own, int((1 - pool) / k * 1e4) / 1e4 - extra)  # (Ray's 1e-4 steps)
+    return out
+
+
+def trial_requests(plans: list[TrialPlan], max_at_once: int) -> dict:
+    """trial key -> the Tune placement-group factory of its trial: trial_resources, its GPU
+    fraction spread over the GPUs of a node (spread_shares)."""
+    from ray import tune
+
+    shares = spread_shares(plans, max_at_once)
+    requests = {}
+    for p in plans:
+        bundles, labels = trial_resources(p.config)
+        if p.key in shares:
+            bundles[0] = {**bundles[0], "GPU": shares[p.key]}
+        requests[p.key] = tune.PlacementGroupFactory(
+            bundles, strategy="PACK",
+            **({"bundle_label_selector": labels} if any(labels) else {}))
+    return requests
+
+
 def open_tracking(study: Study, tracking_uri: str | None) -> Tracking:
     """The sweep's experiment and parent run (TrackingError if MLflow cannot be reached:
     nothing has been computed yet, so the sweep stops before it starts)."""
@@ -206,12 +259,7 @@ def run_tune(study: Study, plans: list[TrialPlan]) -> int:
             for p in plans:
                 p.config.attack.warm = "off"
     by_key = {p.key: p for p in start_order(plans, study.base.sweep.order)}
-    requests = {}
-    for p in plans:
-        bundles, labels = trial_resources(p.config)
-        requests[p.key] = tune.PlacementGroupFactory(
-            bundles, strategy="PACK",
-            **({"bundle_label_selector": labels} if any(labels) else {}))
+    requests = trial_requests(plans, study.base.sweep.max_concurrent_trials)
     trainable = tune.with_resources(
         tune.with_parameters(tune_trainable, plans=by_key),
         resources=lambda spec: requests[spec["trial_key"]])

@@ -105,7 +105,13 @@ def test_pools_that_leave_no_room_for_a_trial_are_refused(monkeypatch):
     from memlab.config.expand import load_study
     from memlab.stages.warm import warm_pools_fit as pools_fit
 
-    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 1.0})
+    def node(gpus):  # one node of `gpus` GPUs
+        have = {"CPU": 16.0, "GPU": gpus}
+        monkeypatch.setattr(ray, "cluster_resources", lambda: have)
+        monkeypatch.setattr(ray, "nodes", lambda: [{"NodeID": "n", "Alive": True,
+                                                    "Labels": {}, "Resources": have}])
+
+    node(1.0)
     cfg = load_study(SMOKE, ["attack.warm=on", "attack.actor_gpus=0.5",
                              "resources.lora.gpu=0.5"]).trials[2].config
     trial = [[{"CPU": 1, "GPU": 0.5}]]
@@ -114,6 +120,11 @@ def test_pools_that_leave_no_room_for_a_trial_are_refused(monkeypatch):
     assert "2 warm pool(s) would hold 1 GPU" in why
     off = dataclasses.replace(cfg, attack=dataclasses.replace(cfg.attack, warm="off"))
     assert pools_fit([(off, "model-a"), (off, "model-b")], trial) == ""
+    # attack.warm_gpus each: on 2 GPUs, attack.actors actors on each, and no more than a GPU
+    node(2.0)
+    assert pools_fit([(cfg, "model-a")], trial) == ""
+    three = dataclasses.replace(cfg, attack=dataclasses.replace(cfg.attack, actors=3))
+    assert "would hold 1.5 of every GPU" in pools_fit([(three, "model-a")], [[{"CPU": 1}]])
 
 
 @pytest.mark.slow  # a second smoke sweep: ~3 min on 2 cores (CI runs it)
