@@ -157,9 +157,16 @@ def main() -> int:
             r = results[m] = evaluate(m, Path(tmp) / m, over if m == "semantic" else None)
             for part in (*PARTS, "all"):
                 _say(f"{m} {part}", r[part])
+        if "semantic" in results:  # (the rule before issue 35, for comparison; no headline)
+            r = results["semantic_window1"] = evaluate("semantic", Path(tmp) / "window1",
+                                                       {"idea_window": 1})
+            for part in (*PARTS, "all"):
+                _say(f"semantic, idea_window 1 (the rule before), {part}", r[part])
     keys = (*(f"{lab}_recall" for lab in TYPES), "false_label_rate")
     head = {}
     for m, r in results.items():
+        if m == "semantic_window1":
+            continue
         head.update({f"{m}_{k}": r["heldout"][k] for k in keys})
         head.update({f"{m}_calibration_{k}": r["calibration"][k] for k in keys})
         head.update({f"{m}_all_{k}": r["all"][k] for k in keys})
