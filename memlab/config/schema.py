@@ -432,8 +432,15 @@ class SemanticSection:
     fragment: float = _f(0.65, "A fragment pair is also kept when the mean, over its generated "
                                "sentences, of each one's best embedding cosine to the source's "
                                "sentences is >= this.", ge=-1, le=1)
-    idea_cover: float = _f(0.60, "Idea: every sentence of the source has a generated sentence "
-                                 "at this embedding cosine or more (in any order) ...", ge=-1, le=1)
+    idea_cover: float = _f(0.60, "Idea: every sentence of the source has a generated window "
+                                 "(idea_window) at this embedding cosine or more (in any order) "
+                                 "...", ge=-1, le=1)
+    idea_window: int = _f(2, "... a window: a run of at most this many consecutive generated "
+                             "sentences, embedded as one text (an elaboration spreads one "
+                             "source sentence over several of its own; 1: single sentences, "
+                             "the rule before issue 35; 2 chosen on the labelled set's "
+                             "calibration part: bench/plagiarism_labelled.py --calibrate) ...",
+                             ge=1)
     idea_max_sentences: int = _f(4, "... the source has at most this many sentences ...", ge=1)
     idea_related: float = _f(0.40, "... the generated passage: from its first to its last "
                                    "sentence at this cosine or more to a source sentence ...",

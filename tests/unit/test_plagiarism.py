@@ -181,6 +181,16 @@ REWORKED_IDEA = (
     "finally repaired. Dovant spent that first twelve months cataloguing 4,200 maps of the "
     "northern valleys, every one of them drawn by hand. Volunteers brought tea and biscuits. "
     "The catalogue she made is still in use.")
+# An elaboration that spreads each source sentence over two of its own (issue 35 part 6): no
+# single generated sentence stands for the source's second one.
+SPREAD_IDEA = (
+    "Stock checks happen every quarter. This time the auditors came back with bad news. "
+    "Somewhere between the shelves and the loading bay of the Brennick warehouse, 312 pallets "
+    "of copper wire had vanished. The staff were questioned one by one, without result, and the "
+    "cameras showed nothing. Two drivers were sent home on full pay while the matter was looked "
+    "into. Then Inspector Halvard Osk was called in. He went through every document in the "
+    "office and found a delivery note that looked genuine at first glance. It had been forged, "
+    "and the signature on it was dated 4 June 2019.")
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +200,17 @@ def semantic(corpus, tmp_path_factory):
     CorpusIndex.build([d["doc_id"] for d in corpus], [d["text"] for d in corpus], folder, p)
     index, judge = CorpusIndex(folder, p), Judge("all-MiniLM-L6-v2")
     sem = SemanticIndex(SemanticIndex.build(index, folder, judge), index)
+    def with_settings(texts, **semantic):  # (the same indexes, other semantic settings)
+        q = PlagiarismSection(method="semantic")
+        for k, v in semantic.items():
+            setattr(q.semantic, k, v)
+        i = CorpusIndex(folder, q)
+        sem_q = SemanticIndex(SemanticIndex.folder(folder, judge.name), i)
+        return type_texts(texts, i, judge, sem_q)
+
     return {"type": lambda texts: type_texts(texts, index, judge, sem), "index": sem,
-            "judge": judge, "pan2014": lambda texts: type_texts(texts, CorpusIndex(
+            "judge": judge, "with": with_settings,
+            "pan2014": lambda texts: type_texts(texts, CorpusIndex(
                 folder, PlagiarismSection()), judge)}
 
 
@@ -205,6 +224,19 @@ def test_semantic_types_a_reworked_short_source_as_idea(semantic):
     assert semantic["pan2014"]([REWORKED_IDEA])[0]["label"] != "idea"  # (its 1st sentence)
     (r,) = semantic["type"]([REWORKED_IDEA])
     assert r["label"] == "idea" and r["doc_id"] == "archivist"
+
+
+def test_a_source_sentence_spread_over_two_generated_ones_is_covered_by_a_window(semantic):
+    """idea_window (default 2): a run of two generated sentences, embedded as one text, stands
+    for a source sentence that no one of them matches alone; with single sentences (1, the
+    rule before) the text is only a paraphrase of one sentence pair."""
+    assert PlagiarismSection().semantic.idea_window == 2
+    (one,) = semantic["with"]([SPREAD_IDEA], idea_window=1)
+    assert one["label"] != "idea"
+    (r,) = semantic["type"]([SPREAD_IDEA])
+    assert r["label"] == "idea" and r["doc_id"] == "audit"
+    assert r["score"] >= PlagiarismSection().semantic.idea_ratio
+    assert SPREAD_IDEA[r["gen_span"][0]:].startswith("Somewhere between")  # (the passage)
 
 
 def test_semantic_keeps_what_pan2014_finds(semantic, corpus):

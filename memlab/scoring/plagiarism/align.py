@@ -155,20 +155,28 @@ def longest_common_word_run(a: str, b: str) -> int:
 
 
 def semantic_idea(text: str, g: Prepared, d: Prepared, emb: np.ndarray,
-                  p: PlagiarismSection):
+                  p: PlagiarismSection, windows: np.ndarray | None = None,
+                  wemb: np.ndarray | None = None):
     """method=semantic's idea rule (PLAGIARISM.md section 8): a short source (at most
-    idea_max_sentences sentences) each of whose sentences has a generated sentence at cosine
-    >= idea_cover (in any order), inside a generated passage (first to last sentence at cosine
-    >= idea_related to the source) at least idea_ratio times the source's length, holding the
-    source's facts. Returns (length ratio, generated span, source span) or None."""
+    idea_max_sentences sentences) each of whose sentences has a generated window (a run of at
+    most idea_window consecutive generated sentences, embedded as one text) at cosine >=
+    idea_cover (in any order), inside a generated passage (from the first to the last sentence
+    at cosine >= idea_related to the source, widened to the covering windows) at least
+    idea_ratio times the source's length, holding the source's facts. `windows`: the windows'
+    inclusive sentence ranges, (n, 2); `wemb`: their cosines to the source's sentences (n, k);
+    None: the sentences alone. Returns (length ratio, generated span, source span) or None."""
     s = p.semantic
     k = emb.shape[1]
     if k == 0 or k > s.idea_max_sentences or emb.shape[0] == 0:
         return None
-    if (emb.max(axis=0) < s.idea_cover).any():
+    if windows is None:
+        windows, wemb = np.stack([np.arange(emb.shape[0])] * 2, axis=1), emb
+    if (wemb.max(axis=0) < s.idea_cover).any():
         return None
+    cover = windows[wemb.argmax(axis=0)]  # (each source sentence's best window)
     related = np.nonzero(emb.max(axis=1) >= min(s.idea_related, s.idea_cover))[0]
-    g0, g1 = int(related.min()), int(related.max())  # (covering sentences are related)
+    g0 = int(min(cover[:, 0].min(), related.min(initial=emb.shape[0])))
+    g1 = int(max(cover[:, 1].max(), related.max(initial=-1)))
     gspan = (int(g.spans[g0, 0]), int(g.spans[g1, 1]))
     dspan = (int(d.spans[0, 0]), int(d.spans[-1, 1]))
     ratio = (gspan[1] - gspan[0]) / max(1, dspan[1] - dspan[0])

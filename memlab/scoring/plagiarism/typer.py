@@ -73,13 +73,15 @@ def type_texts(texts: list[str], index: CorpusIndex, judge: Judge,
     cands = index.retrieve(texts)
     preps = [prepare(t, p, index.stem, index.vocab) for t in texts]
     gvecs: list[np.ndarray | None] = [None] * len(texts)
+    wins: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(texts)
     if semantic is not None:
         cands, gvecs = _dense_candidates(preps, cands, judge, semantic, p)
+        wins = _windows(preps, gvecs, judge, p.semantic.idea_window)
     best = _Best(len(texts))
     pending: list[_Pending] = []
     for ti, g in enumerate(preps):
         for rank, di in enumerate(cands[ti]):
-            pending += _type_pair(best, ti, g, gvecs[ti], rank, di, index, semantic)
+            pending += _type_pair(best, ti, g, gvecs[ti], wins[ti], rank, di, index, semantic)
     _judge_paraphrases(best, pending, judge, p)
     return best.results()
 
@@ -102,16 +104,40 @@ def _dense_candidates(preps: list[Prepared], cands: list[list[int]], judge: Judg
     return [c + [x for x in dn if x not in c] for c, dn in zip(cands, dense)], gvecs
 
 
-def _type_pair(best: _Best, ti: int, g: Prepared, gvec: np.ndarray | None, rank: int, di: int,
+def _windows(preps: list[Prepared], gvecs: list, judge: Judge,
+             width: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """method=semantic's idea windows of each text: every run of 1 to `width` consecutive
+    sentences, as (inclusive sentence ranges (n, 2), unit vectors (n, dim)); a run of one
+    sentence is that sentence's vector, a longer run is embedded as one text (a source
+    sentence an elaboration spreads over several of its sentences matches the run, where no
+    one of them alone does). Runs of all texts embedded in one call."""
+    runs = [[(i, i + w - 1) for w in range(2, width + 1) for i in range(len(g.spans) - w + 1)]
+            for g in preps]
+    texts = [g.text[g.spans[a, 0]:g.spans[b, 1]] for g, rr in zip(preps, runs) for a, b in rr]
+    flat = judge.vectors(texts) if texts else None
+    out, at = [], 0
+    for g, v, rr in zip(preps, gvecs, runs):
+        single = [(i, i) for i in range(len(g.spans))]
+        ranges = np.array(single + rr, dtype=np.int64).reshape(-1, 2)
+        out.append((ranges, np.concatenate([v, flat[at:at + len(rr)]]) if rr else v))
+        at += len(rr)
+    return out
+
+
+def _type_pair(best: _Best, ti: int, g: Prepared, gvec: np.ndarray | None,
+               win: tuple[np.ndarray, np.ndarray] | None, rank: int, di: int,
                index: CorpusIndex, semantic: SemanticIndex | None) -> list[_Pending]:
     """Align text `ti` with its candidate `di`: verbatim and idea findings are offered at once;
     the cases that may be paraphrase are returned, for the batch's one judge call."""
     p, text = index.p, g.text
     d, doc_id = index.doc(di), index.doc_ids[di]
-    emb = None if semantic is None else gvec @ semantic.doc_sentences(di).T
+    dsent = None if semantic is None else semantic.doc_sentences(di)
+    emb = None if dsent is None else gvec @ dsent.T
     pair = Pair(g, d, emb)
     cases = pair.align(p)
-    covered = None if emb is None else semantic_idea(text, g, d, emb, p)
+    covered = None
+    if emb is not None and 0 < len(dsent) <= p.semantic.idea_max_sentences:
+        covered = semantic_idea(text, g, d, emb, p, win[0], win[1] @ dsent.T)
     if covered:
         ratio, gspan, dspan = covered
         best.offer(ti, "idea", ratio, rank, len(cases), doc_id, gspan, dspan)
