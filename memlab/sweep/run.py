@@ -241,6 +241,23 @@ def start_order(plans: list[TrialPlan], order: str) -> list[TrialPlan]:
             if i < len(q)]
 
 
+def pools_leave_whole_gpus(plans: list[TrialPlan]) -> None:
+    """A warm pool with actors on every GPU (attack.warm_gpus: each) leaves no GPU whole, and
+    Ray starts a bundle that asks for a whole GPU (a full fine-tuning worker of resources.full
+    .gpu: 1) only on a GPU nothing else holds: with such a trial in the sweep, the pools are
+    placed as Ray places them (warm_gpus: ray, which fills one GPU first), with one line."""
+    from memlab.stages.warm import pools_per_gpu
+
+    if not any(b.get("GPU", 0) >= 1 for p in plans for b in trial_resources(p.config)[0]):
+        return
+    if pools_per_gpu([(p.config, p.base_model) for p in plans]) > 0:
+        log.warning("attack.warm_gpus: each would put warm pool actors on every GPU, and a "
+                    "trial of this sweep needs a whole GPU: the pools are placed as Ray "
+                    "places them (attack.warm_gpus: ray)")
+        for p in plans:
+            p.config.attack.warm_gpus = "ray"
+
+
 def run_tune(study: Study, plans: list[TrialPlan]) -> int:
     """Run the trials on Ray Tune; return how many failed. Each run is a fresh Tune run over
     the trials that still have work: what an interrupted run finished is reused through the
@@ -251,6 +268,7 @@ def run_tune(study: Study, plans: list[TrialPlan]) -> int:
     from memlab.sweep.trial import tune_trainable
 
     if any(warm_on(p.config) for p in plans):
+        pools_leave_whole_gpus(plans)
         why = warm_pools_fit([(p.config, p.base_model) for p in plans],
                         [trial_resources(p.config)[0] for p in plans])
         if why:

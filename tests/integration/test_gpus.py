@@ -5,6 +5,7 @@ one warm-pool actor on each GPU, trials on different GPUs, each trial served by 
 its own GPU; a study without GPUs gets today's pool and bundles."""
 
 import collections
+import copy
 import types
 
 import pytest
@@ -104,7 +105,7 @@ def test_a_pool_actor_on_every_gpu_and_trials_across_them(four_gpus, fake_worker
     import ray
 
     from memlab.stages.warm import start_warm_pools, stop_warm_pools, warm_pool_for
-    from memlab.sweep.run import trial_requests
+    from memlab.sweep.run import pools_leave_whole_gpus, trial_requests
 
     cfg = _lora(POOL)
     handles = start_warm_pools([(cfg, "model-a")])
@@ -133,6 +134,13 @@ def test_a_pool_actor_on_every_gpu_and_trials_across_them(four_gpus, fake_worker
                                                         key="full")]
         shares = {k: r.bundles[0]["GPU"] for k, r in trial_requests(plans, 0).items()}
         assert shares == {**{f"t{i}": 0.47 for i in range(4)}, "full": 1}
+        # ... but pools on every GPU would leave the whole-GPU trial none: placed as Ray does
+        mixed = copy.deepcopy(plans)
+        pools_leave_whole_gpus(mixed)
+        assert {p.config.attack.warm_gpus for p in mixed} == {"ray"}
+        alone = copy.deepcopy(plans[:4])  # (no whole-GPU trial: the pools stay on every GPU)
+        pools_leave_whole_gpus(alone)
+        assert {p.config.attack.warm_gpus for p in alone} == {"each"}
         # resources.gpu_spread=pack: each its own 0.15, and Ray puts them all on GPU 0
         packed = _lora([*POOL, "resources.gpu_spread=pack"])
         trials = _trials_gpus(trial_requests(_plans(packed, 4), 0), packed)
