@@ -82,6 +82,15 @@ def base_shard(lm: LoadedModel, hold, args: dict, src: str, dst: str) -> int:
     return pq.read_metadata(dst).num_rows
 
 
+def _before(ctx: TrialContext, jobs: list) -> None:
+    """A shard of population documents is done with its token frequencies only (written
+    before it; one lost: the shard is redone, or DC-PDD would have no frequencies)."""
+    for src, dst in jobs:
+        if is_done(dst) and not freq_path(dst).is_file() and "population" in \
+                pq.read_table(src, columns=["split"]).column("split").to_pylist():
+            Path(dst).unlink()
+
+
 def _built_from(ctx: TrialContext) -> dict:
     """The base model's identity with the dataset's (as before the runner, so that finished
     base stages stay valid)."""
@@ -104,7 +113,8 @@ WORK = Work(
         args=lambda ctx: {"cfg": ctx.cfg, "base_model": ctx.base_model, "threads": ctx.threads},
         load=lambda args: LoadedModel.base(args["cfg"], args["base_model"], args["threads"]),
         run=base_shard,
-        weights=lambda args: BASE_WEIGHTS),
+        weights=lambda args: BASE_WEIGHTS,
+        before=_before),
     finish=_finish,
     built_from=_built_from,
 )

@@ -195,8 +195,16 @@ def _args(ctx: TrialContext) -> dict:
                 if s.prepare is not None and s.enabled(cfg.score)}
     base_dir = ctx.dir("base") if ctx.has("base") else None
     base = base_nll(base_dir)
+    calibration = calibration_inputs(ctx.dir("gen"), base_dir, base)
+    m = cfg.score.membership
+    for signal, needs, made_by in (("rmia", "population", "generate"),
+                                   ("recall", "prefixed", "generate"),
+                                   ("dcpdd", "token_freq", "base")):
+        if m.enabled and getattr(m, signal).enabled and needs not in calibration:
+            raise RuntimeError(f"score.membership.{signal}: the {made_by} stage left no "
+                               f"{needs} files (its side files); rerun to repair the stage")
     return {"cfg": cfg, "trial_key": ctx.key, "prepared": prepared, "threads": ctx.threads,
-            "base": base, "calibration": calibration_inputs(ctx.dir("gen"), base_dir, base)}
+            "base": base, "calibration": calibration}
 
 
 def _scorers_key(args: dict) -> str:

@@ -287,3 +287,14 @@ def test_a_tiny_model_fine_tuned_on_its_members_is_caught_by_every_new_signal(tm
     for s in ("rmia", "recall", "dcpdd"):
         assert scores[f"mia_{s}"].notna().all(), s
         assert auc[f"auc_{s}"] > 0.7, auc
+    # a lost frequency file: scoring refuses to go on without it (no silent NaN column), and
+    # a rerun of the base stage makes it again
+    from memlab.stages import score as score_stage
+
+    (freq,) = dirs["base"].glob("freq-*.npz")
+    freq.unlink()
+    with pytest.raises(RuntimeError, match="score.membership.dcpdd: the base stage"):
+        score_stage._args(ctx)
+    run_stage(ctx, "base")
+    assert freq.is_file()
+    assert score_stage._args(ctx)["calibration"]["token_freq"]
