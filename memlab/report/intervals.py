@@ -30,7 +30,11 @@ score.intervals (`IntervalSection`):
   lie below the mean of skewed values). `bootstrap`: the percentile bootstrap over the
   seeds; `t`: the Student-t interval cut to the range (cutting keeps its coverage: the mean
   lies in the range; Mandelkern 2002, "Setting confidence intervals for bounded parameters",
-  Statist. Sci. 17:149-172).
+  Statist. Sci. 17:149-172). A share that is the same in every seed (0 of each seed's
+  documents) has no spread over seeds to measure, yet is not certain: its interval is the
+  one-seed method's over the seeds' pooled counts (every method). Where a prompt has several
+  samples, a share of samples counts its documents (the report's caller passes the fewer):
+  the samples of one document are not independent.
 - An unbounded metric (perplexity, exposure, a training figure, a difference of rates): the
   Student-t interval of the mean over n >= 2 seeds, as before; with one seed, its own
   interval where it has one.
@@ -91,8 +95,9 @@ class Intervals:
         return (f"Each cell: mean [{LEVEL:.0%} interval] over seeds. Rates and AUCs, inside "
                 f"their range: with n >= 2, {over}; with one seed, the trial's bootstrap "
                 f"interval where it has one (membership AUC, TPR), else the "
-                f"{ONE_SEED[s.one_seed]} interval of a share of samples (none for a mean "
-                f"fraction such as match_%). Unbounded metrics (perplexity): the Student-t "
+                f"{ONE_SEED[s.one_seed]} interval of a share of samples (over its documents "
+                f"where a prompt has several; none for a mean fraction such as match_%). "
+                f"Unbounded metrics (perplexity): the Student-t "
                 f"interval of the mean with n >= 2. n: the seeds a row averages (the fewest "
                 f"of its cells, where they differ).")
 
@@ -159,4 +164,8 @@ def over_seeds(values: list[float], scale: Scale = UNBOUNDED, samples: float | N
         got = _logit(values, scale.lo, scale.hi, samples, s.continuity) \
             if s.over_seeds == "logit" else None
         a, b = got if got is not None else t_interval(values)
+    if scale.share and samples and len(set(values)) == 1:
+        # every seed the same share (0 of each seed's documents, say): no spread over seeds
+        # to measure, but not certainty: the binomial interval of the seeds' pooled counts
+        a, b = one_share(mean, samples * len(values), s.one_seed)
     return float(max(scale.lo, min(a, mean))), float(min(scale.hi, max(b, mean)))

@@ -147,7 +147,9 @@ def aggregate(records: list[tuple[dict, list[dict]]], axis_names: list[str],
     rows) per trial, in study order; every summary metric becomes a Stat over the seeds (the
     `<m>_lo` / `<m>_hi` bounds of a metric `<m>` are its one-seed interval, not metrics), its
     interval by `how` (None: the default settings and memlab's own scorers' scales) over the
-    samples of its row (its summary's `samples`; a share of documents, over its `docs`)."""
+    samples of its row (its summary's `samples`; a share of documents, over its `docs`; a
+    share of samples where a prompt has several, over its `docs` too: a document's samples are
+    not independent, so the interval is the conservative one)."""
     how = how or Intervals.of()
     by: dict[str, list] = {}
     for i, (res, rows) in enumerate(records):
@@ -168,6 +170,10 @@ def aggregate(records: list[tuple[dict, list[dict]]], axis_names: list[str],
                       have[0].get((split, dup, f"{metric}_hi")))
             of = how.scale(metric).of  # (a share of samples or of documents)
             samples = [v.get((split, dup, of)) for v in have]
+            if of == "samples":  # several samples of one prompt are not independent: over
+                docs = [v.get((split, dup, "docs")) for v in have]  # its documents then
+                samples = [d if None not in (n, d) and d < n else n
+                           for n, d in zip(samples, docs)]
             stats[(split, dup, metric)] = over_seeds(
                 [v[(split, dup, metric)] for v in have], bounds, how.scale(metric),
                 None if None in samples else min(samples), how)

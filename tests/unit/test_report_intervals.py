@@ -173,7 +173,8 @@ def test_the_report_header_names_the_method(tmp_path):
         assert words in rep.text and "Wilson score interval" in rep.text
         assert words in (tmp_path / method / "results.md").read_text()
         floor = rep.groups[0].get("nonmember", -1, "exact_pct")
-        assert (floor.lo, floor.hi) == (0.0, 0.0)
+        # (0 of 8 in both seeds: the pooled 0 of 16's interval, not a zero-width one)
+        assert (floor.lo, floor.hi) == (0.0, pytest.approx(one_share(0.0, 16)[1]))
 
 
 def test_the_interval_settings_are_in_no_key():
@@ -181,3 +182,21 @@ def test_the_interval_settings_are_in_no_key():
     b.score.intervals = IntervalSection(over_seeds="bootstrap", one_seed="exact",
                                         continuity=1.0, resamples=10, seed=4)
     assert config_identity(a) == config_identity(b)
+
+
+def test_a_share_of_many_samples_per_prompt_is_over_its_documents():
+    """100 samples of each of 8 prompts: the samples of one document are not independent, so
+    one seed's Wilson interval is over the 8 documents, not the 800 samples."""
+    res, rows = trial(0, {("member", 4, "exact_pct"): 50.0}, samples=800)
+    rows.append({"split": "member", "dup_count": 4, "metric": "docs", "value": 8.0})
+    (g,) = aggregate([(res, rows)], [])
+    s = g.get("member", 4, "exact_pct")
+    assert (s.lo, s.hi) == pytest.approx(one_share(50.0, 8), abs=1e-9)
+    assert s.hi - s.lo > 3 * (one_share(50.0, 800)[1] - one_share(50.0, 800)[0])
+
+
+def test_a_share_the_same_in_every_seed_has_the_pooled_binomial_interval_not_zero_width():
+    got = over_seeds([0.0, 0.0, 0.0], SHARE, 200)
+    assert got == pytest.approx(one_share(0.0, 600)) and got[1] > 0.0
+    assert over_seeds([100.0, 100.0], SHARE, 8)[0] < 100.0
+    assert over_seeds([0.0, 0.0], UNBOUNDED) == (0.0, 0.0)  # (not a share: no count to pool)
