@@ -125,6 +125,10 @@ def continue_from(setup: Setup, extend: Extension, steps: int,
         log.info("train: training from step 0, not extending %s: %s", extend.key, why)
         return 0, [], None
     first, losses = setup.load_ckpt(extend.folder / FINAL_STATE)
+    if first != extend.step:  # (a damaged final state: its done.json says another step)
+        raise RuntimeError(f"train: the final state of {extend.key} loaded at step {first}, "
+                           f"its {STATE_DONE} says {extend.step}: remove "
+                           f"{extend.folder / FINAL_STATE} to train from step 0")
     log.info("train: extending %s from step %d (its %d epoch(s)) to step %d", extend.key,
              first, extend.epochs, steps)
     extended = {"key": extend.key, "step": first, "epochs": extend.epochs}

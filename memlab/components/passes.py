@@ -72,7 +72,7 @@ def mean_next_token(model, tok, token_lists: list[list[int]], batch_size: int):
     total, positions = None, 0
     for logits, _, mask in _forwards(model, tok, token_lists, batch_size):
         keep = mask[:, 1:].bool()
-        probs = torch.softmax(logits[keep], dim=-1).double().sum(0)
+        probs = torch.softmax(logits[keep], dim=-1).sum(0, dtype=torch.float64)  # (no copy)
         total = probs if total is None else total + probs
         positions += int(keep.sum())
     if total is None:

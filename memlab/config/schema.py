@@ -305,7 +305,8 @@ class TrainSection(PerStrategy):
     warmup_steps: int = _f(0, "Linear warm-up steps (then train.lr_schedule).", ge=0)
     lr_schedule: Literal["constant", "linear", "cosine"] = _f(
         "constant", "The learning rate after the warm-up. constant: the strategy's lr to the "
-        "end; linear / cosine: decays from it to 0 at the trial's last step. A decay depends on "
+        "end; linear / cosine: decays from it towards 0, which it would reach one step after "
+        "the trial's last (as Hugging Face's schedules do). A decay depends on "
         "the trial's total steps, so a longer training (more train.epochs) cannot continue a "
         "shorter one's final state (train.extendable): it trains from step 0.")
     weight_decay: float = _f(0.0, "AdamW weight decay, the same for every strategy.", ge=0)
