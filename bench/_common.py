@@ -95,3 +95,18 @@ def run_sweep(sweep: str, sets: list[str], only: list[str] = ()) -> tuple[int, f
     wall = time.perf_counter() - t0
     print(f"memlab run exited {rc} after {wall:.0f} s", file=sys.stderr)
     return rc, wall
+
+
+def sweep_parser(doc: str, sweep: str, out: str):
+    """The command line of a benchmark that runs one sweep file, a part at a time (--only)
+    or not at all (--no-run: record the finished sweep under --out)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--sweep", default=str(ROOT / "sweeps" / sweep))
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--only", action="append", default=[], metavar="AXIS=VALUE")
+    ap.add_argument("--no-run", action="store_true", help="only record a finished sweep")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / out))
+    return ap
+

@@ -16,7 +16,6 @@ of one checkpoint's evaluation next to a trial's training.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -24,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import run_sweep, write_result  # noqa: E402
+from bench._common import run_sweep, sweep_parser, write_result  # noqa: E402
 
 SIM = "sim_src_ge_0.8_pct"
 STRATEGIES = ("full", "head", "lora")
@@ -86,12 +85,7 @@ def timings(study) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sweep", default=str(ROOT / "sweeps" / "dynamics.yaml"))
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--only", action="append", default=[], metavar="AXIS=VALUE")
-    ap.add_argument("--no-run", action="store_true", help="only record a finished sweep")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "dynamics.json"))
+    ap = sweep_parser(__doc__, "dynamics.yaml", "dynamics.json")
     args = ap.parse_args()
     wall = None
     if not args.no_run:

@@ -15,14 +15,13 @@ perplexity; DP-LoRA's spent and target epsilon and its AUC at 16 copies next to 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import run_sweep, summaries, write_result  # noqa: E402
+from bench._common import run_sweep, summaries, sweep_parser, write_result  # noqa: E402
 
 GPU = ["data.num_members=600", "data.num_nonmembers=300", "data.dup_factor=1",
        "data.shard_rows=150", "train.batch_size=32", "train.seq_len=128",
@@ -127,12 +126,7 @@ def draw(record: dict, study, png: Path) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sweep", default=str(ROOT / "sweeps" / "strategies.yaml"))
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--only", action="append", default=[], metavar="AXIS=VALUE")
-    ap.add_argument("--no-run", action="store_true", help="only record a finished sweep")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "strategies.json"))
+    ap = sweep_parser(__doc__, "strategies.yaml", "strategies.json")
     ap.add_argument("--figure", metavar="PNG", help="draw the frontier of the record --out "
                     "(and print its table as markdown): nothing runs")
     args = ap.parse_args()
