@@ -13,6 +13,7 @@ from memlab.io.shards import read_shards, read_summary
 from tests.integration.conftest import SMOKE, run_sweep
 
 N = 3
+pytestmark = pytest.mark.slow  # a smoke sweep of its own (~80 s on 2 cores): CI's slow phase
 
 
 @pytest.fixture(scope="module")
