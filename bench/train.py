@@ -188,9 +188,19 @@ def record(args, runs: dict, docs: int) -> None:
     for tag, key in (("full_135m_eager", "full_tok_s_135m_eager"),
                      ("full_135m_before", "full_tok_s_135m_deepspeed"),
                      ("full_135m_gpu1", "full_tok_s_135m_32x128"),
+                     ("full_135m_gpu1_eager", "full_tok_s_135m_32x128_eager"),
                      ("full_135m_gpu1_before", "full_tok_s_135m_32x128_deepspeed")):
         if ok(tag):
             head[key] = tok_s(tag)
+    for s in ("lora", "head"):  # issue 36: the GPU study's shape, one CUDA graph per step
+        if ok("full_135m_gpu1") and ok(f"{s}_135m_gpu1"):
+            head[f"{s}_over_full_135m_32x128"] = tok_s(f"{s}_135m_gpu1") / tok_s("full_135m_gpu1")
+    if ok("full_135m_gpu1") and ok("full_135m_gpu1_eager") and ok("full_135m_gpu1_fp32"):
+        graph, eager, fp32 = (runs[k]["losses"] for k in
+                              ("full_135m_gpu1", "full_135m_gpu1_eager", "full_135m_gpu1_fp32"))
+        head["loss_max_rel_diff_graph_vs_eager_32x128"] = max_rel(graph, eager)
+        head["loss_max_rel_diff_eager_vs_fp32_32x128"] = max_rel(eager, fp32)
+        head["loss_max_rel_diff_graph_vs_fp32_32x128"] = max_rel(graph, fp32)
     for tag, key in (("full_135m", "startup_s_full_135m_compiled"),
                      ("full_135m_eager", "startup_s_full_135m_eager")):
         if ok(tag):
@@ -213,6 +223,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "train.json"))
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--batch", type=int, default=64, help="135M: sequences per step")
+    ap.add_argument("--steps-32x128", type=int, default=200,
+                    help="steps of the runs at the GPU study's shape (32 x 128: short steps)")
     ap.add_argument("--batch-1b", type=int, default=32, help="1B: sequences per step")
     ap.add_argument("--seq", type=int, default=512)
     ap.add_argument("--peak-tflops", type=float, default=790.0,
@@ -232,6 +244,7 @@ def main() -> None:
         {k: KNOWN[v] for k, v in SHAPES.items()}
     if args.dry_run:
         args.steps, args.batch, args.batch_1b, args.seq = 4, 4, 2, 64
+        args.steps_32x128 = 4
     docs = max(args.batch, args.batch_1b) * args.steps + 16
     cfg, data = dataset(args.work, docs)
     small = build_model(args.work, "smollm2_135m", shapes["smollm2_135m"])
@@ -253,9 +266,14 @@ def main() -> None:
           **{"train.full.engine": "deepspeed", "train.compile": "off"})
     train(args, cfg, data, small, "full", B, S, "full_135m_fp32",
           **{"train.full.engine": "torch", "train.compile": "off", "train.precision": "fp32"})
-    for tag, over in (("full_135m_gpu1", {"train.compile": "off"}), ("full_135m_gpu1_before", {
-            "train.full.engine": "deepspeed", "train.compile": "off"})):
-        train(args, cfg, data, small, "full", 32, 128, tag, **over)
+    small_steps = {"train.compile": "off", "train.max_steps": args.steps_32x128}
+    for s in ("full", "head", "lora"):  # (train.cuda_graphs=auto: one CUDA graph per step)
+        train(args, cfg, data, small, s, 32, 128, f"{s}_135m_gpu1", **small_steps)
+    for tag, over in (("full_135m_gpu1_eager", {"train.cuda_graphs": "off"}),
+                      ("full_135m_gpu1_fp32", {"train.cuda_graphs": "off",
+                                               "train.precision": "fp32"}),
+                      ("full_135m_gpu1_before", {"train.full.engine": "deepspeed"})):
+        train(args, cfg, data, small, "full", 32, 128, tag, **small_steps, **over)
     if not args.skip_1b:
         big = build_model(args.work, "llama_1b", shapes["llama_1b"])
         for s in ("full", "head", "lora"):

@@ -16,8 +16,10 @@ import socket
 from pathlib import Path
 from typing import Protocol
 
+from memlab.components.graphs import GraphedStep, tensor_lr
 from memlab.config.keys import resolved
 from memlab.config.schema import StudyConfig
+from memlab.io.paths import runs_root
 
 
 class Setup(Protocol):
@@ -258,10 +260,21 @@ def _sorted_adapter_config(model_dir: Path) -> None:
             path.write_text(json.dumps(conf, indent=2, sort_keys=True) + "\n")
 
 
+def compile_cache(cfg: StudyConfig) -> None:
+    """torch.compile's caches (inductor's FX graphs and kernels, Triton's binaries) under the
+    runs root, in <runs_root>/cache/: a model shape compiled once is reused by every later
+    trial and sweep of that root, on any node that mounts it (their default, under /tmp, is
+    one machine's). A cache folder set in the environment is kept."""
+    root = runs_root(cfg).resolve() / "cache"
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / "inductor"))
+    os.environ.setdefault("TRITON_CACHE_DIR", str(root / "triton"))
+
+
 class TorchSetup:
     """Plain PyTorch (every strategy but full fine-tuning across GPUs): the model's trainable
     parameters (fp32) with AdamW (fused on GPU), autocast to the trial's precision, gradient
-    clipping, the schedule; the model compiled where train.compile says."""
+    clipping, the schedule; the model compiled where train.compile says, each step one CUDA
+    graph where train.cuda_graphs says (memlab/components/graphs.py)."""
 
     rank, world = 0, 1
     saved, notes, record = "full_model", [], {}  # (make_setup: the strategy's)
@@ -269,25 +282,40 @@ class TorchSetup:
     def __init__(self, model, cfg: StudyConfig, lr: float, device: str, dtype, steps: int):
         import torch
 
+        run = resolved(cfg)
+        graphed = device == "cuda" and run["train_graphed"] == "yes"
         self.model = self.module = model.to(device)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.trainable = sum(p.numel() for p in self.params)
         self.total = sum(p.numel() for p in model.parameters())
         self.optim = torch.optim.AdamW(self.params, lr=lr, weight_decay=cfg.train.weight_decay,
-                                       fused=device == "cuda")
+                                       fused=device == "cuda", capturable=graphed)
+        if graphed:
+            tensor_lr(self.optim, device)
         self.sched = _schedule(self.optim, cfg, steps)
         self.lr = lr
         self.device, self.dtype, self.engine = device, dtype, "torch"
         self.forward = self.model
-        if device == "cuda" and resolved(cfg)["train_compiled"] == "yes":
+        if device == "cuda" and run["train_compiled"] == "yes":
+            compile_cache(cfg)
             self.forward = torch.compile(self.model)
             self.engine += "+compile"
+        self.graph = None
+        if graphed:
+            parts = micro_steps(cfg, 1)
+            self.graph = GraphedStep(self, parts, math.ceil(cfg.train.batch_size / parts),
+                                     cfg.train.seq_len)
+            self.engine += "+graph"
 
     def step(self, parts: list[tuple], empty: bool):
         """One optimizer step over the micro-batches of `micro_parts`; returns the step's
         loss as a device tensor (nothing here waits for the GPU)."""
         import torch
 
+        if self.graph is not None:
+            out = self.graph(parts, empty)
+            self.sched.step()
+            return out
         total = 0.0
         for ids, mask, labels, w in parts:
             with torch.autocast(self.device, dtype=self.dtype,
@@ -305,7 +333,10 @@ class TorchSetup:
         _save_local(ckpt, self.model, self.optim, self.sched, step, losses)
 
     def load_ckpt(self, ckpt: Path) -> tuple[int, list[float]]:
-        return _load_local(ckpt, self.model, self.optim, self.sched)
+        out = _load_local(ckpt, self.model, self.optim, self.sched)
+        if self.graph is not None:
+            tensor_lr(self.optim, self.device)
+        return out
 
     def export(self, model_dir: Path) -> None:
         self.model.save_pretrained(model_dir)

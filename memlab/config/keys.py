@@ -189,7 +189,8 @@ def train_tokens(cfg: StudyConfig) -> int:
 def resolved(cfg: StudyConfig) -> dict[str, str]:
     """What the `auto` settings become for this trial's resources: the device and precision
     it trains on, the engine that trains it (the strategy's: plain torch, or DeepSpeed for
-    full fine-tuning), whether its model is compiled (never with DP: Opacus's hooks), and the
+    full fine-tuning), whether its model is compiled (never with DP: Opacus's hooks) and its
+    steps captured as CUDA graphs (plain torch on a GPU, no DP), and the
     device, precision and engine it
     generates with (a GPU trial in bf16 computes other numbers than a CPU trial in float32, so
     they are different outputs)."""
@@ -201,8 +202,10 @@ def resolved(cfg: StudyConfig) -> dict[str, str]:
     train_engine = cfg.strategy.engine(cfg)
     compiled = train_gpu and train_engine == "torch" and not t.dp.on and (t.compile == "on" or (
         t.compile == "auto" and train_tokens(cfg) >= t.compile_min_tokens))
+    graphed = train_gpu and train_engine == "torch" and not t.dp.on and t.cuda_graphs == "auto"
     return {"train_device": "gpu" if train_gpu else "cpu", "train_dtype": dtype(train_gpu),
             "train_engine": train_engine, "train_compiled": "yes" if compiled else "no",
+            "train_graphed": "yes" if graphed else "no",
             "gen_device": "gpu" if gen_gpu else "cpu", "gen_dtype": dtype(gen_gpu),
             "gen_engine": engine}
 

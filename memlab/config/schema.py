@@ -331,6 +331,14 @@ class TrainSection(PerStrategy):
     compile_min_tokens: int = _f(20_000_000, "train.compile=auto compiles trials that train at "
                                              "least this many tokens (steps x batch x seq_len).",
                                              ge=0)
+    cuda_graphs: Literal["auto", "off"] = _f(
+        "auto", "Each optimizer step as one CUDA graph, captured after 2 eager steps and "
+        "replayed (memlab/components/graphs.py): small steps stop waiting for the host's kernel "
+        "launches. auto: on for a trial that trains on a GPU in plain torch without train.dp "
+        "(each micro-batch then padded to train.seq_len, without an attention mask: the batches "
+        "are right-padded, so no real token sees padding under the causal mask); a model whose "
+        "step cannot be captured trains eagerly, with a warning. off: eager steps. Part of "
+        "the train key where it is on.")
     dp: DPSection = field(default_factory=DPSection, metadata={
         "help": "Differentially private fine-tuning (off unless train.dp.epsilon is set)."})
     eval_at: list[float] = _f(
@@ -790,5 +798,6 @@ NON_IDENTITY_KEYS = ("sweep", "resources", "tracking", "attack.actors", "attack.
                      "train.eval_at", "train.eval_every", "train.keep_checkpoints",
                      "train.extendable",
                      "train.stop_when",
-                     "train.compile", "train.compile_min_tokens", "model.cache_dir",
+                     "train.compile", "train.compile_min_tokens", "train.cuda_graphs",
+                     "model.cache_dir",
                      "model.scale", "score.headline_threshold", "score.intervals")

@@ -9,6 +9,7 @@ timestamps, no random suffixes.
     <runs_root>/<sweep>/<trial_key>/        a trial's record: config.json, result.json, plots
     <runs_root>/<sweep>/results.*           the sweep's report
     <runs_root>/mlflow.db, mlartifacts/     the default MLflow store
+    <runs_root>/cache/                      torch.compile's caches (train.compile)
 
 Stage outputs are shared by every trial (of any sweep under the same runs root) whose chain
 of keys reaches them, so each is computed once.
