@@ -66,17 +66,16 @@ def _data(cfg: StudyConfig, run: dict[str, str]) -> dict:
 
 
 def _train(cfg: StudyConfig, run: dict[str, str]) -> dict:
-    """The seed, and how it trains: device and precision, plus the engine, compilation and
-    CUDA graphs where they differ from the strategy's first way (full under DeepSpeed, eager,
-    no graphs), so that trials trained that way keep their keys; a study's own strategy by
-    its module's content; with DP, Opacus's accountant and per-sample gradient mode."""
+    """The seed, and how it trains: device and precision, plus the engine and compilation where
+    they differ from the strategy's first way (full under DeepSpeed, eager), so that trials
+    trained that way keep their keys; a study's own strategy by its module's content; with DP,
+    Opacus's accountant and per-sample gradient mode. (CUDA graphs, train.cuda_graphs, are in
+    no key: the same step up to rounding, as train.micro_batch's passes.)"""
     on = [run["train_device"], run["train_dtype"]]
     if run["train_engine"] != cfg.strategy.first_engine:
         on.append(f"engine={run['train_engine']}")
     if run["train_compiled"] == "yes":
         on.append("compiled")
-    if run["train_graphed"] == "yes":  # (padded static steps, no mask: other roundings)
-        on.append("graphed")
     origin = strategies.ORIGIN.get(cfg.train.strategy)  # (a study's own: its module's content)
     plugin = {"plugins": plugin_digests([origin])} if origin else {}
     # DP: how Opacus picks the noise and computes per-sample gradients (train.dp is in the

@@ -337,8 +337,9 @@ class TrainSection(PerStrategy):
         "launches. auto: on for a trial that trains on a GPU in plain torch without train.dp "
         "(each micro-batch then padded to train.seq_len, without an attention mask: the batches "
         "are right-padded, so no real token sees padding under the causal mask); a model whose "
-        "step cannot be captured trains eagerly, with a warning. off: eager steps. Part of "
-        "the train key where it is on.")
+        "step cannot be captured trains eagerly, with a warning. off: eager steps. In no key: "
+        "the same step up to rounding (as train.micro_batch); the manifest's engine says "
+        "`+graph`.")
     dp: DPSection = field(default_factory=DPSection, metadata={
         "help": "Differentially private fine-tuning (off unless train.dp.epsilon is set)."})
     eval_at: list[float] = _f(

@@ -93,19 +93,19 @@ def test_the_learning_rate_stays_one_tensor_the_schedule_fills():
     assert float(optim.param_groups[0]["lr"]) == pytest.approx(0.02)
 
 
-def test_graphs_are_on_where_a_gpu_trains_in_plain_torch_and_in_its_key():
-    """auto: a GPU trial in plain torch without DP; never on a CPU (keys as before), under
-    DeepSpeed or with DP; where on, the train key says so (other roundings)."""
+def test_graphs_are_on_where_a_gpu_trains_in_plain_torch_and_in_no_key():
+    """auto: a GPU trial in plain torch without DP; never on a CPU, under DeepSpeed or with DP.
+    In no key (the same step up to rounding, as train.micro_batch): finished GPU studies keep
+    their stages (tests/unit/test_dp.py pins their keys)."""
     cfg = StudyConfig()
     cfg.train.strategy = "lora"
-    cpu = stage_keys(cfg).train
     assert resolved(cfg)["train_graphed"] == "no"
-    cfg.train.cuda_graphs = "off"
-    assert stage_keys(cfg).train == cpu  # (the setting alone is in no key)
     cfg.resources.lora.gpu = 1
-    off = stage_keys(cfg).train
+    on = stage_keys(cfg).train
+    assert resolved(cfg)["train_graphed"] == "yes"
+    cfg.train.cuda_graphs = "off"
+    assert resolved(cfg)["train_graphed"] == "no" and stage_keys(cfg).train == on
     cfg.train.cuda_graphs = "auto"
-    assert resolved(cfg)["train_graphed"] == "yes" and stage_keys(cfg).train != off
     cfg.train.dp.epsilon = 8.0
     assert resolved(cfg)["train_graphed"] == "no"
     cfg.train.dp.epsilon = None
