@@ -26,7 +26,7 @@ from memlab.io.shards import (
     validate_table,
     write_shard,
 )
-from memlab.stages.work import BASE_WEIGHTS, Shards, TrialContext, Work
+from memlab.stages.work import TrialContext, Work, on_base_model
 
 
 def source_path(gen_shard: str | Path) -> Path:
@@ -76,12 +76,6 @@ def _finish(ctx: TrialContext, folder: Path, jobs: list, rows: int, nodes: set) 
 
 
 WORK = Work(
-    shards=Shards(
-        source="gen", desc="rank (base model)",
-        args=lambda ctx: {"cfg": ctx.cfg, "base_model": ctx.base_model, "threads": ctx.threads},
-        load=lambda args: LoadedModel.base(args["cfg"], args["base_model"], args["threads"]),
-        run=rank_shard,
-        weights=lambda args: BASE_WEIGHTS,
-        before=_before),
+    shards=on_base_model("gen", "rank (base model)", rank_shard, _before),
     finish=_finish,
 )

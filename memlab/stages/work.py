@@ -94,6 +94,21 @@ class Shards:
     calls: int = 1  # shards an actor with a GPU takes at once (threads): host work overlaps
 
 
+def on_base_model(source: str, desc: str, run: Callable, before: Callable) -> Shards:
+    """A shard stage whose actors hold the base model (the trial's is in the context:
+    `base_model`): the base stage's pass over the dataset, the rank stage's over
+    sample-and-rank's generations."""
+    def load(args: dict):
+        from memlab.components.loaded import LoadedModel
+
+        return LoadedModel.base(args["cfg"], args["base_model"], args["threads"])
+
+    return Shards(
+        source=source, desc=desc,
+        args=lambda ctx: {"cfg": ctx.cfg, "base_model": ctx.base_model, "threads": ctx.threads},
+        load=load, run=run, weights=lambda args: BASE_WEIGHTS, before=before)
+
+
 @dataclass(frozen=True)
 class Work:
     """What one stage of the chain computes (see the module's doc)."""

@@ -155,24 +155,16 @@ def test_a_tiny_model_fine_tuned_on_its_members_gives_them_back_ranked(tmp_path)
     from memlab.stages.data import build_dataset
     from memlab.stages.runner import run_stage
     from memlab.stages.work import TrialContext
-    from tests.unit.test_calibrated import InProcess
+    from tests.unit.test_calibrated import InProcess, tiny_trial
 
-    cfg = StudyConfig()
-    d = cfg.data
-    d.num_docs, d.num_members, d.num_nonmembers, d.num_population = 80, 4, 12, 4
-    d.dup_mix = [10]
-    cfg.model.source, cfg.model.cache_dir = "tiny", str(tmp_path / "cache")
-    cfg.train.strategy, cfg.train.seq_len, cfg.train.batch_size = "full", 32, 4
-    cfg.train.full.lr, cfg.train.epochs = 3e-3, 6
-    cfg.attack.prefix_tokens = cfg.attack.suffix_tokens = cfg.attack.max_new_tokens = 16
+    cfg = tiny_trial(tmp_path, members=4, population=4, dup=10, epochs=6)
     cfg.attack.temperature = 0.5
     cfg.attack.rank.samples, cfg.attack.rank.prompt_tokens = 24, 2
-    cfg.score.plagiarism.enabled, cfg.score.utility = False, False
     cfg.score.plagiarism.verbatim_chars = 20
     cfg.score.membership.bootstrap = 0
     cfg.score.rank.at = [5, 100]
     dirs = {s: tmp_path / s for s in ("data", "train", "gen", "base", "rank", "score")}
-    build_dataset(d, dirs["data"])
+    build_dataset(cfg.data, dirs["data"])
     base = prepare_base_model(cfg.model, [r["text"] for r in read_dataset(dirs["data"])])["path"]
     ctx = TrialContext(cfg, dirs, base_model=base, warm=InProcess())
     for s in ("train", "gen", "base", "rank", "score"):
