@@ -91,22 +91,23 @@ def test_a_verbatim_match_needs_a_run_longer_than_verbatim_chars():
     assert not _planted(cfg).verbatim.any()
 
 
-def _keys(*sets):
+def _keys(*sets, study="quickstart.yaml"):
     from memlab.config.expand import load_study
 
-    return [t.keys for t in load_study(SWEEPS / "quickstart.yaml", list(sets)).trials]
+    return [t.keys for t in load_study(SWEEPS / study, list(sets)).trials]
 
 
-def test_keys_are_unchanged_while_it_is_off():
-    plain = _keys()
-    assert _keys("score.rank.at=[5]", "score.rank.headline=ref",
-                 "attack.rank.prompt_tokens=0") == plain
-    on = _keys("attack.rank.samples=20")
+@pytest.mark.parametrize("study", ["quickstart.yaml", "smoke.yaml"])
+def test_keys_are_unchanged_while_it_is_off(study):
+    plain = _keys(study=study)
+    assert _keys("score.rank.at=[5]", "score.rank.headline=ref", "attack.rank.prompt_tokens=0",
+                 study=study) == plain
+    on = _keys("attack.rank.samples=20", study=study)
     assert [k.train for k in on] == [k.train for k in plain]
     assert all(a.gen != b.gen and a.score != b.score for a, b in zip(on, plain))
     assert [k.base for k in on] == [k.base for k in plain]
     assert all("rank" not in k.named() and "rank_key" not in k.tags() for k in plain)
-    scored = _keys("attack.rank.samples=20", "score.rank.at=[5]")
+    scored = _keys("attack.rank.samples=20", "score.rank.at=[5]", study=study)
     assert [(k.gen, k.named()["rank"]) for k in scored] == \
         [(k.gen, k.named()["rank"]) for k in on]  # rescoring only
     assert all(a.score != b.score for a, b in zip(scored, on))
@@ -186,3 +187,16 @@ def test_a_tiny_model_fine_tuned_on_its_members_gives_them_back_ranked(tmp_path)
         assert rows[f"mia_{s}"].notna().all(), s
     assert got["rank_precision_at_5"] == got["rank_precision_at_5_zlib"]
     assert rows.verbatim.any()  # an overfit model gives members back from 2 tokens of text
+
+
+def test_validate_refuses_a_headline_outside_the_signals_in_one_line(memlab_cmd):
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    r = subprocess.run([*memlab_cmd, "validate", str(SWEEPS / "smoke.yaml"), "--set",
+                        "attack.rank.samples=10", "--set", "score.rank.signals=[loss]"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "score.rank.headline: 'zlib' must be one of" in lines[0], lines
