@@ -68,11 +68,13 @@ def precision_at(score, verbatim, k: int) -> float:
 
 def verbatim_matches(texts: list[str], index) -> list[tuple[str | None, int]]:
     """(member doc_id, characters) of each text's longest run of whole words shared with one
-    of its BM25 candidates in the corpus index (None, 0: no candidate)."""
+    of its BM25 candidates in the corpus index (equal runs: the better candidate; None, 0: no
+    shared word)."""
     out = []
     for text, cands in zip(texts, index.retrieve(texts) if texts else []):
-        runs = [(longest_common_word_run(text, index.texts[c]), c) for c in cands]
-        n, c = max(runs, key=lambda x: (x[0], -x[1]), default=(0, None))
+        runs = [(longest_common_word_run(text, index.texts[c]), -i, c) for i, c in
+                enumerate(cands)]
+        n, _, c = max(runs, default=(0, 0, None))
         out.append((index.doc_ids[c] if c is not None and n else None, n))
     return out
 

@@ -200,3 +200,15 @@ def test_validate_refuses_a_headline_outside_the_signals_in_one_line(memlab_cmd)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "score.rank.headline: 'zlib' must be one of" in lines[0], lines
+
+
+def test_a_copy_names_its_member_and_equal_runs_the_better_candidate():
+    from memlab.scoring.rank import verbatim_matches
+
+    index = Index({"m0": OTHER, "m1": MEMBER, "m2": "an unrelated text " + MEMBER})
+    (doc, n), (none, zero) = verbatim_matches([MEMBER[:80], "zzz qqq"], index)
+    # (the copy's last word is cut: "seve", not "seven"; m2 holds the same run, ranked after)
+    assert (doc, n) == ("m1", len("the quick brown fox jumps over the lazy dog near the "
+                                  "quiet river bank while"))
+    assert (none, zero) == (None, 0)
+    assert verbatim_matches([], index) == []
