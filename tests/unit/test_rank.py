@@ -212,3 +212,12 @@ def test_a_copy_names_its_member_and_equal_runs_the_better_candidate():
                                   "quiet river bank while"))
     assert (none, zero) == (None, 0)
     assert verbatim_matches([], index) == []
+
+
+def test_plan_counts_the_draws_among_the_generated_tokens():
+    from memlab.sweep.plan import gen_tokens
+
+    cfg = StudyConfig()
+    before = gen_tokens(cfg)
+    cfg.attack.rank.samples = 1000
+    assert gen_tokens(cfg) == before + 1000 * cfg.attack.max_new_tokens
