@@ -1,6 +1,7 @@
 r"""The stage chain as data: every stage of a trial declared once.
 
     data  -> train -> gen -> score
+                        \-> rank -/   (sample-and-rank, where attack.rank is on)
           \-> base --------/
 
 A stage (`Link`) names the stages whose keys its key hashes (`after`), the config sections
@@ -47,6 +48,11 @@ def base_pass(cfg: StudyConfig) -> bool:
     """The base model's pass over the dataset: the `ref` membership signal and base_ppl."""
     m = cfg.score.membership
     return m.enabled and m.base_pass
+
+
+def rank_on(cfg: StudyConfig) -> bool:
+    """Sample-and-rank (attack.rank): the base model's pass over its generations."""
+    return cfg.attack.rank.samples > 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,12 @@ def _base(cfg: StudyConfig, run: dict[str, str]) -> dict:
     return {"seq_len": cfg.train.seq_len, "on": [run["gen_device"], run["gen_dtype"]]}
 
 
+def _rank(cfg: StudyConfig, run: dict[str, str]) -> dict:
+    """The base model's pass over sample-and-rank's generations: where it runs (the base
+    model itself is in the model section, under gen's key)."""
+    return {"on": [run["gen_device"], run["gen_dtype"]]}
+
+
 def _score(cfg: StudyConfig, run: dict[str, str]) -> dict:
     return {"plugins": plugin_digests(cfg.score.plugins)}
 
@@ -113,8 +125,11 @@ CHAIN: tuple[Link, ...] = (
          per_checkpoint=True),
     # the base model's pass: shared by every strategy, seed and attack of a model and dataset
     Link("base", ("data",), ("model",), ("data",), "memlab.stages.base", _base, base_pass),
-    Link("score", ("gen", "base"), ("score",), ("gen", "base"), "memlab.stages.score", _score,
+    # sample-and-rank's generations (the generate stage's rank-* side files) under the base model
+    Link("rank", ("gen",), (), ("gen",), "memlab.stages.rank", _rank, rank_on,
          per_checkpoint=True),
+    Link("score", ("gen", "base", "rank"), ("score",), ("gen", "base", "rank"),
+         "memlab.stages.score", _score, per_checkpoint=True),
 )
 CHECKPOINTS_FROM = "train"
 """The stage whose folder holds the evaluation points' models (at/<step>/): to a checkpoint's

@@ -54,6 +54,7 @@ from memlab.config.ranges import out_of_range, plain_name
 from memlab.config.schema import (
     CALIBRATED,
     NON_IDENTITY_KEYS,
+    RANK_SIGNALS,
     STOP_METRICS,
     PlagiarismSection,
     StudyConfig,
@@ -297,7 +298,7 @@ def _attack_score_checks(cfg: StudyConfig) -> list[tuple[str, str]]:
     if sc.corpus_passage_stride > sc.corpus_passage_words:
         out.append(("score.corpus_passage_stride", "must be <= score.corpus_passage_words "
                     "(a larger stride leaves words of the documents in no passage)"))
-    return out + calibrated_problems(cfg)
+    return out + calibrated_problems(cfg) + rank_problems(cfg)
 
 
 def calibrated_problems(cfg: StudyConfig) -> list[tuple[str, str]]:
@@ -318,6 +319,26 @@ def calibrated_problems(cfg: StudyConfig) -> list[tuple[str, str]]:
             out.append((f"{at}.{name}.enabled", f"needs data.num_population >= {want} (a "
                         "held-out population split, not the scored non-members), got "
                         f"{pop}"))
+    return out
+
+
+def rank_problems(cfg: StudyConfig) -> list[tuple[str, str]]:
+    """What sample-and-rank (attack.rank, score.rank) needs where it is on: known signals, the
+    headline among them, and population documents to prompt with."""
+    r, sr, out = cfg.attack.rank, cfg.score.rank, []
+    if not r.samples:
+        return out
+    if unknown := [s for s in sr.signals if s not in RANK_SIGNALS]:
+        out.append(("score.rank.signals", f"unknown {', '.join(unknown)}; choose from "
+                    f"{', '.join(RANK_SIGNALS)}"))
+    if not sr.signals:
+        out.append(("score.rank.signals", "needs at least one signal"))
+    if sr.headline not in sr.signals:
+        out.append(("score.rank.headline", f"{sr.headline!r} must be one of "
+                    "score.rank.signals"))
+    if r.prompt_tokens and not cfg.data.num_population:
+        out.append(("attack.rank.prompt_tokens", "needs data.num_population > 0 (the prompts "
+                    "are population documents; 0: empty prompts)"))
     return out
 
 

@@ -5,6 +5,8 @@ from the chain's declarations (memlab/config/chain.py):
     train_key = data_key + the model section + the trial's own training settings + seed
     gen_key   = train_key + the attack section
     score_key = gen_key + the score section (+ the content of scorer plugin files) + base_key
+    rank_key  = gen_key + the device and precision (sample-and-rank: the base model's pass
+                over the generate stage's free generations; score_key holds it where it is on)
     base_key  = data_key + the model section + train.seq_len (the base model's pass over the
                 dataset, shared by every strategy, seed and attack of that model and data)
 
@@ -80,6 +82,8 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
         skip += ("data.num_population",)  # (keys as before the population split)
     m = cfg.score.membership  # the calibrated signals, each while off (keys as before them)
     skip += tuple(f"score.membership.{s}" for s in CALIBRATED if not getattr(m, s).enabled)
+    if not cfg.attack.rank.samples:  # sample-and-rank off (keys as before it)
+        skip += ("attack.rank", "score.rank")
     if cfg.score.plagiarism.method == "pan2014":  # (keys as before the semantic method)
         skip += ("score.plagiarism.method", "score.plagiarism.semantic")
     if (cfg.score.corpus_ann_above, cfg.score.corpus_ann_candidates) == (500_000, 10):
@@ -115,11 +119,31 @@ def _section(ident: dict[str, Any], name: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class StageKeys:
+    """Every stage's key. The stages every trial has are fields; an opt-in stage's (chain.py's
+    `when`: rank, with attack.rank on) is in `opt_in` only where the trial has it, so that the
+    keys of a trial without it read as before it existed (field by field, as the trial
+    records and pinned keys hold them)."""
+
     data: str
     train: str
     gen: str
     score: str
     base: str  # the base model's pass over the dataset (memlab/stages/base.py)
+    opt_in: dataclasses.InitVar[dict[str, str] | None] = None
+
+    def __post_init__(self, opt_in: dict[str, str] | None) -> None:
+        object.__setattr__(self, "more", dict(opt_in or {}))
+
+    @classmethod
+    def of(cls, named: dict[str, str]) -> StageKeys:
+        """From stage -> key (the fields', and those of opt-in stages the trial has)."""
+        own = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in named.items() if k in own},
+                   opt_in={k: v for k, v in named.items() if k not in own})
+
+    def named(self) -> dict[str, str]:
+        """stage -> key of every stage the trial has."""
+        return {**dataclasses.asdict(self), **self.more}
 
     @property
     def trial(self) -> str:
@@ -127,7 +151,7 @@ class StageKeys:
         return self.score
 
     def tags(self) -> dict[str, str]:
-        return {f"{k}_key": v for k, v in dataclasses.asdict(self).items()}
+        return {f"{k}_key": v for k, v in self.named().items()}
 
 
 # fields whose content is hashed instead of their text: the same dataset or plugin file under
@@ -174,9 +198,10 @@ def checkpoint_keys(keys: StageKeys, step: int) -> StageKeys:
     final model's key of that stage and the step; the others (data, train, base) are the
     trial's: the checkpoint lies in the trial's train folder, and the base model's pass does
     not depend on the fine-tuned model. From the keys alone (no file is read)."""
-    return dataclasses.replace(keys, **{
-        link.name: content_key({link.name: getattr(keys, link.name), "step": step})
-        for link in CHAIN if link.per_checkpoint})
+    named = keys.named()
+    return StageKeys.of({**named, **{
+        link.name: content_key({link.name: named[link.name], "step": step})
+        for link in CHAIN if link.per_checkpoint and link.name in named}})
 
 
 def train_tokens(cfg: StudyConfig) -> int:
@@ -235,4 +260,5 @@ def stage_keys(cfg: StudyConfig) -> StageKeys:
             **{up: keys[up] for up in link.after if LINKS[up].when(cfg)},
             **{sec: _section(ident, sec) for sec in link.sections},
             **link.extra(cfg, run)})
-    return StageKeys(**keys)
+    own = {f.name for f in dataclasses.fields(StageKeys)}  # (an opt-in stage: where it is on)
+    return StageKeys.of({n: k for n, k in keys.items() if n in own or LINKS[n].when(cfg)})

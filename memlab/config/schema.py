@@ -379,6 +379,24 @@ class TrainSection(PerStrategy):
 
 
 @dataclass
+class RankSection:
+    """Sample-and-rank extraction (Carlini et al. 2021, "Extracting Training Data from Large
+    Language Models", USENIX Security; METRICS.md section 7): the fine-tuned model's free
+    generations, not prompted by the attacked documents, ranked by a membership signal
+    (memlab/scoring/rank.py; the ranking's own settings: score.rank)."""
+
+    samples: int = _f(0, "Generations drawn (0: off). Each is sampled with attack.temperature, "
+                         "top_k and top_p (always sampled, whatever attack.decoding says), "
+                         "attack.max_new_tokens long, one per prompt; spread over the "
+                         "generate stage's shards.", ge=0)
+    prompt_tokens: int = _f(
+        0, "The prompts. 0: empty (the tokenizer's BOS token alone, its EOS where it has no "
+        "BOS); N: the first N tokens of a population document (data.num_population; "
+        "held-out text of the same source, never trained on and never scored), the documents "
+        "in split order, cycled; documents shorter than N are not used.", ge=0)
+
+
+@dataclass
 class AttackSection:
     prefix_tokens: int = _f(50, "Prompt = the first N tokens of a document (text, papers) or "
                                 "everything before the response + its first N tokens "
@@ -425,6 +443,8 @@ class AttackSection:
         "the trial's own GPU. ray: attack.actors actors in all, where Ray puts them (Ray gives "
         "a GPU fraction to the fullest GPU it fits on: on a node of 4 GPUs, all on GPU 0). "
         "One GPU, or none: attack.actors actors, as Ray puts them.")
+    rank: RankSection = field(default_factory=RankSection,
+                              metadata={"help": "Sample-and-rank extraction (opt-in)."})
 
 
 ANN_BREADTH = ("usearch's search breadth (expansion_search): more finds more of the exact "
@@ -627,6 +647,31 @@ class IntervalSection:
                       "time).", ge=0)
 
 
+RANK_SIGNALS = ("loss", "zlib", "mink", "minkpp", "ref")
+"""The membership signals a sample-and-rank generation can be ranked by
+(memlab/scoring/membership.py's, each over the generation's own tokens)."""
+
+
+@dataclass
+class ScoreRankSection:
+    """How sample-and-rank's generations (attack.rank) are ranked and checked
+    (memlab/scoring/rank.py); read only where attack.rank.samples > 0."""
+
+    at: list[int] = _f([10, 100], "Precision at each k here: the share (%) of the k "
+                                  "highest-ranked distinct generations that are verbatim "
+                                  "training text (fewer than k distinct: all of them).", ge=1)
+    signals: list[str] = _f(list(RANK_SIGNALS), "The membership signals each ranks by "
+                                                "(rank_precision_at_<k>_<signal>), of "
+                                                + ", ".join(RANK_SIGNALS) + ".")
+    headline: str = _f("zlib", "The signal of the headline figure rank_precision_at_<k> (one "
+                               "of score.rank.signals; zlib: Carlini et al.'s best without a "
+                               "reference model).")
+    dedupe: Literal["whitespace", "exact"] = _f(
+        "whitespace", "Duplicates dropped before ranking (the first drawn kept), with empty "
+        "generations: whitespace: texts equal once runs of whitespace are one space and the "
+        "ends stripped; exact: texts equal as decoded.")
+
+
 @dataclass
 class ScoreSection:
     embedder: str = _f("all-MiniLM-L6-v2", "sentence-transformers model: name, path or offline.")
@@ -680,6 +725,9 @@ class ScoreSection:
                                           metadata={"help": "Membership inference."})
     utility: bool = _f(True, "ROUGE-L, BLEU and Flesch reading ease of the non-members' "
                              "generations (memlab/scoring/utility.py).")
+    rank: ScoreRankSection = field(
+        default_factory=ScoreRankSection,
+        metadata={"help": "Sample-and-rank's ranking (with attack.rank.samples > 0)."})
     intervals: IntervalSection = field(
         default_factory=IntervalSection,
         metadata={"help": "The report's intervals of bounded metrics (rates, AUC)."})

@@ -92,6 +92,22 @@ RECALL_SCHEMA = pa.schema([  # ReCaLL: the fine-tuned model's NLL after a non-me
     ("prefixed_nll", pa.float64()),  # mean NLL of doc_nll's tokens, read after the prefix
 ])
 
+RANK_SCHEMA = pa.schema([  # sample-and-rank (attack.rank): one free generation of the model
+    ("rank_idx", pa.int32()),  # its draw, 0 .. attack.rank.samples - 1
+    ("seed", pa.int64()),
+    ("prompt_ids", pa.list_(pa.int32())),
+    ("gen_ids", pa.list_(pa.int32())),
+    ("prompt_text", pa.string()),
+    ("gen_text", pa.string()),
+    ("doc_nll", pa.float64()),  # the fine-tuned model's mean NLL of its generated tokens
+    ("doc_tokens", pa.int32()),  # generated tokens
+    ("token_logp", pa.list_(pa.float32())),  # log p of each generated token
+    ("token_z", pa.list_(pa.float32())),  # min-k%++'s normalised score of each
+    ("doc_zlib_bytes", pa.int32()),  # zlib-compressed bytes of gen_text
+])
+RANK_BASE_SCHEMA = RANK_SCHEMA.append(  # the rank stage's shards: the same, and the base model's
+    pa.field("base_nll", pa.float64()))  # mean NLL of the generated tokens
+
 CANARY_SCHEMA = pa.schema([  # exposure of each canary, measured on the fine-tuned model
     ("doc_id", pa.string()),
     ("repeats", pa.int32()),  # copies in the training stream (0: a never-inserted control)

@@ -38,6 +38,7 @@ from memlab.report.tables import (
     key_cell,
     layout,
     membership_tables,
+    rank_table,
     registry_tables,
     text,
     utility_table,
@@ -140,11 +141,14 @@ def render(name: str, root: Path, groups: list[Group], axis_names: list[str], he
     membership = membership_tables(groups, heads, keys)
     utility = utility_table(groups, heads, keys)
     canary = canary_table(groups, keys)
-    tables = [t for t in (*extraction, *membership, utility, canary) if t and t.rows]
+    ranked = rank_table(groups, keys)
+    tables = [t for t in (*extraction, *membership, utility, canary, ranked) if t and t.rows]
 
     root.mkdir(parents=True, exist_ok=True)
     write_csv(csv_rows(groups, keys, [m for t in extraction + membership for m in t.metrics]
-                       + csv_only(groups, heads), utility.metrics), root / "results.csv")
+                       + csv_only(groups, heads),
+                       utility.metrics + (ranked.metrics if ranked else [])),
+              root / "results.csv")
     series = figures.Series(groups, axis_names)
     first = next((cols for n, cols in heads.items() if n not in LAID_OUT_HERE), [])
     drawn = {"results.png": figures.plot_dup(groups, first, series, root / "results.png"),

@@ -7,7 +7,8 @@
   registry's utility columns on the non-members, and the training figures (with DP
   fine-tuning in some trial: the epsilon spent / its target, the noise multiplier), one row per
   group;
-- canary exposure, when the trials inserted canaries.
+- canary exposure, when the trials inserted canaries;
+- sample-and-rank's precision at k, when the trials drew its generations (attack.rank).
 Every row says how many documents it is over (`members`: of its duplication level,
 `nonmembers`), and a TPR at a false-positive rate below 1 / the non-members is shown as not
 resolved (`n/r`; left empty in results.csv, whose `smallest_fpr_%` says the rate they do
@@ -307,6 +308,37 @@ def canary_table(groups: list[Group], keys: list[str]) -> Table | None:
         {"canaries": _canary("canaries", statistics.fmean, ".0f"),
          "range": _range,
          "cap": _canary("exposure_cap", max, ".1f")})
+
+
+RANK = "rank_precision_at_"  # sample-and-rank's precision metrics (memlab/scoring/rank.py)
+
+
+def _rank_order(metric: str) -> tuple:
+    """The headline (rank_precision_at_<k>) first, then by signal; each by k."""
+    k, _, signal = metric[len(RANK):].partition("_")
+    return (signal != "", signal, int(k))
+
+
+def rank_table(groups: list[Group], keys: list[str]) -> Table | None:
+    """Sample-and-rank (attack.rank): precision at k of each group's trials, where some
+    trial has it (none: no table, and results.csv keeps its columns)."""
+    rows = [(g, None) for g in groups if g.get("member", -1, "rank_unique") is not None]
+    if not rows:
+        return None
+    found = sorted({k[2] for g, _ in rows for k in g.stats
+                    if k[:2] == ("member", -1) and k[2].startswith(RANK)}, key=_rank_order)
+    heads = [("rank_unique", "distinct"), ("rank_verbatim_pct", "verbatim_%")] + \
+        [(m, "p@" + m[len(RANK):]) for m in found]
+    return Table(
+        "Sample-and-rank (Carlini et al. 2021): the fine-tuned model's free generations "
+        "ranked by a membership signal",
+        "distinct: generations after duplicates and empty ones are dropped (of "
+        "attack.rank.samples drawn); verbatim_%: of them, the share that is verbatim training "
+        "text (a run of words longer than score.plagiarism.verbatim_chars shared with a member, "
+        "by the plagiarism index): a random ranking's precision; p@<k>: precision at k, the "
+        "share (%) of the k highest-ranked that are verbatim, by score.rank.headline; "
+        "p@<k>_<signal>: by that signal.",
+        keys, [Metric(m, h, at("member", m, -1)) for m, h in heads], rows)
 
 
 # ---------------------------------------------------------------- as printed

@@ -23,7 +23,7 @@ from memlab.components.passes import nll_sums
 from memlab.config.digests import content_key, file_sha256
 from memlab.config.schema import StudyConfig
 from memlab.io.shards import BASE_SCHEMA, is_done, manifest_digest, shard_digests, write_shard
-from memlab.stages.work import BASE_WEIGHTS, Shards, TrialContext, Work
+from memlab.stages.work import TrialContext, Work, on_base_model
 
 
 def base_rows(model, tok, cfg: StudyConfig, rows: list[dict]) -> list[dict]:
@@ -108,13 +108,7 @@ def _finish(ctx: TrialContext, folder: Path, jobs: list, rows: int, nodes: set) 
 
 
 WORK = Work(
-    shards=Shards(
-        source="data", desc="base model",
-        args=lambda ctx: {"cfg": ctx.cfg, "base_model": ctx.base_model, "threads": ctx.threads},
-        load=lambda args: LoadedModel.base(args["cfg"], args["base_model"], args["threads"]),
-        run=base_shard,
-        weights=lambda args: BASE_WEIGHTS,
-        before=_before),
+    shards=on_base_model("data", "base model", base_shard, _before),
     finish=_finish,
     built_from=_built_from,
 )

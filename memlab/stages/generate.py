@@ -14,6 +14,12 @@ each goes to a side file (`population-<shard>`); with score.membership.recall on
 document's NLL after ReCaLL's prefix of population text goes to another (`recall-<shard>`).
 The score stage joins both (memlab/scoring/calibrated.py).
 
+Sample-and-rank (attack.rank.samples > 0; Carlini et al. 2021, memlab/scoring/rank.py): the
+shards share the draws out (shard j of S draws those whose index is j modulo S), each from an
+empty prompt or a population document's first tokens, and write them with the fine-tuned
+model's per-token statistics of the generated tokens to another side file (`rank-<shard>`);
+the rank stage adds the base model's NLL (memlab/stages/rank.py).
+
 Each dataset shard gives one generation shard, on actors that load the trained model once
 (the trial's own, or the sweep's warm pool: memlab/stages/runner.py); each is written
 atomically, so a finished shard is never redone.
@@ -22,8 +28,10 @@ atomically, so a finished shard is never redone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
+import math
 import time
 import zlib
 from pathlib import Path
@@ -39,6 +47,7 @@ from memlab.io.shards import (
     CANARY_SCHEMA,
     GENERATION_SCHEMA,
     POPULATION_SCHEMA,
+    RANK_SCHEMA,
     RECALL_SCHEMA,
     is_done,
     read_manifest,
@@ -191,6 +200,53 @@ def recall_rows(model, tok, rows: list[dict], shots: list[dict], cfg: StudyConfi
             for r, i, s in zip(rows, ids, sums)]
 
 
+def rank_prompts(tok, cfg: StudyConfig, population: list[dict]) -> list[list[int]]:
+    """Sample-and-rank's prompts: the empty prompt (BOS, else EOS) with
+    attack.rank.prompt_tokens 0, else the first prompt_tokens tokens of each population
+    document that has that many."""
+    from memlab.components.formats import encode
+
+    n = cfg.attack.rank.prompt_tokens
+    if not n:
+        return [[tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]]
+    found = [ids[:n] for ids, _ in encode(tok, population, n) if len(ids) >= n]
+    if not found:
+        raise RuntimeError(f"attack.rank.prompt_tokens={n}: no population document has {n} "
+                           "tokens")
+    return found
+
+
+def rank_rows(model, tok, engine, cfg: StudyConfig, shard: str, draws: list[int],
+              prompts: list[list[int]]) -> list[dict]:
+    """Sample-and-rank's draws `draws` (their indices), draw i from prompts[i % len(prompts)],
+    sampled by the attack's own machinery with its settings (one sample per prompt, always
+    sampled); each with the fine-tuned model's teacher-forced log p (and min-k%++ score) of
+    its generated tokens and the zlib size of its text."""
+    if not draws:
+        return []
+    rcfg = dataclasses.replace(cfg, attack=dataclasses.replace(
+        cfg.attack, samples_per_prompt=1, decoding="sample"))
+    docs = [({"doc_id": f"rank{i}"}, prompts[i % len(prompts)],
+             len(prompts[i % len(prompts)])) for i in draws]
+    drawn = list(attack_with_engine(engine, docs, rcfg, f"rank/{shard}") if engine is not None
+                 else attack_with_hf(model, tok, docs, rcfg, f"rank/{shard}"))
+    drawn.sort(key=lambda x: x[0])
+    ids = [docs[j][1] + new for j, _, _, new, _ in drawn]
+    stats = doc_stats(model, tok, ids, cfg.attack.batch_size) if ids else []
+    texts = tok.batch_decode([new for *_, new, _ in drawn])
+    prompt_texts = tok.batch_decode([docs[j][1] for j, *_ in drawn])
+    out = []
+    for (j, _, seed, new, _), (lp, z), text, ptext in zip(drawn, stats, texts, prompt_texts):
+        cut = len(docs[j][1]) - 1  # (log p of the tokens after the first: the prompt's rest)
+        lp, z = lp[cut:], z[cut:]
+        out.append({"rank_idx": draws[j], "seed": seed, "prompt_ids": docs[j][1],
+                    "gen_ids": new, "prompt_text": ptext, "gen_text": text,
+                    "doc_nll": mean_nll(lp) if lp else math.nan, "doc_tokens": len(new),
+                    "token_logp": lp, "token_z": z,
+                    "doc_zlib_bytes": len(zlib.compress(text.encode()))})
+    return out
+
+
 def generate_rows(model, tok, rows: list[dict], cfg: StudyConfig, shard: str,
                   engine=None, model_lock=None, tok_lock=None) -> list[dict]:
     """The attack on a list of dataset rows: with `engine` (memlab.engine.Engine) if given,
@@ -284,6 +340,13 @@ def generate_shard(lm: LoadedModel, hold, args: dict, src: str, dst: str) -> int
                 found = recall_rows(lm.model, lm.tok, rows, args["recall_shots"], cfg)
             write_shard(pa.Table.from_pylist(found, schema=RECALL_SCHEMA),
                         side_path(dst, "recall"), RECALL_SCHEMA)
+        if (rank := args.get("rank")) is not None:
+            with hold, lm.tok_lock:
+                prompts = rank_prompts(lm.tok, cfg, rank["population"])
+                found = rank_rows(lm.model, lm.tok, lm.engine, cfg, Path(src).name,
+                                  rank["draws"][Path(src).name], prompts)
+            write_shard(pa.Table.from_pylist(found, schema=RANK_SCHEMA),
+                        side_path(dst, "rank"), RANK_SCHEMA)
         out = generate_rows(lm.model, lm.tok, rows, cfg, Path(src).name, lm.engine, hold,
                             lm.tok_lock)
         wait, held = lm.model_lock.last
@@ -297,21 +360,22 @@ def generate_shard(lm: LoadedModel, hold, args: dict, src: str, dst: str) -> int
     return pq.read_metadata(dst).num_rows
 
 
-def _sides(src: Path, dst: Path, recall: bool) -> list[Path]:
+def _sides(src: Path, dst: Path, recall: bool, rank: bool) -> list[Path]:
     """The side files a generation shard is done with: its canaries' exposure, its population
-    documents' NLL, with ReCaLL on its documents' prefixed NLL."""
+    documents' NLL, with ReCaLL on its documents' prefixed NLL, with sample-and-rank on its
+    share of the draws (every shard has the file, empty where it draws none)."""
     splits = set(pq.read_table(src, columns=["split"]).column("split").to_pylist())
     want = [canary_path(dst)] if "canary" in splits else []
     want += [side_path(dst, "population")] if "population" in splits else []
     want += [side_path(dst, "recall")] if recall and splits & {"member", "nonmember"} else []
-    return want
+    return want + ([side_path(dst, "rank")] if rank else [])
 
 
 def _before(ctx: TrialContext, jobs: list) -> None:
     """A shard is done with its side files only (written before it; one lost: redone)."""
-    recall = bool(_shots(ctx))
+    recall, rank = bool(_shots(ctx)), ctx.cfg.attack.rank.samples > 0
     for src, dst in jobs:
-        if is_done(dst) and not all(p.is_file() for p in _sides(src, dst, recall)):
+        if is_done(dst) and not all(p.is_file() for p in _sides(src, dst, recall, rank)):
             dst.unlink()
 
 
@@ -327,15 +391,32 @@ def _shots(ctx: TrialContext) -> list[dict]:
     return rows[:m.recall.shots]
 
 
+def _rank(ctx: TrialContext) -> dict | None:
+    """Sample-and-rank's work (None: off): which draws each dataset shard makes (draw i: the
+    shard i modulo their number, in name order) and the population documents it may prompt
+    with (none for empty prompts)."""
+    r = ctx.cfg.attack.rank
+    if not r.samples:
+        return None
+    from memlab.components.data import read_dataset
+
+    names = sorted(p.name for p in ctx.dir("data").glob("part-*.parquet"))
+    population = [x for x in read_dataset(ctx.dir("data")) if x["split"] == "population"] \
+        if r.prompt_tokens else []
+    return {"draws": {n: list(range(j, r.samples, len(names))) for j, n in enumerate(names)},
+            "population": population}
+
+
 def _args(ctx: TrialContext) -> dict:
     return {"cfg": ctx.cfg, "train_dir": str(ctx.dir("train")), "threads": ctx.threads,
-            **({"recall_shots": shots} if (shots := _shots(ctx)) else {})}
+            **({"recall_shots": shots} if (shots := _shots(ctx)) else {}),
+            **({"rank": rank} if (rank := _rank(ctx)) is not None else {})}
 
 
 def _finish(ctx: TrialContext, folder: Path, jobs: list, rows: int, nodes: set) -> dict:
     cfg, data_dir = ctx.cfg, ctx.dir("data")
     digests = shard_digests(folder)
-    sides = sorted(p.name for what in ("canary", "population", "recall")
+    sides = sorted(p.name for what in ("canary", "population", "recall", "rank")
                    for p in folder.glob(f"{what}-*.parquet"))
     made = read_manifest(data_dir) or {}
     data_rows = sum(pq.read_metadata(s).num_rows for s, _ in jobs) - \

@@ -8,7 +8,8 @@ NLL of the document joined in (and what the calibrated membership signals read o
 `calibration_inputs`): one row holds every score of a sample. The aggregations give
 the summary, one row per (split, dup_count, metric): every rate split by duplication level,
 members next to the non-member floor, membership AUC / TPR of each member group against the
-non-members; the canaries' exposure per repeat count (split "canary"). The summary
+non-members; the canaries' exposure per repeat count (split "canary"); with sample-and-rank
+(attack.rank) its precision at k (memlab/scoring/rank.py; rows in rank.parquet). The summary
 (SUMMARY_SCHEMA) is what MLflow and the report read.
 """
 
@@ -38,7 +39,7 @@ from memlab.io.shards import (
     validate_table,
     write_shard,
 )
-from memlab.scoring import suite
+from memlab.scoring import rank, suite
 from memlab.scoring.registry import Context
 from memlab.stages.work import Shards, TrialContext, Work
 
@@ -231,8 +232,17 @@ def _finish(ctx: TrialContext, folder: Path, jobs: list, rows: int, nodes: set) 
     if got != want:  # (the generate stage redoes a canary shard whose exposure file is lost)
         raise RuntimeError(f"{gen_dir}: exposure of {got} canaries, the dataset has "
                            f"{want}: rerun to regenerate them")
-    pq.write_table(summarize(scores, cfg, canaries), folder / "summary.parquet")
-    outputs = sorted(p.name for p in folder.glob("part-*.parquet")) + ["summary.parquet"]
+    summary = summarize(scores, cfg, canaries)
+    ranked = []
+    if ctx.has("rank"):  # sample-and-rank (attack.rank): its figures are the members'
+        found = rank.rank_trial(ctx.dir("rank"), ctx.dir("data"), cfg, folder / rank.FILE)
+        summary = pa.concat_tables([summary, pa.Table.from_pylist(
+            [{"split": "member", "dup_count": -1, "metric": m, "value": v}
+             for m, v in found.items()], schema=SUMMARY_SCHEMA)])
+        ranked = [rank.FILE]
+    pq.write_table(summary, folder / "summary.parquet")
+    outputs = sorted(p.name for p in folder.glob("part-*.parquet")) + ["summary.parquet"] + \
+        ranked
     return dict(outputs=outputs, rows=scores.num_rows, columns=scores.schema.names,
                 embedder=cfg.score.embedder, actor_nodes=sorted(nodes))
 

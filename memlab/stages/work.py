@@ -45,8 +45,8 @@ class TrialContext:
     @classmethod
     def of(cls, cfg: StudyConfig, keys: StageKeys, **kw) -> TrialContext:
         """A trial's context: each stage's folder named by its key."""
-        known = dataclasses.asdict(keys)
-        return cls(cfg, {s: stage_dir(cfg, s, known[s]) for s in STAGES},
+        known = keys.named()
+        return cls(cfg, {s: stage_dir(cfg, s, known[s]) for s in STAGES if s in known},
                    keys={**known, "trial": keys.trial}, **kw)
 
     @property
@@ -65,13 +65,14 @@ class TrialContext:
         """The context of the trial's evaluation point after `step` optimizer steps
         (memlab/config/chain.py): its own stages' keys and folders (keys.checkpoint_keys),
         the checkpoint's export (at/<step>/ of the train folder) where the train folder was."""
-        keys = checkpoint_keys(StageKeys(**{s: self.keys[s] for s in STAGES}), step)
+        keys = checkpoint_keys(StageKeys.of({s: self.keys[s] for s in STAGES
+                                             if s in self.keys}), step)
         own = {link.name: stage_dir(self.cfg, link.name, getattr(keys, link.name))
                for link in CHAIN if link.per_checkpoint}
         return dataclasses.replace(
             self, dirs={**self.dirs, **own, CHECKPOINTS_FROM: checkpoint_dir(
                 self.dir(CHECKPOINTS_FROM), step)},
-            keys={**dataclasses.asdict(keys), "trial": keys.trial}, on_loss=None)
+            keys={**keys.named(), "trial": keys.trial}, on_loss=None)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,21 @@ class Shards:
     cache_key: Callable[[dict], str] | None = None  # no model: what a warm actor reloads on
     before: Callable[[TrialContext, list], None] = lambda ctx, jobs: None  # before any shard
     calls: int = 1  # shards an actor with a GPU takes at once (threads): host work overlaps
+
+
+def on_base_model(source: str, desc: str, run: Callable, before: Callable) -> Shards:
+    """A shard stage whose actors hold the base model (the trial's is in the context:
+    `base_model`): the base stage's pass over the dataset, the rank stage's over
+    sample-and-rank's generations."""
+    def load(args: dict):
+        from memlab.components.loaded import LoadedModel
+
+        return LoadedModel.base(args["cfg"], args["base_model"], args["threads"])
+
+    return Shards(
+        source=source, desc=desc,
+        args=lambda ctx: {"cfg": ctx.cfg, "base_model": ctx.base_model, "threads": ctx.threads},
+        load=load, run=run, weights=lambda args: BASE_WEIGHTS, before=before)
 
 
 @dataclass(frozen=True)

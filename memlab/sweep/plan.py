@@ -140,8 +140,11 @@ def cpu_hours(cfg: StudyConfig, shape: Shape, workers: int = 1) -> float:
 
 
 def gen_tokens(cfg: StudyConfig) -> int:
+    """Tokens a trial generates: the attack's samples, and sample-and-rank's draws
+    (attack.rank.samples)."""
     d, a = cfg.data, cfg.attack
-    return (d.num_members + d.num_nonmembers) * a.samples_per_prompt * a.max_new_tokens
+    return ((d.num_members + d.num_nonmembers) * a.samples_per_prompt + a.rank.samples) * \
+        a.max_new_tokens
 
 
 def dp_rows(cfg: StudyConfig) -> int:

@@ -13,7 +13,6 @@ metrics, the loss curve and artifacts (memlab/tracking/trials.py). A trial whose
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -164,7 +163,7 @@ def _result(plan: TrialPlan, outputs: dict, points: dict | None = None) -> dict:
     return {"key": plan.key, "name": plan.name, "point": plan.point,
             "strategy": cfg.train.strategy, "model": plan.model_label,
             "dup_factor": cfg.data.dup_factor, "seed": cfg.seed,
-            "keys": dataclasses.asdict(plan.keys),
+            "keys": plan.keys.named(),
             "train": train_metrics, "generated_samples": gen.manifest["rows"],
             "metrics": {**train_metrics, **data_metrics, **scores},
             **({"checkpoints": checkpoints} if checkpoints else {}),

@@ -241,6 +241,24 @@ class InProcess:
                    for s, d in jobs)
 
 
+def tiny_trial(tmp_path, members: int, population: int, dup: int, epochs: int):
+    """A trial of the tiny model fine-tuned in full on few members of the demo corpus (each
+    `dup` times, `epochs` passes), 12 non-members, attacked with 16-token prompts; plagiarism
+    typing and utility off."""
+    from memlab.config.schema import StudyConfig
+
+    cfg = StudyConfig()
+    d = cfg.data
+    d.num_docs, d.num_members, d.num_nonmembers, d.num_population = 80, members, 12, population
+    d.dup_mix = [dup]
+    cfg.model.source, cfg.model.cache_dir = "tiny", str(tmp_path / "cache")
+    cfg.train.strategy, cfg.train.seq_len, cfg.train.batch_size = "full", 32, 4
+    cfg.train.full.lr, cfg.train.epochs = 3e-3, epochs
+    cfg.attack.prefix_tokens = cfg.attack.suffix_tokens = cfg.attack.max_new_tokens = 16
+    cfg.score.plagiarism.enabled, cfg.score.utility = False, False
+    return cfg
+
+
 def test_a_tiny_model_fine_tuned_on_its_members_is_caught_by_every_new_signal(tmp_path):
     """data (with a population) -> train (full, overfit) -> generate -> base -> score through
     memlab's runner: the side files are made, every new column is filled, and each signal
@@ -249,27 +267,18 @@ def test_a_tiny_model_fine_tuned_on_its_members_is_caught_by_every_new_signal(tm
 
     from memlab.components.data import read_dataset
     from memlab.components.models import prepare_base_model
-    from memlab.config.schema import StudyConfig
     from memlab.io.shards import read_manifest, read_shards
     from memlab.stages.data import build_dataset
     from memlab.stages.runner import run_stage
     from memlab.stages.work import TrialContext
 
-    cfg = StudyConfig()
-    d = cfg.data
-    d.num_docs, d.num_members, d.num_nonmembers, d.num_population = 80, 12, 12, 8
-    d.dup_mix = [6]
-    cfg.model.source, cfg.model.cache_dir = "tiny", str(tmp_path / "cache")
-    cfg.train.strategy, cfg.train.seq_len, cfg.train.batch_size = "full", 32, 4
-    cfg.train.full.lr, cfg.train.epochs = 3e-3, 2
-    cfg.attack.prefix_tokens = cfg.attack.suffix_tokens = cfg.attack.max_new_tokens = 16
-    cfg.score.plagiarism.enabled, cfg.score.utility = False, False
+    cfg = tiny_trial(tmp_path, members=12, population=8, dup=6, epochs=2)
     m = cfg.score.membership
     m.bootstrap = 0
     m.rmia.enabled = m.recall.enabled = m.dcpdd.enabled = True
     m.recall.shots = 2
     dirs = {s: tmp_path / s for s in ("data", "train", "gen", "base", "score")}
-    assert build_dataset(d, dirs["data"])["population"] == 8
+    assert build_dataset(cfg.data, dirs["data"])["population"] == 8
     rows = read_dataset(dirs["data"])
     base = prepare_base_model(cfg.model, [r["text"] for r in rows])["path"]
     ctx = TrialContext(cfg, dirs, base_model=base, warm=InProcess())

@@ -698,3 +698,27 @@ def test_the_frontier_is_logged_on_the_sweeps_run_with_the_other_figures(tmp_pat
     assert logged == {f"summary/{f}" for f in FILES}
     images = {a.path for a in client.call("list_artifacts", run_id, "images")}
     assert any("frontier" in p for p in images), images
+
+
+def test_sample_and_rank_table_only_where_a_trial_drew_its_generations(tmp_path):
+    from memlab.report.tables import rank_table
+
+    plain = aggregate([record("lora", 0)], [])
+    assert rank_table(plain, ["strategy", "model"]) is None
+    ranked = {("member", -1, m): v for m, v in (
+        ("rank_unique", 80.0), ("rank_verbatim_pct", 10.0), ("rank_precision_at_10", 40.0),
+        ("rank_precision_at_100", 12.0), ("rank_precision_at_10_ref", 60.0),
+        ("rank_precision_at_100_ref", 15.0))}
+    groups = aggregate([record("lora", 0, extra=ranked),
+                        record("lora", 1, extra={k: v + 2 for k, v in ranked.items()})], [])
+    t = rank_table(groups, ["strategy", "model"])
+    head, body, _ = layout(t, ["model"])
+    assert head[head.index("distinct"):] == ["distinct", "verbatim_%", "p@10", "p@100",
+                                             "p@10_ref", "p@100_ref"]
+    row = dict(zip(head, body[0]))
+    assert row["p@10_ref"].startswith("61.0") and row["n"] == "2"
+    rep = render("demo", tmp_path, groups, [], HEADS)
+    assert rep.tables[-1].title.startswith("Sample-and-rank")
+    with open(tmp_path / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert float(rows[0]["rank_precision_at_100_mean"]) == pytest.approx(13.0)
