@@ -19,7 +19,8 @@ one launch. What a graph needs, and what this file does for it:
 The first WARMUP steps run the same step eagerly on a side stream (lazy optimizer state,
 autograd's streams), then the graph is captured and replayed for every later step. A model
 whose step cannot be captured trains eagerly on (one warning; the manifest's engine says
-`torch`, not `torch+graph`)."""
+`torch`, not `torch+graph`), and so do peft's prompt learning and a train.seq_len beyond the
+model's positions (`graphable`)."""
 
 from __future__ import annotations
 
@@ -110,19 +111,42 @@ class GraphedStep:
         import torch
 
         self.setup.optim.zero_grad(set_to_none=True)  # (the backward in the graph makes them)
-        graph = torch.cuda.CUDAGraph()
+        graph, stream = torch.cuda.CUDAGraph(), torch.cuda.current_stream()
         try:
             with torch.cuda.graph(graph):
                 self.out = self._body()
         except Exception as e:  # (a model with a host sync or a dynamic shape in its step)
+            torch.cuda.set_stream(stream)  # (a failed capture_end leaves its stream current)
             torch.cuda.synchronize()
             self.setup.optim.zero_grad(set_to_none=True)
-            self.failed, self.setup.engine = True, self.setup.engine.replace("+graph", "")
+            self.failed = True
             log.warning("train: its step could not be captured as a CUDA graph (%s: %s); it "
                         "trains eagerly", type(e).__name__, str(e).splitlines()[0][:200])
             return False
         self.graph = graph
+        self.setup.engine += "+graph"  # (the manifest's engine: only once captured)
         return True
+
+
+def graphable(model, seq_len: int) -> bool:
+    """Whether a model's step may be captured: not peft's prompt learning (prefix, prompt
+    tuning: their forwards copy host tensors to the GPU every step, which a capture refuses),
+    and train.seq_len within the model's positions (every step runs all seq_len positions: a
+    learned position table shorter than that would be indexed past its end; eager steps only
+    run as far as the batch's longest sequence). Where not, one line says why."""
+    peft = getattr(model, "peft_config", None) or {}
+    if any(getattr(c, "is_prompt_learning", False) for c in peft.values()):
+        log.info("train: prompt learning steps eagerly (train.cuda_graphs: its forward copies "
+                 "host tensors every step)")
+        return False
+    conf = getattr(model, "config", None)
+    positions = getattr(conf, "max_position_embeddings", None) or getattr(
+        conf, "n_positions", None)
+    if positions is not None and seq_len > positions:
+        log.warning("train: train.seq_len=%d is beyond the model's %d positions: its steps run "
+                    "eagerly, not as CUDA graphs (padded to seq_len)", seq_len, positions)
+        return False
+    return True
 
 
 def tensor_lr(optim, device: str) -> None:

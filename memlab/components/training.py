@@ -16,7 +16,7 @@ import socket
 from pathlib import Path
 from typing import Protocol
 
-from memlab.components.graphs import GraphedStep, tensor_lr
+from memlab.components.graphs import GraphedStep, graphable, tensor_lr
 from memlab.config.keys import resolved
 from memlab.config.schema import StudyConfig
 from memlab.io.paths import runs_root
@@ -301,11 +301,10 @@ class TorchSetup:
             self.forward = torch.compile(self.model)
             self.engine += "+compile"
         self.graph = None
-        if graphed:
+        if graphed and graphable(model, cfg.train.seq_len):
             parts = micro_steps(cfg, 1)
             self.graph = GraphedStep(self, parts, math.ceil(cfg.train.batch_size / parts),
                                      cfg.train.seq_len)
-            self.engine += "+graph"
 
     def step(self, parts: list[tuple], empty: bool):
         """One optimizer step over the micro-batches of `micro_parts`; returns the step's

@@ -390,8 +390,9 @@ class RankSection:
                          "attack.max_new_tokens long, one per prompt; spread over the "
                          "generate stage's shards.", ge=0)
     prompt_tokens: int = _f(
-        0, "The prompts. 0: empty (the tokenizer's BOS token alone, its EOS where it has no "
-        "BOS); N: the first N tokens of a population document (data.num_population; "
+        0, "The prompts. 0: empty (one token: the document separator <|endoftext|> where "
+        "the vocabulary has it, else BOS, else EOS; an instruct model's BOS may open a chat "
+        "turn); N: the first N tokens of a population document (data.num_population; "
         "held-out text of the same source, never trained on and never scored), the documents "
         "in split order, cycled; documents shorter than N are not used.", ge=0)
 

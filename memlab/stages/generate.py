@@ -201,19 +201,34 @@ def recall_rows(model, tok, rows: list[dict], shots: list[dict], cfg: StudyConfi
 
 
 def rank_prompts(tok, cfg: StudyConfig, population: list[dict]) -> list[list[int]]:
-    """Sample-and-rank's prompts: the empty prompt (BOS, else EOS) with
+    """Sample-and-rank's prompts: the empty prompt (`empty_prompt`) with
     attack.rank.prompt_tokens 0, else the first prompt_tokens tokens of each population
     document that has that many."""
     from memlab.components.formats import encode
 
     n = cfg.attack.rank.prompt_tokens
     if not n:
-        return [[tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id]]
+        return [[empty_prompt(tok)]]
     found = [ids[:n] for ids, _ in encode(tok, population, n) if len(ids) >= n]
     if not found:
         raise RuntimeError(f"attack.rank.prompt_tokens={n}: no population document has {n} "
                            "tokens")
     return found
+
+
+def empty_prompt(tok) -> int:
+    """The one token an empty prompt is: the document separator `<|endoftext|>` where the
+    vocabulary has it (what a model saw between documents in pretraining; the fine-tuning
+    sequences carry no special token), else BOS, else EOS. Not an instruct model's BOS as such:
+    SmolLM2-Instruct's is `<|im_start|>`, a chat turn's opener, whose draws would be chat
+    turns rather than free text."""
+    sep = tok.convert_tokens_to_ids("<|endoftext|>") if "<|endoftext|>" in tok.get_vocab() \
+        else None
+    for token in (sep, tok.bos_token_id, tok.eos_token_id):
+        if token is not None:
+            return token
+    raise RuntimeError("attack.rank.prompt_tokens=0: the tokenizer has no separator, BOS or "
+                       "EOS token for an empty prompt")
 
 
 def rank_rows(model, tok, engine, cfg: StudyConfig, shard: str, draws: list[int],

@@ -67,12 +67,13 @@ class TrialContext:
         the checkpoint's export (at/<step>/ of the train folder) where the train folder was."""
         keys = checkpoint_keys(StageKeys.of({s: self.keys[s] for s in STAGES
                                              if s in self.keys}), step)
-        own = {link.name: stage_dir(self.cfg, link.name, getattr(keys, link.name))
-               for link in CHAIN if link.per_checkpoint}
+        named = keys.named()  # (an opt-in stage the trial lacks has no key)
+        own = {link.name: stage_dir(self.cfg, link.name, named[link.name])
+               for link in CHAIN if link.per_checkpoint and link.name in named}
         return dataclasses.replace(
             self, dirs={**self.dirs, **own, CHECKPOINTS_FROM: checkpoint_dir(
                 self.dir(CHECKPOINTS_FROM), step)},
-            keys={**keys.named(), "trial": keys.trial}, on_loss=None)
+            keys={**named, "trial": keys.trial}, on_loss=None)
 
 
 @dataclass(frozen=True)

@@ -112,3 +112,22 @@ def test_graphs_are_on_where_a_gpu_trains_in_plain_torch_and_in_no_key():
     cfg.train.strategy, cfg.resources.full.gpu, cfg.resources.full.workers = "full", 1, 2
     assert (resolved(cfg)["train_engine"], resolved(cfg)["train_graphed"]) == \
         ("deepspeed", "no")
+
+
+def test_prompt_learning_and_a_seq_len_past_the_positions_step_eagerly(tmp_path):
+    """graphable: peft's prompt learning (host copies in its forward) and a train.seq_len
+    beyond the model's positions (a padded step would index a learned position table past
+    its end) are not captured; LoRA within the positions is."""
+    from peft import LoraConfig, PromptTuningConfig, get_peft_model
+
+    from memlab.components.graphs import graphable
+
+    cfg, base, _ = _study(tmp_path)
+    model = load_causal_lm(base, torch.float32)
+    positions = model.config.max_position_embeddings
+    assert graphable(model, positions) and not graphable(model, positions + 1)
+    lora = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"]))
+    assert graphable(lora, 64)
+    prompt = get_peft_model(load_causal_lm(base, torch.float32),
+                            PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    assert not graphable(prompt, 64)

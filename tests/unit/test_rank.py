@@ -122,6 +122,45 @@ def test_an_evaluation_point_has_its_own_rank_stage():
     assert checkpoint_keys(_keys()[0], 3).named().keys() == _keys()[0].named().keys()
 
 
+@pytest.mark.parametrize("sets", [[], ["attack.rank.samples=20"]])
+def test_an_evaluation_points_context_has_the_stages_the_trial_has(sets):
+    """TrialContext.at (what the runner asks for each evaluation point): its own folders for
+    the per-checkpoint stages the trial has, none for an opt-in stage it lacks (review: a
+    trial with points but without sample-and-rank stopped on its missing rank key)."""
+    from memlab.config.expand import load_study
+    from memlab.stages.work import TrialContext
+
+    t = load_study(SWEEPS / "quickstart.yaml", ["train.eval_at=[0.5, 1.0]", *sets]).trials[0]
+    ctx = TrialContext.of(t.config, t.keys)
+    at = ctx.at(3)
+    assert at.dir("gen") != ctx.dir("gen") and at.dir("score") != ctx.dir("score")
+    assert ("rank" in at.dirs) == bool(sets) and ("rank" in at.keys) == bool(sets)
+    if sets:
+        assert at.dir("rank") != ctx.dir("rank") and at.dir("base") == ctx.dir("base")
+
+
+def test_the_empty_prompt_is_the_document_separator_where_there_is_one():
+    """SmolLM2-Instruct's BOS is a chat turn's opener (<|im_start|>): the empty prompt is the
+    <|endoftext|> separator where the vocabulary has it, else BOS, else EOS."""
+    from memlab.stages.generate import empty_prompt
+
+    class Tok:
+        def __init__(self, vocab, bos, eos):
+            self.vocab, self.bos_token_id, self.eos_token_id = vocab, bos, eos
+
+        def get_vocab(self):
+            return self.vocab
+
+        def convert_tokens_to_ids(self, t):
+            return self.vocab[t]
+
+    assert empty_prompt(Tok({"<|endoftext|>": 0, "<|im_start|>": 1}, 1, 2)) == 0
+    assert empty_prompt(Tok({"<s>": 1}, 1, 2)) == 1
+    assert empty_prompt(Tok({"</s>": 2}, None, 2)) == 2
+    with pytest.raises(RuntimeError, match="empty prompt"):
+        empty_prompt(Tok({}, None, None))
+
+
 @pytest.mark.parametrize("sets,expect", [
     (["attack.rank.samples=-1"], "attack.rank.samples: must be >= 0"),
     (["attack.rank.prompt_tokens=-2"], "attack.rank.prompt_tokens: must be >= 0"),
