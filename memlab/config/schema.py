@@ -476,10 +476,21 @@ class SemanticSection:
     idea_related: float = _f(0.40, "... the generated passage: from its first to its last "
                                    "sentence at this cosine or more to a source sentence ...",
                                    ge=-1, le=1)
-    idea_ratio: float = _f(2.0, "... is at least this many times the source's length.", gt=0)
+    idea_ratio: float = _f(1.75, "... is at least this many times the source's length (2.0 "
+                                 "before issue 35 part 6's second round; 1.75 chosen on the "
+                                 "labelled set's calibration data: bench/plagiarism_labelled.py "
+                                 "--calibrate, choose_idea).", gt=0)
     idea_facts: bool = _f(True, "Idea: the source's facts (numbers, capitalised words) occur in "
-                                "the generated passage (same-topic texts with other facts are "
-                                "not reuse).")
+                                "the generated text (same-topic texts with other facts are not "
+                                "reuse) ...")
+    idea_facts_scope: Literal["passage", "text"] = _f(
+        "text", "... passage: among the words of the idea passage (idea_related); text: of "
+        "the whole generated text (a fact an elaboration gives in a scene-setting or closing "
+        "sentence outside the passage; chosen with idea_ratio; passage before) ...")
+    idea_fact_forms: bool = _f(
+        True, "... true: under any of their word forms (a number written in words is its "
+        "digits, `four-kilometre` holds 4; Porter stems, `Vikings` holds Viking); false: "
+        "literally (numbers as digits, names as written; the rule before).")
     dense_candidates: int = _f(10, "Candidates per generated text from dense retrieval (an "
                                    "approximate nearest-neighbour index of the corpus documents' "
                                    "embeddings), besides the BM25 candidates.", ge=0)

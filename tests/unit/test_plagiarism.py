@@ -290,3 +290,35 @@ def test_an_exact_extraction_is_verbatim_of_its_document(tmp_path):
     near = {**mid_word, "gen_ids": mid_word["gen_ids"][:-1] + [0]}
     held_out = {**mid_word, "doc_id": "demo-99999", "split": "nonmember"}
     assert scorer([near, held_out])["plag_label"] == ["none", "none"]
+
+
+def test_word_forms_hold_a_fact_written_otherwise():
+    """semantic.idea_fact_forms: a number written in words is its digits (also as the part of
+    a hyphenated word), a name matches by its Porter stem; another number is not held."""
+    from memlab.scoring.plagiarism.text import fact_found, facts, word_forms
+
+    held = word_forms(facts("The Vikings built a four-kilometre wall, twenty-five towers and "
+                            "spent two million coins.")[1])
+    for fact in ("4", "25", "2", "viking", "vikings"):
+        assert fact_found(fact, held), fact
+    for fact in ("5", "20", "3", "wales"):  # (twenty-five is 25 alone)
+        assert not fact_found(fact, held), fact
+
+
+def test_idea_facts_scope_and_forms():
+    """semantic.idea_facts_scope: `text` finds a source fact the passage leaves out (a closing
+    sentence); idea_fact_forms: `four` holds the source's 4, `five` does not."""
+    from memlab.scoring.plagiarism.align import _facts_held
+    from memlab.scoring.plagiarism.text import Stemmer, Vocab, prepare
+
+    p = PlagiarismSection()
+    d = prepare("Crews at Orwell laid 4 kilometres of new track last spring.", p, Stemmer(),
+                Vocab())
+    text = "New rails now run past the old mill. Crews laid four kilometres. It was Orwell."
+    passage = (0, text.index(" It was"))
+    assert _facts_held(text, (0, len(text)), d, "passage", True)
+    assert not _facts_held(text, passage, d, "passage", True)  # (Orwell outside it)
+    assert _facts_held(text, passage, d, "text", True)
+    assert not _facts_held(text, passage, d, "text", False)  # (literal: no 4)
+    other = text.replace("four", "five")
+    assert not _facts_held(other, (0, len(other)), d, "text", True)

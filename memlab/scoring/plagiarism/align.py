@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memlab.config.schema import PlagiarismSection
-from memlab.scoring.plagiarism.text import Prepared, facts
+from memlab.scoring.plagiarism.text import Prepared, fact_found, facts, word_forms
 
 PLAIN_WORD = re.compile(r"\w+")
 
@@ -162,7 +162,8 @@ def semantic_idea(text: str, g: Prepared, d: Prepared, emb: np.ndarray,
     most idea_window consecutive generated sentences, embedded as one text) at cosine >=
     idea_cover (in any order), inside a generated passage (from the first to the last sentence
     at cosine >= idea_related to the source, widened to the covering windows) at least
-    idea_ratio times the source's length, holding the source's facts. `windows`: the windows'
+    idea_ratio times the source's length, the source's facts held by the passage or the whole
+    generated text (idea_facts_scope, idea_fact_forms: `_facts_held`). `windows`: the windows'
     inclusive sentence ranges, (n, 2); `wemb`: their cosines to the source's sentences (n, k);
     None: the sentences alone. Returns (length ratio, generated span, source span) or None."""
     s = p.semantic
@@ -182,8 +183,19 @@ def semantic_idea(text: str, g: Prepared, d: Prepared, emb: np.ndarray,
     ratio = (gspan[1] - gspan[0]) / max(1, dspan[1] - dspan[0])
     if ratio < s.idea_ratio:
         return None
-    if s.idea_facts:  # (each source sentence's own facts: its first word is no name)
-        words = facts(text[gspan[0]:gspan[1]])[1]
-        if any(not facts(d.text[a:b])[0] <= words for a, b in d.spans):
-            return None
+    if s.idea_facts and not _facts_held(text, gspan, d, s.idea_facts_scope, s.idea_fact_forms):
+        return None
     return ratio, gspan, dspan
+
+
+def _facts_held(text: str, gspan: tuple[int, int], d: Prepared, scope: str,
+                forms: bool) -> bool:
+    """semantic.idea_facts: each source sentence's own facts (its first word is no name) occur
+    among the words of the generated passage (`scope` passage) or of the whole generated text
+    (`scope` text); with `forms` (idea_fact_forms), under any of their word forms (a number
+    written in words, a Porter stem; text.word_forms), else literally."""
+    words = facts(text[gspan[0]:gspan[1]] if scope == "passage" else text)[1]
+    if not forms:
+        return all(facts(d.text[a:b])[0] <= words for a, b in d.spans)
+    held = word_forms(words)
+    return all(fact_found(f, held) for a, b in d.spans for f in facts(d.text[a:b])[0])

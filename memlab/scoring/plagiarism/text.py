@@ -124,3 +124,48 @@ def facts_agree(a: str, b: str) -> bool:
     fa, wa = facts(a)
     fb, wb = facts(b)
     return fa <= wb and fb <= wa
+
+
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+          "fourteen fifteen sixteen seventeen eighteen nineteen").split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+NUMBER_WORDS = {**{w: i for i, w in enumerate(_UNITS)},
+                **{w: 20 + 10 * i for i, w in enumerate(_TENS)}}
+_STEMMER: list[Stemmer] = []
+
+
+def _stem(word: str) -> str:
+    if not _STEMMER:
+        _STEMMER.append(Stemmer())
+    return _STEMMER[0](word)
+
+
+def _number(word: str) -> str | None:
+    """A number written in words as digits: `three` -> 3, `twenty-five` -> 25 (one word, or
+    the tens and units parts of a hyphenated one); None for other words."""
+    if word in NUMBER_WORDS:
+        return str(NUMBER_WORDS[word])
+    tens, _, unit = word.partition("-")
+    if tens in _TENS and NUMBER_WORDS.get(unit, 10) < 10:
+        return str(NUMBER_WORDS[tens] + NUMBER_WORDS[unit])
+    return None
+
+
+def word_forms(words: set[str]) -> set[str]:
+    """The forms under which a text's words (lowercased, as `facts` gives them) hold a fact
+    (semantic.idea_fact_forms): each word, its Porter stem, and, for a number written in
+    words, its digits; a hyphenated word also as its parts (`four-kilometre` holds 4,
+    `Denmark-based` holds denmark)."""
+    out: set[str] = set()
+    for w in words:
+        whole = _number(w)
+        for x in ({w} if whole is not None else {w, *w.split("-")} - {""}):
+            n = _number(x)
+            out |= {x, _stem(x)} | ({n} if n is not None else set())
+    return out
+
+
+def fact_found(fact: str, forms: set[str]) -> bool:
+    """A source fact is among a text's `word_forms`: as written, or by its Porter stem
+    (`Vikings` and `Viking`); numbers are written in digits in a source's facts."""
+    return fact in forms or _stem(fact) in forms
