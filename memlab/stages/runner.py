@@ -24,6 +24,7 @@ a trial whose points are done up to that one is done).
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def run_work(work: Work, stage: str, ctx: TrialContext, folder: Path,
     """`work` into `folder` unless it finished there from `upstream`."""
     with claim_stage(folder, upstream) as claim:
         if claim.finished is None:
+            t0 = time.perf_counter()
             if work.shards is not None:
                 jobs, nodes = shard_jobs(ctx.dir(work.shards.source), folder), set()
                 work.shards.before(ctx, jobs)
@@ -63,7 +65,9 @@ def run_work(work: Work, stage: str, ctx: TrialContext, folder: Path,
                 fields = work.finish(ctx, folder, jobs, rows, nodes)
             else:
                 fields = work.compute(ctx, folder)
-            write_manifest(folder, upstream=upstream, volatile=work.volatile, **fields)
+            # compute_s: this attempt's seconds (a resumed stage: what was left of it)
+            write_manifest(folder, upstream=upstream, volatile=(*work.volatile, "compute_s"),
+                           **fields, compute_s=round(time.perf_counter() - t0, 2))
             for name in work.scratch:  # (after the manifest: a crash before it resumes)
                 shutil.rmtree(folder / name, ignore_errors=True)
         return claim.output()
