@@ -30,9 +30,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from memlab.config.schema import StudyConfig
+from memlab.config.schema import ScoreSection, StudyConfig
 from memlab.scoring.membership import signals as signal_values
 from memlab.scoring.plagiarism.align import longest_common_word_run
+from memlab.scoring.registry import PERCENT, Scale
 
 FILE = "rank.parquet"  # the per-generation rows, in the score stage's folder
 
@@ -111,6 +112,14 @@ def figures(rows: pd.DataFrame, drawn: int, cfg: StudyConfig) -> dict[str, float
     for k in sr.at:
         out[f"rank_precision_at_{k}"] = out[f"rank_precision_at_{k}_{sr.headline}"]
     return out
+
+
+def scales(sec: ScoreSection) -> dict[str, Scale]:
+    """The figures' ranges (the report's intervals stay inside them): the shares in percent;
+    the counts are unbounded."""
+    names = ["rank_verbatim_pct", *(f"rank_precision_at_{k}" for k in sec.rank.at),
+             *(f"rank_precision_at_{k}_{s}" for k in sec.rank.at for s in sec.rank.signals)]
+    return dict.fromkeys(names, PERCENT)
 
 
 def rank_trial(rank_dir: Path, data_dir: Path, cfg: StudyConfig, out: Path) -> dict[str, float]:

@@ -14,6 +14,7 @@ from memlab.scoring import (  # noqa: F401  (they register)
     exact,
     membership,
     plagiarism,
+    rank,
     similarity,
     utility,
 )
@@ -38,6 +39,8 @@ def fingerprint(sec: ScoreSection) -> str:
 
 
 def scales(sec: ScoreSection) -> dict[str, Scale]:
-    """Summary metric -> its Scale, as the scorers' aggregations declare them (a metric not
-    here is unbounded: perplexity, exposure, a plugin's plain function)."""
-    return {m: s for c in columns(sec) for m, s in c.scales(sec).items()}
+    """Summary metric -> its Scale, as the scorers' aggregations declare them, and
+    sample-and-rank's (a metric not here is unbounded: perplexity, exposure, a plugin's plain
+    function)."""
+    return {**{m: s for c in columns(sec) for m, s in c.scales(sec).items()},
+            **rank.scales(sec)}  # (sample-and-rank's figures: no scorer's columns)

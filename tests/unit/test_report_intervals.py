@@ -158,6 +158,9 @@ def test_the_registry_declares_every_reported_rate_and_auc_bounded():
     assert scales["rougeL"] == PERCENT and scales["sim_to_source_mean"].lo == -1.0
     assert "lcs_tokens_mean" not in scales or not scales["lcs_tokens_mean"].bounded
     assert "flesch" not in scales and "ppl" not in scales  # unbounded: not declared
+    # sample-and-rank's figures (no scorer's columns): shares in percent, counts unbounded
+    assert scales["rank_precision_at_100"] == scales["rank_precision_at_10_ref"] == PERCENT
+    assert scales["rank_verbatim_pct"] == PERCENT and "rank_unique" not in scales
     assert percent("x", share=True).scales(ScoreSection()) == {"x": SHARE}
     assert mean("y").scales(ScoreSection()) == {"y": UNBOUNDED}
 
