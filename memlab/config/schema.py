@@ -7,6 +7,7 @@ Nothing in this module imports torch, ray or transformers.
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -139,7 +140,7 @@ class ModelSection:
     tiny: TinyModel = field(default_factory=TinyModel, metadata={"help": "Tiny model shape."})
 
 
-class PerStrategy:
+class PerStrategy(abc.ABC):
     """A section with a sub-section per registered fine-tuning strategy (`train.<strategy>`:
     its settings; `resources.<strategy>`: what its trials reserve), besides its own fields.
     The strategies come from the registry (memlab/strategies/), so a study's own strategy
@@ -147,8 +148,10 @@ class PerStrategy:
     deepcopy) a sub-section travels as plain data and is rebuilt from the registry where it is
     first read: a study's strategy class need not be importable by name on a Ray worker."""
 
-    def section_type(self, strategy: str) -> type:  # (TrainSection: its settings; resources)
-        raise NotImplementedError
+    @abc.abstractmethod
+    def section_type(self, strategy: str) -> type:
+        """The class of a strategy's sub-section (TrainSection: its settings; resources:
+        what its trials reserve)."""
 
     def own(self) -> tuple[str, ...]:
         """Strategies whose sub-section this section always has, besides memlab's own."""
