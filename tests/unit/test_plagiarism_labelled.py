@@ -1,11 +1,11 @@
 """The hand-labelled set (tests/fixtures/plagiarism_labelled, bench/plagiarism_labelled.py), in
-its three fixed parts: the calibration part (106 texts, where semantic.idea_window was chosen),
-the first held-out part (46 texts; read after it measured the window rule, so calibration data
-since, where the idea passage and facts settings were chosen with the calibration part) and the
-second held-out part (55 texts, written and committed before that choice and never used for
+its four fixed parts: the calibration part (106 texts, where semantic.idea_window was chosen),
+the first and second held-out parts (46 and 55 texts; each read after it measured a rule, so
+calibration data since, where the idea settings were chosen with the calibration part) and the
+third held-out part (57 texts, written and committed before that choice and never used for
 it). The floors are the figures measured at the choice (bench/results/plagiarism_labelled.json),
 so a change that loses a found text fails here; they are NOT issue 35 part 6's acceptance (idea
-recall >= 0.8 on held-out texts), which the second held-out part does not meet (12 of 16)."""
+recall >= 0.8 on held-out texts), which the third held-out part does not meet (10 of 17)."""
 
 import pytest
 
@@ -41,21 +41,25 @@ def test_semantic_on_the_calibration_data(results):
     r = results["semantic"]["heldout1"]
     assert (r["texts"], r["verbatim_recall"], r["paraphrase_recall"]) == (46, 1.0, 1.0)
     assert r["idea_recall"] >= 11 / 12 and r["false_label_rate"] <= 0.05
+    r = results["semantic"]["heldout2"]
+    assert (r["texts"], r["verbatim_recall"], r["paraphrase_recall"]) == (55, 1.0, 1.0)
+    assert r["idea_recall"] == 1.0 and r["false_label_rate"] <= 0.05  # (16 of 16)
 
 
 def test_semantic_on_the_held_out_part(results):
-    r = results["semantic"]["heldout2"]
-    assert r["texts"] == 55
+    r = results["semantic"]["heldout3"]
+    assert r["texts"] == 57
     assert r["verbatim_recall"] == 1.0
     assert r["paraphrase_recall"] >= 0.85  # (issue 35 part 6: met, 11 of 11)
-    assert r["idea_recall"] >= 12 / 16  # (the issue asks 0.8: not met, 0.75)
-    assert r["false_label_rate"] <= 0.05  # (met: 0 of 23)
+    assert r["idea_recall"] >= 10 / 17  # (the issue asks 0.8: not met, 0.59)
+    assert r["false_label_rate"] <= 0.05  # (met: 0 of 24)
 
 
 def test_semantic_finds_more_than_pan2014_and_no_false_label_more(results):
-    for part in ("calibration", "heldout1", "heldout2"):
+    for part in ("calibration", "heldout1", "heldout2", "heldout3"):
         pan, sem = results["pan2014"][part], results["semantic"][part]
-        assert pan["verbatim_recall"] == 1.0 and pan["idea_recall"] == 0.0
+        # (pan2014 types one of heldout3's 17 idea texts idea)
+        assert pan["verbatim_recall"] == 1.0 and pan["idea_recall"] <= 1 / 17
         assert sem["paraphrase_recall"] >= pan["paraphrase_recall"]
         assert sem["idea_recall"] > pan["idea_recall"]
         assert sem["false_label_rate"] <= pan["false_label_rate"] + 0.05
