@@ -1,15 +1,15 @@
 """The hand-labelled set (tests/fixtures/plagiarism_labelled, bench/plagiarism_labelled.py), in
-its three fixed parts: the calibration part (106 texts, where semantic.idea_window was chosen),
-the first held-out part (46 texts; read after it measured the window rule, so calibration data
-since, where the idea passage and facts settings were chosen with the calibration part) and the
-second held-out part (55 texts, written and committed before that choice and never used for
+its four fixed parts: the calibration part (106 texts, where semantic.idea_window was chosen),
+the first and second held-out parts (46 and 55 texts; each read after it measured a rule, so
+calibration data since, where the idea settings were chosen with the calibration part) and the
+third held-out part (57 texts, written and committed before that choice and never used for
 it). The floors are the figures measured at the choice (bench/results/plagiarism_labelled.json),
 so a change that loses a found text fails here; they are NOT issue 35 part 6's acceptance (idea
-recall >= 0.8 on held-out texts), which the second held-out part does not meet (12 of 16)."""
+recall >= 0.8 on held-out texts), which the third held-out part does not meet (10 of 17)."""
 
 import pytest
 
-from bench.plagiarism_labelled import IDEA_BEFORE, choose_idea, choose_window, evaluate, load_set
+from bench.plagiarism_labelled import IDEA_ROUND2, choose_idea, choose_window, evaluate, load_set
 
 
 @pytest.fixture(scope="module")
@@ -20,14 +20,15 @@ def results(tmp_path_factory):
 
 def test_the_parts_are_fixed_and_apart():
     _, texts = load_set()
-    parts = {p: [t for t in texts if t["part"] == p] for p in ("calibration", "heldout1",
-                                                                "heldout2")}
-    assert [len(x) for x in parts.values()] == [106, 46, 55]
+    names = ("calibration", "heldout1", "heldout2", "heldout3")
+    parts = {p: [t for t in texts if t["part"] == p] for p in names}
+    assert [len(x) for x in parts.values()] == [106, 46, 55, 57]
     ids = [{t["id"] for t in x} for x in parts.values()]
-    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sum(map(len, ids)) == len(set().union(*ids))  # (no text in two parts)
     corpora = [{t["corpus"] for t in x} for x in parts.values()]
-    assert corpora[1] == {"notes"} and corpora[2] == {"notes2"}  # (sources of their own)
-    assert not corpora[0] & (corpora[1] | corpora[2])
+    # (each held-out part against sources of its own)
+    assert corpora[1:] == [{"notes"}, {"notes2"}, {"notes3"}]
+    assert not corpora[0] & (corpora[1] | corpora[2] | corpora[3])
 
 
 def test_semantic_on_the_calibration_data(results):
@@ -40,21 +41,25 @@ def test_semantic_on_the_calibration_data(results):
     r = results["semantic"]["heldout1"]
     assert (r["texts"], r["verbatim_recall"], r["paraphrase_recall"]) == (46, 1.0, 1.0)
     assert r["idea_recall"] >= 11 / 12 and r["false_label_rate"] <= 0.05
+    r = results["semantic"]["heldout2"]
+    assert (r["texts"], r["verbatim_recall"], r["paraphrase_recall"]) == (55, 1.0, 1.0)
+    assert r["idea_recall"] == 1.0 and r["false_label_rate"] <= 0.05  # (16 of 16)
 
 
 def test_semantic_on_the_held_out_part(results):
-    r = results["semantic"]["heldout2"]
-    assert r["texts"] == 55
+    r = results["semantic"]["heldout3"]
+    assert r["texts"] == 57
     assert r["verbatim_recall"] == 1.0
     assert r["paraphrase_recall"] >= 0.85  # (issue 35 part 6: met, 11 of 11)
-    assert r["idea_recall"] >= 12 / 16  # (the issue asks 0.8: not met, 0.75)
-    assert r["false_label_rate"] <= 0.05  # (met: 0 of 23)
+    assert r["idea_recall"] >= 10 / 17  # (the issue asks 0.8: not met, 0.59)
+    assert r["false_label_rate"] <= 0.05  # (met: 0 of 24)
 
 
 def test_semantic_finds_more_than_pan2014_and_no_false_label_more(results):
-    for part in ("calibration", "heldout1", "heldout2"):
+    for part in ("calibration", "heldout1", "heldout2", "heldout3"):
         pan, sem = results["pan2014"][part], results["semantic"][part]
-        assert pan["verbatim_recall"] == 1.0 and pan["idea_recall"] == 0.0
+        # (pan2014 types one of heldout3's 17 idea texts idea)
+        assert pan["verbatim_recall"] == 1.0 and pan["idea_recall"] <= 1 / 17
         assert sem["paraphrase_recall"] >= pan["paraphrase_recall"]
         assert sem["idea_recall"] > pan["idea_recall"]
         assert sem["false_label_rate"] <= pan["false_label_rate"] + 0.05
@@ -71,17 +76,17 @@ def test_the_default_window_is_the_calibration_parts_choice(tmp_path):
 
 
 def test_the_default_idea_settings_are_the_calibration_datas_choice(tmp_path):
-    """The default idea_ratio, idea_facts_scope and idea_fact_forms are what choose_idea picks
-    on the calibration data alone (here on a smaller grid around them); they find more idea
-    texts there than the settings before, with no more false labels."""
+    """The default idea_ratio, idea_cover, idea_facts_scope and idea_fact_forms are what
+    choose_idea picks on the calibration data alone (here on a smaller grid around them); they
+    find more idea texts there than the second round's settings, with no more false labels."""
     from memlab.config.schema import SemanticSection
 
-    grid = {"idea_ratio": (2.0, 1.75), "idea_related": (0.40,),
+    grid = {"idea_ratio": (1.75, 1.5), "idea_cover": (0.60, 0.55), "idea_related": (0.40,),
             "idea_facts_scope": ("passage", "text"), "idea_fact_forms": (True, False)}
     chosen, tried = choose_idea(tmp_path, grid)
     d = SemanticSection()
     assert chosen == {k: getattr(d, k) for k in grid}
     name = lambda c: ", ".join(f"{k} {c[k]}" for k in grid)  # noqa: E731
-    new, before = tried[name(chosen)], tried[name(IDEA_BEFORE)]
+    new, before = tried[name(chosen)], tried[name(IDEA_ROUND2)]
     assert new["idea_recall"] > before["idea_recall"]
     assert new["false_label_rate"] <= before["false_label_rate"]
