@@ -110,3 +110,13 @@ def sweep_parser(doc: str, sweep: str, out: str):
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / out))
     return ap
 
+
+
+def run_part(args, sets: list[str]) -> tuple[int | None, float | None]:
+    """A sweep benchmark's run (sweep_parser's command line): the sweep with `sets`, unless
+    --no-run. (exit status to return now: the run failed or ran one part (--only), else None:
+    go on and record; its wall seconds, None without a run.)"""
+    if args.no_run:
+        return None, None
+    rc, wall = run_sweep(args.sweep, sets, args.only)
+    return (rc if rc != 0 or args.only else None), wall

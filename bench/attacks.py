@@ -29,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import run_sweep, summaries, sweep_parser, write_result  # noqa: E402
+from bench._common import run_part, summaries, sweep_parser, write_result  # noqa: E402
 
 STRATEGIES = ("full", "head", "lora")
 SIGNALS = ("ref", "rmia", "recall", "dcpdd", "loss", "zlib", "mink", "minkpp")
@@ -116,11 +116,9 @@ def headline(f: dict) -> dict:
 def main() -> int:
     ap = sweep_parser(__doc__, "attacks.yaml", "attacks.json")
     args = ap.parse_args()
-    wall = None
-    if not args.no_run:
-        rc, wall = run_sweep(args.sweep, args.set, args.only)
-        if rc != 0 or args.only:
-            return rc
+    rc, wall = run_part(args, args.set)
+    if rc is not None:
+        return rc
     from memlab.config.expand import load_study
 
     study = load_study(args.sweep, args.set)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import run_sweep, sweep_parser, write_result  # noqa: E402
+from bench._common import run_part, sweep_parser, write_result  # noqa: E402
 
 SIM = "sim_src_ge_0.8_pct"
 STRATEGIES = ("full", "head", "lora")
@@ -87,11 +87,9 @@ def timings(study) -> dict:
 def main() -> int:
     ap = sweep_parser(__doc__, "dynamics.yaml", "dynamics.json")
     args = ap.parse_args()
-    wall = None
-    if not args.no_run:
-        rc, wall = run_sweep(args.sweep, args.set, args.only)
-        if rc != 0 or args.only:
-            return rc
+    rc, wall = run_part(args, args.set)
+    if rc is not None:
+        return rc
     from memlab.config.expand import load_study
     from memlab.report.dynamics import load_points
     from memlab.report.numbers import load_records

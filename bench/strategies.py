@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench._common import run_sweep, summaries, sweep_parser, write_result  # noqa: E402
+from bench._common import run_part, summaries, sweep_parser, write_result  # noqa: E402
 
 GPU = ["data.num_members=600", "data.num_nonmembers=300", "data.dup_factor=1",
        "data.shard_rows=150", "train.batch_size=32", "train.seq_len=128",
@@ -137,11 +137,9 @@ def main() -> int:
         record = json.loads(Path(args.out).read_text())
         print(draw(record, load_study(args.sweep, record["overrides"]), Path(args.figure)))
         return 0
-    wall = None
-    if not args.no_run:
-        rc, wall = run_sweep(args.sweep, sets, args.only)
-        if rc != 0 or args.only:
-            return rc
+    rc, wall = run_part(args, sets)
+    if rc is not None:
+        return rc
     from memlab.config.expand import load_study
 
     trials = rows(load_study(args.sweep, sets))
