@@ -195,22 +195,20 @@ def record(args, runs: dict, docs: int) -> None:
     for s in ("lora", "head"):  # issue 36: the GPU study's shape, one CUDA graph per step
         if ok("full_135m_gpu1") and ok(f"{s}_135m_gpu1"):
             head[f"{s}_over_full_135m_32x128"] = tok_s(f"{s}_135m_gpu1") / tok_s("full_135m_gpu1")
-    if ok("full_135m_gpu1") and ok("full_135m_gpu1_eager") and ok("full_135m_gpu1_fp32"):
-        graph, eager, fp32 = (runs[k]["losses"] for k in
-                              ("full_135m_gpu1", "full_135m_gpu1_eager", "full_135m_gpu1_fp32"))
-        head["loss_max_rel_diff_graph_vs_eager_32x128"] = max_rel(graph, eager)
-        head["loss_max_rel_diff_eager_vs_fp32_32x128"] = max_rel(eager, fp32)
-        head["loss_max_rel_diff_graph_vs_fp32_32x128"] = max_rel(graph, fp32)
     for tag, key in (("full_135m", "startup_s_full_135m_compiled"),
                      ("full_135m_eager", "startup_s_full_135m_eager")):
         if ok(tag):
             head[key] = runs[tag]["startup_s"]
-    if ok("full_135m") and ok("full_135m_before") and ok("full_135m_fp32"):
-        now, before, fp32 = (runs[k]["losses"] for k in
-                             ("full_135m", "full_135m_before", "full_135m_fp32"))
-        head["loss_max_rel_diff_now_vs_deepspeed"] = max_rel(now, before)
-        head["loss_max_rel_diff_deepspeed_vs_fp32"] = max_rel(before, fp32)
-        head["loss_max_rel_diff_now_vs_fp32"] = max_rel(now, fp32)
+    # loss curves: now / the path it replaces / float32, each pair's largest relative difference
+    for (a, b, f), (na, nb), tail in (
+            (("full_135m", "full_135m_before", "full_135m_fp32"), ("now", "deepspeed"), ""),
+            (("full_135m_gpu1", "full_135m_gpu1_eager", "full_135m_gpu1_fp32"),
+             ("graph", "eager"), "_32x128")):
+        if ok(a) and ok(b) and ok(f):
+            la, lb, lf = (runs[k]["losses"] for k in (a, b, f))
+            head[f"loss_max_rel_diff_{na}_vs_{nb}{tail}"] = max_rel(la, lb)
+            head[f"loss_max_rel_diff_{nb}_vs_fp32{tail}"] = max_rel(lb, lf)
+            head[f"loss_max_rel_diff_{na}_vs_fp32{tail}"] = max_rel(la, lf)
     write_result(args.out, "train.py", head, workload={
         "data": f"{docs} demo-corpus documents joined 8 at a time, every sequence {S} tokens",
         "steps": args.steps, "batch_135m": B, "batch_1b": args.batch_1b, "seq_len": S,
