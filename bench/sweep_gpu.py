@@ -96,6 +96,25 @@ class Sampler:
         self._thread.join(timeout=2)  # (ends at nvidia-smi's next line)
 
 
+def stage_seconds(runs: Path) -> dict:
+    """Where a sweep's time went, per stage: the finished stages' `compute_s` (their
+    manifests'; trees before it have none: {}), as the count, sum and largest."""
+    out: dict = {}
+    for manifest in sorted(runs.glob("stages/*/*/_MANIFEST.json")) + sorted(
+            runs.glob("stages/*/*/at/*/_MANIFEST.json")):
+        stage = manifest.relative_to(runs / "stages").parts[0]
+        try:
+            secs = json.loads(manifest.read_text()).get("compute_s")
+        except (OSError, ValueError):
+            continue
+        if isinstance(secs, (int, float)):
+            row = out.setdefault(stage, {"n": 0, "sum_s": 0.0, "max_s": 0.0})
+            row["n"] += 1
+            row["sum_s"] = round(row["sum_s"] + secs, 2)
+            row["max_s"] = max(row["max_s"], secs)
+    return out
+
+
 def run(tree: Path, study_file: Path, runs: Path, sets: list[str],
         limit_s: float | None = None) -> dict:
     """`memlab run` of the study from `tree` into `runs` (its own model cache there too: each
@@ -123,7 +142,8 @@ def run(tree: Path, study_file: Path, runs: Path, sets: list[str],
             "gpu_busy_frac": busy,
             "samples": len(smi.samples),
             "nonidle_frac": (sum(s > 0 for s in smi.samples) / len(smi.samples)
-                             if smi.samples else None), "sets": sets}
+                             if smi.samples else None), "sets": sets,
+            "stage_compute_s": stage_seconds(runs)}
 
 
 def main() -> int:
