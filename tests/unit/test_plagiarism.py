@@ -239,6 +239,30 @@ def test_a_source_sentence_spread_over_two_generated_ones_is_covered_by_a_window
     assert SPREAD_IDEA[r["gen_span"][0]:].startswith("Somewhere between")  # (the passage)
 
 
+# A short elaboration (1.3 times its source, under idea_ratio) that adds a sentence of its own
+# (issue 35 part 6's fourth round): length alone does not tell it from a paraphrase.
+SHORT_IDEA = ("The Tessaly Library named Mirela Dovant its chief archivist in March 2011. Its "
+              "collections had been left unsorted for a decade. In her first year she "
+              "catalogued 4,200 maps of the northern valleys, all drawn by hand.")
+
+
+def test_a_short_elaboration_is_told_by_what_it_adds(semantic):
+    """semantic.idea_added: the short elaboration's middle sentence (at cosine 0.2 to both
+    source sentences) is added material, 0.3 times the source's length, so it is an idea at
+    idea_added 0.2 although 1.3 times the source's length; by length alone (idea_added null,
+    the rule before) it is not. The paraphrases add nothing and stay paraphrases."""
+    at = {"idea_ratio": 1.5, "idea_added_cosine": 0.5}
+    (before,) = semantic["with"]([SHORT_IDEA], idea_added=None, **at)
+    assert before["label"] != "idea"
+    (r,) = semantic["with"]([SHORT_IDEA], idea_added=0.2, **at)
+    assert r["label"] == "idea" and r["doc_id"] == "archivist"
+    assert 1.0 < r["score"] < 1.5  # (the length ratio, under idea_ratio)
+    (more,) = semantic["with"]([SHORT_IDEA], idea_added=0.5, **at)  # (0.3 is not enough)
+    assert more["label"] != "idea"
+    got = semantic["with"]([PARAPHRASE, REWORDED], idea_added=0.2, **at)
+    assert [(x["label"], x["doc_id"]) for x in got] == [("paraphrase", "audit")] * 2
+
+
 def test_semantic_keeps_what_pan2014_finds(semantic, corpus):
     planted = corpus[5]["text"]
     got = semantic["type"]([planted, PARAPHRASE, ELABORATION, SAME_TOPIC, UNRELATED])
