@@ -1,11 +1,12 @@
 """The hand-labelled set (tests/fixtures/plagiarism_labelled, bench/plagiarism_labelled.py), in
-its four fixed parts: the calibration part (106 texts, where semantic.idea_window was chosen),
-the first and second held-out parts (46 and 55 texts; each read after it measured a rule, so
-calibration data since, where the idea settings were chosen with the calibration part) and the
-third held-out part (57 texts, written and committed before that choice and never used for
-it). The floors are the figures measured at the choice (bench/results/plagiarism_labelled.json),
-so a change that loses a found text fails here; they are NOT issue 35 part 6's acceptance (idea
-recall >= 0.8 on held-out texts), which the third held-out part does not meet (10 of 17)."""
+its five fixed parts: the calibration part (106 texts, where semantic.idea_window was chosen),
+the first, second and third held-out parts (46, 55 and 57 texts; each read after it measured a
+rule, so calibration data since, where the idea settings were chosen with the calibration
+part) and the fourth held-out part (57 texts, written and committed before that choice and
+never used for it). The floors are the figures measured at the choice
+(bench/results/plagiarism_labelled.json), so a change that loses a found text fails here; they
+are NOT issue 35 part 6's acceptance (idea recall >= 0.8 on held-out texts), which the fourth
+held-out part does not meet (13 of 17)."""
 
 from collections import Counter
 
@@ -49,21 +50,24 @@ def test_semantic_on_the_calibration_data(results):
     r = results["semantic"]["heldout2"]
     assert (r["texts"], r["verbatim_recall"], r["paraphrase_recall"]) == (55, 1.0, 1.0)
     assert r["idea_recall"] == 1.0 and r["false_label_rate"] <= 0.05  # (16 of 16)
+    r = results["semantic"]["heldout3"]  # (calibration data since the fourth round)
+    assert (r["texts"], r["verbatim_recall"], r["paraphrase_recall"]) == (57, 1.0, 1.0)
+    assert r["idea_recall"] >= 14 / 17 and r["false_label_rate"] <= 0.05
 
 
 def test_semantic_on_the_held_out_part(results):
-    r = results["semantic"]["heldout3"]
+    r = results["semantic"]["heldout4"]
     assert r["texts"] == 57
     assert r["verbatim_recall"] == 1.0
-    assert r["paraphrase_recall"] >= 0.85  # (issue 35 part 6: met, 11 of 11)
-    assert r["idea_recall"] >= 10 / 17  # (the issue asks 0.8: not met, 0.59)
+    assert r["paraphrase_recall"] >= 10 / 11  # (issue 35 part 6 asks 0.85: met, 10 of 11)
+    assert r["idea_recall"] >= 13 / 17  # (the issue asks 0.8: not met, 0.76)
     assert r["false_label_rate"] <= 0.05  # (met: 0 of 24)
 
 
 def test_semantic_finds_more_than_pan2014_and_no_false_label_more(results):
-    for part in ("calibration", "heldout1", "heldout2", "heldout3"):
+    for part in ("calibration", "heldout1", "heldout2", "heldout3", "heldout4"):
         pan, sem = results["pan2014"][part], results["semantic"][part]
-        # (pan2014 types one of heldout3's 17 idea texts idea)
+        # (pan2014 types one of heldout3's 17 idea texts idea, none of heldout4's)
         assert pan["verbatim_recall"] == 1.0 and pan["idea_recall"] <= 1 / 17
         assert sem["paraphrase_recall"] >= pan["paraphrase_recall"]
         assert sem["idea_recall"] > pan["idea_recall"]
