@@ -94,6 +94,12 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
         skip += ("score.discoverable_within",)  # (keys as before discoverability)
     if cfg.score.plagiarism.semantic.dense_breadth == 64:
         skip += ("score.plagiarism.semantic.dense_breadth",)  # (keys as before)
+    sem = cfg.score.plagiarism.semantic  # issue 35 part 6's fourth round, at the rule before it
+    if not sem.idea_number_phrases:
+        skip += ("score.plagiarism.semantic.idea_number_phrases",)  # (keys as before)
+    if sem.idea_added is None:  # (idea_added_cosine means nothing without it)
+        skip += ("score.plagiarism.semantic.idea_added",
+                 "score.plagiarism.semantic.idea_added_cosine")  # (keys as before)
     ident = {k: v for k, v in flatten(to_dict(cfg)).items()
              if not under(k, skip)}
     if ident.get("attack.prompt_from") == "auto":  # hashed as what it resolves to

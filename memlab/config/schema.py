@@ -496,6 +496,22 @@ class SemanticSection:
         True, "... true: under any of their word forms (a number written in words is its "
         "digits, `four-kilometre` holds 4; Porter stems, `Vikings` holds Viking); false: "
         "literally (numbers as digits, names as written; the rule before).")
+    idea_number_phrases: bool = _f(
+        True, "... with idea_fact_forms, true: a number also as a phrase of number words or "
+        "digits and a scale word (`a hundred and fifty` holds 150, `nine million` holds 9 "
+        "million and 9,000,000, `9 million` holds 9,000,000); false: one number word at a time "
+        "(the rule before issue 35 part 6's fourth round; true chosen on the labelled set's "
+        "calibration data: bench/plagiarism_labelled.py --choose-only, choose_idea).")
+    idea_added: float | None = _f(
+        0.2, "Idea, besides idea_ratio: a passage shorter than idea_ratio times the source is "
+        "an idea too when the sentences it adds (at cosine < idea_added_cosine to every source "
+        "sentence) are at least this many times the source's length (a short elaboration "
+        "adds what a paraphrase does not); null: by length alone (the rule before issue 35 "
+        "part 6's fourth round; 0.2 chosen on the labelled set's calibration data: "
+        "bench/plagiarism_labelled.py --choose-only, choose_idea).", gt=0)
+    idea_added_cosine: float = _f(0.60, "... an added sentence: its embedding cosine to every "
+                                        "source sentence is under this (0.60 chosen with "
+                                        "idea_added).", ge=-1, le=1)
     dense_candidates: int = _f(10, "Candidates per generated text from dense retrieval (an "
                                    "approximate nearest-neighbour index of the corpus documents' "
                                    "embeddings), besides the BM25 candidates.", ge=0)

@@ -126,6 +126,27 @@ def test_text_data_keeps_the_keys_it_had_before_formats():
     assert not [k for k in _identity(StudyConfig()) if k.startswith(new)]
 
 
+def test_the_fourth_rounds_idea_settings_are_keyed_only_away_from_the_rule_before():
+    """score.plagiarism.semantic.idea_number_phrases, idea_added and idea_added_cosine (issue
+    35 part 6's fourth round) are in a semantic study's key only where they differ from the
+    rule before them (no number phrases, idea_added null, whose cosine then means nothing);
+    pan2014's keys leave the semantic section out."""
+    from memlab.config.keys import _identity
+
+    new = ("score.plagiarism.semantic.idea_number_phrases",
+           "score.plagiarism.semantic.idea_added")
+    cfg = StudyConfig()
+    assert not [k for k in _identity(cfg) if k.startswith(new)]  # (pan2014)
+    cfg.score.plagiarism.method = "semantic"
+    sem = cfg.score.plagiarism.semantic
+    sem.idea_number_phrases, sem.idea_added, sem.idea_added_cosine = False, None, 0.3
+    assert not [k for k in _identity(cfg) if k.startswith(new)]
+    sem.idea_number_phrases, sem.idea_added = True, 0.25
+    assert sorted(k for k in _identity(cfg) if k.startswith(new)) == [
+        "score.plagiarism.semantic.idea_added", "score.plagiarism.semantic.idea_added_cosine",
+        "score.plagiarism.semantic.idea_number_phrases"]
+
+
 def test_a_local_dataset_is_keyed_by_its_content_not_its_path_or_mtime(tmp_path):
     import os
 

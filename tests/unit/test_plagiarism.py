@@ -239,6 +239,30 @@ def test_a_source_sentence_spread_over_two_generated_ones_is_covered_by_a_window
     assert SPREAD_IDEA[r["gen_span"][0]:].startswith("Somewhere between")  # (the passage)
 
 
+# A short elaboration (1.3 times its source, under idea_ratio) that adds a sentence of its own
+# (issue 35 part 6's fourth round): length alone does not tell it from a paraphrase.
+SHORT_IDEA = ("The Tessaly Library named Mirela Dovant its chief archivist in March 2011. Its "
+              "collections had been left unsorted for a decade. In her first year she "
+              "catalogued 4,200 maps of the northern valleys, all drawn by hand.")
+
+
+def test_a_short_elaboration_is_told_by_what_it_adds(semantic):
+    """semantic.idea_added: the short elaboration's middle sentence (at cosine 0.2 to both
+    source sentences) is added material, 0.3 times the source's length, so it is an idea at
+    idea_added 0.2 although 1.3 times the source's length; by length alone (idea_added null,
+    the rule before) it is not. The paraphrases add nothing and stay paraphrases."""
+    at = {"idea_ratio": 1.5, "idea_added_cosine": 0.5}
+    (before,) = semantic["with"]([SHORT_IDEA], idea_added=None, **at)
+    assert before["label"] != "idea"
+    (r,) = semantic["with"]([SHORT_IDEA], idea_added=0.2, **at)
+    assert r["label"] == "idea" and r["doc_id"] == "archivist"
+    assert 1.0 < r["score"] < 1.5  # (the length ratio, under idea_ratio)
+    (more,) = semantic["with"]([SHORT_IDEA], idea_added=0.5, **at)  # (0.3 is not enough)
+    assert more["label"] != "idea"
+    got = semantic["with"]([PARAPHRASE, REWORDED], idea_added=0.2, **at)
+    assert [(x["label"], x["doc_id"]) for x in got] == [("paraphrase", "audit")] * 2
+
+
 def test_semantic_keeps_what_pan2014_finds(semantic, corpus):
     planted = corpus[5]["text"]
     got = semantic["type"]([planted, PARAPHRASE, ELABORATION, SAME_TOPIC, UNRELATED])
@@ -322,3 +346,70 @@ def test_idea_facts_scope_and_forms():
     assert not _facts_held(text, passage, d, "text", False)  # (literal: no 4)
     other = text.replace("four", "five")
     assert not _facts_held(other, (0, len(other)), d, "text", True)
+
+
+@pytest.mark.parametrize("text, phrases", [
+    ("three hundred and sixty-five days", [(None, "365", None)]),
+    ("a hundred and one dalmatians", [(None, "101", None)]),
+    ("two million and seven", [(None, "2000007", None)]),
+    ("two million people", [(None, "2000000", "2")]),
+    ("a thousand years", [(None, "1000", "1")]),
+    ("four hundred and eighty thousand pounds", [(None, "480000", "480")]),
+    ("ninety-nine", [(None, "99", None)]),
+    ("7 million euros and 2.5 billion dollars", [("7", "7000000", "7"),
+                                                 ("2.5", "2500000000", "2.5")]),
+    ("five hundred and the rest", [(None, "500", None)]),  # (a dangling `and`)
+    ("forty, two", [(None, "40", None), (None, "2", None)]),  # (punctuation ends a phrase)
+    ("one two", [(None, "1", None), (None, "2", None)]),
+    ("a dog, an hour, and 1,200 sheep, in 1990", []),
+])
+def test_number_phrases_read_compound_numbers(text, phrases):
+    """semantic.idea_number_phrases: a run of number words (`a`/`an` before hundred or a scale
+    word, `and` after one) or digits before a scale word is read as one number."""
+    from memlab.scoring.plagiarism.text import number_phrases
+
+    assert number_phrases(text) == phrases
+
+
+def test_number_phrases_hold_a_fact_in_other_words():
+    """idea_number_phrases: `two hundred and forty` holds the source's 240 and `six million`
+    its `6 million` (also written 6,000,000, or held by `6,000,000`); one number word at a
+    time (the rule before) holds neither; another number is not held."""
+    from memlab.scoring.plagiarism.align import _facts_held
+    from memlab.scoring.plagiarism.text import Stemmer, Vocab, prepare
+
+    p = PlagiarismSection()
+    text = ("Velmar Mills is taking on two hundred and forty weavers, paid for by a loan of six "
+            "million pounds.")
+    whole = (0, len(text))
+    for source in ("Velmar Mills will employ 240 weavers with a 6 million pound loan.",
+                   "Velmar Mills will employ 240 weavers with a 6,000,000 pound loan."):
+        d = prepare(source, p, Stemmer(), Vocab())
+        assert _facts_held(text, whole, d, "text", True, True), source
+        assert not _facts_held(text, whole, d, "text", True, False), source
+        other = text.replace("forty", "fifty")
+        assert not _facts_held(other, (0, len(other)), d, "text", True, True), source
+    d = prepare("Velmar Mills will employ 240 weavers with a 6 million pound loan.", p,
+                Stemmer(), Vocab())
+    digits = "Velmar Mills is taking on 240 weavers with a loan of 6,000,000 pounds."
+    assert _facts_held(digits, (0, len(digits)), d, "text", True, True)
+    assert not _facts_held(digits, (0, len(digits)), d, "text", True, False)
+
+
+def test_added_chars_counts_the_sentences_no_source_sentence_tells():
+    """semantic.idea_added: the passage's sentences at cosine under idea_added_cosine to every
+    source sentence are its added material, in characters; those before g0 or after g1 are
+    outside the passage."""
+    from memlab.scoring.plagiarism.align import added_chars
+    from memlab.scoring.plagiarism.text import Stemmer, Vocab, prepare
+
+    g = prepare("The mill burned down on Monday night. Nobody could remember a fire like it. "
+                "Its owner will rebuild. The town held a fair in May.", PlagiarismSection(),
+                Stemmer(), Vocab())
+    assert len(g.spans) == 4
+    emb = np.array([[0.90, 0.20], [0.30, 0.45], [0.10, 0.80], [0.05, 0.10]])
+    second = int(g.spans[1, 1] - g.spans[1, 0])
+    assert added_chars(g, emb, 0, 2, 0.50) == second
+    assert added_chars(g, emb, 0, 2, 0.40) == 0  # (0.45 is not under 0.40)
+    assert added_chars(g, emb, 0, 3, 0.50) == second + int(g.spans[3, 1] - g.spans[3, 0])
+    assert added_chars(g, emb, 2, 2, 0.95) == int(g.spans[2, 1] - g.spans[2, 0])

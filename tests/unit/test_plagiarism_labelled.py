@@ -1,15 +1,18 @@
 """The hand-labelled set (tests/fixtures/plagiarism_labelled, bench/plagiarism_labelled.py), in
-its four fixed parts: the calibration part (106 texts, where semantic.idea_window was chosen),
-the first and second held-out parts (46 and 55 texts; each read after it measured a rule, so
-calibration data since, where the idea settings were chosen with the calibration part) and the
-third held-out part (57 texts, written and committed before that choice and never used for
-it). The floors are the figures measured at the choice (bench/results/plagiarism_labelled.json),
-so a change that loses a found text fails here; they are NOT issue 35 part 6's acceptance (idea
-recall >= 0.8 on held-out texts), which the third held-out part does not meet (10 of 17)."""
+its five fixed parts: the calibration part (106 texts, where semantic.idea_window was chosen),
+the first, second and third held-out parts (46, 55 and 57 texts; each read after it measured a
+rule, so calibration data since, where the idea settings were chosen with the calibration
+part) and the fourth held-out part (57 texts, written and committed before that choice and
+never used for it). The floors are the figures measured at the choice
+(bench/results/plagiarism_labelled.json), so a change that loses a found text fails here; they
+are NOT issue 35 part 6's acceptance (idea recall >= 0.8 on held-out texts), which the fourth
+held-out part does not meet (13 of 17)."""
+
+from collections import Counter
 
 import pytest
 
-from bench.plagiarism_labelled import IDEA_ROUND2, choose_idea, choose_window, evaluate, load_set
+from bench.plagiarism_labelled import IDEA_ROUND3, choose_idea, choose_window, evaluate, load_set
 
 
 @pytest.fixture(scope="module")
@@ -20,15 +23,18 @@ def results(tmp_path_factory):
 
 def test_the_parts_are_fixed_and_apart():
     _, texts = load_set()
-    names = ("calibration", "heldout1", "heldout2", "heldout3")
+    names = ("calibration", "heldout1", "heldout2", "heldout3", "heldout4")
     parts = {p: [t for t in texts if t["part"] == p] for p in names}
-    assert [len(x) for x in parts.values()] == [106, 46, 55, 57]
+    assert [len(x) for x in parts.values()] == [106, 46, 55, 57, 57]
     ids = [{t["id"] for t in x} for x in parts.values()]
     assert sum(map(len, ids)) == len(set().union(*ids))  # (no text in two parts)
     corpora = [{t["corpus"] for t in x} for x in parts.values()]
     # (each held-out part against sources of its own)
-    assert corpora[1:] == [{"notes"}, {"notes2"}, {"notes3"}]
-    assert not corpora[0] & (corpora[1] | corpora[2] | corpora[3])
+    assert corpora[1:] == [{"notes"}, {"notes2"}, {"notes3"}, {"notes4"}]
+    assert not corpora[0] & set().union(*corpora[1:])
+    # (heldout4's 17 idea texts, 11 paraphrases, 5 verbatim copies, 24 texts without reuse)
+    assert Counter(t["label"] for t in parts["heldout4"]) == {
+        "idea": 17, "paraphrase": 11, "verbatim": 5, "none": 24}
 
 
 def test_semantic_on_the_calibration_data(results):
@@ -44,21 +50,24 @@ def test_semantic_on_the_calibration_data(results):
     r = results["semantic"]["heldout2"]
     assert (r["texts"], r["verbatim_recall"], r["paraphrase_recall"]) == (55, 1.0, 1.0)
     assert r["idea_recall"] == 1.0 and r["false_label_rate"] <= 0.05  # (16 of 16)
+    r = results["semantic"]["heldout3"]  # (calibration data since the fourth round)
+    assert (r["texts"], r["verbatim_recall"], r["paraphrase_recall"]) == (57, 1.0, 1.0)
+    assert r["idea_recall"] >= 14 / 17 and r["false_label_rate"] <= 0.05
 
 
 def test_semantic_on_the_held_out_part(results):
-    r = results["semantic"]["heldout3"]
+    r = results["semantic"]["heldout4"]
     assert r["texts"] == 57
     assert r["verbatim_recall"] == 1.0
-    assert r["paraphrase_recall"] >= 0.85  # (issue 35 part 6: met, 11 of 11)
-    assert r["idea_recall"] >= 10 / 17  # (the issue asks 0.8: not met, 0.59)
+    assert r["paraphrase_recall"] >= 10 / 11  # (issue 35 part 6 asks 0.85: met, 10 of 11)
+    assert r["idea_recall"] >= 13 / 17  # (the issue asks 0.8: not met, 0.76)
     assert r["false_label_rate"] <= 0.05  # (met: 0 of 24)
 
 
 def test_semantic_finds_more_than_pan2014_and_no_false_label_more(results):
-    for part in ("calibration", "heldout1", "heldout2", "heldout3"):
+    for part in ("calibration", "heldout1", "heldout2", "heldout3", "heldout4"):
         pan, sem = results["pan2014"][part], results["semantic"][part]
-        # (pan2014 types one of heldout3's 17 idea texts idea)
+        # (pan2014 types one of heldout3's 17 idea texts idea, none of heldout4's)
         assert pan["verbatim_recall"] == 1.0 and pan["idea_recall"] <= 1 / 17
         assert sem["paraphrase_recall"] >= pan["paraphrase_recall"]
         assert sem["idea_recall"] > pan["idea_recall"]
@@ -76,17 +85,21 @@ def test_the_default_window_is_the_calibration_parts_choice(tmp_path):
 
 
 def test_the_default_idea_settings_are_the_calibration_datas_choice(tmp_path):
-    """The default idea_ratio, idea_cover, idea_facts_scope and idea_fact_forms are what
-    choose_idea picks on the calibration data alone (here on a smaller grid around them); they
-    find more idea texts there than the second round's settings, with no more false labels."""
+    """The default idea settings are what choose_idea picks on the calibration data alone
+    (here on a smaller grid around the fourth round's choice: idea_number_phrases,
+    idea_added and idea_added_cosine at idea_ratio 1.5; the settings earlier rounds chose at
+    their defaults); they find more idea texts there than the third round's settings (number
+    words one at a time, length alone), with no more false labels and no fewer paraphrases.
+    (Updated in the fourth round: the defaults it pins moved from the third round's.)"""
     from memlab.config.schema import SemanticSection
 
-    grid = {"idea_ratio": (1.75, 1.5), "idea_cover": (0.60, 0.55), "idea_related": (0.40,),
-            "idea_facts_scope": ("passage", "text"), "idea_fact_forms": (True, False)}
+    grid = {"idea_ratio": (1.5,), "idea_number_phrases": (True, False),
+            "idea_added": (None, 0.35, 0.2), "idea_added_cosine": (0.60, 0.50)}
     chosen, tried = choose_idea(tmp_path, grid)
     d = SemanticSection()
     assert chosen == {k: getattr(d, k) for k in grid}
     name = lambda c: ", ".join(f"{k} {c[k]}" for k in grid)  # noqa: E731
-    new, before = tried[name(chosen)], tried[name(IDEA_ROUND2)]
+    new, before = tried[name(chosen)], tried[name({k: IDEA_ROUND3[k] for k in grid})]
     assert new["idea_recall"] > before["idea_recall"]
     assert new["false_label_rate"] <= before["false_label_rate"]
+    assert new["paraphrase_recall"] >= before["paraphrase_recall"]

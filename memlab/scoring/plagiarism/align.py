@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from memlab.config.schema import PlagiarismSection
-from memlab.scoring.plagiarism.text import Prepared, fact_found, facts, word_forms
+from memlab.scoring.plagiarism.text import (
+    Prepared,
+    fact_found,
+    facts,
+    phrase_forms,
+    scaled_facts,
+    word_forms,
+)
 
 PLAIN_WORD = re.compile(r"\w+")
 
@@ -162,10 +169,13 @@ def semantic_idea(text: str, g: Prepared, d: Prepared, emb: np.ndarray,
     most idea_window consecutive generated sentences, embedded as one text) at cosine >=
     idea_cover (in any order), inside a generated passage (from the first to the last sentence
     at cosine >= idea_related to the source, widened to the covering windows) at least
-    idea_ratio times the source's length, the source's facts held by the passage or the whole
-    generated text (idea_facts_scope, idea_fact_forms: `_facts_held`). `windows`: the windows'
-    inclusive sentence ranges, (n, 2); `wemb`: their cosines to the source's sentences (n, k);
-    None: the sentences alone. Returns (length ratio, generated span, source span) or None."""
+    idea_ratio times the source's length, or (idea_added) adding at least idea_added times
+    the source's length in sentences at cosine < idea_added_cosine to every source sentence
+    (`added_chars`), the source's facts held by the passage or the whole generated text
+    (idea_facts_scope, idea_fact_forms, idea_number_phrases: `_facts_held`). `windows`: the
+    windows' inclusive sentence ranges, (n, 2); `wemb`: their cosines to the source's
+    sentences (n, k); None: the sentences alone. Returns (length ratio, generated span, source
+    span) or None."""
     s = p.semantic
     k = emb.shape[1]
     if k == 0 or k > s.idea_max_sentences or emb.shape[0] == 0:
@@ -181,21 +191,44 @@ def semantic_idea(text: str, g: Prepared, d: Prepared, emb: np.ndarray,
     gspan = (int(g.spans[g0, 0]), int(g.spans[g1, 1]))
     dspan = (int(d.spans[0, 0]), int(d.spans[-1, 1]))
     ratio = (gspan[1] - gspan[0]) / max(1, dspan[1] - dspan[0])
-    if ratio < s.idea_ratio:
+    if ratio < s.idea_ratio and (s.idea_added is None or added_chars(
+            g, emb, g0, g1, s.idea_added_cosine) < s.idea_added * (dspan[1] - dspan[0])):
         return None
-    if s.idea_facts and not _facts_held(text, gspan, d, s.idea_facts_scope, s.idea_fact_forms):
+    if s.idea_facts and not _facts_held(text, gspan, d, s.idea_facts_scope, s.idea_fact_forms,
+                                        s.idea_number_phrases):
         return None
     return ratio, gspan, dspan
 
 
+def added_chars(g: Prepared, emb: np.ndarray, g0: int, g1: int, below: float) -> int:
+    """semantic.idea_added: the material a generated passage (sentences g0..g1) adds to its
+    source, in characters: its sentences whose embedding cosine to every source sentence
+    (`emb`, (n, k)) is under `below` (idea_added_cosine). A paraphrase tells each of its
+    sentences from some source sentence and adds none; an elaboration adds sentences of its
+    own (a cause, a quote, what comes next)."""
+    new = [i for i in range(g0, g1 + 1) if emb[i].max() < below]
+    return int(sum(g.spans[i, 1] - g.spans[i, 0] for i in new))
+
+
 def _facts_held(text: str, gspan: tuple[int, int], d: Prepared, scope: str,
-                forms: bool) -> bool:
+                forms: bool, phrases: bool = False) -> bool:
     """semantic.idea_facts: each source sentence's own facts (its first word is no name) occur
     among the words of the generated passage (`scope` passage) or of the whole generated text
     (`scope` text); with `forms` (idea_fact_forms), under any of their word forms (a number
-    written in words, a Porter stem; text.word_forms), else literally."""
-    words = facts(text[gspan[0]:gspan[1]] if scope == "passage" else text)[1]
+    written in words, a Porter stem; text.word_forms), else literally; with `phrases`
+    (idea_number_phrases, with forms only), a number also as a phrase of number words (`a
+    hundred and fifty` holds 150, `nine million` holds 9 million and 9,000,000:
+    text.number_phrases)."""
+    scoped = text[gspan[0]:gspan[1]] if scope == "passage" else text
+    words = facts(scoped)[1]
     if not forms:
         return all(facts(d.text[a:b])[0] <= words for a, b in d.spans)
     held = word_forms(words)
-    return all(fact_found(f, held) for a, b in d.spans for f in facts(d.text[a:b])[0])
+    if not phrases:
+        return all(fact_found(f, held) for a, b in d.spans for f in facts(d.text[a:b])[0])
+    held |= phrase_forms(scoped)
+    for a, b in d.spans:
+        scaled = scaled_facts(d.text[a:b])
+        if not all(fact_found(f, held) or scaled.get(f) in held for f in facts(d.text[a:b])[0]):
+            return False
+    return True

@@ -165,6 +165,86 @@ def word_forms(words: set[str]) -> set[str]:
     return out
 
 
+_NUM_TOKEN = re.compile(r"\d+(?:[.,]\d+)*|[a-z]+|[^\sa-z0-9'-]")  # (punctuation ends a phrase)
+_SCALES = {"thousand": 10 ** 3, "million": 10 ** 6, "billion": 10 ** 9}
+# what may follow what inside a number phrase (`and` only after hundred or a scale word, the
+# British "a hundred and fifty"; digits only before a scale word, "9 million")
+_NEXT = {"digits": {"scale"}, "a": {"hundred", "scale"}, "unit": {"hundred", "scale"},
+         "teen": {"hundred", "scale"}, "tens": {"unit", "scale"},
+         "hundred": {"and", "unit", "teen", "tens", "scale"},
+         "scale": {"and", "unit", "teen", "tens"}, "and": {"unit", "teen", "tens"}}
+
+
+def _kind(tok: str) -> str | None:
+    if tok[0].isdigit():
+        return "digits"
+    if tok in ("a", "an", "and", "hundred"):
+        return {"an": "a"}.get(tok, tok)
+    if tok in _SCALES:
+        return "scale"
+    v = NUMBER_WORDS.get(tok)
+    return None if v is None else "unit" if v < 10 else "teen" if v < 20 else "tens"
+
+
+def _digits(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.6f}".rstrip("0").rstrip(".")
+
+
+def number_phrases(text: str) -> list[tuple[str | None, str, str | None]]:
+    """The numbers a text writes as phrases (semantic.idea_number_phrases): each run of number
+    words, with `a`/`an` before hundred or a scale word and `and` after hundred or a scale
+    word (`a hundred and fifty`, `four hundred and twenty thousand`, `thirty-four`), or digits
+    before a scale word (`9 million`, `1.2 million`), as (the leading digits as written, in a
+    fact's form, or None; its value in digits; where it ends in a scale word, the value before
+    that word, or None): `nine million` -> (None, '9000000', '9'), `9 million` -> ('9',
+    '9000000', '9'). Fractions (`two and a half million`) and ordinals are not read. A small
+    parser: text2num (PyPI) reads the word runs alike but writes `9 million` as `9 1000000`."""
+    toks = _NUM_TOKEN.findall(text.lower())
+    kinds = [_kind(t) for t in toks]
+    out: list[tuple[str | None, str, str | None]] = []
+    i = 0
+    while i < len(toks):
+        k = kinds[i]
+        nxt = kinds[i + 1] if i + 1 < len(toks) else None
+        if k not in ("unit", "teen", "tens") and not (k in ("digits", "a") and nxt in _NEXT[k]):
+            i += 1
+            continue
+        lead = toks[i].replace(",", "") if k == "digits" else None
+        total, cur, last_scale, j = 0.0, 0.0, None, i
+        while j < len(toks) and (j == i or kinds[j] in _NEXT[kinds[j - 1]]):
+            t, kj = toks[j], kinds[j]
+            if kj == "digits":
+                cur = float(lead)
+            elif kj == "a":
+                cur = 1.0
+            elif kj == "hundred":
+                cur *= 100
+            elif kj == "scale":
+                total, cur, last_scale = total + cur * _SCALES[t], 0.0, _SCALES[t]
+            elif kj != "and":
+                cur += NUMBER_WORDS[t]
+            j += 1
+        while kinds[j - 1] in ("and", "a"):  # (a dangling `and`: not the phrase's)
+            j -= 1
+        value = total + cur
+        ends_scaled = kinds[j - 1] == "scale"
+        out.append((lead, _digits(value), _digits(value / last_scale) if ends_scaled else None))
+        i = j
+    return out
+
+
+def phrase_forms(text: str) -> set[str]:
+    """The digits under which a text's number phrases hold a fact: each phrase's value and,
+    where it ends in a scale word, the value before it (`nine million` holds 9000000 and 9)."""
+    return {x for _, v, m in number_phrases(text) for x in (v, m) if x is not None}
+
+
+def scaled_facts(sentence: str) -> dict[str, str]:
+    """A source sentence's number facts written in digits before a scale word, each with its
+    whole value (`9 million` -> {'9': '9000000'}): held by that value too."""
+    return {lead: v for lead, v, m in number_phrases(sentence) if lead is not None and m}
+
+
 def fact_found(fact: str, forms: set[str]) -> bool:
     """A source fact is among a text's `word_forms`: as written, or by its Porter stem
     (`Vikings` and `Viking`); numbers are written in digits in a source's facts."""
