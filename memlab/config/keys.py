@@ -100,6 +100,10 @@ def _identity(cfg: StudyConfig) -> dict[str, Any]:
     if sem.idea_added is None:  # (idea_added_cosine means nothing without it)
         skip += ("score.plagiarism.semantic.idea_added",
                  "score.plagiarism.semantic.idea_added_cosine")  # (keys as before)
+    if sem.idea_added_scope == "passage":  # issue 35 part 6's fifth round, at the rule before
+        skip += ("score.plagiarism.semantic.idea_added_scope",)  # (keys as before)
+    if sem.paraphrase_facts == "pair":
+        skip += ("score.plagiarism.semantic.paraphrase_facts",)  # (keys as before)
     ident = {k: v for k, v in flatten(to_dict(cfg)).items()
              if not under(k, skip)}
     if ident.get("attack.prompt_from") == "auto":  # hashed as what it resolves to

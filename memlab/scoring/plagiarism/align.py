@@ -171,7 +171,8 @@ def semantic_idea(text: str, g: Prepared, d: Prepared, emb: np.ndarray,
     at cosine >= idea_related to the source, widened to the covering windows) at least
     idea_ratio times the source's length, or (idea_added) adding at least idea_added times
     the source's length in sentences at cosine < idea_added_cosine to every source sentence
-    (`added_chars`), the source's facts held by the passage or the whole generated text
+    (`added_chars`; inside the passage, or with idea_added_scope text anywhere in the
+    generated text), the source's facts held by the passage or the whole generated text
     (idea_facts_scope, idea_fact_forms, idea_number_phrases: `_facts_held`). `windows`: the
     windows' inclusive sentence ranges, (n, 2); `wemb`: their cosines to the source's
     sentences (n, k); None: the sentences alone. Returns (length ratio, generated span, source
@@ -191,8 +192,9 @@ def semantic_idea(text: str, g: Prepared, d: Prepared, emb: np.ndarray,
     gspan = (int(g.spans[g0, 0]), int(g.spans[g1, 1]))
     dspan = (int(d.spans[0, 0]), int(d.spans[-1, 1]))
     ratio = (gspan[1] - gspan[0]) / max(1, dspan[1] - dspan[0])
+    a0, a1 = (0, emb.shape[0] - 1) if s.idea_added_scope == "text" else (g0, g1)
     if ratio < s.idea_ratio and (s.idea_added is None or added_chars(
-            g, emb, g0, g1, s.idea_added_cosine) < s.idea_added * (dspan[1] - dspan[0])):
+            g, emb, a0, a1, s.idea_added_cosine) < s.idea_added * (dspan[1] - dspan[0])):
         return None
     if s.idea_facts and not _facts_held(text, gspan, d, s.idea_facts_scope, s.idea_fact_forms,
                                         s.idea_number_phrases):

@@ -126,6 +126,19 @@ def facts_agree(a: str, b: str) -> bool:
     return fa <= wb and fb <= wa
 
 
+def text_facts(text: str) -> set[str]:
+    """Every number and word a passage holds, lowercased (facts' second set): the side
+    `facts_within` looks a sentence's facts up in."""
+    return facts(text)[1]
+
+
+def facts_within(sentence: str, words: set[str]) -> bool:
+    """The sentence's facts occur among `words` (text_facts of the other side of a case): the
+    paraphrase judge's entity condition over a whole case (semantic.paraphrase_facts case),
+    where a paraphrase may move a name or number into another sentence."""
+    return facts(sentence)[0] <= words
+
+
 _UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen "
           "fourteen fifteen sixteen seventeen eighteen nineteen").split()
 _TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()

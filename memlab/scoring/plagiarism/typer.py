@@ -14,7 +14,14 @@ from memlab.scoring import ann
 from memlab.scoring.plagiarism.align import Case, Pair, longest_common_word_run, semantic_idea
 from memlab.scoring.plagiarism.index import CorpusIndex, SemanticIndex
 from memlab.scoring.plagiarism.judge import Judge
-from memlab.scoring.plagiarism.text import Prepared, facts_agree, normalise, prepare
+from memlab.scoring.plagiarism.text import (
+    Prepared,
+    facts_agree,
+    facts_within,
+    normalise,
+    prepare,
+    text_facts,
+)
 
 SEVERITY = {"verbatim": 3, "paraphrase": 2, "idea": 1, "none": 0}
 LABELS = ("verbatim", "paraphrase", "idea", "none")
@@ -172,14 +179,23 @@ def _idea_case(pair: Pair, p: PlagiarismSection) -> tuple[float, Case] | bool:
 def _sentence_pairs(g: Prepared, d: Prepared, c: Case,
                     p: PlagiarismSection) -> list[tuple[str, str]]:
     """The case's (generated, source) sentence pairs the judge scores: those that differ once
-    normalised and (paraphrase_entities) hold the same facts."""
+    normalised and (paraphrase_entities) hold the same facts: each sentence's facts among the
+    other's words, or (method semantic, semantic.paraphrase_facts case) the generated
+    sentence's among the case's source side and the source sentence's among its generated
+    side (text.facts_within)."""
     pairs = []
+    whole = p.method == "semantic" and p.semantic.paraphrase_facts == "case"
+    if whole:
+        gside, dside = text_facts(g.text[c.gspan[0]:c.gspan[1]]), text_facts(
+            d.text[c.dspan[0]:c.dspan[1]])
     for i in range(c.g0, c.g1 + 1):
         a = g.text[g.spans[i, 0]:g.spans[i, 1]]
         for j in range(c.d0, c.d1 + 1):
             b = d.text[d.spans[j, 0]:d.spans[j, 1]]
-            if normalise(a) != normalise(b) and (not p.paraphrase_entities
-                                                 or facts_agree(a, b)):
+            if normalise(a) == normalise(b):
+                continue
+            if not p.paraphrase_entities or (facts_within(a, dside) and facts_within(b, gside)
+                                             if whole else facts_agree(a, b)):
                 pairs.append((a, b))
     return pairs
 
