@@ -214,7 +214,8 @@ def choose_idea(work: Path, grid: dict = IDEA_GRID, window: int | None = None,
     (idea_number_phrases, idea_added, idea_added_cosine) and idea_ratio, which idea_added
     stands beside; the settings earlier rounds chose stayed (idea_cover 0.55, idea_related
     0.40, facts over the whole text, word forms). Its rule, stated before it was run: the
-    combination with the highest idea recall whose false-label rate is <= 0.05 and whose paraphrase recall is no lower than that of
+    combination with the highest idea recall whose false-label rate is <= 0.05 and whose
+    paraphrase recall is no lower than that of
     the third round's settings (IDEA_ROUND3); ties: the fewest false labels, then the highest
     paraphrase recall, then the most conservative, i.e. length alone (idea_added null) before
     added material, then the highest idea_added, then the lowest idea_added_cosine (fewer
