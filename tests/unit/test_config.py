@@ -147,6 +147,30 @@ def test_the_fourth_rounds_idea_settings_are_keyed_only_away_from_the_rule_befor
         "score.plagiarism.semantic.idea_number_phrases"]
 
 
+def test_the_fifth_rounds_settings_are_keyed_only_away_from_the_rule_before():
+    """score.plagiarism.semantic.idea_added_scope and paraphrase_facts (issue 35 part 6's fifth
+    round) are in a semantic study's key only where they differ from the rule before them
+    (added material inside the passage, facts per sentence pair): a study keyed before them
+    keeps its key."""
+    from memlab.config.keys import _identity, config_identity
+
+    new = ("score.plagiarism.semantic.idea_added_scope",
+           "score.plagiarism.semantic.paraphrase_facts")
+    cfg = StudyConfig()
+    cfg.score.plagiarism.method = "semantic"
+    sem = cfg.score.plagiarism.semantic
+    sem.idea_added_scope, sem.paraphrase_facts = "passage", "pair"
+    assert not [k for k in _identity(cfg) if k in new]
+    before = config_identity(cfg)
+    sem.idea_added_scope = "text"
+    assert [k for k in _identity(cfg) if k in new] == [new[0]]
+    assert config_identity(cfg) != before
+    sem.idea_added_scope, sem.paraphrase_facts = "passage", "case"
+    assert [k for k in _identity(cfg) if k in new] == [new[1]]
+    sem.paraphrase_facts = "pair"
+    assert config_identity(cfg) == before
+
+
 def test_a_local_dataset_is_keyed_by_its_content_not_its_path_or_mtime(tmp_path):
     import os
 

@@ -413,3 +413,62 @@ def test_added_chars_counts_the_sentences_no_source_sentence_tells():
     assert added_chars(g, emb, 0, 2, 0.40) == 0  # (0.45 is not under 0.40)
     assert added_chars(g, emb, 0, 3, 0.50) == second + int(g.spans[3, 1] - g.spans[3, 0])
     assert added_chars(g, emb, 2, 2, 0.95) == int(g.spans[2, 1] - g.spans[2, 0])
+
+
+def test_idea_added_scope_text_counts_an_added_sentence_outside_the_passage():
+    """semantic.idea_added_scope (issue 35 part 6's fifth round): a short elaboration that
+    tells the source's two sentences and adds its own closing sentence, off the source's topic
+    (cosine 0.1, under idea_related, so outside the idea passage): with scope passage (the
+    rule before) it adds nothing and is no idea at 1.1 times the source; with scope text the
+    closing sentence counts and it is."""
+    from memlab.scoring.plagiarism.align import semantic_idea
+    from memlab.scoring.plagiarism.text import Stemmer, Vocab, prepare
+
+    p = PlagiarismSection(method="semantic")
+    stem, vocab = Stemmer(), Vocab()
+    d = prepare("The Orlen mill burned down on Monday night. Its owner says he will rebuild it.",
+                p, stem, vocab)
+    text = ("On Monday night the Orlen mill burned to the ground. The owner has promised to "
+            "build it again. Firefighters stayed at the scene until well after dawn.")
+    g = prepare(text, p, stem, vocab)
+    assert (len(g.spans), len(d.spans)) == (3, 2)
+    emb = np.array([[0.92, 0.20], [0.25, 0.88], [0.10, 0.10]])
+    p.semantic.idea_added, p.semantic.idea_added_cosine = 0.2, 0.60
+    p.semantic.idea_added_scope = "passage"
+    assert semantic_idea(text, g, d, emb, p) is None  # (the passage: the first two sentences)
+    p.semantic.idea_added_scope = "text"
+    got = semantic_idea(text, g, d, emb, p)
+    assert got is not None and got[0] < p.semantic.idea_ratio
+    assert got[1] == (int(g.spans[0, 0]), int(g.spans[1, 1]))  # (the passage is unchanged)
+
+
+def test_paraphrase_facts_case_lets_a_name_move_into_another_sentence():
+    """semantic.paraphrase_facts (issue 35 part 6's fifth round): a paraphrase that moves the
+    name Blackcap out of the sentence that gives the numbers fails the per-pair facts
+    condition (the rule before: no pair is judged), but holds it over the whole case: the
+    generated sentence's facts among the case's source side and the source sentence's among
+    its generated side. A pair whose number is wrong is left out either way."""
+    from memlab.scoring.plagiarism.align import Case
+    from memlab.scoring.plagiarism.text import Stemmer, Vocab, facts_within, prepare, text_facts
+    from memlab.scoring.plagiarism.typer import _sentence_pairs
+
+    p = PlagiarismSection(method="semantic")
+    stem, vocab = Stemmer(), Vocab()
+    src = ("A goat's cheese made by Tamsin Rowe was named the best in the world. Her Blackcap "
+           "beat more than 4,500 entries from 40 countries.")
+    gen = ("The top prize went to Blackcap, a goat's cheese made by Tamsin Rowe. It saw off "
+           "over 4,500 other cheeses from 40 countries.")
+    d, g = prepare(src, p, stem, vocab), prepare(gen, p, stem, vocab)
+    assert (len(g.spans), len(d.spans)) == (2, 2)
+    case = Case(0, 1, 0, 1, (0, len(gen)), (0, len(src)))
+    second = (gen[g.spans[1, 0]:g.spans[1, 1]], src[d.spans[1, 0]:d.spans[1, 1]])
+    assert not facts_within(second[1], text_facts(second[0]))  # (Blackcap is elsewhere)
+    assert facts_within(second[1], text_facts(gen))
+    assert second not in _sentence_pairs(g, d, case, p)  # (pair, the rule before)
+    p.semantic.paraphrase_facts = "case"
+    assert second in _sentence_pairs(g, d, case, p)
+    wrong = gen.replace("4,500", "3,900")
+    gw = prepare(wrong, p, stem, vocab)
+    assert not [pr for pr in _sentence_pairs(gw, d, case, p) if "3,900" in pr[0]]
+    p.method = "pan2014"  # (pan2014 keeps the per-pair condition whatever the setting)
+    assert second not in _sentence_pairs(g, d, case, p)
