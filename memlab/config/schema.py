@@ -517,12 +517,14 @@ class SemanticSection:
         "passage (idea_related), the rule before issue 35 part 6's fifth round; text: anywhere "
         "in the generated text (an elaboration's closing or opening sentence, off the source's "
         "topic, lies outside the passage).")
-    paraphrase_facts: Literal["pair", "case"] = _f(
+    paraphrase_facts: Literal["pair", "case", "text"] = _f(
         "pair", "The paraphrase judge's facts condition (paraphrase_entities) under "
         "method=semantic: pair: each sentence's facts occur in the other sentence of the pair, "
         "the rule before issue 35 part 6's fifth round; case: the generated sentence's facts "
         "occur in the case's source side and the source sentence's in the case's generated side "
-        "(a paraphrase may move a name into another sentence).")
+        "(a paraphrase may move a name into another sentence); text: ... in the whole source "
+        "document and the whole generated text (the sentence the name moved to may be outside "
+        "the case).")
     dense_candidates: int = _f(10, "Candidates per generated text from dense retrieval (an "
                                    "approximate nearest-neighbour index of the corpus documents' "
                                    "embeddings), besides the BM25 candidates.", ge=0)

@@ -447,7 +447,8 @@ def test_paraphrase_facts_case_lets_a_name_move_into_another_sentence():
     name Blackcap out of the sentence that gives the numbers fails the per-pair facts
     condition (the rule before: no pair is judged), but holds it over the whole case: the
     generated sentence's facts among the case's source side and the source sentence's among
-    its generated side. A pair whose number is wrong is left out either way."""
+    its generated side; with text, over the whole source and generated texts, when the name
+    lies outside the case. A pair whose number is wrong is left out either way."""
     from memlab.scoring.plagiarism.align import Case
     from memlab.scoring.plagiarism.text import Stemmer, Vocab, facts_within, prepare, text_facts
     from memlab.scoring.plagiarism.typer import _sentence_pairs
@@ -469,6 +470,14 @@ def test_paraphrase_facts_case_lets_a_name_move_into_another_sentence():
     assert second in _sentence_pairs(g, d, case, p)
     wrong = gen.replace("4,500", "3,900")
     gw = prepare(wrong, p, stem, vocab)
+    assert not [pr for pr in _sentence_pairs(gw, d, case, p) if "3,900" in pr[0]]
+    first = (gen[g.spans[0, 0]:g.spans[0, 1]], src[d.spans[0, 0]:d.spans[0, 1]])
+    one = Case(0, 0, 0, 0, (0, int(g.spans[0, 1])), (0, int(d.spans[0, 1])))
+    # (a case of the first sentences alone: Blackcap, in the generated first sentence, is in
+    # the source's second, outside the case; text looks over the whole source)
+    assert first not in _sentence_pairs(g, d, one, p)
+    p.semantic.paraphrase_facts = "text"
+    assert first in _sentence_pairs(g, d, one, p)
     assert not [pr for pr in _sentence_pairs(gw, d, case, p) if "3,900" in pr[0]]
     p.method = "pan2014"  # (pan2014 keeps the per-pair condition whatever the setting)
     assert second not in _sentence_pairs(g, d, case, p)

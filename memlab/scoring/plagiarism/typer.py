@@ -182,12 +182,14 @@ def _sentence_pairs(g: Prepared, d: Prepared, c: Case,
     normalised and (paraphrase_entities) hold the same facts: each sentence's facts among the
     other's words, or (method semantic, semantic.paraphrase_facts case) the generated
     sentence's among the case's source side and the source sentence's among its generated
-    side (text.facts_within)."""
+    side, or (paraphrase_facts text) among the whole source and generated texts
+    (text.facts_within)."""
     pairs = []
-    whole = p.method == "semantic" and p.semantic.paraphrase_facts == "case"
+    scope = p.semantic.paraphrase_facts if p.method == "semantic" else "pair"
+    whole = scope != "pair"
     if whole:
-        gside, dside = text_facts(g.text[c.gspan[0]:c.gspan[1]]), text_facts(
-            d.text[c.dspan[0]:c.dspan[1]])
+        gs, ds = (c.gspan, c.dspan) if scope == "case" else ((0, len(g.text)), (0, len(d.text)))
+        gside, dside = text_facts(g.text[gs[0]:gs[1]]), text_facts(d.text[ds[0]:ds[1]])
     for i in range(c.g0, c.g1 + 1):
         a = g.text[g.spans[i, 0]:g.spans[i, 1]]
         for j in range(c.d0, c.d1 + 1):
