@@ -513,18 +513,20 @@ class SemanticSection:
                                         "source sentence is under this (0.60 chosen with "
                                         "idea_added).", ge=-1, le=1)
     idea_added_scope: Literal["passage", "text"] = _f(
-        "passage", "... where idea_added counts the added sentences: passage: inside the idea "
+        "text", "... where idea_added counts the added sentences: passage: inside the idea "
         "passage (idea_related), the rule before issue 35 part 6's fifth round; text: anywhere "
         "in the generated text (an elaboration's closing or opening sentence, off the source's "
-        "topic, lies outside the passage).")
+        "topic, lies outside the passage; text chosen on the labelled set's calibration data: "
+        "bench/plagiarism_labelled.py --choose-only, choose_idea).")
     paraphrase_facts: Literal["pair", "case", "text"] = _f(
-        "pair", "The paraphrase judge's facts condition (paraphrase_entities) under "
+        "text", "The paraphrase judge's facts condition (paraphrase_entities) under "
         "method=semantic: pair: each sentence's facts occur in the other sentence of the pair, "
         "the rule before issue 35 part 6's fifth round; case: the generated sentence's facts "
         "occur in the case's source side and the source sentence's in the case's generated side "
         "(a paraphrase may move a name into another sentence); text: ... in the whole source "
         "document and the whole generated text (the sentence the name moved to may be outside "
-        "the case).")
+        "the case; text chosen on the labelled set's calibration data: "
+        "bench/plagiarism_labelled.py --choose-only, choose_idea).")
     dense_candidates: int = _f(10, "Candidates per generated text from dense retrieval (an "
                                    "approximate nearest-neighbour index of the corpus documents' "
                                    "embeddings), besides the BM25 candidates.", ge=0)
