@@ -424,7 +424,7 @@ ABOUT = {
                                        document
                  gen_chars, doc_chars  the spans' lengths in characters (idea: gen_chars
                                        >= idea_ratio x doc_chars, or, semantic, the
-                                       passage adds idea_added x doc_chars)
+                                       text adds idea_added x doc_chars)
                  run_chars             verbatim: the longest common word run, in characters
                                        (verbatim when > verbatim_chars)
                  judge_score           paraphrase: the judge's highest score in its window

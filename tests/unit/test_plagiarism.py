@@ -362,6 +362,9 @@ def test_idea_facts_scope_and_forms():
     ("forty, two", [(None, "40", None), (None, "2", None)]),  # (punctuation ends a phrase)
     ("one two", [(None, "1", None), (None, "2", None)]),
     ("a dog, an hour, and 1,200 sheep, in 1990", []),
+    ("8.3 billion and 16.4 billion", [("8.3", "8300000000", "8.3"),  # (exact: no float error)
+                                      ("16.4", "16400000000", "16.4")]),
+    ("1.2.3 million, ² million, 3 million", [("3", "3000000", "3")]),  # (not numbers: skipped)
 ])
 def test_number_phrases_read_compound_numbers(text, phrases):
     """semantic.idea_number_phrases: a run of number words (`a`/`an` before hundred or a scale

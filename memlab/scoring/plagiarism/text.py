@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 
@@ -190,6 +191,10 @@ _NEXT = {"digits": {"scale"}, "a": {"hundred", "scale"}, "unit": {"hundred", "sc
 
 def _kind(tok: str) -> str | None:
     if tok[0].isdigit():
+        try:  # `1.2.3`, a superscript digit (`²`): not a number a phrase can start with
+            Decimal(tok.replace(",", ""))
+        except InvalidOperation:
+            return None
         return "digits"
     if tok in ("a", "an", "and", "hundred"):
         return {"an": "a"}.get(tok, tok)
@@ -199,8 +204,9 @@ def _kind(tok: str) -> str | None:
     return None if v is None else "unit" if v < 10 else "teen" if v < 20 else "tens"
 
 
-def _digits(v: float) -> str:
-    return str(int(v)) if float(v).is_integer() else f"{v:.6f}".rstrip("0").rstrip(".")
+def _digits(v: Decimal) -> str:
+    """(Decimal, not float: `8.3 billion` is 8300000000, not 8300000000.000001.)"""
+    return str(int(v)) if v == v.to_integral_value() else format(v.normalize(), "f")
 
 
 def number_phrases(text: str) -> list[tuple[str | None, str, str | None]]:
@@ -210,7 +216,8 @@ def number_phrases(text: str) -> list[tuple[str | None, str, str | None]]:
     before a scale word (`9 million`, `1.2 million`), as (the leading digits as written, in a
     fact's form, or None; its value in digits; where it ends in a scale word, the value before
     that word, or None): `nine million` -> (None, '9000000', '9'), `9 million` -> ('9',
-    '9000000', '9'). Fractions (`two and a half million`) and ordinals are not read. A small
+    '9000000', '9'). Fractions (`two and a half million`) are not read; of an ordinal its
+    cardinal part is (`twenty-first` -> 20). A small
     parser: text2num (PyPI) reads the word runs alike but writes `9 million` as `9 1000000`."""
     toks = _NUM_TOKEN.findall(text.lower())
     kinds = [_kind(t) for t in toks]
@@ -223,17 +230,17 @@ def number_phrases(text: str) -> list[tuple[str | None, str, str | None]]:
             i += 1
             continue
         lead = toks[i].replace(",", "") if k == "digits" else None
-        total, cur, last_scale, j = 0.0, 0.0, None, i
+        total, cur, last_scale, j = Decimal(0), Decimal(0), None, i
         while j < len(toks) and (j == i or kinds[j] in _NEXT[kinds[j - 1]]):
             t, kj = toks[j], kinds[j]
             if kj == "digits":
-                cur = float(lead)
+                cur = Decimal(lead)
             elif kj == "a":
-                cur = 1.0
+                cur = Decimal(1)
             elif kj == "hundred":
                 cur *= 100
             elif kj == "scale":
-                total, cur, last_scale = total + cur * _SCALES[t], 0.0, _SCALES[t]
+                total, cur, last_scale = total + cur * _SCALES[t], Decimal(0), _SCALES[t]
             elif kj != "and":
                 cur += NUMBER_WORDS[t]
             j += 1
