@@ -138,7 +138,8 @@ def run(tree: Path, study_file: Path, runs: Path, sets: list[str],
     busy = sum(smi.samples) / len(smi.samples) if smi.samples else None
     print(f"[bench] {tree}: exit {code}, {wall:.0f} s{'' if finished else ' (stopped)'}, GPU "
           f"busy {busy if busy is None else round(busy, 3)}", flush=True)
-    return {"tree": str(tree), "exit": code, "finished": finished, "wall_s": wall,
+    return {"tree": "this repository" if tree == ROOT else tree.name, "exit": code,
+            "finished": finished, "wall_s": wall,
             "gpu_busy_frac": busy,
             "samples": len(smi.samples),
             "nonidle_frac": (sum(s > 0 for s in smi.samples) / len(smi.samples)
