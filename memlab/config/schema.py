@@ -504,11 +504,12 @@ class SemanticSection:
         "calibration data: bench/plagiarism_labelled.py --choose-only, choose_idea).")
     idea_added: float | None = _f(
         0.2, "Idea, besides idea_ratio: a passage shorter than idea_ratio times the source is "
-        "an idea too when the sentences the generated text adds (at cosine < idea_added_cosine "
-        "to every source sentence; where: idea_added_scope) are at least this many times the source's length (a short elaboration "
-        "adds what a paraphrase does not); null: by length alone (the rule before issue 35 "
-        "part 6's fourth round; 0.2 chosen on the labelled set's calibration data: "
-        "bench/plagiarism_labelled.py --choose-only, choose_idea).", gt=0)
+        "an idea too when the sentences the generated text adds (at cosine < "
+        "idea_added_cosine to every source sentence; where: idea_added_scope) are at least "
+        "this many times the source's length (a short elaboration adds what a paraphrase "
+        "does not); null: by length alone (the rule before issue 35 part 6's fourth round; "
+        "0.2 chosen on the labelled set's calibration data: bench/plagiarism_labelled.py "
+        "--choose-only, choose_idea).", gt=0)
     idea_added_cosine: float = _f(0.60, "... an added sentence: its embedding cosine to every "
                                         "source sentence is under this (0.60 chosen with "
                                         "idea_added).", ge=-1, le=1)
